@@ -1,0 +1,403 @@
+/**
+ * The WebGPU runtime: one device with the adapter's real limits, a recorder that batches kernel
+ * dispatches into one command buffer, a uniform ring, readback, buffer pool, pipeline cache and
+ * allocation tracker.
+ *
+ * Readback policy: dispatches are only recorded; nothing waits on the GPU until a caller reads a
+ * tensor (`Gpu.read`) or calls `Gpu.sync`. In Deno each wait costs ≥ 10 ms, so callers batch.
+ *
+ * @module
+ */
+
+import { AllocationTracker, BufferPool, type MemoryStats } from "./buffer_pool.ts";
+import { GpuError, KernelError, NoAdapterError } from "./errors.ts";
+import { PipelineCache } from "./pipeline_cache.ts";
+import type { CachedPipeline } from "./pipeline_cache.ts";
+
+/** Limits webtune requests at the adapter's own maximum. */
+export interface GpuLimits {
+  /** Largest buffer. */
+  readonly maxBufferSize: number;
+  /** Largest storage binding; bigger tensors are split (see `Tensor.parts`). */
+  readonly maxStorageBufferBindingSize: number;
+  /** Workgroup memory per workgroup. */
+  readonly maxComputeWorkgroupStorageSize: number;
+  /** Storage buffers one kernel may bind. */
+  readonly maxStorageBuffersPerShaderStage: number;
+  /** Invocations per workgroup. */
+  readonly maxComputeInvocationsPerWorkgroup: number;
+  /** Workgroups per grid dimension. */
+  readonly maxComputeWorkgroupsPerDimension: number;
+}
+
+/** What the adapter says about itself. */
+export interface AdapterSummary {
+  /** e.g. `llvmpipe (LLVM 15.0.6, 256 bits)`. */
+  readonly description: string;
+  /** Vendor string or id. */
+  readonly vendor: string;
+  /** Architecture string (often empty). */
+  readonly architecture: string;
+  /** True for software adapters such as llvmpipe. */
+  readonly isFallbackAdapter: boolean;
+}
+
+/** Optional features webtune uses when offered. */
+export interface GpuFeatures {
+  /** WGSL `f16` (`shader-f16`). */
+  readonly f16: boolean;
+  /** GPU timestamps (`timestamp-query`). */
+  readonly timestampQuery: boolean;
+}
+
+/** Options of {@linkcode Gpu.create}. */
+export interface GpuOptions {
+  /** Adapter preference. */
+  readonly powerPreference?: GPUPowerPreference;
+  /** Caps the storage binding size below the adapter's (tests use this to force splitting). */
+  readonly maxStorageBufferBindingSize?: number;
+}
+
+/** A buffer range bound to one binding slot. */
+export interface BufferBinding {
+  /** The buffer. */
+  readonly buffer: GPUBuffer;
+  /** Byte offset (a multiple of `minStorageBufferOffsetAlignment`). */
+  readonly offset?: number;
+  /** Byte size. */
+  readonly size?: number;
+}
+
+/** One recorded kernel launch. */
+export interface Dispatch {
+  /** Pipeline from the cache. */
+  readonly pipeline: CachedPipeline;
+  /** Shapes the kernel runs on, for error messages (e.g. `x[3,7] w[5,7]`). */
+  readonly shapes: string;
+  /** Packed uniform parameters (≤ 256 bytes), bound at binding 0 when given. */
+  readonly uniforms?: ArrayBuffer;
+  /** Storage bindings, in binding order after the uniforms. */
+  readonly buffers: readonly (GPUBuffer | BufferBinding)[];
+  /** Workgroup counts [x, y, z]. */
+  readonly workgroups: readonly [number, number?, number?];
+}
+
+const UNIFORM_SLOT = 256;
+const UNIFORM_SLOTS = 1024;
+const MAX_RECENT = 8;
+
+/**
+ * A WebGPU device with webtune's runtime around it.
+ *
+ * @example
+ * ```ts
+ * import { Gpu } from "./gpu.ts";
+ * const gpu = await Gpu.create();
+ * console.log(gpu.adapter.description, gpu.limits.maxStorageBufferBindingSize);
+ * gpu.destroy();
+ * ```
+ */
+export class Gpu {
+  /** The device. */
+  readonly device: GPUDevice;
+  /** The adapter's self-description. */
+  readonly adapter: AdapterSummary;
+  /** Limits in force (the adapter's maxima). */
+  readonly limits: GpuLimits;
+  /** Optional features enabled. */
+  readonly features: GpuFeatures;
+  /** Counts GPU bytes held. */
+  readonly tracker: AllocationTracker;
+  /** Reusable buffers. */
+  readonly pool: BufferPool;
+  /** Compiled pipelines. */
+  readonly pipelines: PipelineCache;
+
+  #encoder: GPUCommandEncoder | null = null;
+  #pass: GPUComputePassEncoder | null = null;
+  #uniformRing: GPUBuffer;
+  #uniformData = new Uint8Array(UNIFORM_SLOT * UNIFORM_SLOTS);
+  #uniformUsed = 0;
+  #recent: string[] = [];
+  #submitErrors: { kernels: string; error: Promise<GPUError | null> }[] = [];
+  #dispatches = 0;
+
+  private constructor(
+    device: GPUDevice,
+    adapter: AdapterSummary,
+    limits: GpuLimits,
+    features: GpuFeatures,
+  ) {
+    this.device = device;
+    this.adapter = adapter;
+    this.limits = limits;
+    this.features = features;
+    this.tracker = new AllocationTracker();
+    this.pool = new BufferPool(device, this.tracker);
+    this.pipelines = new PipelineCache(device);
+    this.#uniformRing = device.createBuffer({
+      size: UNIFORM_SLOT * UNIFORM_SLOTS,
+      usage: GPUBufferUsage.UNIFORM | GPUBufferUsage.COPY_DST,
+      label: "uniform ring",
+    });
+  }
+
+  /**
+   * Acquires an adapter and a device with the adapter's own maxima for the limits webtune needs
+   * and `shader-f16` / `timestamp-query` when offered.
+   *
+   * @param options Adapter preference and optional caps.
+   * @returns The runtime.
+   * @throws {NoAdapterError} when WebGPU or an adapter is missing.
+   */
+  static async create(options: GpuOptions = {}): Promise<Gpu> {
+    const gpu = (globalThis.navigator as { gpu?: GPU } | undefined)?.gpu;
+    if (!gpu) throw new NoAdapterError("navigator.gpu is undefined");
+    const adapter = await gpu.requestAdapter({ powerPreference: options.powerPreference });
+    if (!adapter) throw new NoAdapterError("requestAdapter() returned null");
+    const a = adapter.limits;
+    const bindingCap = options.maxStorageBufferBindingSize ?? Infinity;
+    const requiredLimits: Record<string, number> = {
+      maxBufferSize: a.maxBufferSize,
+      maxStorageBufferBindingSize: a.maxStorageBufferBindingSize,
+      maxComputeWorkgroupStorageSize: a.maxComputeWorkgroupStorageSize,
+      maxStorageBuffersPerShaderStage: a.maxStorageBuffersPerShaderStage,
+      maxComputeInvocationsPerWorkgroup: a.maxComputeInvocationsPerWorkgroup,
+      maxComputeWorkgroupSizeX: a.maxComputeWorkgroupSizeX,
+      maxComputeWorkgroupSizeY: a.maxComputeWorkgroupSizeY,
+      maxComputeWorkgroupsPerDimension: a.maxComputeWorkgroupsPerDimension,
+    };
+    const requiredFeatures: GPUFeatureName[] = [];
+    const f16 = adapter.features.has("shader-f16");
+    const timestampQuery = adapter.features.has("timestamp-query");
+    if (f16) requiredFeatures.push("shader-f16");
+    if (timestampQuery) requiredFeatures.push("timestamp-query");
+    const device = await adapter.requestDevice({ requiredLimits, requiredFeatures });
+    const info = adapter.info;
+    return new Gpu(
+      device,
+      Object.freeze({
+        description: info.description || info.device || "unknown adapter",
+        vendor: info.vendor,
+        architecture: info.architecture,
+        isFallbackAdapter: (info as { isFallbackAdapter?: boolean }).isFallbackAdapter ?? false,
+      }),
+      Object.freeze({
+        maxBufferSize: device.limits.maxBufferSize,
+        maxStorageBufferBindingSize: Math.min(
+          device.limits.maxStorageBufferBindingSize,
+          bindingCap,
+        ),
+        maxComputeWorkgroupStorageSize: device.limits.maxComputeWorkgroupStorageSize,
+        maxStorageBuffersPerShaderStage: device.limits.maxStorageBuffersPerShaderStage,
+        maxComputeInvocationsPerWorkgroup: device.limits.maxComputeInvocationsPerWorkgroup,
+        maxComputeWorkgroupsPerDimension: device.limits.maxComputeWorkgroupsPerDimension,
+      }),
+      Object.freeze({ f16, timestampQuery }),
+    );
+  }
+
+  /** Kernels dispatched since creation (for tests and benches). */
+  get dispatchCount(): number {
+    return this.#dispatches;
+  }
+
+  /** @returns Current and peak GPU bytes. */
+  memory(): MemoryStats {
+    return this.tracker.stats();
+  }
+
+  #computePass(): GPUComputePassEncoder {
+    if (!this.#pass) {
+      this.#encoder ??= this.device.createCommandEncoder();
+      this.#pass = this.#encoder.beginComputePass();
+    }
+    return this.#pass;
+  }
+
+  #commandEncoder(): GPUCommandEncoder {
+    if (this.#pass) {
+      this.#pass.end();
+      this.#pass = null;
+    }
+    this.#encoder ??= this.device.createCommandEncoder();
+    return this.#encoder;
+  }
+
+  /**
+   * Records one kernel launch. Nothing runs until the next {@linkcode Gpu.submit}.
+   *
+   * @param d The launch.
+   */
+  dispatch(d: Dispatch): void {
+    const [x, y = 1, z = 1] = d.workgroups;
+    if (x === 0 || y === 0 || z === 0) return;
+    const maxGrid = this.limits.maxComputeWorkgroupsPerDimension;
+    if (x > maxGrid || y > maxGrid || z > maxGrid) {
+      throw new KernelError(
+        `${d.pipeline.label} (${d.shapes})`,
+        `grid [${x},${y},${z}] exceeds ${maxGrid} workgroups per dimension`,
+      );
+    }
+    const entries: GPUBindGroupEntry[] = [];
+    if (d.uniforms) {
+      if (this.#uniformUsed === UNIFORM_SLOTS) this.submit();
+      const slot = this.#uniformUsed++;
+      this.#uniformData.set(new Uint8Array(d.uniforms), slot * UNIFORM_SLOT);
+      entries.push({
+        binding: 0,
+        resource: { buffer: this.#uniformRing, offset: slot * UNIFORM_SLOT, size: UNIFORM_SLOT },
+      });
+    }
+    const first = entries.length;
+    d.buffers.forEach((b, i) => {
+      entries.push({ binding: first + i, resource: "buffer" in b ? b : { buffer: b } });
+    });
+    const bindGroup = this.device.createBindGroup({ layout: d.pipeline.layout, entries });
+    const pass = this.#computePass();
+    pass.setPipeline(d.pipeline.pipeline);
+    pass.setBindGroup(0, bindGroup);
+    pass.dispatchWorkgroups(x, y, z);
+    this.#dispatches++;
+    this.#recent.push(`${d.pipeline.label} (${d.shapes})`);
+    if (this.#recent.length > MAX_RECENT) this.#recent.shift();
+  }
+
+  /**
+   * Records a buffer-to-buffer copy in stream order with the dispatches.
+   *
+   * @param src Source buffer.
+   * @param srcOffset Byte offset in the source (multiple of 4).
+   * @param dst Destination buffer.
+   * @param dstOffset Byte offset in the destination (multiple of 4).
+   * @param bytes Bytes to copy (multiple of 4).
+   */
+  copy(src: GPUBuffer, srcOffset: number, dst: GPUBuffer, dstOffset: number, bytes: number): void {
+    if (bytes === 0) return;
+    this.#commandEncoder().copyBufferToBuffer(src, srcOffset, dst, dstOffset, bytes);
+  }
+
+  /**
+   * Writes host data into a buffer in stream order: work recorded before this call sees the old
+   * contents, work recorded after sees the new ones.
+   *
+   * @param buffer Destination.
+   * @param offset Byte offset (multiple of 4).
+   * @param data Bytes to write (length a multiple of 4).
+   */
+  write(buffer: GPUBuffer, offset: number, data: ArrayBufferView): void {
+    if (this.#encoder) this.submit();
+    this.device.queue.writeBuffer(
+      buffer,
+      offset,
+      data.buffer as ArrayBuffer,
+      data.byteOffset,
+      data.byteLength,
+    );
+  }
+
+  /** Submits everything recorded so far (does not wait). */
+  submit(): void {
+    if (!this.#encoder) return;
+    if (this.#pass) {
+      this.#pass.end();
+      this.#pass = null;
+    }
+    if (this.#uniformUsed > 0) {
+      this.device.queue.writeBuffer(
+        this.#uniformRing,
+        0,
+        this.#uniformData.buffer,
+        0,
+        this.#uniformUsed * UNIFORM_SLOT,
+      );
+    }
+    this.device.pushErrorScope("validation");
+    this.device.queue.submit([this.#encoder.finish()]);
+    this.#submitErrors.push({
+      kernels: this.#recent.join("; "),
+      error: this.device.popErrorScope(),
+    });
+    this.#encoder = null;
+    this.#uniformUsed = 0;
+    this.#recent = [];
+  }
+
+  async #raiseErrors(): Promise<void> {
+    for (const p of this.pipelines.takePending()) {
+      const error = await p.error;
+      if (error) throw new KernelError(p.label, error.message);
+    }
+    for (const s of this.#submitErrors.splice(0)) {
+      const error = await s.error;
+      if (error) throw new KernelError(`in [${s.kernels}]`, error.message);
+    }
+  }
+
+  /** Submits and waits until the GPU has finished; raises any validation error as a `KernelError`. */
+  async sync(): Promise<void> {
+    this.submit();
+    await this.device.queue.onSubmittedWorkDone();
+    await this.#raiseErrors();
+  }
+
+  /**
+   * Reads bytes back from a GPU buffer (submits pending work first). One GPU wait.
+   *
+   * @param buffer Source (needs `COPY_SRC`).
+   * @param offset Byte offset (multiple of 4).
+   * @param bytes Byte count (multiple of 4).
+   * @returns A copy of the bytes.
+   */
+  async read(buffer: GPUBuffer, offset: number, bytes: number): Promise<ArrayBuffer> {
+    return (await this.readMany([{ buffer, offset, size: bytes }]))[0];
+  }
+
+  /**
+   * Reads several buffer ranges back with a single GPU wait.
+   *
+   * @param ranges Buffer ranges (offsets and sizes multiples of 4).
+   * @returns One copy per range.
+   */
+  async readMany(ranges: readonly BufferBinding[]): Promise<ArrayBuffer[]> {
+    const total = ranges.reduce((s, r) => s + (r.size ?? r.buffer.size - (r.offset ?? 0)), 0);
+    const staging = this.pool.acquire(
+      Math.max(total, 4),
+      GPUBufferUsage.MAP_READ | GPUBufferUsage.COPY_DST,
+      "readback",
+    );
+    let at = 0;
+    for (const r of ranges) {
+      const size = r.size ?? r.buffer.size - (r.offset ?? 0);
+      this.copy(r.buffer, r.offset ?? 0, staging, at, size);
+      at += size;
+    }
+    this.submit();
+    try {
+      await staging.mapAsync(GPUMapMode.READ, 0, Math.max(total, 4));
+    } catch (e) {
+      await this.#raiseErrors();
+      throw new GpuError(`readback failed: ${(e as Error).message}`);
+    }
+    const mapped = staging.getMappedRange(0, Math.max(total, 4));
+    const out: ArrayBuffer[] = [];
+    at = 0;
+    for (const r of ranges) {
+      const size = r.size ?? r.buffer.size - (r.offset ?? 0);
+      out.push(mapped.slice(at, at + size));
+      at += size;
+    }
+    staging.unmap();
+    this.pool.release(staging);
+    await this.#raiseErrors();
+    return out;
+  }
+
+  /** Releases the device. The object must not be used afterwards. */
+  destroy(): void {
+    this.submit();
+    this.pool.trim();
+    this.#uniformRing.destroy();
+    this.device.destroy();
+  }
+}

@@ -1,0 +1,69 @@
+/**
+ * Shared test helpers: one GPU per test file, seeded random data, tolerance checks.
+ *
+ * @module
+ */
+
+import { Gpu } from "../kernels/gpu.ts";
+
+let shared: Promise<Gpu> | null = null;
+
+/** @returns The test process's GPU (created once). */
+export function testGpu(): Promise<Gpu> {
+  shared ??= Gpu.create();
+  return shared;
+}
+
+/** Deterministic PRNG (mulberry32) for test data. */
+export function rng(seed: number): () => number {
+  let s = seed >>> 0;
+  return () => {
+    s = (s + 0x6d2b79f5) >>> 0;
+    let t = s;
+    t = Math.imul(t ^ (t >>> 15), t | 1);
+    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
+    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
+  };
+}
+
+/** @returns `n` uniform values in [-scale, scale). */
+export function randomArray(n: number, seed: number, scale = 1): Float32Array {
+  const r = rng(seed);
+  const out = new Float32Array(n);
+  for (let i = 0; i < n; i++) out[i] = (r() * 2 - 1) * scale;
+  return out;
+}
+
+/**
+ * Asserts `max |got − want| ≤ tol · max(1, max |want|)` and returns the max error.
+ */
+export function assertClose(
+  got: ArrayLike<number>,
+  want: ArrayLike<number>,
+  tol: number,
+  what = "values",
+): number {
+  if (got.length !== want.length) {
+    throw new Error(`${what}: length ${got.length} != ${want.length}`);
+  }
+  let maxErr = 0;
+  let maxRef = 0;
+  let worst = -1;
+  for (let i = 0; i < want.length; i++) {
+    const e = Math.abs(got[i] - want[i]);
+    if (!(e <= maxErr)) {
+      maxErr = Number.isNaN(e) ? Infinity : e;
+      worst = i;
+    }
+    maxRef = Math.max(maxRef, Math.abs(want[i]));
+  }
+  const bound = tol * Math.max(1, maxRef);
+  if (!(maxErr <= bound)) {
+    throw new Error(
+      `${what}: max |err| ${maxErr} > ${bound} at ${worst} (got ${got[worst]}, want ${
+        want[worst]
+      })`,
+    );
+  }
+  return maxErr;
+}

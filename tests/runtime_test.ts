@@ -1,0 +1,112 @@
+import assert from "node:assert/strict";
+import { Gpu } from "../kernels/gpu.ts";
+import { Tensor } from "../kernels/tensor.ts";
+import { add, addRef } from "../kernels/elementwise.ts";
+import { bf16BitsToF32, f32ToBf16Bits, roundToBf16 } from "../kernels/dtype.ts";
+import { KernelError, ShapeError } from "../kernels/errors.ts";
+import { sizeClass } from "../kernels/buffer_pool.ts";
+import { assertClose, randomArray, testGpu } from "./_helpers.ts";
+
+Deno.test("Gpu.create() requests the adapter's limits and reports the adapter", async () => {
+  const gpu = await testGpu();
+  const adapter = await navigator.gpu.requestAdapter();
+  assert.ok(adapter);
+  assert.equal(gpu.limits.maxStorageBufferBindingSize, adapter.limits.maxStorageBufferBindingSize);
+  assert.equal(gpu.limits.maxBufferSize, adapter.limits.maxBufferSize);
+  assert.equal(
+    gpu.limits.maxComputeWorkgroupStorageSize,
+    adapter.limits.maxComputeWorkgroupStorageSize,
+  );
+  assert.equal(gpu.features.f16, adapter.features.has("shader-f16"));
+  assert.ok(gpu.adapter.description.length > 0);
+});
+
+Deno.test("f32ToBf16Bits() rounds to nearest even and keeps NaN", () => {
+  assert.equal(bf16BitsToF32(f32ToBf16Bits(1)), 1);
+  assert.equal(bf16BitsToF32(f32ToBf16Bits(1 + 2 ** -8)), 1); // tie → even (1.0)
+  assert.equal(bf16BitsToF32(f32ToBf16Bits(1 + 3 * 2 ** -8)), 1 + 2 ** -6); // tie → even (up)
+  assert.equal(bf16BitsToF32(f32ToBf16Bits(1 + 2 ** -8 + 2 ** -12)), 1 + 2 ** -7);
+  assert.ok(Number.isNaN(bf16BitsToF32(f32ToBf16Bits(NaN))));
+  assert.equal(bf16BitsToF32(f32ToBf16Bits(-Infinity)), -Infinity);
+});
+
+Deno.test("Tensor round-trips f32, i32, u32 and bf16 data of odd lengths", async () => {
+  const gpu = await testGpu();
+  for (const n of [1, 3, 7, 33, 257]) {
+    const f = randomArray(n, n);
+    const tf = Tensor.fromArray(gpu, f, [n]);
+    assert.deepEqual(await tf.read(), f);
+    const tb = Tensor.fromArray(gpu, f, [n], "bf16");
+    assert.deepEqual(await tb.read(), roundToBf16(f));
+    const ti = Tensor.fromArray(gpu, Int32Array.from(f, (x) => Math.round(x * 1000)), [n]);
+    assert.deepEqual(await ti.read(), Int32Array.from(f, (x) => Math.round(x * 1000)));
+    const tu = Tensor.fromArray(gpu, Uint32Array.from(f, (x) => Math.abs(x) * 1e6), [n]);
+    assert.deepEqual(await tu.read(), Uint32Array.from(f, (x) => Math.abs(x) * 1e6));
+    for (const t of [tf, tb, ti, tu]) t.dispose();
+  }
+});
+
+Deno.test("Tensor splits tensors larger than the storage binding limit", async () => {
+  const gpu = await Gpu.create({ maxStorageBufferBindingSize: 4096 });
+  const rows = 301, cols = 7; // bf16: 14 bytes a row, odd row length
+  const data = randomArray(rows * cols, 5);
+  const t = Tensor.fromArray(gpu, data, [rows, cols], "bf16");
+  assert.ok(t.parts.length > 1);
+  assert.equal(t.parts.reduce((s, p) => s + p.rows, 0), rows);
+  for (const p of t.parts) {
+    assert.ok(p.bytes <= 4096 && (p.rows * cols) % 2 === 0 || p === t.parts.at(-1));
+  }
+  assert.deepEqual(await t.read(), roundToBf16(data));
+  assert.throws(() => t.buffer, /split/);
+  gpu.destroy();
+});
+
+Deno.test("add() matches its reference on odd sizes", async () => {
+  const gpu = await testGpu();
+  for (const n of [1, 3, 7, 33, 257, 1000, 70001]) {
+    const a = randomArray(n, 1), b = randomArray(n, 2);
+    const ta = Tensor.fromArray(gpu, a), tb = Tensor.fromArray(gpu, b);
+    const out = add(ta, tb, { alpha: 0.5, beta: -2 });
+    assertClose(await out.read(), addRef(a, b, 0.5, -2), 1e-6, `add n=${n}`);
+    for (const t of [ta, tb, out]) t.dispose();
+  }
+});
+
+Deno.test("add() rejects mismatched shapes with a ShapeError naming the kernel", async () => {
+  const gpu = await testGpu();
+  const a = Tensor.zeros(gpu, [3]), b = Tensor.zeros(gpu, [4]);
+  assert.throws(() => add(a, b), (e) => e instanceof ShapeError && /add: /.test(e.message));
+  a.dispose();
+  b.dispose();
+});
+
+Deno.test("a WGSL error surfaces as a KernelError naming the kernel", async () => {
+  const gpu = await Gpu.create();
+  gpu.pipelines.get(
+    "broken_kernel",
+    { n: 1 },
+    () => "@compute @workgroup_size(1) fn main() { let x: f32 = 1u; }",
+  );
+  await assert.rejects(
+    () => gpu.sync(),
+    (e) => e instanceof KernelError && /broken_kernel/.test(e.message),
+  );
+  gpu.destroy();
+});
+
+Deno.test("BufferPool reuses released buffers and the tracker counts peaks", async () => {
+  const gpu = await Gpu.create();
+  const before = gpu.memory();
+  const t1 = Tensor.empty(gpu, [1000]);
+  const buf = t1.buffer;
+  t1.dispose();
+  const t2 = Tensor.empty(gpu, [990]);
+  assert.equal(t2.buffer, buf);
+  const m = gpu.memory();
+  assert.equal(m.allocatedBytes - before.allocatedBytes, sizeClass(4000));
+  assert.equal(m.inUseBytes, sizeClass(3960));
+  assert.ok(m.peakInUseBytes >= sizeClass(4000));
+  t2.dispose();
+  assert.equal(gpu.memory().inUseBytes, 0);
+  gpu.destroy();
+});
