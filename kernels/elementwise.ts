@@ -1,5 +1,6 @@
 /**
  * Elementwise kernels: `add` (residual connections, gradient accumulation) and `scale`.
+ * Their float64 references are in elementwise_ref.ts.
  *
  * @module
  */
@@ -64,22 +65,67 @@ export function add(a: Tensor, b: Tensor, options: AddOptions = {}): Tensor {
   return out;
 }
 
+const scaleSource = (c: { inPlace: boolean }) => /* wgsl */ `
+struct Params { n: u32, factor: f32 }
+@group(0) @binding(0) var<uniform> p: Params;
+${
+  c.inPlace
+    ? "@group(0) @binding(1) var<storage, read_write> x: array<f32>; // [n], scaled in place"
+    : `@group(0) @binding(1) var<storage, read> x: array<f32>;         // [n]
+@group(0) @binding(2) var<storage, read_write> out: array<f32>; // [n]`
+}
+${WGSL_LINEAR}
+@compute @workgroup_size(${WG})
+fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
+  let i = linear_index(gid, nwg, ${WG}u);
+  if (i >= p.n) { return; }
+  ${c.inPlace ? "x" : "out"}[i] = p.factor * x[i];
+}`;
+
+/** Options of {@linkcode scale}. */
+export interface ScaleOptions {
+  /** Write into this f32 tensor (may be `x` itself: scales in place). */
+  readonly out?: Tensor;
+}
+
 /**
- * Reference for {@linkcode add}.
+ * `out = factor · x` over an f32 tensor (factor rounded to f32), e.g. gradient scaling.
  *
- * @param a First operand.
- * @param b Second operand.
- * @param alpha Weight of a.
- * @param beta Weight of b.
- * @returns `alpha·a + beta·b`.
+ * @param x Input (f32, unsplit).
+ * @param factor Multiplier.
+ * @param options Optional output tensor; pass `{ out: x }` to scale in place.
+ * @returns The output tensor.
+ * @throws {ShapeError} on a wrong dtype or output size.
+ * @example
+ * ```ts
+ * import { Gpu } from "./gpu.ts";
+ * import { Tensor } from "./tensor.ts";
+ * import { scale } from "./elementwise.ts";
+ * const gpu = await Gpu.create();
+ * const x = Tensor.fromArray(gpu, new Float32Array([1, -2]));
+ * scale(x, 0.5, { out: x });
+ * console.log(await x.read()); // [0.5, -1]
+ * gpu.destroy();
+ * ```
  */
-export function addRef(
-  a: ArrayLike<number>,
-  b: ArrayLike<number>,
-  alpha = 1,
-  beta = 1,
-): Float64Array {
-  const out = new Float64Array(a.length);
-  for (let i = 0; i < a.length; i++) out[i] = alpha * a[i] + beta * b[i];
+export function scale(x: Tensor, factor: number, options: ScaleOptions = {}): Tensor {
+  const kernel = "scale";
+  expectDtype(kernel, "x", x, ["f32"]);
+  if (!Number.isFinite(factor)) {
+    throw new ShapeError(kernel, `factor must be finite, got ${factor}`);
+  }
+  const out = options.out ?? Tensor.empty(x.gpu, x.shape, "f32");
+  if (out.numel !== x.numel || out.dtype !== "f32") {
+    throw new ShapeError(kernel, `out must be f32 ${shapeString(x.shape)}`);
+  }
+  const inPlace = out.buffer === x.buffer;
+  const gpu = x.gpu;
+  gpu.dispatch({
+    pipeline: gpu.pipelines.get(kernel, { inPlace }, scaleSource),
+    shapes: `x${shapeString(x.shape)}`,
+    uniforms: new Uniforms().u32(x.numel).f32(factor).build(),
+    buffers: inPlace ? [x.binding()] : [x.binding(), out.binding()],
+    workgroups: grid1d(x.numel, WG, gpu.limits.maxComputeWorkgroupsPerDimension),
+  });
   return out;
 }

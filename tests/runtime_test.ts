@@ -1,7 +1,8 @@
 import assert from "node:assert/strict";
 import { Gpu } from "../kernels/gpu.ts";
 import { Tensor } from "../kernels/tensor.ts";
-import { add, addRef } from "../kernels/elementwise.ts";
+import { add } from "../kernels/elementwise.ts";
+import { addRef } from "../kernels/elementwise_ref.ts";
 import { bf16BitsToF32, f32ToBf16Bits, roundToBf16 } from "../kernels/dtype.ts";
 import { KernelError, ShapeError } from "../kernels/errors.ts";
 import { sizeClass } from "../kernels/buffer_pool.ts";

@@ -1,0 +1,221 @@
+/**
+ * RMSNorm in Gemma's form, `y = x / sqrt(mean(x²) + eps) · (1 + w)` over the last dimension,
+ * optionally fused with the residual add of Gemma's sandwich norms (`h + norm(x)`), optionally
+ * keeping the per-row `1 / rms` for the backward pass.
+ *
+ * The per-head q/k norm is the same kernel: x `[T, H, headDim]` with w `[headDim]` normalises
+ * every `(t, h)` row of `headDim` values.
+ *
+ * Numerics follow transformers' float32 `Gemma3RMSNorm`: the sum of squares is accumulated in
+ * f32 (strided per invocation, then a pairwise tree across the workgroup, which keeps the result
+ * within ~1e-6 relative of a float64 reference), `rstd = 1 / sqrt(sum / D + eps)`,
+ * `y = (x · rstd) · (1 + w)`.
+ *
+ * @module
+ */
+
+import { expectDtype, grid1d, Uniforms, wgslBf16Reader } from "./_launch.ts";
+import { ShapeError } from "./errors.ts";
+import { shapeString, Tensor } from "./tensor.ts";
+
+/** Which input buffer the result is written into (WebGPU cannot bind one buffer twice). */
+type Alias = "none" | "x" | "residual";
+
+interface RmsNormConstants extends Record<string, number | string | boolean> {
+  /** Invocations per workgroup (one workgroup per row), a power of two. */
+  wg: number;
+  /** Weight stored as bf16. */
+  wBf16: boolean;
+  /** Adds a residual tensor. */
+  residual: boolean;
+  /** Output written into x or the residual instead of a separate tensor. */
+  alias: Alias;
+  /** Writes the per-row 1/rms. */
+  rstd: boolean;
+}
+
+const rmsNormSource = (c: RmsNormConstants) => {
+  let binding = 1;
+  const decl: string[] = [];
+  const xAccess = c.alias === "x" ? "read_write" : "read";
+  decl.push(
+    `@group(0) @binding(${binding++}) var<storage, ${xAccess}> x: array<f32>; // [rows, D]`,
+  );
+  decl.push(
+    `@group(0) @binding(${binding++}) var<storage, read> w: array<${
+      c.wBf16 ? "u32" : "f32"
+    }>; // [D]${c.wBf16 ? " bf16, two per word" : ""}`,
+  );
+  if (c.residual) {
+    const access = c.alias === "residual" ? "read_write" : "read";
+    decl.push(
+      `@group(0) @binding(${binding++}) var<storage, ${access}> res: array<f32>; // [rows, D]`,
+    );
+  }
+  if (c.alias === "none") {
+    decl.push(
+      `@group(0) @binding(${binding++}) var<storage, read_write> out: array<f32>; // [rows, D]`,
+    );
+  }
+  if (c.rstd) {
+    decl.push(
+      `@group(0) @binding(${binding++}) var<storage, read_write> rstd_out: array<f32>; // [rows]`,
+    );
+  }
+  const target = c.alias === "x" ? "x" : c.alias === "residual" ? "res" : "out";
+  const wAt = c.wBf16 ? "bf16_at_w(i)" : "w[i]";
+  return /* wgsl */ `
+struct Params { rows: u32, d: u32, eps: f32 }
+@group(0) @binding(0) var<uniform> p: Params;
+${decl.join("\n")}
+${c.wBf16 ? wgslBf16Reader("w") : ""}
+var<workgroup> partial: array<f32, ${c.wg}>;
+
+@compute @workgroup_size(${c.wg})
+fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
+        @builtin(local_invocation_index) lid: u32) {
+  let row = wid.x + wid.y * nwg.x; // uniform across the workgroup
+  if (row >= p.rows) { return; }
+  let base = row * p.d;
+  var acc = 0.0;
+  for (var i = lid; i < p.d; i += ${c.wg}u) {
+    let v = x[base + i];
+    acc = fma(v, v, acc);
+  }
+  partial[lid] = acc;
+  workgroupBarrier();
+  // subtle: pairwise tree, not a serial sum, so the f32 error grows with log2(wg) only.
+  for (var s = ${c.wg / 2}u; s > 0u; s >>= 1u) {
+    if (lid < s) { partial[lid] += partial[lid + s]; }
+    workgroupBarrier();
+  }
+  let r = 1.0 / sqrt(partial[0] / f32(p.d) + p.eps);
+  for (var i = lid; i < p.d; i += ${c.wg}u) {
+    let y = (x[base + i] * r) * (1.0 + ${wAt});
+    ${target}[base + i] = ${c.residual ? "res[base + i] + y" : "y"};
+  }
+  ${c.rstd ? "if (lid == 0u) { rstd_out[row] = r; }" : ""}
+}`;
+};
+
+/** Options of {@linkcode rmsNorm}. */
+export interface RmsNormOptions {
+  /** Added inside the square root (Gemma: `rms_norm_eps` = 1e-6, the default). */
+  readonly eps?: number;
+  /**
+   * Residual `[..., D]` f32 (same shape as x): the result becomes `residual + norm(x)`, Gemma's
+   * post-attention / post-feedforward norm followed by the residual add. Must not share x's
+   * buffer.
+   */
+  readonly residual?: Tensor;
+  /**
+   * Write the result here (f32, x's element count). May be `x` itself or the `residual` tensor
+   * (in place, e.g. `h ← h + norm(attnOut)` with `out: h, residual: h`).
+   */
+  readonly out?: Tensor;
+  /** Also write `1 / sqrt(mean(x²) + eps)` per row into this f32 tensor of `rows` elements. */
+  readonly rstd?: Tensor;
+}
+
+function sameBuffer(a: Tensor, b: Tensor): boolean {
+  return a.parts.length === 1 && b.parts.length === 1 && a.parts[0].buffer === b.parts[0].buffer;
+}
+
+function workgroupSize(d: number): number {
+  // One workgroup per row; ~8 values per invocation keeps the tree short and the lanes busy.
+  let wg = 32;
+  while (wg < 256 && wg * 8 < d) wg *= 2;
+  return wg;
+}
+
+/**
+ * Gemma RMSNorm over the last dimension: `y = x / sqrt(mean(x²) + eps) · (1 + w)`, plus
+ * `residual` when given. Also the per-head q/k norm: pass x `[T, H, headDim]`, w `[headDim]`.
+ *
+ * @param x Input `[..., D]` f32 (rows = numel / D).
+ * @param w Weight `[D]`, f32 or bf16 (Gemma stores `w`, the kernel applies `1 + w`).
+ * @param options eps, fused residual, output tensor and the optional per-row `1/rms`.
+ * @returns The output tensor (`options.out` when given, else a new f32 tensor shaped like x).
+ * @throws {ShapeError} on mismatched shapes or dtypes.
+ * @example
+ * ```ts
+ * import { Gpu } from "./gpu.ts";
+ * import { Tensor } from "./tensor.ts";
+ * import { rmsNorm } from "./rms_norm.ts";
+ * const gpu = await Gpu.create();
+ * const x = Tensor.fromArray(gpu, new Float32Array([3, 4]), [1, 2]);
+ * const w = Tensor.fromArray(gpu, new Float32Array([0, 1]), [2]);
+ * const y = rmsNorm(x, w, { eps: 0 }); // rms = sqrt(12.5): [0.8485, 2.2627]
+ * console.log(await y.read());
+ * gpu.destroy();
+ * ```
+ */
+export function rmsNorm(x: Tensor, w: Tensor, options: RmsNormOptions = {}): Tensor {
+  const kernel = "rmsNorm";
+  expectDtype(kernel, "x", x, ["f32"]);
+  expectDtype(kernel, "w", w, ["f32", "bf16"]);
+  if (w.shape.length !== 1) {
+    throw new ShapeError(kernel, `w must be 1-D [D], got ${shapeString(w.shape)}`);
+  }
+  const d = w.shape[0];
+  if (x.shape.length < 1 || x.shape[x.shape.length - 1] !== d || d === 0) {
+    throw new ShapeError(
+      kernel,
+      `x must have last dimension ${d} (w ${shapeString(w.shape)}), got ${shapeString(x.shape)}`,
+    );
+  }
+  const eps = options.eps ?? 1e-6;
+  if (!Number.isFinite(eps) || eps < 0) {
+    throw new ShapeError(kernel, `eps must be a finite number >= 0, got ${eps}`);
+  }
+  const rows = x.numel / d;
+  const { residual, rstd } = options;
+  if (residual) {
+    expectDtype(kernel, "residual", residual, ["f32"]);
+    if (residual.numel !== x.numel) {
+      throw new ShapeError(
+        kernel,
+        `residual must match x ${shapeString(x.shape)}, got ${shapeString(residual.shape)}`,
+      );
+    }
+    if (sameBuffer(residual, x)) throw new ShapeError(kernel, "residual must not alias x");
+  }
+  if (rstd) {
+    expectDtype(kernel, "rstd", rstd, ["f32"]);
+    if (rstd.numel !== rows) {
+      throw new ShapeError(kernel, `rstd must hold ${rows} rows, got ${shapeString(rstd.shape)}`);
+    }
+  }
+  const out = options.out ?? Tensor.empty(x.gpu, x.shape, "f32");
+  if (out.dtype !== "f32" || out.numel !== x.numel) {
+    throw new ShapeError(
+      kernel,
+      `out must be f32 with ${x.numel} elements, got ${out.dtype} ${shapeString(out.shape)}`,
+    );
+  }
+  const alias: Alias = sameBuffer(out, x)
+    ? "x"
+    : residual && sameBuffer(out, residual)
+    ? "residual"
+    : "none";
+  const constants: RmsNormConstants = {
+    wg: workgroupSize(d),
+    wBf16: w.dtype === "bf16",
+    residual: residual !== undefined,
+    alias,
+    rstd: rstd !== undefined,
+  };
+  const buffers = [x.binding(), w.binding()];
+  if (residual) buffers.push(residual.binding());
+  if (alias === "none") buffers.push(out.binding());
+  if (rstd) buffers.push(rstd.binding());
+  const gpu = x.gpu;
+  gpu.dispatch({
+    pipeline: gpu.pipelines.get(kernel, constants, rmsNormSource),
+    shapes: `x${shapeString(x.shape)} w${shapeString(w.shape)}:${w.dtype}`,
+    uniforms: new Uniforms().u32(rows).u32(d).f32(eps).build(),
+    buffers,
+    workgroups: grid1d(rows, 1, gpu.limits.maxComputeWorkgroupsPerDimension),
+  });
+  return out;
+}
