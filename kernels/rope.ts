@@ -1,0 +1,298 @@
+/**
+ * Rotary position embedding (RoPE) in the split-half ("rotate_half") layout of transformers'
+ * Gemma 3: element d of a head is paired with element d + headDim/2.
+ *
+ * With `half = headDim / 2`, `inv_freq[j] = base^(−2j/headDim)` and `angle = position·inv_freq[j]`
+ * (both rounded to float32, as transformers computes them), for `x1 = x[:half]`, `x2 = x[half:]`:
+ * `out1 = x1·cos − x2·sin`, `out2 = x2·cos + x1·sin`.
+ *
+ * The cos/sin values are tabulated on the host (float64 cos/sin of the float32 angle, stored as
+ * float32) in a {@linkcode RopeTable}: WGSL `cos`/`sin` lose accuracy on angles of ~1000 rad.
+ * One table per (base, headDim, maxPositions); {@linkcode RopeTableCache} keeps them per model.
+ *
+ * Positions are an explicit i32 tensor, one per token, so any layout works: concatenated
+ * sequences, `[B, S]` batches with per-sequence offsets (decoding with a cache), left padding
+ * (`position = index − start`).
+ *
+ * @module
+ */
+
+import { expectDtype, grid1d, Uniforms, WGSL_LINEAR } from "./_launch.ts";
+import { ShapeError } from "./errors.ts";
+import type { Gpu } from "./gpu.ts";
+import { shapeString, Tensor } from "./tensor.ts";
+
+const WG = 64;
+
+/** What a {@linkcode RopeTable} tabulates. */
+export interface RopeTableConfig {
+  /** RoPE base θ (Gemma 3: 10,000 on sliding layers, 1,000,000 on global ones). */
+  readonly base: number;
+  /** Head dimension (even). */
+  readonly headDim: number;
+  /** Positions 0..maxPositions−1 are tabulated. */
+  readonly maxPositions: number;
+}
+
+/**
+ * Checks a table configuration and freezes it.
+ *
+ * @param config The fields.
+ * @returns The frozen, validated configuration.
+ * @throws {ShapeError} naming the bad field.
+ */
+export function ropeTableConfig(config: RopeTableConfig): Readonly<RopeTableConfig> {
+  const { base, headDim, maxPositions } = config;
+  if (!(Number.isFinite(base) && base > 0)) {
+    throw new ShapeError("ropeTable", `base must be a positive number, got ${base}`);
+  }
+  if (!(Number.isInteger(headDim) && headDim >= 2 && headDim % 2 === 0)) {
+    throw new ShapeError("ropeTable", `headDim must be an even integer ≥ 2, got ${headDim}`);
+  }
+  if (!(Number.isInteger(maxPositions) && maxPositions >= 1 && maxPositions <= 2 ** 24)) {
+    throw new ShapeError("ropeTable", `maxPositions must be in [1, 2^24], got ${maxPositions}`);
+  }
+  return Object.freeze({ base, headDim, maxPositions });
+}
+
+/**
+ * Host cos/sin table with transformers' float32 semantics: `inv_freq` and the angle are float32,
+ * cos/sin are taken in float64 of that float32 angle and stored as float32.
+ *
+ * @param config Base, head dimension and number of positions.
+ * @returns `[maxPositions, headDim]` row-major: row p holds cos(angle_p,j) for j < half, then
+ *   sin(angle_p,j).
+ * @example
+ * ```ts
+ * import { ropeCosSinTable } from "./rope.ts";
+ * const t = ropeCosSinTable({ base: 10000, headDim: 4, maxPositions: 2 });
+ * // position 1, j = 0: angle 1 → cos(1) at [4], sin(1) at [6]
+ * console.log(t[4], t[6]);
+ * ```
+ */
+export function ropeCosSinTable(config: RopeTableConfig): Float32Array {
+  const { base, headDim, maxPositions } = ropeTableConfig(config);
+  const half = headDim / 2;
+  const invFreq = new Float64Array(half);
+  for (let j = 0; j < half; j++) {
+    // transformers: 1.0 / (base ** (arange(0, dim, 2).float() / dim)), all float32
+    const exponent = Math.fround((2 * j) / headDim);
+    invFreq[j] = Math.fround(1 / Math.fround(Math.pow(Math.fround(base), exponent)));
+  }
+  const table = new Float32Array(maxPositions * headDim);
+  for (let p = 0; p < maxPositions; p++) {
+    for (let j = 0; j < half; j++) {
+      const angle = Math.fround(p * invFreq[j]);
+      table[p * headDim + j] = Math.cos(angle);
+      table[p * headDim + half + j] = Math.sin(angle);
+    }
+  }
+  return table;
+}
+
+/**
+ * A cos/sin table on the GPU for one (base, headDim, maxPositions).
+ *
+ * @example
+ * ```ts
+ * import { Gpu } from "./gpu.ts";
+ * import { RopeTable } from "./rope.ts";
+ * const gpu = await Gpu.create();
+ * const table = RopeTable.create(gpu, { base: 1e6, headDim: 256, maxPositions: 1024 });
+ * table.dispose();
+ * gpu.destroy();
+ * ```
+ */
+export class RopeTable {
+  /** What is tabulated. */
+  readonly config: Readonly<RopeTableConfig>;
+  /** `[maxPositions, headDim]` f32: cos for j < half, then sin. */
+  readonly tensor: Tensor;
+
+  private constructor(config: Readonly<RopeTableConfig>, tensor: Tensor) {
+    this.config = config;
+    this.tensor = tensor;
+  }
+
+  /**
+   * Computes the table on the host and uploads it.
+   *
+   * @param gpu Runtime.
+   * @param config Base, head dimension and number of positions.
+   * @returns The table (the caller disposes it).
+   */
+  static create(gpu: Gpu, config: RopeTableConfig): RopeTable {
+    const frozen = ropeTableConfig(config);
+    const data = ropeCosSinTable(frozen);
+    return new RopeTable(
+      frozen,
+      Tensor.fromArray(gpu, data, [frozen.maxPositions, frozen.headDim], "f32"),
+    );
+  }
+
+  /** Frees the GPU table. */
+  dispose(): void {
+    this.tensor.dispose();
+  }
+}
+
+/**
+ * Keeps one {@linkcode RopeTable} per (base, headDim, maxPositions) for a model (no globals:
+ * the model owns the cache and disposes it).
+ *
+ * @example
+ * ```ts
+ * import { Gpu } from "./gpu.ts";
+ * import { RopeTableCache } from "./rope.ts";
+ * const gpu = await Gpu.create();
+ * const tables = new RopeTableCache(gpu);
+ * const local = tables.get({ base: 1e4, headDim: 256, maxPositions: 1024 });
+ * console.log(local === tables.get({ base: 1e4, headDim: 256, maxPositions: 1024 })); // true
+ * tables.dispose();
+ * gpu.destroy();
+ * ```
+ */
+export class RopeTableCache {
+  readonly #gpu: Gpu;
+  readonly #tables = new Map<string, RopeTable>();
+
+  /** @param gpu Runtime the tables live on. */
+  constructor(gpu: Gpu) {
+    this.#gpu = gpu;
+  }
+
+  /**
+   * @param config Base, head dimension and number of positions.
+   * @returns The cached table, created on first use.
+   */
+  get(config: RopeTableConfig): RopeTable {
+    const key = `${config.base}/${config.headDim}/${config.maxPositions}`;
+    let table = this.#tables.get(key);
+    if (!table) {
+      table = RopeTable.create(this.#gpu, config);
+      this.#tables.set(key, table);
+    }
+    return table;
+  }
+
+  /** Frees every table. */
+  dispose(): void {
+    for (const t of this.#tables.values()) t.dispose();
+    this.#tables.clear();
+  }
+}
+
+const ropeSource = (c: { inPlace: boolean }) => /* wgsl */ `
+struct Params {
+  rows: u32, heads: u32, half: u32, max_pos: u32, sin_sign: f32,
+  nan: f32,  // NaN from the host: WGSL constant expressions must be finite
+}
+@group(0) @binding(0) var<uniform> p: Params;
+${
+  c.inPlace
+    ? "@group(0) @binding(1) var<storage, read_write> x: array<f32>; // [T, H, D], rotated in place"
+    : "@group(0) @binding(1) var<storage, read> x: array<f32>;       // [T, H, D]"
+}
+@group(0) @binding(2) var<storage, read> positions: array<i32>; // [T]
+@group(0) @binding(3) var<storage, read> table: array<f32>;     // [maxPos, D]: cos | sin
+${c.inPlace ? "" : "@group(0) @binding(4) var<storage, read_write> out: array<f32>; // [T, H, D]"}
+${WGSL_LINEAR}
+@compute @workgroup_size(${WG})
+fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
+  let idx = linear_index(gid, nwg, ${WG}u);
+  if (idx >= p.rows * p.half) { return; }
+  let j = idx % p.half;
+  let row = idx / p.half;               // token * H + head
+  let d = 2u * p.half;
+  let pos = positions[row / p.heads];
+  let at = row * d + j;
+  let x1 = x[at];
+  let x2 = x[at + p.half];
+  var c = p.nan;  // marks a position outside the table
+  var s = c;
+  if (pos >= 0 && u32(pos) < p.max_pos) {
+    c = table[u32(pos) * d + j];
+    s = p.sin_sign * table[u32(pos) * d + p.half + j];
+  }
+  ${c.inPlace ? "x" : "out"}[at] = x1 * c - x2 * s;
+  ${c.inPlace ? "x" : "out"}[at + p.half] = x2 * c + x1 * s;
+}`;
+
+/** Options of {@linkcode rope}. */
+export interface RopeOptions {
+  /** The cos/sin table; its base is the RoPE base of this call. */
+  readonly table: RopeTable;
+  /** Rotate by −angle (the backward pass of RoPE). Default false. */
+  readonly inverse?: boolean;
+  /** Write here (f32, same shape as x); pass `x` itself to rotate in place. */
+  readonly out?: Tensor;
+}
+
+/**
+ * Applies RoPE to every head of every token.
+ *
+ * @param x f32 `[..., numHeads, headDim]` (e.g. `[T, H, D]` or `[B, S, H, D]`); the leading
+ *   dimensions are the tokens.
+ * @param positions i32 with one position per token (`[T]` or `[B, S]`). Positions outside
+ *   `[0, table.maxPositions)` give NaN in that token's output.
+ * @param options The table, direction and optional output.
+ * @returns The rotated tensor (`options.out` when given, else a new tensor).
+ * @throws {ShapeError} on wrong shapes or dtypes.
+ * @example
+ * ```ts
+ * import { Gpu } from "./gpu.ts";
+ * import { Tensor } from "./tensor.ts";
+ * import { rope, RopeTable } from "./rope.ts";
+ * const gpu = await Gpu.create();
+ * const table = RopeTable.create(gpu, { base: 1e4, headDim: 4, maxPositions: 8 });
+ * const q = Tensor.fromArray(gpu, new Float32Array([1, 0, 0, 0, 1, 0, 0, 0]), [2, 1, 4]);
+ * const pos = Tensor.fromArray(gpu, new Int32Array([0, 1]));
+ * const out = rope(q, pos, { table });
+ * console.log(await out.read()); // [1, 0, 0, 0, cos 1, 0, sin 1, 0]
+ * for (const t of [q, pos, out, table]) t.dispose();
+ * gpu.destroy();
+ * ```
+ */
+export function rope(x: Tensor, positions: Tensor, options: RopeOptions): Tensor {
+  const kernel = "rope";
+  const { table } = options;
+  const headDim = table.config.headDim;
+  expectDtype(kernel, "x", x, ["f32"]);
+  expectDtype(kernel, "positions", positions, ["i32"]);
+  if (x.shape.length < 2 || x.shape.at(-1) !== headDim) {
+    throw new ShapeError(
+      kernel,
+      `x must be [..., numHeads, ${headDim}] (the table's headDim), got ${shapeString(x.shape)}`,
+    );
+  }
+  const heads = x.shape.at(-2)!;
+  const tokens = heads === 0 ? 0 : x.numel / (heads * headDim);
+  if (positions.numel !== tokens) {
+    throw new ShapeError(
+      kernel,
+      `positions must hold one i32 per token (${tokens}), got ${shapeString(positions.shape)}`,
+    );
+  }
+  const inPlace = options.out === x;
+  const out = options.out ?? Tensor.empty(x.gpu, x.shape, "f32");
+  if (out.dtype !== "f32" || shapeString(out.shape) !== shapeString(x.shape)) {
+    throw new ShapeError(
+      kernel,
+      `out must be f32 ${shapeString(x.shape)}, got ${out.dtype} ${shapeString(out.shape)}`,
+    );
+  }
+  const gpu = x.gpu;
+  const rows = tokens * heads;
+  const half = headDim / 2;
+  gpu.dispatch({
+    pipeline: gpu.pipelines.get(kernel, { inPlace }, ropeSource),
+    shapes: `x${shapeString(x.shape)} base=${table.config.base}`,
+    uniforms: new Uniforms().u32(rows).u32(heads).u32(half).u32(table.config.maxPositions)
+      .f32(options.inverse ? -1 : 1).f32(NaN).build(),
+    buffers: inPlace
+      ? [x.binding(), positions.binding(), table.tensor.binding()]
+      : [x.binding(), positions.binding(), table.tensor.binding(), out.binding()],
+    workgroups: grid1d(rows * half, WG, gpu.limits.maxComputeWorkgroupsPerDimension),
+  });
+  return out;
+}
