@@ -54,7 +54,12 @@ export interface StepTemplate {
   readonly text: (c: TemplateContext, b: number) => string;
 }
 
-/** First letter upper-cased. */
+/**
+ * Upper-cases the first letter.
+ *
+ * @param s A word or sentence.
+ * @returns `s` with its first letter upper-cased.
+ */
 export function cap(s: string): string {
   return s.charAt(0).toUpperCase() + s.slice(1);
 }
