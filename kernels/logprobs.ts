@@ -1,0 +1,477 @@
+/**
+ * Token log-probabilities over a huge (tied) vocabulary without ever forming `[T, V]` logits,
+ * and the full-vocabulary projection for a few rows (the last position of each sequence when
+ * generating).
+ *
+ * `tokenLogprobs` runs two kernels:
+ * 1. `logprobs_partial`: each workgroup takes `TT` tokens × one vocabulary chunk of `CHUNK`
+ *    rows of E, computes the dot products `x = (h·Eᵀ) / temperature` in f32 with register
+ *    blocking (`TT` tokens × `TV` rows per invocation), keeps an online `(max, Σ exp(x − max))`
+ *    per token and writes one pair per (token, chunk); the one invocation that meets a token's
+ *    target row writes its logit.
+ * 2. `logprobs_combine`: per token, merges the chunk pairs into `lse = logsumexp(x)` and writes
+ *    `logp = x[target] − lse`.
+ *
+ * Memory: `[T, chunks]` pairs (chunks = V / 4096), never `[T, V]`. E may be split into parts along
+ * V (a 262144×1152 bf16 embedding is 604 MB, above one storage binding): one partial launch per
+ * part. The per-token `lse` is returned so the backward pass can rebuild `softmax − onehot`
+ * chunk by chunk.
+ *
+ * @module
+ */
+
+import { expectDtype, grid1d, Uniforms } from "./_launch.ts";
+import { ShapeError } from "./errors.ts";
+import type { BufferBinding, Gpu } from "./gpu.ts";
+import { shapeString, Tensor, type TensorPart } from "./tensor.ts";
+
+interface DotConstants extends Record<string, number | string | boolean> {
+  /** Hidden size (the loops over it are specialised). */
+  d: number;
+  /** Elements per load: 4 (D % 4 = 0), 2 (D even) or 1. */
+  pack: number;
+  /** E stored as bf16 (else f32). */
+  bf16: boolean;
+  /** Tokens per invocation. */
+  tt: number;
+  /** Vocabulary rows per invocation per step (rows `vb + j·WG`). */
+  tv: number;
+  /** Invocations per workgroup. */
+  wg: number;
+}
+
+interface PartialConstants extends DotConstants {
+  /** Steps of `WG·TV` rows per workgroup: CHUNK = steps·WG·TV. */
+  steps: number;
+}
+
+const NEG = "-3.0e38";
+
+function vecType(pack: number): string {
+  return pack === 1 ? "f32" : `vec${pack}<f32>`;
+}
+
+/** WGSL declarations of h and E and the loaders shared by both kernels. */
+function dotDeclarations(c: DotConstants): string {
+  const vt = vecType(c.pack);
+  let eDecl: string, loadE: string;
+  if (!c.bf16) {
+    eDecl = `array<${vt}>`;
+    loadE = `fn load_e(i: u32) -> ${vt} { return e[i]; }`;
+  } else if (c.pack === 4) {
+    eDecl = "array<vec2<u32>>";
+    loadE = `fn load_e(i: u32) -> vec4<f32> {
+  let w = e[i];
+  return vec4<f32>(bitcast<f32>(w.x << 16u), bitcast<f32>(w.x & 0xffff0000u),
+                   bitcast<f32>(w.y << 16u), bitcast<f32>(w.y & 0xffff0000u));
+}`;
+  } else if (c.pack === 2) {
+    eDecl = "array<u32>";
+    loadE = `fn load_e(i: u32) -> vec2<f32> {
+  let w = e[i];
+  return vec2<f32>(bitcast<f32>(w << 16u), bitcast<f32>(w & 0xffff0000u));
+}`;
+  } else {
+    eDecl = "array<u32>";
+    loadE = `fn load_e(i: u32) -> f32 {
+  let w = e[i >> 1u];
+  return bitcast<f32>(select(w << 16u, w & 0xffff0000u, (i & 1u) == 1u));
+}`;
+  }
+  const mac = c.pack === 1
+    ? "fn mac(a: f32, b: f32) -> f32 { return a * b; }"
+    : `fn mac(a: ${vt}, b: ${vt}) -> f32 { return dot(a, b); }`;
+  return `
+@group(0) @binding(1) var<storage, read> h: array<${vt}>; // [T, D] f32
+@group(0) @binding(2) var<storage, read> e: ${eDecl}; // [rows, D] this part of E${
+    c.bf16 ? " (bf16, two per word)" : ""
+  }
+${loadE}
+${mac}`;
+}
+
+/**
+ * WGSL computing `acc_i_j = h[t0 + i] · E[vb + j·WG]` for i < TT, j < TV (rows and tokens
+ * clamped in range; the caller masks them).
+ */
+function dotBlock(c: DotConstants): string {
+  const dp = c.d / c.pack;
+  const lines: string[] = [];
+  for (let j = 0; j < c.tv; j++) {
+    lines.push(`let r${j} = min(vb + ${j * c.wg}u, p.rows - 1u) * ${dp}u;`);
+  }
+  for (let i = 0; i < c.tt; i++) {
+    lines.push(`let th${i} = min(t0 + ${i}u, p.tokens - 1u) * ${dp}u;`);
+    for (let j = 0; j < c.tv; j++) lines.push(`var acc_${i}_${j} = 0.0;`);
+  }
+  lines.push(`for (var k = 0u; k < ${dp}u; k++) {`);
+  for (let j = 0; j < c.tv; j++) lines.push(`  let e${j} = load_e(r${j} + k);`);
+  for (let i = 0; i < c.tt; i++) {
+    lines.push(`  let h${i} = h[th${i} + k];`);
+    for (let j = 0; j < c.tv; j++) lines.push(`  acc_${i}_${j} += mac(h${i}, e${j});`);
+  }
+  lines.push("}");
+  return lines.join("\n    ");
+}
+
+const partialSource = (c: PartialConstants) => {
+  const update: string[] = [];
+  for (let i = 0; i < c.tt; i++) {
+    const xs: string[] = [];
+    for (let j = 0; j < c.tv; j++) {
+      update.push(`let ok_${i}_${j} = vb + ${j * c.wg}u < p.rows;`);
+      update.push(`let x_${i}_${j} = select(${NEG}, acc_${i}_${j} * p.inv_temp, ok_${i}_${j});`);
+      update.push(
+        `if (ok_${i}_${j} && p.row_start + vb + ${j * c.wg}u == tg${i}) { tlogit[t0 + ${i}u] = ` +
+          `x_${i}_${j}; }`,
+      );
+      xs.push(`x_${i}_${j}`);
+    }
+    const mx = xs.reduce((a, b) => `max(${a}, ${b})`, `m${i}`);
+    update.push(`let mx${i} = ${mx};`);
+    update.push(
+      `s${i} = s${i} * exp(m${i} - mx${i})` +
+        xs.map((x, j) => ` + select(0.0, exp(${x} - mx${i}), ok_${i}_${j})`).join("") + ";",
+    );
+    update.push(`m${i} = mx${i};`);
+  }
+  const init: string[] = [];
+  const store: string[] = [];
+  const merge: string[] = [];
+  for (let i = 0; i < c.tt; i++) {
+    init.push(`var m${i} = ${NEG};`, `var s${i} = 0.0;`);
+    // Tokens past T read target 0xffffffff so they never match a row.
+    init.push(
+      `let tg${i} = select(0xffffffffu, targets[min(t0 + ${i}u, p.tokens - 1u)], ` +
+        `t0 + ${i}u < p.tokens);`,
+    );
+    store.push(`red_m[${i * c.wg}u + lid] = m${i};`, `red_s[${i * c.wg}u + lid] = s${i};`);
+    merge.push(`merge(${i * c.wg}u + lid, ${i * c.wg}u + lid + off);`);
+  }
+  return /* wgsl */ `
+struct Params {
+  tokens: u32, rows: u32, row_start: u32, chunk_offset: u32, chunks: u32, inv_temp: f32,
+}
+@group(0) @binding(0) var<uniform> p: Params;
+${dotDeclarations(c)}
+@group(0) @binding(3) var<storage, read> targets: array<u32>; // [T] (u32 or i32 bits)
+@group(0) @binding(4) var<storage, read_write> partial: array<vec2<f32>>; // [T, chunks] (max, sumexp)
+@group(0) @binding(5) var<storage, read_write> tlogit: array<f32>; // [T] logit of the target
+
+var<workgroup> red_m: array<f32, ${c.tt * c.wg}>;
+var<workgroup> red_s: array<f32, ${c.tt * c.wg}>;
+
+fn merge(a: u32, b: u32) {
+  let m = max(red_m[a], red_m[b]);
+  red_s[a] = red_s[a] * exp(red_m[a] - m) + red_s[b] * exp(red_m[b] - m);
+  red_m[a] = m;
+}
+
+@compute @workgroup_size(${c.wg})
+fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
+  let t0 = wid.y * ${c.tt}u;
+  let chunk_base = wid.x * ${c.steps * c.wg * c.tv}u;
+  ${init.join("\n  ")}
+  for (var step = 0u; step < ${c.steps}u; step++) {
+    let vb = chunk_base + step * ${c.wg * c.tv}u + lid;
+    ${dotBlock(c)}
+    ${update.join("\n    ")}
+  }
+  ${store.join("\n  ")}
+  workgroupBarrier();
+  for (var off = ${c.wg / 2}u; off > 0u; off >>= 1u) {
+    if (lid < off) {
+      ${merge.join("\n      ")}
+    }
+    workgroupBarrier();
+  }
+  if (lid < ${c.tt}u && t0 + lid < p.tokens) {
+    partial[(t0 + lid) * p.chunks + p.chunk_offset + wid.x] =
+      vec2<f32>(red_m[lid * ${c.wg}u], red_s[lid * ${c.wg}u]);
+  }
+}`;
+};
+
+const COMBINE_WG = 64;
+
+const combineSource = () => /* wgsl */ `
+struct Params { tokens: u32, chunks: u32, vocab: u32 }
+@group(0) @binding(0) var<uniform> p: Params;
+@group(0) @binding(1) var<storage, read> partial: array<vec2<f32>>; // [T, chunks] (max, sumexp)
+@group(0) @binding(2) var<storage, read> tlogit: array<f32>;        // [T]
+@group(0) @binding(3) var<storage, read> targets: array<u32>;       // [T]
+@group(0) @binding(4) var<storage, read_write> logp: array<f32>;    // [T]
+@group(0) @binding(5) var<storage, read_write> lse: array<f32>;     // [T]
+
+@compute @workgroup_size(${COMBINE_WG})
+fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
+  let t = gid.x + gid.y * nwg.x * ${COMBINE_WG}u;
+  if (t >= p.tokens) { return; }
+  let base = t * p.chunks;
+  var m = ${NEG};
+  for (var c = 0u; c < p.chunks; c++) { m = max(m, partial[base + c].x); }
+  var s = 0.0;
+  for (var c = 0u; c < p.chunks; c++) {
+    let q = partial[base + c];
+    s += q.y * exp(q.x - m);
+  }
+  let l = m + log(s);
+  lse[t] = l;
+  // A target outside [0, V) never met a row: report NaN rather than stale memory.
+  logp[t] = select(bitcast<f32>(0x7fc00000u), tlogit[t] - l, targets[t] < p.vocab);
+}`;
+
+interface LogitsConstants extends DotConstants {
+  /** Unused (keeps the key shape uniform). */
+  steps: number;
+}
+
+const logitsSource = (c: LogitsConstants) => {
+  const stores: string[] = [];
+  for (let i = 0; i < c.tt; i++) {
+    for (let j = 0; j < c.tv; j++) {
+      stores.push(
+        `if (t0 + ${i}u < p.tokens && vb + ${j * c.wg}u < p.rows) { ` +
+          `out[(t0 + ${i}u) * p.vocab + p.row_start + vb + ${j * c.wg}u] = acc_${i}_${j}; }`,
+      );
+    }
+  }
+  return /* wgsl */ `
+struct Params { tokens: u32, rows: u32, row_start: u32, vocab: u32 }
+@group(0) @binding(0) var<uniform> p: Params;
+${dotDeclarations(c)}
+@group(0) @binding(3) var<storage, read_write> out: array<f32>; // [T, V]
+
+@compute @workgroup_size(${c.wg})
+fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
+  let t0 = wid.y * ${c.tt}u;
+  let vb = wid.x * ${c.wg * c.tv}u + lid;
+  ${dotBlock(c)}
+  ${stores.join("\n  ")}
+}`;
+};
+
+/** Register-blocking shape of the dot-product kernels. */
+const TILE = Object.freeze({ tt: 4, tv: 4, wg: 64, steps: 16 });
+
+/** Vocabulary rows per chunk of `tokenLogprobs` (one (max, sumexp) pair per token and chunk). */
+export const LOGPROBS_CHUNK: number = TILE.steps * TILE.wg * TILE.tv;
+
+function dotConstants(kernel: string, h: Tensor, embedding: Tensor): DotConstants {
+  expectDtype(kernel, "h", h, ["f32"]);
+  expectDtype(kernel, "embedding", embedding, ["f32", "bf16"]);
+  if (h.shape.length !== 2 || embedding.shape.length !== 2 || h.shape[1] !== embedding.shape[1]) {
+    throw new ShapeError(
+      kernel,
+      `expected h [T, D] and embedding [V, D], got h ${shapeString(h.shape)} and embedding ` +
+        shapeString(embedding.shape),
+    );
+  }
+  if (h.parts.length !== 1) throw new ShapeError(kernel, "h must fit in one storage binding");
+  const d = h.shape[1];
+  if (d === 0 || embedding.shape[0] === 0) {
+    throw new ShapeError(
+      kernel,
+      `D and V must be positive, got embedding ${shapeString(embedding.shape)}`,
+    );
+  }
+  const pack = d % 4 === 0 ? 4 : d % 2 === 0 ? 2 : 1;
+  return { d, pack, bf16: embedding.dtype === "bf16", tt: TILE.tt, tv: TILE.tv, wg: TILE.wg };
+}
+
+/** Binding of one part of E, padded to the element stride of the loader. */
+function partBinding(part: TensorPart, pack: number, bf16: boolean): BufferBinding {
+  const stride = bf16 ? Math.max(4, pack * 2) : pack * 4;
+  const size = Math.ceil(Math.max(part.bytes, 4) / stride) * stride;
+  return { buffer: part.buffer, offset: 0, size: Math.min(size, part.buffer.size) };
+}
+
+function hBinding(h: Tensor, pack: number): BufferBinding {
+  const stride = pack * 4;
+  return {
+    buffer: h.buffer,
+    offset: 0,
+    size: Math.ceil(Math.max(h.parts[0].bytes, 4) / stride) * stride,
+  };
+}
+
+function tokenGrid(kernel: string, gpu: Gpu, tokens: number): number {
+  const blocks = Math.ceil(tokens / TILE.tt);
+  if (blocks > gpu.limits.maxComputeWorkgroupsPerDimension) {
+    throw new ShapeError(kernel, `too many tokens (${tokens}) for one launch`);
+  }
+  return blocks;
+}
+
+/** Options of {@linkcode tokenLogprobs}. */
+export interface TokenLogprobsOptions {
+  /** Logits are divided by this before the softmax (default 1). Must be > 0. */
+  readonly temperature?: number;
+}
+
+/** Outputs of {@linkcode tokenLogprobs}; the caller disposes both. */
+export interface TokenLogprobs {
+  /** `log softmax(h·Eᵀ / temperature)[target]` per token, f32 `[T]`. */
+  readonly logprobs: Tensor;
+  /** `logsumexp(h·Eᵀ / temperature)` per token, f32 `[T]` (for the backward pass). */
+  readonly lse: Tensor;
+}
+
+/**
+ * Log-probability of each target token under the tied-embedding head,
+ * `log softmax(h·Eᵀ / temperature)[target]`, computed chunk by chunk over the vocabulary
+ * (memory O(T · V/4096), never `[T, V]`). A target outside `[0, V)` yields NaN.
+ *
+ * @param h Hidden states `[T, D]` f32 (after the final norm).
+ * @param embedding Tied embedding `[V, D]`, bf16 or f32; may be split into parts along V.
+ * @param targets Target ids `[T]`, u32 or i32.
+ * @param options Temperature.
+ * @returns Per-token log-probs and logsumexp, f32 `[T]` each.
+ * @throws {ShapeError} on mismatched shapes or dtypes.
+ * @example
+ * ```ts
+ * import { Gpu } from "./gpu.ts";
+ * import { Tensor } from "./tensor.ts";
+ * import { tokenLogprobs } from "./logprobs.ts";
+ * const gpu = await Gpu.create();
+ * const h = Tensor.fromArray(gpu, new Float32Array([1, 0]), [1, 2]);
+ * const e = Tensor.fromArray(gpu, new Float32Array([1, 0, 0, 1, 0, 0]), [3, 2], "bf16");
+ * const ids = Tensor.fromArray(gpu, new Uint32Array([0]));
+ * const { logprobs, lse } = tokenLogprobs(h, e, ids);
+ * console.log(await logprobs.read()); // log(e / (e + 2)) ≈ -0.551
+ * for (const t of [h, e, ids, logprobs, lse]) t.dispose();
+ * gpu.destroy();
+ * ```
+ */
+export function tokenLogprobs(
+  h: Tensor,
+  embedding: Tensor,
+  targets: Tensor,
+  options: TokenLogprobsOptions = {},
+): TokenLogprobs {
+  const kernel = "tokenLogprobs";
+  const base = dotConstants(kernel, h, embedding);
+  expectDtype(kernel, "targets", targets, ["u32", "i32"]);
+  const tokens = h.shape[0];
+  const vocab = embedding.shape[0];
+  if (targets.numel !== tokens || targets.shape.length !== 1) {
+    throw new ShapeError(
+      kernel,
+      `targets must have shape [${tokens}], got ${shapeString(targets.shape)}`,
+    );
+  }
+  const temperature = options.temperature ?? 1;
+  if (!(temperature > 0) || !Number.isFinite(temperature)) {
+    throw new ShapeError(kernel, `temperature must be a finite number > 0, got ${temperature}`);
+  }
+  const gpu = h.gpu;
+  const logprobs = Tensor.empty(gpu, [tokens], "f32");
+  const lse = Tensor.empty(gpu, [tokens], "f32");
+  if (tokens === 0) return { logprobs, lse };
+  const c: PartialConstants = { ...base, steps: TILE.steps };
+  const chunkRows = LOGPROBS_CHUNK;
+  const partChunks = embedding.parts.map((p) => Math.ceil(p.rows / chunkRows));
+  const chunks = partChunks.reduce((a, b) => a + b, 0);
+  const partial = Tensor.empty(gpu, [tokens, chunks, 2], "f32");
+  const tlogit = Tensor.empty(gpu, [tokens], "f32");
+  const pipeline = gpu.pipelines.get("logprobs_partial", c, partialSource);
+  const shapes = `h${shapeString(h.shape)} E${shapeString(embedding.shape)} ${embedding.dtype}`;
+  const blocks = tokenGrid(kernel, gpu, tokens);
+  let chunkOffset = 0;
+  embedding.parts.forEach((part, i) => {
+    gpu.dispatch({
+      pipeline,
+      shapes,
+      uniforms: new Uniforms().u32(tokens).u32(part.rows).u32(part.rowStart).u32(chunkOffset)
+        .u32(chunks).f32(1 / temperature).build(),
+      buffers: [
+        hBinding(h, c.pack),
+        partBinding(part, c.pack, c.bf16),
+        targets.binding(),
+        partial.binding(),
+        tlogit.binding(),
+      ],
+      workgroups: [partChunks[i], blocks],
+    });
+    chunkOffset += partChunks[i];
+  });
+  gpu.dispatch({
+    pipeline: gpu.pipelines.get("logprobs_combine", {}, combineSource),
+    shapes,
+    uniforms: new Uniforms().u32(tokens).u32(chunks).u32(vocab).build(),
+    buffers: [
+      partial.binding(),
+      tlogit.binding(),
+      targets.binding(),
+      logprobs.binding(),
+      lse.binding(),
+    ],
+    workgroups: grid1d(tokens, COMBINE_WG, gpu.limits.maxComputeWorkgroupsPerDimension),
+  });
+  partial.dispose();
+  tlogit.dispose();
+  return { logprobs, lse };
+}
+
+/** Options of {@linkcode vocabLogits}. */
+export interface VocabLogitsOptions {
+  /** Write into this f32 tensor of `T·V` elements (one binding) instead of a new one. */
+  readonly out?: Tensor;
+}
+
+/**
+ * Full-vocabulary logits `h·Eᵀ` for a few rows (e.g. the last position of each sequence when
+ * sampling). Output `[T, V]` f32 must fit one storage binding.
+ *
+ * @param h Hidden states `[T, D]` f32.
+ * @param embedding Tied embedding `[V, D]`, bf16 or f32; may be split into parts along V.
+ * @param options Optional output tensor.
+ * @returns Logits `[T, V]` f32.
+ * @throws {ShapeError} on mismatched shapes or dtypes.
+ * @example
+ * ```ts
+ * import { Gpu } from "./gpu.ts";
+ * import { Tensor } from "./tensor.ts";
+ * import { vocabLogits } from "./logprobs.ts";
+ * const gpu = await Gpu.create();
+ * const h = Tensor.fromArray(gpu, new Float32Array([1, 2]), [1, 2]);
+ * const e = Tensor.fromArray(gpu, new Float32Array([1, 0, 0, 1, 1, 1]), [3, 2]);
+ * const logits = vocabLogits(h, e);
+ * console.log(await logits.read()); // [1, 2, 3]
+ * for (const t of [h, e, logits]) t.dispose();
+ * gpu.destroy();
+ * ```
+ */
+export function vocabLogits(
+  h: Tensor,
+  embedding: Tensor,
+  options: VocabLogitsOptions = {},
+): Tensor {
+  const kernel = "vocabLogits";
+  const base = dotConstants(kernel, h, embedding);
+  const tokens = h.shape[0];
+  const vocab = embedding.shape[0];
+  const gpu = h.gpu;
+  const out = options.out ?? Tensor.empty(gpu, [tokens, vocab], "f32");
+  if (out.dtype !== "f32" || out.numel !== tokens * vocab || out.parts.length !== 1) {
+    throw new ShapeError(
+      kernel,
+      `out must be f32 with ${tokens}×${vocab} elements in one binding, got ${out.dtype} ` +
+        shapeString(out.shape),
+    );
+  }
+  if (tokens === 0) return out;
+  const c: LogitsConstants = { ...base, steps: 1 };
+  const pipeline = gpu.pipelines.get("vocab_logits", c, logitsSource);
+  const blocks = tokenGrid(kernel, gpu, tokens);
+  for (const part of embedding.parts) {
+    gpu.dispatch({
+      pipeline,
+      shapes: `h${shapeString(h.shape)} E${shapeString(embedding.shape)} ${embedding.dtype}`,
+      uniforms: new Uniforms().u32(tokens).u32(part.rows).u32(part.rowStart).u32(vocab).build(),
+      buffers: [hBinding(h, c.pack), partBinding(part, c.pack, c.bf16), out.binding()],
+      workgroups: [Math.ceil(part.rows / (c.wg * c.tv)), blocks],
+    });
+  }
+  return out;
+}
