@@ -3,58 +3,85 @@
  * `sqrt(hidden_size)` rounded to the activation dtype, `Math.fround(Math.sqrt(D))` in float32).
  *
  * The table may be split into parts along the vocabulary (the 262144×1152 bf16 Gemma table is
- * 604 MB, above a 128 MiB storage binding): one dispatch per part, each writing the rows whose
- * id falls in its range. Ids outside `[0, V)` read nothing and produce zero rows (written by the
- * first part's dispatch, so every output element is written exactly once).
+ * 604 MB, above a 128 MiB storage binding). One dispatch binds up to
+ * `maxStorageBuffersPerShaderStage − 2` parts (14 on llvmpipe; Gemma's table has 5) and each
+ * workgroup copies one token's row from the part holding it; tables with more parts take more
+ * dispatches, each writing the tokens whose id falls in its row range. Ids outside `[0, V)` read
+ * nothing and produce zero rows (written by the first dispatch, so every output element is
+ * written exactly once).
  *
  * @module
  */
 
-import { expectDtype, Uniforms, wgslBf16Reader } from "./_launch.ts";
+import { expectDtype, grid1d, Uniforms, wgslBf16Reader } from "./_launch.ts";
 import { ShapeError } from "./errors.ts";
 import { shapeString, Tensor } from "./tensor.ts";
 
 const WG = 64;
-/** Columns per invocation (strided by the workgroup width, so lanes read neighbours). */
-const COLS = 4;
+/** Row starts of the bound parts live in a uniform `array<vec4<u32>, 4>`. */
+const MAX_PARTS = 16;
 
 interface EmbeddingConstants extends Record<string, number | string | boolean> {
   /** Table stored as bf16. */
   bf16: boolean;
+  /** Table parts bound by this pipeline. */
+  parts: number;
 }
 
-const embeddingSource = (c: EmbeddingConstants) => /* wgsl */ `
-struct Params { tokens: u32, d: u32, row_start: u32, rows: u32, vocab: u32, scale: f32,
-                zero_invalid: u32 }
+const embeddingSource = (c: EmbeddingConstants) => {
+  const parts = Array.from({ length: c.parts }, (_, k) => k);
+  const elem = c.bf16 ? "u32" : "f32";
+  const read = (k: number) => (c.bf16 ? `bf16_at_table${k}(src + col)` : `table${k}[src + col]`);
+  return /* wgsl */ `
+struct Params {
+  tokens: u32, d: u32, vocab: u32, scale: f32,
+  zero_invalid: u32,  // 1 in the dispatch that writes the rows of ids outside [0, vocab)
+  lo: u32, hi: u32,   // rows [lo, hi) of the table are bound here
+  pad: u32,
+  starts: array<vec4<u32>, ${MAX_PARTS / 4}>, // first row of bound part k
+}
 @group(0) @binding(0) var<uniform> p: Params;
-@group(0) @binding(1) var<storage, read> ids: array<u32>;         // [T] (i32 ids as bits)
-@group(0) @binding(2) var<storage, read> table: array<${
-  c.bf16 ? "u32" : "f32"
-}>; // [rows, D] one part${c.bf16 ? ", bf16 two per word" : ""}
-@group(0) @binding(3) var<storage, read_write> out: array<f32>;   // [T, D]
-${c.bf16 ? wgslBf16Reader("table") : ""}
+@group(0) @binding(1) var<storage, read> ids: array<u32>;       // [T] (i32 ids as their bits)
+@group(0) @binding(2) var<storage, read_write> out: array<f32>; // [T, D]
+${
+    parts.map((k) =>
+      `@group(0) @binding(${
+        3 + k
+      }) var<storage, read> table${k}: array<${elem}>; // [rows_${k}, D]${
+        c.bf16 ? " bf16 two per word" + wgslBf16Reader(`table${k}`) : ""
+      }`
+    ).join("\n")
+  }
+
+fn part_start(k: u32) -> u32 { return p.starts[k / 4u][k % 4u]; }
 
 @compute @workgroup_size(${WG})
 fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
         @builtin(local_invocation_index) lid: u32) {
-  let t = wid.y + wid.z * nwg.y;
+  let t = wid.x + wid.y * nwg.x; // one workgroup per token
   if (t >= p.tokens) { return; }
-  // subtle: a negative i32 id reads as a u32 ≥ 2^31, i.e. ≥ vocab, so it is zeroed too.
+  // subtle: a negative i32 id reads as a u32 >= 2^31, i.e. >= vocab, so it is zeroed too.
   let id = ids[t];
-  let inPart = id >= p.row_start && id - p.row_start < p.rows;
-  let invalid = p.zero_invalid == 1u && id >= p.vocab;
-  if (!inPart && !invalid) { return; }
-  let src = select(0u, (id - p.row_start) * p.d, inPart);
   let dst = t * p.d;
-  for (var k = 0u; k < ${COLS}u; k++) {
-    let col = (wid.x * ${COLS}u + k) * ${WG}u + lid;
-    if (col < p.d) {
-      out[dst + col] = select(0.0, ${
-  c.bf16 ? "bf16_at_table(src + col)" : "table[src + col]"
-} * p.scale, inPart);
+  if (id >= p.vocab) {
+    if (p.zero_invalid == 1u) {
+      for (var col = lid; col < p.d; col += ${WG}u) { out[dst + col] = 0.0; }
     }
+    return;
+  }
+  if (id < p.lo || id >= p.hi) { return; }
+  var k = 0u;
+  ${parts.slice(1).map((j) => `if (id >= part_start(${j}u)) { k = ${j}u; }`).join("\n  ")}
+  let src = (id - part_start(k)) * p.d;
+  ${
+    parts.map((j) =>
+      `if (k == ${j}u) {
+    for (var col = lid; col < p.d; col += ${WG}u) { out[dst + col] = ${read(j)} * p.scale; }
+  }`
+    ).join("\n  ")
   }
 }`;
+};
 
 /** Options of {@linkcode embedding}. */
 export interface EmbeddingOptions {
@@ -114,29 +141,31 @@ export function embedding(table: Tensor, ids: Tensor, options: EmbeddingOptions 
   }
   if (tokens === 0) return out;
   const gpu = table.gpu;
-  const maxY = gpu.limits.maxComputeWorkgroupsPerDimension;
-  const gy = Math.min(tokens, maxY);
-  const workgroups: [number, number, number] = [
-    Math.ceil(d / (WG * COLS)),
-    gy,
-    Math.ceil(tokens / gy),
-  ];
-  const pipeline = gpu.pipelines.get(kernel, { bf16: table.dtype === "bf16" }, embeddingSource);
-  table.parts.forEach((part, i) => {
+  const perDispatch = Math.min(MAX_PARTS, gpu.limits.maxStorageBuffersPerShaderStage - 2);
+  const workgroups = grid1d(tokens, 1, gpu.limits.maxComputeWorkgroupsPerDimension);
+  for (let first = 0; first < table.parts.length; first += perDispatch) {
+    const group = table.parts.slice(first, first + perDispatch);
+    const last = group[group.length - 1];
+    const uniforms = new Uniforms().u32(tokens).u32(d).u32(vocab).f32(scale)
+      .u32(first === 0 ? 1 : 0).u32(group[0].rowStart).u32(last.rowStart + last.rows).u32(0);
+    for (let k = 0; k < MAX_PARTS; k++) uniforms.u32(group[k]?.rowStart ?? 0xffffffff);
     gpu.dispatch({
-      pipeline,
-      shapes: `table${shapeString(table.shape)}:${table.dtype} part ${i} ids${
-        shapeString(ids.shape)
-      }`,
-      uniforms: new Uniforms().u32(tokens).u32(d).u32(part.rowStart).u32(part.rows).u32(vocab)
-        .f32(scale).u32(i === 0 ? 1 : 0).build(),
+      pipeline: gpu.pipelines.get(
+        kernel,
+        { bf16: table.dtype === "bf16", parts: group.length },
+        embeddingSource,
+      ),
+      shapes: `table${shapeString(table.shape)}:${table.dtype} parts ${first}..${
+        first + group.length - 1
+      } ids${shapeString(ids.shape)}`,
+      uniforms: uniforms.build(),
       buffers: [
         ids.binding(),
-        { buffer: part.buffer, offset: 0, size: Math.max(part.bytes, 4) },
         out.binding(),
+        ...group.map((part) => ({ buffer: part.buffer, offset: 0, size: Math.max(part.bytes, 4) })),
       ],
       workgroups,
     });
-  });
+  }
   return out;
 }

@@ -18,28 +18,39 @@ const WG = 256;
 interface GegluConstants extends Record<string, number | string | boolean> {
   /** Gate and up interleaved per row in one `[T, 2I]` tensor (gate first). */
   fused: boolean;
+  /** Four values per invocation as vec4 (when I % 4 == 0): ~1.7× faster on llvmpipe. */
+  vec4: boolean;
 }
 
-/** WGSL: tanh-approximated GELU, finite for every finite input. */
+/** WGSL: tanh-approximated GELU (`gelu_tanh`, and `gelu_tanh4` on vec4), finite everywhere. */
 export const WGSL_GELU_TANH = /* wgsl */ `
+// Beyond |x| = 10 the gate is 0 or 1 to f32 precision (exp(-87)); clamping keeps x³ and exp
+// finite. Inside, 0.5·(1 + tanh(u)) = 1 / (1 + exp(-2u)).
 fn gelu_tanh(x: f32) -> f32 {
-  // Beyond |x| = 10 the gate is 0 or 1 to f32 precision (exp(-87)); clamping keeps x³ and exp
-  // finite. Inside, 0.5·(1 + tanh(u)) = 1 / (1 + exp(-2u)).
   let xc = clamp(x, -10.0, 10.0);
   let u = 0.7978845608028654 * (xc + 0.044715 * xc * xc * xc); // √(2/π)·(x + 0.044715x³)
   return select(x / (1.0 + exp(-2.0 * u)), 0.0, x < -10.0);
+}
+fn gelu_tanh4(x: vec4<f32>) -> vec4<f32> {
+  let xc = clamp(x, vec4<f32>(-10.0), vec4<f32>(10.0));
+  let u = 0.7978845608028654 * (xc + 0.044715 * xc * xc * xc);
+  return select(x / (1.0 + exp(-2.0 * u)), vec4<f32>(0.0), x < vec4<f32>(-10.0));
 }`;
 
-const gegluSource = (c: GegluConstants) => /* wgsl */ `
-struct Params { n: u32, inter: u32 }
+const gegluSource = (c: GegluConstants) => {
+  const ty = c.vec4 ? "vec4<f32>" : "f32";
+  const gelu = c.vec4 ? "gelu_tanh4" : "gelu_tanh";
+  const unit = c.vec4 ? " (as vec4)" : "";
+  return /* wgsl */ `
+struct Params { n: u32, inter: u32 } // in units of ${ty}
 @group(0) @binding(0) var<uniform> p: Params;
 ${
-  c.fused
-    ? `@group(0) @binding(1) var<storage, read> gu: array<f32>;        // [T, 2I]: gate | up`
-    : `@group(0) @binding(1) var<storage, read> gate: array<f32>;      // [T, I]
-@group(0) @binding(2) var<storage, read> up: array<f32>;        // [T, I]`
-}
-@group(0) @binding(${c.fused ? 2 : 3}) var<storage, read_write> out: array<f32>; // [T, I]
+    c.fused
+      ? `@group(0) @binding(1) var<storage, read> gu: array<${ty}>;        // [T, 2I]: gate | up${unit}`
+      : `@group(0) @binding(1) var<storage, read> gate: array<${ty}>;      // [T, I]${unit}
+@group(0) @binding(2) var<storage, read> up: array<${ty}>;        // [T, I]${unit}`
+  }
+@group(0) @binding(${c.fused ? 2 : 3}) var<storage, read_write> out: array<${ty}>; // [T, I]${unit}
 ${WGSL_LINEAR}
 ${WGSL_GELU_TANH}
 @compute @workgroup_size(${WG})
@@ -47,12 +58,13 @@ fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) 
   let i = linear_index(gid, nwg, ${WG}u);
   if (i >= p.n) { return; }
   ${
-  c.fused
-    ? `let g = i + (i / p.inter) * p.inter; // row t starts at 2·I·t
-  out[i] = gelu_tanh(gu[g]) * gu[g + p.inter];`
-    : "out[i] = gelu_tanh(gate[i]) * up[i];"
-}
+    c.fused
+      ? `let g = i + (i / p.inter) * p.inter; // row t starts at 2·I·t
+  out[i] = ${gelu}(gu[g]) * gu[g + p.inter];`
+      : `out[i] = ${gelu}(gate[i]) * up[i];`
+  }
 }`;
+};
 
 /** Options of {@linkcode geglu} and {@linkcode gegluFused}. */
 export interface GegluOptions {
@@ -106,11 +118,13 @@ export function geglu(gate: Tensor, up: Tensor, options: GegluOptions = {}): Ten
   }
   const out = outputFor(kernel, gate, gate.shape, options.out);
   const gpu = gate.gpu;
-  const n = gate.numel;
+  const inter = gate.shape.at(-1) ?? 1;
+  const vec4 = inter % 4 === 0;
+  const n = vec4 ? gate.numel / 4 : gate.numel;
   gpu.dispatch({
-    pipeline: gpu.pipelines.get(kernel, { fused: false }, gegluSource),
+    pipeline: gpu.pipelines.get("geglu", { fused: false, vec4 }, gegluSource),
     shapes: `gate${shapeString(gate.shape)}`,
-    uniforms: new Uniforms().u32(n).u32(gate.shape.at(-1) ?? 1).build(),
+    uniforms: new Uniforms().u32(n).u32(vec4 ? inter / 4 : inter).build(),
     buffers: [gate.binding(), up.binding(), out.binding()],
     workgroups: grid1d(n, WG, gpu.limits.maxComputeWorkgroupsPerDimension),
   });
@@ -152,11 +166,12 @@ export function gegluFused(gateUp: Tensor, options: GegluOptions = {}): Tensor {
   const shape = [...gateUp.shape.slice(0, -1), inter];
   const out = outputFor(kernel, gateUp, shape, options.out);
   const gpu = gateUp.gpu;
-  const n = gateUp.numel / 2;
+  const vec4 = inter % 4 === 0;
+  const n = gateUp.numel / (vec4 ? 8 : 2);
   gpu.dispatch({
-    pipeline: gpu.pipelines.get("geglu", { fused: true }, gegluSource),
+    pipeline: gpu.pipelines.get("geglu", { fused: true, vec4 }, gegluSource),
     shapes: `gateUp${shapeString(gateUp.shape)}`,
-    uniforms: new Uniforms().u32(n).u32(inter).build(),
+    uniforms: new Uniforms().u32(n).u32(vec4 ? inter / 4 : inter).build(),
     buffers: [gateUp.binding(), out.binding()],
     workgroups: grid1d(n, WG, gpu.limits.maxComputeWorkgroupsPerDimension),
   });

@@ -7,9 +7,10 @@
  * every `(t, h)` row of `headDim` values.
  *
  * Numerics follow transformers' float32 `Gemma3RMSNorm`: the sum of squares is accumulated in
- * f32 (strided per invocation, then a pairwise tree across the workgroup, which keeps the result
- * within ~1e-6 relative of a float64 reference), `rstd = 1 / sqrt(sum / D + eps)`,
- * `y = (x · rstd) · (1 + w)`.
+ * f32 — never as one serial sum but as partial sums combined pairwise (a tree across the
+ * workgroup, or eight interleaved sums per invocation; see {@linkcode RmsNormStrategy}), which
+ * keeps the result within ~1e-6 relative of a float64 reference — then
+ * `rstd = 1 / sqrt(sum / D + eps)`, `y = (x · rstd) · (1 + w)`.
  *
  * @module
  */
@@ -21,8 +22,18 @@ import { shapeString, Tensor } from "./tensor.ts";
 /** Which input buffer the result is written into (WebGPU cannot bind one buffer twice). */
 type Alias = "none" | "x" | "residual";
 
+/**
+ * How rows map to invocations: `workgroup` = one workgroup per row with a pairwise tree across it
+ * (coalesced, for real GPUs); `row` = one invocation per row with eight interleaved partial sums
+ * (no barriers; ~4× faster on CPU adapters such as llvmpipe, where barriers are expensive).
+ * `auto` picks `row` on fallback (software) adapters and `workgroup` elsewhere.
+ */
+export type RmsNormStrategy = "auto" | "row" | "workgroup";
+
 interface RmsNormConstants extends Record<string, number | string | boolean> {
-  /** Invocations per workgroup (one workgroup per row), a power of two. */
+  /** `row` or `workgroup` (see {@linkcode RmsNormStrategy}). */
+  strategy: string;
+  /** Invocations per workgroup, a power of two. */
   wg: number;
   /** Weight stored as bf16. */
   wBf16: boolean;
@@ -64,11 +75,45 @@ const rmsNormSource = (c: RmsNormConstants) => {
   }
   const target = c.alias === "x" ? "x" : c.alias === "residual" ? "res" : "out";
   const wAt = c.wBf16 ? "bf16_at_w(i)" : "w[i]";
-  return /* wgsl */ `
+  const header = `
 struct Params { rows: u32, d: u32, eps: f32 }
 @group(0) @binding(0) var<uniform> p: Params;
 ${decl.join("\n")}
-${c.wBf16 ? wgslBf16Reader("w") : ""}
+${c.wBf16 ? wgslBf16Reader("w") : ""}`;
+  const store = `${target}[base + i] = ${c.residual ? "res[base + i] + y" : "y"};`;
+  const rstd = c.rstd ? "rstd_out[row] = r;" : "";
+  if (c.strategy === "row") {
+    return /* wgsl */ `${header}
+@compute @workgroup_size(${c.wg})
+fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
+  let row = gid.x + gid.y * nwg.x * ${c.wg}u;
+  if (row >= p.rows) { return; }
+  let base = row * p.d;
+  // subtle: eight interleaved partial sums (two vec4) combined pairwise, not one serial sum.
+  var a = vec4<f32>(0.0);
+  var b = vec4<f32>(0.0);
+  var i = 0u;
+  for (; i + 8u <= p.d; i += 8u) {
+    let u = vec4<f32>(x[base + i], x[base + i + 1u], x[base + i + 2u], x[base + i + 3u]);
+    let v = vec4<f32>(x[base + i + 4u], x[base + i + 5u], x[base + i + 6u], x[base + i + 7u]);
+    a = fma(u, u, a);
+    b = fma(v, v, b);
+  }
+  var tail = 0.0;
+  for (; i < p.d; i++) {
+    let v = x[base + i];
+    tail = fma(v, v, tail);
+  }
+  let s = a + b;
+  let r = 1.0 / sqrt((((s.x + s.y) + (s.z + s.w)) + tail) / f32(p.d) + p.eps);
+  for (i = 0u; i < p.d; i++) {
+    let y = (x[base + i] * r) * (1.0 + ${wAt});
+    ${store}
+  }
+  ${rstd}
+}`;
+  }
+  return /* wgsl */ `${header}
 var<workgroup> partial: array<f32, ${c.wg}>;
 
 @compute @workgroup_size(${c.wg})
@@ -92,9 +137,9 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec
   let r = 1.0 / sqrt(partial[0] / f32(p.d) + p.eps);
   for (var i = lid; i < p.d; i += ${c.wg}u) {
     let y = (x[base + i] * r) * (1.0 + ${wAt});
-    ${target}[base + i] = ${c.residual ? "res[base + i] + y" : "y"};
+    ${store}
   }
-  ${c.rstd ? "if (lid == 0u) { rstd_out[row] = r; }" : ""}
+  ${c.rstd ? `if (lid == 0u) { ${rstd} }` : ""}
 }`;
 };
 
@@ -115,6 +160,8 @@ export interface RmsNormOptions {
   readonly out?: Tensor;
   /** Also write `1 / sqrt(mean(x²) + eps)` per row into this f32 tensor of `rows` elements. */
   readonly rstd?: Tensor;
+  /** Row-to-invocation mapping (default `auto`); every strategy gives the same numerics class. */
+  readonly strategy?: RmsNormStrategy;
 }
 
 function sameBuffer(a: Tensor, b: Tensor): boolean {
@@ -127,6 +174,8 @@ function workgroupSize(d: number): number {
   while (wg < 256 && wg * 8 < d) wg *= 2;
   return wg;
 }
+
+const ROW_WG = 64;
 
 /**
  * Gemma RMSNorm over the last dimension: `y = x / sqrt(mean(x²) + eps) · (1 + w)`, plus
@@ -198,8 +247,17 @@ export function rmsNorm(x: Tensor, w: Tensor, options: RmsNormOptions = {}): Ten
     : residual && sameBuffer(out, residual)
     ? "residual"
     : "none";
+  const gpu = x.gpu;
+  const requested = options.strategy ?? "auto";
+  if (!["auto", "row", "workgroup"].includes(requested)) {
+    throw new ShapeError(kernel, `strategy must be auto, row or workgroup, got ${requested}`);
+  }
+  const strategy = requested === "auto"
+    ? (gpu.adapter.isFallbackAdapter ? "row" : "workgroup")
+    : requested;
   const constants: RmsNormConstants = {
-    wg: workgroupSize(d),
+    strategy,
+    wg: strategy === "row" ? ROW_WG : workgroupSize(d),
     wBf16: w.dtype === "bf16",
     residual: residual !== undefined,
     alias,
@@ -209,13 +267,16 @@ export function rmsNorm(x: Tensor, w: Tensor, options: RmsNormOptions = {}): Ten
   if (residual) buffers.push(residual.binding());
   if (alias === "none") buffers.push(out.binding());
   if (rstd) buffers.push(rstd.binding());
-  const gpu = x.gpu;
   gpu.dispatch({
     pipeline: gpu.pipelines.get(kernel, constants, rmsNormSource),
     shapes: `x${shapeString(x.shape)} w${shapeString(w.shape)}:${w.dtype}`,
     uniforms: new Uniforms().u32(rows).u32(d).f32(eps).build(),
     buffers,
-    workgroups: grid1d(rows, 1, gpu.limits.maxComputeWorkgroupsPerDimension),
+    workgroups: grid1d(
+      rows,
+      strategy === "row" ? ROW_WG : 1,
+      gpu.limits.maxComputeWorkgroupsPerDimension,
+    ),
   });
   return out;
 }

@@ -53,8 +53,11 @@ Deno.test("embedding() multiplies by the f32 scale exactly like float32 torch", 
 
 Deno.test("embedding() gathers from a table split across storage bindings", async () => {
   const gpu = await Gpu.create({ maxStorageBufferBindingSize: 4096 });
+  const partsPerDispatch = Math.min(16, gpu.limits.maxStorageBuffersPerShaderStage - 2);
+  let maxDispatches = 0;
   // The output [T, D] f32 must fit one 4096-byte binding too: T ≤ 1024 / D.
-  for (const [vocab, d] of [[1000, 7], [2001, 3], [301, 15], [65, 33]]) {
+  // [5000, 3] f32 has 15 parts: more than one dispatch binds (14 on llvmpipe).
+  for (const [vocab, d] of [[1000, 7], [2001, 3], [301, 15], [65, 33], [5000, 3]]) {
     const table = randomArray(vocab * d, d, 0.2);
     for (const dtype of ["bf16", "f32"] as const) {
       const tt = Tensor.fromArray(gpu, table, [vocab, d], dtype);
@@ -77,12 +80,17 @@ Deno.test("embedding() gathers from a table split across storage bindings", asyn
         ids.length,
         d,
       ]);
+      const before = gpu.dispatchCount;
       embedding(tt, ti, { scale: 8, out });
+      const dispatches = gpu.dispatchCount - before;
+      assert.equal(dispatches, Math.ceil(tt.parts.length / partsPerDispatch));
+      maxDispatches = Math.max(maxDispatches, dispatches);
       const want = embeddingRef(dtype === "bf16" ? roundToBf16(table) : table, d, ids, 8);
       assertClose(await out.read(), want, TOL, `split V=${vocab} D=${d} ${dtype}`);
       for (const t of [tt, ti, out]) t.dispose();
     }
   }
+  assert.ok(maxDispatches > 1, "some table needed more than one dispatch");
   gpu.destroy();
 });
 

@@ -28,28 +28,39 @@ Deno.test("geglu() matches the fixture's activation_check table (gate = x, up = 
   const forward = JSON.parse(await Deno.readTextFile(`${FIXTURE}/forward.json`));
   const check: ActivationCheck = forward.activation_check;
   const n = check.x.length;
-  const gate = Tensor.fromArray(gpu, check.x), up = Tensor.fromArray(gpu, new Array(n).fill(1));
-  const y = geglu(gate, up);
-  assertClose(await y.read(), check.y_f64, TOL, "activation_check");
-  for (const t of [gate, up, y]) t.dispose();
+  // [n] runs the scalar kernel, [n, 4] (each x repeated) the vec4 one.
+  for (const width of [1, 4]) {
+    const xs = check.x.flatMap((x) => new Array(width).fill(x));
+    const want = check.y_f64.flatMap((y) => new Array(width).fill(y));
+    const gate = Tensor.fromArray(gpu, xs, [n, width]);
+    const up = Tensor.fromArray(gpu, new Array(n * width).fill(1), [n, width]);
+    const y = geglu(gate, up);
+    assertClose(await y.read(), want, TOL, `activation_check width ${width}`);
+    for (const t of [gate, up, y]) t.dispose();
+  }
 });
 
 Deno.test("geglu() is finite and exact in the limits for huge |gate|", async () => {
   const gpu = await testGpu();
-  const xs = [-1e30, -3e13, -1e4, -100, -20, -10, 10, 20, 100, 1e4, 3e13, 1e30];
-  const gate = Tensor.fromArray(gpu, xs), up = Tensor.fromArray(gpu, xs.map(() => 2));
-  const got = await geglu(gate, up).read();
-  xs.forEach((x, i) => {
-    assert.ok(Number.isFinite(got[i]), `gelu(${x}) finite, got ${got[i]}`);
-    const want = x > 0 ? 2 * Math.fround(x) : 0;
-    assert.ok(Math.abs(got[i] - want) <= 1e-6 * Math.max(1, Math.abs(want)), `gelu(${x})`);
-  });
-  for (const t of [gate, up]) t.dispose();
+  const xs = [-1e30, -3e13, -1e4, -100, -20, -10.5, 10.5, 20, 100, 1e4, 3e13, 1e30];
+  for (const shape of [[12], [3, 4]]) { // scalar and vec4 kernels
+    const gate = Tensor.fromArray(gpu, xs, shape),
+      up = Tensor.fromArray(gpu, xs.map(() => 2), shape);
+    const got = await geglu(gate, up).read();
+    xs.forEach((x, i) => {
+      assert.ok(Number.isFinite(got[i]), `gelu(${x}) finite, got ${got[i]}`);
+      const want = x > 0 ? 2 * Math.fround(x) : 0;
+      assert.ok(Math.abs(got[i] - want) <= 1e-6 * Math.max(1, Math.abs(want)), `gelu(${x})`);
+    });
+    for (const t of [gate, up]) t.dispose();
+  }
 });
 
 Deno.test("geglu() matches reference on odd shapes", async () => {
   const gpu = await testGpu();
-  for (const [rows, inter] of [[1, 1], [3, 3], [7, 7], [33, 257], [3, 1000], [257, 33]]) {
+  // I % 4 == 0 (4, 1000, 192) runs the vec4 kernel, the others the scalar one.
+  const shapes = [[1, 1], [3, 3], [7, 7], [33, 257], [3, 1000], [257, 33], [1, 4], [29, 192]];
+  for (const [rows, inter] of shapes) {
     const g = randomArray(rows * inter, rows + inter, 5), u = randomArray(rows * inter, 7, 3);
     const tg = Tensor.fromArray(gpu, g, [rows, inter]),
       tu = Tensor.fromArray(gpu, u, [rows, inter]);
@@ -62,7 +73,7 @@ Deno.test("geglu() matches reference on odd shapes", async () => {
 
 Deno.test("gegluFused() matches reference on a [T, 2I] gate|up tensor", async () => {
   const gpu = await testGpu();
-  for (const [rows, inter] of [[1, 1], [7, 3], [33, 257], [3, 1000]]) {
+  for (const [rows, inter] of [[1, 1], [7, 3], [33, 257], [3, 1000], [1, 4], [7, 192]]) {
     const gu = randomArray(rows * 2 * inter, rows * inter, 4);
     const t = Tensor.fromArray(gpu, gu, [rows, 2 * inter]);
     const y = gegluFused(t);

@@ -1,6 +1,6 @@
 import assert from "node:assert/strict";
 import { Tensor } from "../kernels/tensor.ts";
-import { rmsNorm } from "../kernels/rms_norm.ts";
+import { rmsNorm, type RmsNormStrategy } from "../kernels/rms_norm.ts";
 import { rmsNormRef } from "../kernels/rms_norm_ref.ts";
 import { roundToBf16 } from "../kernels/dtype.ts";
 import { ShapeError } from "../kernels/errors.ts";
@@ -8,8 +8,9 @@ import { assertClose, randomArray, testGpu } from "./_helpers.ts";
 
 const TOL = 1e-5;
 const EPS = 1e-6;
+const STRATEGIES: readonly RmsNormStrategy[] = ["row", "workgroup"];
 
-Deno.test("rmsNorm() matches reference for odd widths and rows, f32 and bf16 weights", async () => {
+Deno.test("rmsNorm() matches reference for odd widths and rows, f32/bf16 w, both strategies", async () => {
   const gpu = await testGpu();
   const cases: [number, number][] = [
     [1, 1],
@@ -22,15 +23,16 @@ Deno.test("rmsNorm() matches reference for odd widths and rows, f32 and bf16 wei
     [257, 64],
   ];
   for (const [rows, d] of cases) {
-    for (const dtype of ["f32", "bf16"] as const) {
+    for (const [dtype, strategy] of STRATEGIES.flatMap((s) => [["f32", s], ["bf16", s]] as const)) {
       const x = randomArray(rows * d, rows * 31 + d, 3);
       const w32 = randomArray(d, d + 7, 0.5);
       const w = dtype === "bf16" ? roundToBf16(w32) : w32;
       const tx = Tensor.fromArray(gpu, x, [rows, d]);
       const tw = Tensor.fromArray(gpu, w32, [d], dtype);
-      const y = rmsNorm(tx, tw, { eps: EPS });
+      const y = rmsNorm(tx, tw, { eps: EPS, strategy });
       assert.deepEqual(y.shape, [rows, d]);
-      assertClose(await y.read(), rmsNormRef(x, w, EPS).y, TOL, `rmsNorm ${rows}x${d} ${dtype}`);
+      const what = `rmsNorm ${rows}x${d} ${dtype} ${strategy}`;
+      assertClose(await y.read(), rmsNormRef(x, w, EPS).y, TOL, what);
       for (const t of [tx, tw, y]) t.dispose();
     }
   }
@@ -43,76 +45,88 @@ Deno.test("rmsNorm() stays within 1e-5 on wide rows with a large dynamic range",
   for (let i = 0; i < x.length; i += 97) x[i] *= 300; // outliers, as in real hidden states
   const w = randomArray(d, 5, 0.5);
   const tx = Tensor.fromArray(gpu, x, [rows, d]), tw = Tensor.fromArray(gpu, w);
-  const y = rmsNorm(tx, tw);
-  assertClose(await y.read(), rmsNormRef(x, w, EPS).y, TOL, "rmsNorm outliers");
-  for (const t of [tx, tw, y]) t.dispose();
+  const want = rmsNormRef(x, w, EPS).y;
+  for (const strategy of STRATEGIES) {
+    const y = rmsNorm(tx, tw, { strategy });
+    assertClose(await y.read(), want, TOL, `rmsNorm outliers ${strategy}`);
+    y.dispose();
+  }
+  for (const t of [tx, tw]) t.dispose();
 });
 
 Deno.test("rmsNorm() normalises per head for q/k norms ([T, H, headDim] with w [headDim])", async () => {
   const gpu = await testGpu();
-  for (const [t, h, hd] of [[1, 4, 32], [7, 3, 256], [33, 1, 7]]) {
+  const shapes = [[1, 4, 32], [7, 3, 256], [33, 1, 7]];
+  for (
+    const [[t, h, hd], strategy] of shapes.flatMap((s) => STRATEGIES.map((g) => [s, g] as const))
+  ) {
     const x = randomArray(t * h * hd, t + h + hd, 2);
     const w = randomArray(hd, hd, 0.5);
     const tx = Tensor.fromArray(gpu, x, [t, h, hd]);
     const tw = Tensor.fromArray(gpu, w, [hd], "bf16");
-    const y = rmsNorm(tx, tw, { eps: EPS });
+    const y = rmsNorm(tx, tw, { eps: EPS, strategy });
     assert.deepEqual(y.shape, [t, h, hd]);
     const want = rmsNormRef(x, roundToBf16(w), EPS).y;
-    assertClose(await y.read(), want, TOL, `rmsNorm heads ${t}x${h}x${hd}`);
+    assertClose(await y.read(), want, TOL, `rmsNorm heads ${t}x${h}x${hd} ${strategy}`);
     for (const z of [tx, tw, y]) z.dispose();
   }
 });
 
-Deno.test("rmsNorm() fuses the residual add into a new, the residual's or x's buffer", async () => {
-  const gpu = await testGpu();
-  const rows = 7, d = 257;
-  const x = randomArray(rows * d, 1, 2), res = randomArray(rows * d, 2, 20);
-  const w = randomArray(d, 3, 0.5);
-  const want = rmsNormRef(x, w, EPS, res).y;
-  const tw = Tensor.fromArray(gpu, w);
+for (const strategy of STRATEGIES) {
+  Deno.test(`rmsNorm() fuses the residual add into a new, the residual's or x's buffer (${strategy})`, async () => {
+    const gpu = await testGpu();
+    const rows = 7, d = 257;
+    const x = randomArray(rows * d, 1, 2), res = randomArray(rows * d, 2, 20);
+    const w = randomArray(d, 3, 0.5);
+    const want = rmsNormRef(x, w, EPS, res).y;
+    const tw = Tensor.fromArray(gpu, w);
 
-  const tx = Tensor.fromArray(gpu, x, [rows, d]), tr = Tensor.fromArray(gpu, res, [rows, d]);
-  const y = rmsNorm(tx, tw, { residual: tr });
-  assertClose(await y.read(), want, TOL, "residual → new tensor");
-  assert.deepEqual(await tx.read(), x, "x unchanged");
-  assert.deepEqual(await tr.read(), res, "residual unchanged");
+    const tx = Tensor.fromArray(gpu, x, [rows, d]), tr = Tensor.fromArray(gpu, res, [rows, d]);
+    const y = rmsNorm(tx, tw, { residual: tr, strategy });
+    assertClose(await y.read(), want, TOL, "residual → new tensor");
+    assert.deepEqual(await tx.read(), x, "x unchanged");
+    assert.deepEqual(await tr.read(), res, "residual unchanged");
 
-  const same = rmsNorm(tx, tw, { residual: tr, out: tr });
-  assert.equal(same, tr);
-  assertClose(await tr.read(), want, TOL, "residual in place");
+    const same = rmsNorm(tx, tw, { residual: tr, out: tr, strategy });
+    assert.equal(same, tr);
+    assertClose(await tr.read(), want, TOL, "residual in place");
 
-  const tx2 = Tensor.fromArray(gpu, x, [rows, d]), tr2 = Tensor.fromArray(gpu, res, [rows, d]);
-  rmsNorm(tx2, tw, { residual: tr2, out: tx2 });
-  assertClose(await tx2.read(), want, TOL, "into x");
+    const tx2 = Tensor.fromArray(gpu, x, [rows, d]), tr2 = Tensor.fromArray(gpu, res, [rows, d]);
+    rmsNorm(tx2, tw, { residual: tr2, out: tx2, strategy });
+    assertClose(await tx2.read(), want, TOL, "into x");
 
-  const tx3 = Tensor.fromArray(gpu, x, [rows, d]);
-  rmsNorm(tx3, tw, { out: tx3 });
-  assertClose(await tx3.read(), rmsNormRef(x, w, EPS).y, TOL, "plain norm in place");
-  for (const t of [tw, tx, tr, y, tx2, tr2, tx3]) t.dispose();
-});
+    const tx3 = Tensor.fromArray(gpu, x, [rows, d]);
+    rmsNorm(tx3, tw, { out: tx3, strategy });
+    assertClose(await tx3.read(), rmsNormRef(x, w, EPS).y, TOL, "plain norm in place");
+    for (const t of [tw, tx, tr, y, tx2, tr2, tx3]) t.dispose();
+  });
 
-Deno.test("rmsNorm() writes the per-row 1/rms for the backward pass", async () => {
-  const gpu = await testGpu();
-  const rows = 33, d = 1000;
-  const x = randomArray(rows * d, 11, 4), w = randomArray(d, 12, 0.5);
-  const tx = Tensor.fromArray(gpu, x, [rows, d]), tw = Tensor.fromArray(gpu, w, [d], "bf16");
-  const rstd = Tensor.empty(gpu, [rows]);
-  const y = rmsNorm(tx, tw, { eps: 1e-3, rstd });
-  const want = rmsNormRef(x, roundToBf16(w), 1e-3);
-  const got = await rstd.read();
-  for (let r = 0; r < rows; r++) {
-    assert.ok(Math.abs(got[r] - want.rstd[r]) <= TOL * want.rstd[r], `rstd row ${r}`);
-  }
-  assertClose(await y.read(), want.y, TOL, "y with rstd");
-  for (const t of [tx, tw, rstd, y]) t.dispose();
-});
+  Deno.test(`rmsNorm() writes the per-row 1/rms for the backward pass (${strategy})`, async () => {
+    const gpu = await testGpu();
+    const rows = 33, d = 1000;
+    const x = randomArray(rows * d, 11, 4), w = randomArray(d, 12, 0.5);
+    const tx = Tensor.fromArray(gpu, x, [rows, d]), tw = Tensor.fromArray(gpu, w, [d], "bf16");
+    const rstd = Tensor.empty(gpu, [rows]);
+    const y = rmsNorm(tx, tw, { eps: 1e-3, rstd, strategy });
+    const want = rmsNormRef(x, roundToBf16(w), 1e-3);
+    const got = await rstd.read();
+    for (let r = 0; r < rows; r++) {
+      assert.ok(Math.abs(got[r] - want.rstd[r]) <= TOL * want.rstd[r], `rstd row ${r}`);
+    }
+    assertClose(await y.read(), want.y, TOL, "y with rstd");
+    for (const t of [tx, tw, rstd, y]) t.dispose();
+  });
+}
 
 Deno.test("rmsNorm() of an all-zero row is zero (eps keeps it finite)", async () => {
   const gpu = await testGpu();
   const tx = Tensor.zeros(gpu, [3, 33]), tw = Tensor.fromArray(gpu, randomArray(33, 4));
-  const y = rmsNorm(tx, tw);
-  assert.deepEqual(await y.read(), new Float32Array(99));
-  for (const t of [tx, tw, y]) t.dispose();
+  for (const strategy of STRATEGIES) {
+    const y = rmsNorm(tx, tw, { strategy });
+    assert.deepEqual(await y.read(), new Float32Array(99));
+    y.dispose();
+  }
+  for (const t of [tx, tw]) t.dispose();
 });
 
 Deno.test("rmsNorm() rejects wrong shapes and dtypes with a ShapeError naming the kernel", async () => {
@@ -129,5 +143,6 @@ Deno.test("rmsNorm() rejects wrong shapes and dtypes with a ShapeError naming th
   assert.throws(() => rmsNorm(x, w8, { rstd: rs }), isShape);
   assert.throws(() => rmsNorm(x, w8, { out: o }), isShape);
   assert.throws(() => rmsNorm(x, w8, { eps: -1 }), isShape);
+  assert.throws(() => rmsNorm(x, w8, { strategy: "fast" as RmsNormStrategy }), isShape);
   for (const t of [x, w, w8, xi, w2, r, rs, o]) t.dispose();
 });
