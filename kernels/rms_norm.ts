@@ -235,23 +235,25 @@ export function rmsNorm(x: Tensor, w: Tensor, options: RmsNormOptions = {}): Ten
       throw new ShapeError(kernel, `rstd must hold ${rows} rows, got ${shapeString(rstd.shape)}`);
     }
   }
-  const out = options.out ?? Tensor.empty(x.gpu, x.shape, "f32");
-  if (out.dtype !== "f32" || out.numel !== x.numel) {
+  const requested = options.strategy ?? "auto";
+  if (!["auto", "row", "workgroup"].includes(requested)) {
+    throw new ShapeError(kernel, `strategy must be auto, row or workgroup, got ${requested}`);
+  }
+  if (options.out && (options.out.dtype !== "f32" || options.out.numel !== x.numel)) {
     throw new ShapeError(
       kernel,
-      `out must be f32 with ${x.numel} elements, got ${out.dtype} ${shapeString(out.shape)}`,
+      `out must be f32 with ${x.numel} elements, got ${options.out.dtype} ${
+        shapeString(options.out.shape)
+      }`,
     );
   }
+  const out = options.out ?? Tensor.empty(x.gpu, x.shape, "f32");
   const alias: Alias = sameBuffer(out, x)
     ? "x"
     : residual && sameBuffer(out, residual)
     ? "residual"
     : "none";
   const gpu = x.gpu;
-  const requested = options.strategy ?? "auto";
-  if (!["auto", "row", "workgroup"].includes(requested)) {
-    throw new ShapeError(kernel, `strategy must be auto, row or workgroup, got ${requested}`);
-  }
   const strategy = requested === "auto"
     ? (gpu.adapter.isFallbackAdapter ? "row" : "workgroup")
     : requested;
