@@ -131,6 +131,14 @@ export interface TensorStore {
    * @returns `target.subarray(0, byteLength)`.
    */
   readInto(name: string, target: Uint8Array): Promise<Uint8Array>;
+  /**
+   * Reads part of one tensor: `target.length` bytes starting `start` bytes into it (for
+   * uploading a huge tensor, e.g. a 262144-row embedding, in slices of rows).
+   *
+   * @returns `target`.
+   * @throws {SafetensorsError} `invalid_tensor` when the range leaves the tensor.
+   */
+  readRange(name: string, start: number, target: Uint8Array): Promise<Uint8Array>;
   /** Closes every underlying file. */
   close(): void;
 }
@@ -417,7 +425,29 @@ function makeFileView(
     if (t === undefined) throw missing(path, name, header.tensors.keys());
     return t;
   };
-  const readInto = async (name: string, target: Uint8Array): Promise<Uint8Array> => {
+  const readRange = async (name: string, start: number, target: Uint8Array) => {
+    const t = info(name);
+    if (!Number.isSafeInteger(start) || start < 0 || start + target.length > t.byteLength) {
+      throw new SafetensorsError(
+        "invalid_tensor",
+        path,
+        name,
+        `byte range [${start}, ${start + target.length}) is outside the tensor's ` +
+          `${t.byteLength} bytes`,
+      );
+    }
+    const got = await reader.readInto(t.byteOffset + start, target);
+    if (got !== target.length) {
+      throw new SafetensorsError(
+        "truncated",
+        path,
+        name,
+        `read ${got} of ${target.length} bytes at offset ${t.byteOffset + start} (file changed?)`,
+      );
+    }
+    return target;
+  };
+  const readInto = (name: string, target: Uint8Array): Promise<Uint8Array> => {
     const t = info(name);
     if (target.length < t.byteLength) {
       throw new SafetensorsError(
@@ -427,17 +457,7 @@ function makeFileView(
         `target holds ${target.length} bytes, expected at least ${t.byteLength}`,
       );
     }
-    const out = target.subarray(0, t.byteLength);
-    const got = await reader.readInto(t.byteOffset, out);
-    if (got !== t.byteLength) {
-      throw new SafetensorsError(
-        "truncated",
-        path,
-        name,
-        `read ${got} of ${t.byteLength} bytes at offset ${t.byteOffset} (file changed?)`,
-      );
-    }
-    return out;
+    return readRange(name, 0, target.subarray(0, t.byteLength));
   };
   return Object.freeze({
     path,
@@ -446,8 +466,12 @@ function makeFileView(
     headerLength: header.headerLength,
     dataStart: header.dataStart,
     info,
-    readInto,
-    read: (name: string) => readInto(name, new Uint8Array(info(name).byteLength)),
+    readInto: (name: string, target: Uint8Array) =>
+      Promise.resolve().then(() => readInto(name, target)),
+    readRange: (name: string, start: number, target: Uint8Array) =>
+      Promise.resolve().then(() => readRange(name, start, target)),
+    read: (name: string) =>
+      Promise.resolve().then(() => readInto(name, new Uint8Array(info(name).byteLength))),
     close: () => reader.close(),
   });
 }

@@ -100,7 +100,7 @@ export async function fileReader(path: string): Promise<ByteRangeReader> {
  * ```ts
  * import { openSafetensors } from "./safetensors_fs.ts";
  * import { decodeFloat32 } from "./safetensors_dtype.ts";
- * const st = await openSafetensors("model.safetensors");
+ * const st = await openSafetensors("../shared/fixtures/gemma3-tiny-a/model.safetensors");
  * const t = st.info("model.norm.weight");
  * const values = decodeFloat32(t.dtype, await st.read(t.name));
  * st.close();
@@ -188,6 +188,7 @@ export async function openCheckpoint(path: string): Promise<Checkpoint> {
     info: file.info,
     read: file.read,
     readInto: file.readInto,
+    readRange: file.readRange,
     close: file.close,
   });
 }
@@ -211,7 +212,8 @@ async function writeAll(file: Deno.FsFile, bytes: Uint8Array): Promise<void> {
  * @example
  * ```ts
  * import { writeSafetensors } from "./safetensors_fs.ts";
- * await writeSafetensors("adapter.safetensors", [
+ * const dir = await Deno.makeTempDir();
+ * await writeSafetensors(`${dir}/adapter.safetensors`, [
  *   { name: "a", dtype: "F32", shape: [2, 2], data: new Float32Array([1, 2, 3, 4]) },
  * ], { format: "pt" });
  * ```

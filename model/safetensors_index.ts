@@ -156,8 +156,12 @@ export function combineShards(
     files: Object.freeze(files),
     tensors,
     info: (name: string) => shardOf(name).info(name),
-    read: (name: string) => shardOf(name).read(name),
-    readInto: (name: string, target: Uint8Array) => shardOf(name).readInto(name, target),
+    // Lookups run inside the promise so that a missing name rejects instead of throwing.
+    read: (name: string) => Promise.resolve(name).then((n) => shardOf(n).read(n)),
+    readInto: (name: string, target: Uint8Array) =>
+      Promise.resolve(name).then((n) => shardOf(n).readInto(n, target)),
+    readRange: (name: string, start: number, target: Uint8Array) =>
+      Promise.resolve(name).then((n) => shardOf(n).readRange(n, start, target)),
     close: () => {
       for (const f of files) f.close();
     },

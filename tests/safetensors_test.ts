@@ -265,6 +265,14 @@ Deno.test("openSafetensors() serves concurrent reads correctly; bytes and Blob r
         "t1",
         st.path,
       );
+      const slice = await st.readRange("t3", 4 * 10, new Uint8Array(8));
+      assert.deepEqual(decodeTensor("F32", slice), new Float32Array([30010, 30011]));
+      await expectError(
+        () => st.readRange("t3", 4 * 1002, new Uint8Array(8)),
+        "invalid_tensor",
+        "t3",
+        st.path,
+      );
       st.close();
     }
   });
@@ -393,6 +401,10 @@ Deno.test("openCheckpoint() presents a sharded checkpoint as one view", async ()
         new Float32Array([1, 2, 3, 4, 5, 6]),
       );
       await expectError(() => ckpt.read("d"), "missing_tensor", "d", "index.json");
+      assert.deepEqual(
+        decodeTensor("I32", await ckpt.readRange("c", 4, new Uint8Array(4))),
+        new Int32Array([-8]),
+      );
     } finally {
       ckpt.close();
     }
