@@ -1,0 +1,358 @@
+/**
+ * AdamW on the GPU, with optax semantics (`optax.chain(optax.clip_by_global_norm(maxNorm),
+ * optax.adamw(lr, b1, b2, eps, weight_decay))`), in three kernels:
+ *
+ * 1. `gradSumSquaresPartials`: per gradient tensor part, each workgroup sums the squares of a
+ *    fixed contiguous chunk (strided per invocation, then a pairwise tree) into its own slot of
+ *    a partials buffer. Fixed chunks and fixed slots make the result deterministic.
+ * 2. `gradNormFinalize`: one workgroup sums the partials in a fixed order and writes the stats
+ *    vector `[Σg², ‖g‖, applied, badGuard]` (see {@linkcode ADAMW_STATS}). `applied` is 1 when
+ *    Σg², ‖g‖ and every value of an optional guard tensor (e.g. the loss) are finite, else 0.
+ * 3. `adamwUpdate`: per parameter tensor part, reads the stats and, when `applied` is 1, clips the
+ *    gradient in-shader (optax: `g` if `‖g‖ < maxNorm`, else `(g / ‖g‖) · maxNorm`) and applies
+ *    `m ← b1·m + (1−b1)·g`, `v ← b2·v + (1−b2)·g²`, `m̂ = m/(1−b1^t)`, `v̂ = v/(1−b2^t)`,
+ *    `p ← p − lr·(m̂/(√v̂ + eps) + wd·p)`. When `applied` is 0 nothing is written: the skip is
+ *    decided on the GPU, so no readback is needed before the update.
+ *
+ * Nothing here reads back; the stats buffer is read later with the loss (one wait).
+ *
+ * @module
+ */
+
+import { expectDtype, grid1d, Uniforms, WGSL_LINEAR } from "./_launch.ts";
+import { ShapeError } from "./errors.ts";
+import { shapeString, Tensor } from "./tensor.ts";
+
+/** Invocations per workgroup of the sum-of-squares kernel. */
+const REDUCE_WG = 256;
+/** Values each invocation of the sum-of-squares kernel adds (strided by the workgroup size). */
+const REDUCE_ITEMS = 16;
+/** Gradient elements per partial sum. */
+const REDUCE_CHUNK = REDUCE_WG * REDUCE_ITEMS;
+const FINALIZE_WG = 256;
+const UPDATE_WG = 256;
+
+/** Indices into the stats vector written by {@linkcode gradGlobalNorm}. */
+export const ADAMW_STATS: Readonly<{
+  sumSquares: 0;
+  norm: 1;
+  applied: 2;
+  badGuard: 3;
+  length: 4;
+}> = Object.freeze({ sumSquares: 0, norm: 1, applied: 2, badGuard: 3, length: 4 });
+
+const WGSL_FINITE = `
+fn is_finite(x: f32) -> bool {
+  // subtle: by bit pattern, so no fast-math assumption can fold the test away.
+  return (bitcast<u32>(x) & 0x7f800000u) != 0x7f800000u;
+}`;
+
+const sumSquaresSource = () => /* wgsl */ `
+struct Params { n: u32, out_offset: u32, groups: u32 }
+@group(0) @binding(0) var<uniform> p: Params;
+@group(0) @binding(1) var<storage, read> g: array<f32>;              // [n] one gradient part
+@group(0) @binding(2) var<storage, read_write> partials: array<f32>; // [total partials]
+var<workgroup> acc: array<f32, ${REDUCE_WG}>;
+
+@compute @workgroup_size(${REDUCE_WG})
+fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
+        @builtin(local_invocation_index) lid: u32) {
+  let group = wid.x + wid.y * nwg.x; // uniform across the workgroup
+  if (group >= p.groups) { return; }
+  let base = group * ${REDUCE_CHUNK}u;
+  var s = 0.0;
+  for (var k = 0u; k < ${REDUCE_ITEMS}u; k++) {
+    let i = base + k * ${REDUCE_WG}u + lid;
+    if (i < p.n) {
+      let x = g[i];
+      s = fma(x, x, s);
+    }
+  }
+  acc[lid] = s;
+  workgroupBarrier();
+  for (var w = ${REDUCE_WG / 2}u; w > 0u; w >>= 1u) {
+    if (lid < w) { acc[lid] += acc[lid + w]; }
+    workgroupBarrier();
+  }
+  if (lid == 0u) { partials[p.out_offset + group] = acc[0]; }
+}`;
+
+const finalizeSource = () => /* wgsl */ `
+struct Params { count: u32, guard_len: u32 }
+@group(0) @binding(0) var<uniform> p: Params;
+@group(0) @binding(1) var<storage, read> partials: array<f32>;    // [count]
+@group(0) @binding(2) var<storage, read> guard: array<f32>;       // [guard_len] must be finite
+@group(0) @binding(3) var<storage, read_write> stats: array<f32>; // [4] Σg², ‖g‖, applied, bad
+var<workgroup> acc: array<f32, ${FINALIZE_WG}>;
+var<workgroup> bad: array<u32, ${FINALIZE_WG}>;
+${WGSL_FINITE}
+
+@compute @workgroup_size(${FINALIZE_WG})
+fn main(@builtin(local_invocation_index) lid: u32) {
+  var s = 0.0;
+  for (var i = lid; i < p.count; i += ${FINALIZE_WG}u) { s += partials[i]; }
+  var b = 0u;
+  for (var i = lid; i < p.guard_len; i += ${FINALIZE_WG}u) {
+    if (!is_finite(guard[i])) { b += 1u; }
+  }
+  acc[lid] = s;
+  bad[lid] = b;
+  workgroupBarrier();
+  for (var w = ${FINALIZE_WG / 2}u; w > 0u; w >>= 1u) {
+    if (lid < w) {
+      acc[lid] += acc[lid + w];
+      bad[lid] += bad[lid + w];
+    }
+    workgroupBarrier();
+  }
+  if (lid == 0u) {
+    let total = acc[0];
+    let norm = sqrt(total);
+    let ok = is_finite(total) && is_finite(norm) && bad[0] == 0u;
+    stats[0] = total;
+    stats[1] = norm;
+    stats[2] = select(0.0, 1.0, ok);
+    stats[3] = f32(bad[0]);
+  }
+}`;
+
+const updateSource = () => /* wgsl */ `
+struct Params {
+  n: u32, lr: f32, b1: f32, b2: f32, one_minus_b1: f32, one_minus_b2: f32,
+  bc1: f32, bc2: f32, eps: f32, wd: f32, max_norm: f32, clip: u32,
+}
+@group(0) @binding(0) var<uniform> p: Params;
+@group(0) @binding(1) var<storage, read_write> param: array<f32>; // [n] one parameter part
+@group(0) @binding(2) var<storage, read> grad: array<f32>;        // [n]
+@group(0) @binding(3) var<storage, read_write> m: array<f32>;     // [n] first moment
+@group(0) @binding(4) var<storage, read_write> v: array<f32>;     // [n] second moment
+@group(0) @binding(5) var<storage, read> stats: array<f32>;       // [4] from gradNormFinalize
+${WGSL_LINEAR}
+
+@compute @workgroup_size(${UPDATE_WG})
+fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
+  let i = linear_index(gid, nwg, ${UPDATE_WG}u);
+  if (i >= p.n || stats[2] == 0.0) { return; }
+  var g = grad[i];
+  if (p.clip == 1u) {
+    let norm = stats[1];
+    // optax clip_by_global_norm: select(trigger, g, (g / norm) * max_norm).
+    g = select((g / norm) * p.max_norm, g, norm < p.max_norm);
+  }
+  let m1 = p.b1 * m[i] + p.one_minus_b1 * g;
+  let v1 = p.b2 * v[i] + p.one_minus_b2 * (g * g);
+  m[i] = m1;
+  v[i] = v1;
+  let m_hat = m1 / p.bc1;
+  let v_hat = v1 / p.bc2;
+  let w = param[i];
+  let u = m_hat / (sqrt(v_hat) + p.eps) + p.wd * w;
+  param[i] = w - p.lr * u;
+}`;
+
+/**
+ * Number of f32 partial sums {@linkcode gradGlobalNorm} needs for these gradients.
+ *
+ * @param grads The gradient tensors.
+ * @returns The partials buffer length (≥ 1).
+ */
+export function gradNormPartialCount(grads: readonly Tensor[]): number {
+  let count = 0;
+  for (const t of grads) {
+    for (const part of t.parts) count += Math.ceil(part.bytes / 4 / REDUCE_CHUNK);
+  }
+  return Math.max(count, 1);
+}
+
+/** Options of {@linkcode gradGlobalNorm}. */
+export interface GradGlobalNormOptions {
+  /** Write the stats here (f32, 4 elements); default a new tensor. */
+  readonly out?: Tensor;
+  /** Scratch for the partial sums (f32, ≥ {@linkcode gradNormPartialCount}); default temporary. */
+  readonly partials?: Tensor;
+  /** f32 values that must all be finite for the step to apply (e.g. the loss). */
+  readonly guard?: Tensor;
+}
+
+/**
+ * Records the global gradient norm `‖g‖ = sqrt(Σ over all tensors of Σ g²)` into a GPU stats
+ * vector `[Σg², ‖g‖, applied, badGuard]` ({@linkcode ADAMW_STATS}); `applied` is 1 when Σg²,
+ * ‖g‖ and all guard values are finite. Deterministic: fixed chunks, fixed summation order.
+ *
+ * @param grads Gradient tensors, f32, any shapes (split tensors are fine).
+ * @param options Output, scratch and guard tensors.
+ * @returns The stats tensor (`options.out` when given).
+ * @throws {ShapeError} on wrong dtypes or sizes.
+ * @example
+ * ```ts
+ * import { Gpu } from "./gpu.ts";
+ * import { Tensor } from "./tensor.ts";
+ * import { gradGlobalNorm } from "./adamw.ts";
+ * const gpu = await Gpu.create();
+ * const g = Tensor.fromArray(gpu, new Float32Array([3, 4]));
+ * const stats = gradGlobalNorm([g]);
+ * console.log(await stats.read()); // [25, 5, 1, 0]
+ * gpu.destroy();
+ * ```
+ */
+export function gradGlobalNorm(
+  grads: readonly Tensor[],
+  options: GradGlobalNormOptions = {},
+): Tensor {
+  const kernel = "gradGlobalNorm";
+  if (grads.length === 0) throw new ShapeError(kernel, "needs at least one gradient tensor");
+  grads.forEach((g, i) => expectDtype(kernel, `grads[${i}]`, g, ["f32"]));
+  const gpu = grads[0].gpu;
+  const count = gradNormPartialCount(grads);
+  const partials = options.partials ?? Tensor.empty(gpu, [count], "f32");
+  expectDtype(kernel, "partials", partials, ["f32"]);
+  if (partials.numel < count || partials.parts.length !== 1) {
+    throw new ShapeError(
+      kernel,
+      `partials must be one buffer of ≥ ${count} f32, got ${shapeString(partials.shape)}`,
+    );
+  }
+  const out = options.out ?? Tensor.empty(gpu, [ADAMW_STATS.length], "f32");
+  expectDtype(kernel, "out", out, ["f32"]);
+  if (out.numel !== ADAMW_STATS.length) {
+    throw new ShapeError(kernel, `out must hold 4 f32, got ${shapeString(out.shape)}`);
+  }
+  const guard = options.guard;
+  if (guard) expectDtype(kernel, "guard", guard, ["f32"]);
+  const maxGrid = gpu.limits.maxComputeWorkgroupsPerDimension;
+  const reduce = gpu.pipelines.get("gradSumSquaresPartials", {}, sumSquaresSource);
+  let offset = 0;
+  for (const g of grads) {
+    for (const part of g.parts) {
+      const n = part.bytes / 4;
+      const groups = Math.ceil(n / REDUCE_CHUNK);
+      gpu.dispatch({
+        pipeline: reduce,
+        shapes: `g${shapeString(g.shape)} part rows ${part.rowStart}+${part.rows}`,
+        uniforms: new Uniforms().u32(n).u32(offset).u32(groups).build(),
+        buffers: [{ buffer: part.buffer, offset: 0, size: part.bytes }, partials.binding()],
+        workgroups: grid1d(groups, 1, maxGrid),
+      });
+      offset += groups;
+    }
+  }
+  const partialsBinding = { buffer: partials.buffer, offset: 0, size: offset * 4 || 4 };
+  gpu.dispatch({
+    pipeline: gpu.pipelines.get("gradNormFinalize", {}, finalizeSource),
+    shapes: `${offset} partials, guard ${guard ? shapeString(guard.shape) : "none"}`,
+    uniforms: new Uniforms().u32(offset).u32(guard?.numel ?? 0).build(),
+    // Without a guard the partials are bound again read-only (aliasing read-only is allowed).
+    buffers: [partialsBinding, guard ? guard.binding() : partialsBinding, out.binding()],
+    workgroups: [1],
+  });
+  if (!options.partials) partials.dispose();
+  return out;
+}
+
+/** Hyperparameters of one {@linkcode adamwUpdate} launch. */
+export interface AdamWUpdateParams {
+  /** Learning rate of this update (the schedule's value at the update count before it). */
+  readonly learningRate: number;
+  /** First-moment decay. */
+  readonly b1: number;
+  /** Second-moment decay. */
+  readonly b2: number;
+  /** Added to `√v̂` (outside the root; optax `eps`, `eps_root` = 0). */
+  readonly eps: number;
+  /** Decoupled weight decay added to the update (`wd·p`); 0 turns it off. */
+  readonly weightDecay: number;
+  /** 1-based update index t used for bias correction (optax `count + 1`). */
+  readonly step: number;
+  /** Global-norm clip threshold, or null for no clipping. */
+  readonly maxGradNorm: number | null;
+}
+
+function samePartLayout(a: Tensor, b: Tensor): boolean {
+  return a.parts.length === b.parts.length &&
+    a.parts.every((p, i) => p.bytes === b.parts[i].bytes && p.rowStart === b.parts[i].rowStart);
+}
+
+/**
+ * Records one AdamW update of one parameter tensor in place (param, m and v are overwritten),
+ * skipped on the GPU when `stats[applied]` is 0.
+ *
+ * @param param Parameter, f32 (updated in place).
+ * @param grad Gradient, f32, same shape as `param`.
+ * @param moments First and second moments, f32, same shape as `param` (updated in place).
+ * @param stats The stats vector of {@linkcode gradGlobalNorm} over all gradients of this update.
+ * @param hyper Learning rate, decays, eps, weight decay, step and clip threshold.
+ * @throws {ShapeError} on mismatched shapes, dtypes or invalid hyperparameters.
+ * @example
+ * ```ts
+ * import { Gpu } from "./gpu.ts";
+ * import { Tensor } from "./tensor.ts";
+ * import { adamwUpdate, gradGlobalNorm } from "./adamw.ts";
+ * const gpu = await Gpu.create();
+ * const p = Tensor.fromArray(gpu, new Float32Array([1, 2]));
+ * const g = Tensor.fromArray(gpu, new Float32Array([0.5, -0.5]));
+ * const m = Tensor.zeros(gpu, [2]), v = Tensor.zeros(gpu, [2]);
+ * const stats = gradGlobalNorm([g]);
+ * adamwUpdate(p, g, { m, v }, stats, {
+ *   learningRate: 0.1, b1: 0.9, b2: 0.999, eps: 1e-8, weightDecay: 0, step: 1, maxGradNorm: null,
+ * });
+ * console.log(await p.read()); // ≈ [0.9, 2.1]
+ * gpu.destroy();
+ * ```
+ */
+export function adamwUpdate(
+  param: Tensor,
+  grad: Tensor,
+  moments: { readonly m: Tensor; readonly v: Tensor },
+  stats: Tensor,
+  hyper: AdamWUpdateParams,
+): void {
+  const kernel = "adamwUpdate";
+  const { m, v } = moments;
+  const named: [string, Tensor][] = [["param", param], ["grad", grad], ["m", m], ["v", v]];
+  for (const [name, t] of named) {
+    expectDtype(kernel, name, t, ["f32"]);
+    if (t !== param && (t.numel !== param.numel || !samePartLayout(t, param))) {
+      throw new ShapeError(
+        kernel,
+        `${name} must match param ${shapeString(param.shape)}, got ${shapeString(t.shape)}`,
+      );
+    }
+  }
+  expectDtype(kernel, "stats", stats, ["f32"]);
+  if (stats.numel !== ADAMW_STATS.length) {
+    throw new ShapeError(kernel, `stats must hold 4 f32, got ${shapeString(stats.shape)}`);
+  }
+  const { learningRate, b1, b2, eps, weightDecay, step, maxGradNorm } = hyper;
+  const bad = (ok: boolean, what: string) => {
+    if (!ok) throw new ShapeError(kernel, what);
+  };
+  bad(Number.isFinite(learningRate), `learningRate must be finite, got ${learningRate}`);
+  bad(b1 >= 0 && b1 < 1, `b1 must be in [0, 1), got ${b1}`);
+  bad(b2 >= 0 && b2 < 1, `b2 must be in [0, 1), got ${b2}`);
+  bad(eps >= 0 && Number.isFinite(eps), `eps must be finite and ≥ 0, got ${eps}`);
+  bad(Number.isFinite(weightDecay), `weightDecay must be finite, got ${weightDecay}`);
+  bad(Number.isSafeInteger(step) && step >= 1, `step must be an integer ≥ 1, got ${step}`);
+  bad(
+    maxGradNorm === null || (maxGradNorm > 0 && Number.isFinite(maxGradNorm)),
+    `maxGradNorm must be null or finite and > 0, got ${maxGradNorm}`,
+  );
+  // Bias corrections in float64 on the host, rounded once to f32 (optax computes them in f32).
+  const uniforms = (n: number) =>
+    new Uniforms().u32(n).f32(learningRate).f32(b1).f32(b2).f32(1 - b1).f32(1 - b2)
+      .f32(1 - b1 ** step).f32(1 - b2 ** step).f32(eps).f32(weightDecay)
+      .f32(maxGradNorm ?? 0).u32(maxGradNorm === null ? 0 : 1).build();
+  const gpu = param.gpu;
+  const pipeline = gpu.pipelines.get(kernel, {}, updateSource);
+  const maxGrid = gpu.limits.maxComputeWorkgroupsPerDimension;
+  param.parts.forEach((part, i) => {
+    const n = part.bytes / 4;
+    const bind = (t: Tensor) => ({ buffer: t.parts[i].buffer, offset: 0, size: part.bytes });
+    gpu.dispatch({
+      pipeline,
+      shapes: `param${shapeString(param.shape)} part rows ${part.rowStart}+${part.rows}`,
+      uniforms: uniforms(n),
+      buffers: [bind(param), bind(grad), bind(m), bind(v), stats.binding()],
+      workgroups: grid1d(n, UPDATE_WG, maxGrid),
+    });
+  });
+}
