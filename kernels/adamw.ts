@@ -19,18 +19,21 @@
  * @module
  */
 
-import { expectDtype, grid1d, Uniforms, WGSL_LINEAR } from "./_launch.ts";
+import { expectDtype, grid1d, Uniforms } from "./_launch.ts";
 import { ShapeError } from "./errors.ts";
 import { shapeString, Tensor } from "./tensor.ts";
 
 /** Invocations per workgroup of the sum-of-squares kernel. */
-const REDUCE_WG = 256;
+const REDUCE_WG = 64;
 /** Values each invocation of the sum-of-squares kernel adds (strided by the workgroup size). */
-const REDUCE_ITEMS = 16;
+const REDUCE_ITEMS = 256;
 /** Gradient elements per partial sum. */
 const REDUCE_CHUNK = REDUCE_WG * REDUCE_ITEMS;
 const FINALIZE_WG = 256;
 const UPDATE_WG = 256;
+/** Elements each update invocation handles (strided by the workgroup size, so loads coalesce). */
+const UPDATE_ITEMS = 4;
+const UPDATE_CHUNK = UPDATE_WG * UPDATE_ITEMS;
 
 /** Indices into the stats vector written by {@linkcode gradGlobalNorm}. */
 export const ADAMW_STATS: Readonly<{
@@ -60,13 +63,18 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec
   let group = wid.x + wid.y * nwg.x; // uniform across the workgroup
   if (group >= p.groups) { return; }
   let base = group * ${REDUCE_CHUNK}u;
+  // Blocks of 8 summed separately, then added up: the serial f32 chain stays short (≤ 8 + 32).
   var s = 0.0;
-  for (var k = 0u; k < ${REDUCE_ITEMS}u; k++) {
-    let i = base + k * ${REDUCE_WG}u + lid;
-    if (i < p.n) {
-      let x = g[i];
-      s = fma(x, x, s);
+  for (var k = 0u; k < ${REDUCE_ITEMS}u; k += 8u) {
+    var block = 0.0;
+    for (var j = 0u; j < 8u; j++) {
+      let i = base + (k + j) * ${REDUCE_WG}u + lid;
+      if (i < p.n) {
+        let x = g[i];
+        block = fma(x, x, block);
+      }
     }
+    s += block;
   }
   acc[lid] = s;
   workgroupBarrier();
@@ -90,7 +98,18 @@ ${WGSL_FINITE}
 @compute @workgroup_size(${FINALIZE_WG})
 fn main(@builtin(local_invocation_index) lid: u32) {
   var s = 0.0;
-  for (var i = lid; i < p.count; i += ${FINALIZE_WG}u) { s += partials[i]; }
+  var block = 0.0;
+  var in_block = 0u;
+  for (var i = lid; i < p.count; i += ${FINALIZE_WG}u) {
+    block += partials[i];
+    in_block++;
+    if (in_block == 8u) {
+      s += block;
+      block = 0.0;
+      in_block = 0u;
+    }
+  }
+  s += block;
   var b = 0u;
   for (var i = lid; i < p.guard_len; i += ${FINALIZE_WG}u) {
     if (!is_finite(guard[i])) { b += 1u; }
@@ -127,27 +146,30 @@ struct Params {
 @group(0) @binding(3) var<storage, read_write> m: array<f32>;     // [n] first moment
 @group(0) @binding(4) var<storage, read_write> v: array<f32>;     // [n] second moment
 @group(0) @binding(5) var<storage, read> stats: array<f32>;       // [4] from gradNormFinalize
-${WGSL_LINEAR}
-
 @compute @workgroup_size(${UPDATE_WG})
-fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
-  let i = linear_index(gid, nwg, ${UPDATE_WG}u);
-  if (i >= p.n || stats[2] == 0.0) { return; }
-  var g = grad[i];
-  if (p.clip == 1u) {
-    let norm = stats[1];
-    // optax clip_by_global_norm: select(trigger, g, (g / norm) * max_norm).
-    g = select((g / norm) * p.max_norm, g, norm < p.max_norm);
+fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
+        @builtin(local_invocation_index) lid: u32) {
+  if (stats[2] == 0.0) { return; } // skipped step: leave param, m and v untouched
+  let base = (wid.x + wid.y * nwg.x) * ${UPDATE_CHUNK}u + lid;
+  for (var k = 0u; k < ${UPDATE_ITEMS}u; k++) {
+    let i = base + k * ${UPDATE_WG}u;
+    if (i >= p.n) { return; }
+    var g = grad[i];
+    if (p.clip == 1u) {
+      let norm = stats[1];
+      // optax clip_by_global_norm: select(trigger, g, (g / norm) * max_norm).
+      g = select((g / norm) * p.max_norm, g, norm < p.max_norm);
+    }
+    let m1 = p.b1 * m[i] + p.one_minus_b1 * g;
+    let v1 = p.b2 * v[i] + p.one_minus_b2 * (g * g);
+    m[i] = m1;
+    v[i] = v1;
+    let m_hat = m1 / p.bc1;
+    let v_hat = v1 / p.bc2;
+    let w = param[i];
+    let u = m_hat / (sqrt(v_hat) + p.eps) + p.wd * w;
+    param[i] = w - p.lr * u;
   }
-  let m1 = p.b1 * m[i] + p.one_minus_b1 * g;
-  let v1 = p.b2 * v[i] + p.one_minus_b2 * (g * g);
-  m[i] = m1;
-  v[i] = v1;
-  let m_hat = m1 / p.bc1;
-  let v_hat = v1 / p.bc2;
-  let w = param[i];
-  let u = m_hat / (sqrt(v_hat) + p.eps) + p.wd * w;
-  param[i] = w - p.lr * u;
 }`;
 
 /**
@@ -352,7 +374,7 @@ export function adamwUpdate(
       shapes: `param${shapeString(param.shape)} part rows ${part.rowStart}+${part.rows}`,
       uniforms: uniforms(n),
       buffers: [bind(param), bind(grad), bind(m), bind(v), stats.binding()],
-      workgroups: grid1d(n, UPDATE_WG, maxGrid),
+      workgroups: grid1d(n, UPDATE_CHUNK, maxGrid),
     });
   });
 }

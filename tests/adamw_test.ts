@@ -4,7 +4,8 @@ import { adamwUpdateRef, gradGlobalNormRef } from "../kernels/adamw_ref.ts";
 import { ShapeError } from "../kernels/errors.ts";
 import { Gpu } from "../kernels/gpu.ts";
 import { Tensor } from "../kernels/tensor.ts";
-import { AdamW, type AdamWOptions, OptimizerError } from "../rl/optimizer.ts";
+import { type AdamWOptions, OptimizerError } from "../rl/adamw_config.ts";
+import { AdamW } from "../rl/optimizer.ts";
 import { warmupCosineDecaySchedule } from "../rl/schedule.ts";
 import { assertClose, randomArray, testGpu } from "./_helpers.ts";
 
