@@ -1,0 +1,234 @@
+/**
+ * One Gemma 3 decoder layer, forward, assembled from the kernels:
+ *
+ *   h ← h + post_attention_norm(o_proj(attn(rope(q_norm(q)), rope(k_norm(k)), v)))   x = input_norm(h)
+ *   h ← h + post_feedforward_norm(down(gelu_tanh(gate(x₂)) · up(x₂)))               x₂ = pre_ffw_norm(h)
+ *
+ * With `save`, every intermediate the backward pass needs is kept (see {@linkcode LayerSaved});
+ * without it, intermediates go back to the pool as soon as they are consumed.
+ *
+ * @module
+ */
+
+import { rmsNorm } from "../kernels/rms_norm.ts";
+import { matmul } from "../kernels/matmul.ts";
+import { rope, type RopeTable } from "../kernels/rope.ts";
+import { geglu } from "../kernels/geglu.ts";
+import { Tensor } from "../kernels/tensor.ts";
+import type { Gemma3Config } from "./config.ts";
+import type { LayerWeightName, LoraTarget } from "./gemma3_weights.ts";
+import type { LoraPair } from "./lora.ts";
+
+/** What one layer's forward needs besides its input. */
+export interface LayerContext {
+  /** Model config. */
+  readonly config: Gemma3Config;
+  /** This layer's weights. */
+  readonly weights: Readonly<Record<LayerWeightName, Tensor>>;
+  /** This layer's LoRA pairs, or null when LoRA is off. */
+  readonly lora: Readonly<Partial<Record<LoraTarget, LoraPair>>> | null;
+  /** alpha / r. */
+  readonly loraScale: number;
+  /** RoPE table of this layer's base. */
+  readonly rope: RopeTable;
+  /** Sliding window (0 on global layers). */
+  readonly window: number;
+}
+
+/**
+ * The attention step: gets roped q `[T, H, hd]`, roped k and v `[T, KvH, hd]`, returns the
+ * attention output `[T, H, hd]` and optionally the per-row logsumexp (prefill and decode differ
+ * only here).
+ */
+export type AttendFn = (
+  q: Tensor,
+  k: Tensor,
+  v: Tensor,
+  window: number,
+  wantLse: boolean,
+) => { out: Tensor; lse: Tensor | null };
+
+/** Everything a layer's backward needs. All f32, T = tokens. */
+export interface LayerSaved {
+  /** Layer input `[T, D]` (copy). */
+  readonly hIn: Tensor;
+  /** 1/rms of input_layernorm `[T]`. */
+  readonly rstdIn: Tensor;
+  /** input_layernorm output `[T, D]`. */
+  readonly x: Tensor;
+  /** q before q_norm `[T, H·hd]`, its 1/rms `[T·H]`. */
+  readonly qRaw: Tensor;
+  readonly rstdQ: Tensor;
+  /** k before k_norm `[T, KvH·hd]`, its 1/rms `[T·KvH]`. */
+  readonly kRaw: Tensor;
+  readonly rstdK: Tensor;
+  /** Roped q `[T, H, hd]`, roped k `[T, KvH, hd]`, v `[T, KvH·hd]`. */
+  readonly q: Tensor;
+  readonly k: Tensor;
+  readonly v: Tensor;
+  /** Attention output `[T, H, hd]` and its logsumexp `[T, H]`. */
+  readonly attn: Tensor;
+  readonly lse: Tensor;
+  /** o_proj output `[T, D]`, post-attention norm 1/rms `[T]`. */
+  readonly o: Tensor;
+  readonly rstdO: Tensor;
+  /** Residual after attention `[T, D]` (copy), pre-ffw norm 1/rms and output. */
+  readonly hMid: Tensor;
+  readonly rstdMid: Tensor;
+  readonly x2: Tensor;
+  /** gate and up projections `[T, I]`, GeGLU output `[T, I]`. */
+  readonly gate: Tensor;
+  readonly up: Tensor;
+  readonly act: Tensor;
+  /** down_proj output `[T, D]`, post-ffw norm 1/rms `[T]`. */
+  readonly down: Tensor;
+  readonly rstdDown: Tensor;
+  /** LoRA `x·Aᵀ` `[T, r]` per adapted target. */
+  readonly loraXa: Readonly<Partial<Record<LoraTarget, Tensor>>>;
+}
+
+/**
+ * A projection with its optional LoRA update: `y = x·Wᵀ + s·(x·Aᵀ)·Bᵀ`.
+ *
+ * @param ctx Layer context.
+ * @param name Projection.
+ * @param x Input `[T, in]`.
+ * @param xa Receives `x·Aᵀ` when saving (otherwise it is freed).
+ * @returns `[T, out]`.
+ */
+export function projection(
+  ctx: LayerContext,
+  name: LoraTarget,
+  x: Tensor,
+  xa?: Partial<Record<LoraTarget, Tensor>>,
+): Tensor {
+  const y = matmul(x, ctx.weights[name]);
+  const pair = ctx.lora?.[name];
+  if (pair) {
+    const down = matmul(x, pair.a); // [T, r]
+    matmul(down, pair.b, { out: y, accumulate: true, alpha: ctx.loraScale });
+    if (xa) xa[name] = down;
+    else down.dispose();
+  }
+  return y;
+}
+
+/**
+ * Runs one decoder layer on `h` `[T, D]`, updating it in place.
+ *
+ * @param ctx Layer context.
+ * @param h Residual stream `[T, D]` (updated in place).
+ * @param positions i32 `[T]` RoPE positions.
+ * @param attend The attention step (prefill or decode).
+ * @param save Keep what the backward pass needs.
+ * @param trace Receives copies of `attnOut` (o_proj output) and `mlpOut` (down_proj output).
+ * @returns The saved activations when `save`, else null.
+ */
+export function decoderLayerForward(
+  ctx: LayerContext,
+  h: Tensor,
+  positions: Tensor,
+  attend: AttendFn,
+  save = false,
+  trace?: (name: "attnOut" | "mlpOut", t: Tensor) => void,
+): LayerSaved | null {
+  const { config: c, weights: w } = ctx;
+  const tokens = h.shape[0];
+  const eps = c.rmsNormEps;
+  const gpu = h.gpu;
+  const hIn = save ? copyOf(h) : null;
+  const rstdIn = save ? emptyLike(gpu, [tokens]) : undefined;
+  const x = rmsNorm(h, w.input_layernorm, { eps, rstd: rstdIn });
+  const loraXa: Partial<Record<LoraTarget, Tensor>> = {};
+  const xa = save ? loraXa : undefined;
+
+  const qRaw = projection(ctx, "q_proj", x, xa); // [T, H·hd]
+  const kRaw = projection(ctx, "k_proj", x, xa); // [T, KvH·hd]
+  const vFlat = projection(ctx, "v_proj", x, xa); // [T, KvH·hd]
+  const v = vFlat.reshape([tokens, c.numKvHeads, c.headDim]);
+  const rstdQ = save ? emptyLike(gpu, [tokens * c.numHeads]) : undefined;
+  const rstdK = save ? emptyLike(gpu, [tokens * c.numKvHeads]) : undefined;
+  const q = rmsNorm(qRaw.reshape([tokens, c.numHeads, c.headDim]), w.q_norm, { eps, rstd: rstdQ });
+  const k = rmsNorm(kRaw.reshape([tokens, c.numKvHeads, c.headDim]), w.k_norm, {
+    eps,
+    rstd: rstdK,
+  });
+  rope(q, positions, { table: ctx.rope, out: q });
+  rope(k, positions, { table: ctx.rope, out: k });
+  const { out: attn, lse } = attend(q, k, v, ctx.window, save);
+  const o = projection(ctx, "o_proj", attn.reshape([tokens, c.numHeads * c.headDim]), xa);
+  if (trace) trace("attnOut", o);
+  const rstdO = save ? emptyLike(gpu, [tokens]) : undefined;
+  rmsNorm(o, w.post_attention_layernorm, { eps, residual: h, out: h, rstd: rstdO });
+
+  const hMid = save ? copyOf(h) : null;
+  const rstdMid = save ? emptyLike(gpu, [tokens]) : undefined;
+  const x2 = rmsNorm(h, w.pre_feedforward_layernorm, { eps, rstd: rstdMid });
+  const gate = projection(ctx, "gate_proj", x2, xa);
+  const up = projection(ctx, "up_proj", x2, xa);
+  const act = geglu(gate, up);
+  const down = projection(ctx, "down_proj", act, xa);
+  if (trace) trace("mlpOut", down);
+  const rstdDown = save ? emptyLike(gpu, [tokens]) : undefined;
+  rmsNorm(down, w.post_feedforward_layernorm, { eps, residual: h, out: h, rstd: rstdDown });
+
+  if (!save) {
+    for (const t of [x, qRaw, kRaw, q, k, vFlat, attn, o, x2, gate, up, act, down]) t.dispose();
+    lse?.dispose();
+    return null;
+  }
+  return {
+    hIn: hIn!,
+    rstdIn: rstdIn!,
+    x,
+    qRaw,
+    rstdQ: rstdQ!,
+    kRaw,
+    rstdK: rstdK!,
+    q,
+    k,
+    v: vFlat,
+    attn,
+    lse: lse!,
+    o,
+    rstdO: rstdO!,
+    hMid: hMid!,
+    rstdMid: rstdMid!,
+    x2,
+    gate,
+    up,
+    act,
+    down,
+    rstdDown: rstdDown!,
+    loraXa,
+  };
+}
+
+/**
+ * Gives every saved tensor back to the pool.
+ *
+ * @param s Saved activations.
+ */
+export function disposeLayerSaved(s: LayerSaved): void {
+  for (const [key, t] of Object.entries(s)) {
+    if (key === "loraXa") {
+      for (const xa of Object.values(t as Record<string, Tensor>)) xa.dispose();
+    } else (t as Tensor).dispose();
+  }
+}
+
+function emptyLike(gpu: Tensor["gpu"], shape: number[]): Tensor {
+  return Tensor.empty(gpu, shape, "f32");
+}
+
+/**
+ * A copy of a tensor (stream-ordered GPU copy).
+ *
+ * @param t Source (unsplit).
+ * @returns New tensor with the same contents.
+ */
+export function copyOf(t: Tensor): Tensor {
+  const c = Tensor.empty(t.gpu, t.shape, t.dtype);
+  t.gpu.copy(t.buffer, 0, c.buffer, 0, Math.max(4, t.parts[0].bytes));
+  return c;
+}
