@@ -13,6 +13,8 @@ import { MergeTable } from "./_merge_table.ts";
 
 /** `▁` (U+2581), the metaspace that Gemma's normalizer puts in place of `" "`. */
 const METASPACE = 0x2581;
+const METASPACE_CHAR = "\u2581";
+const SPACE = 0x20;
 /** Heap keys pack `rank * 2^32 + position`; ranks < 2^21 keep them below 2^53. */
 const RANK_SCALE = 4294967296;
 /** Longest sub-word kept in the cache (code units). */
@@ -142,34 +144,22 @@ export class BpeModel {
    *
    * @param word The normalized, pre-tokenized word.
    * @param out Receives the ids.
+   * @param spacesAreMetaspace Treat `" "` as `"▁"`: encodes `word.replaceAll(" ", "▁")`, but
+   *   normalizes only pieces missing from the cache (the tokenizer's fast path for Gemma's
+   *   `Replace(" " → "▁")` normalizer).
    */
-  encodeWord(word: string, out: number[]): void {
+  encodeWord(word: string, out: number[], spacesAreMetaspace = false): void {
     if (word.length === 0) return;
-    if (this.#ignoreMerges) {
-      const id = this.vocab.get(word);
-      if (id !== undefined) {
-        out.push(id);
-        return;
-      }
-    }
     const crossing = this.#crossing;
-    if (crossing === null) {
-      this.#encodePiece(word, out);
+    if (this.#ignoreMerges || crossing === null) {
+      const normalized = spacesAreMetaspace ? word.replaceAll(" ", METASPACE_CHAR) : word;
+      const id = this.#ignoreMerges ? this.vocab.get(normalized) : undefined;
+      if (id !== undefined) out.push(id);
+      else if (crossing === null) this.#encodePiece(normalized, out, false);
+      else this.#encodeCut(normalized, out, crossing, false);
       return;
     }
-    let start = 0;
-    for (let i = 1; i < word.length; i++) {
-      if (word.charCodeAt(i) !== METASPACE) continue;
-      const before = word.charCodeAt(i - 1);
-      if (before === METASPACE) continue;
-      const risky = crossing.get(before);
-      if (risky !== undefined && risky.some((c) => word.startsWith(c.token, i - c.offset))) {
-        continue;
-      }
-      this.#encodePiece(word.slice(start, i), out);
-      start = i;
-    }
-    this.#encodePiece(start === 0 ? word : word.slice(start), out);
+    this.#encodeCut(word, out, crossing, spacesAreMetaspace);
   }
 
   /** Empties the cache of encoded pieces. */
@@ -177,10 +167,35 @@ export class BpeModel {
     this.#cache.clear();
   }
 
-  /** Cached BPE of one piece. */
-  #encodePiece(piece: string, out: number[]): void {
+  /** Cuts `word` before each safe `▁` and encodes the pieces. */
+  #encodeCut(
+    word: string,
+    out: number[],
+    crossing: Map<number, CrossingToken[]>,
+    spaces: boolean,
+  ): void {
+    let start = 0;
+    for (let i = 1; i < word.length; i++) {
+      const c = word.charCodeAt(i);
+      if (c !== METASPACE && !(spaces && c === SPACE)) continue;
+      const before = word.charCodeAt(i - 1);
+      if (before === METASPACE || (spaces && before === SPACE)) continue;
+      const risky = crossing.get(before);
+      if (
+        risky !== undefined && risky.some((t) => matchesAt(word, t.token, i - t.offset, spaces))
+      ) {
+        continue;
+      }
+      this.#encodePiece(word.slice(start, i), out, spaces);
+      start = i;
+    }
+    this.#encodePiece(start === 0 ? word : word.slice(start), out, spaces);
+  }
+
+  /** Cached BPE of one piece (the cache key is the piece as given, spaces and all). */
+  #encodePiece(piece: string, out: number[], spaces: boolean): void {
     if (piece.length > MAX_CACHED_LENGTH) {
-      this.#merge(piece, out);
+      this.#merge(spaces ? piece.replaceAll(" ", METASPACE_CHAR) : piece, out);
       return;
     }
     const cached = this.#cache.get(piece);
@@ -189,9 +204,11 @@ export class BpeModel {
       return;
     }
     const first = out.length;
-    this.#merge(piece, out);
+    this.#merge(spaces ? piece.replaceAll(" ", METASPACE_CHAR) : piece, out);
     if (this.#cache.size >= CACHE_LIMIT) this.#cache.clear();
-    this.#cache.set(piece, Int32Array.from(out.slice(first)));
+    const ids = new Int32Array(out.length - first);
+    for (let i = 0; i < ids.length; i++) ids[i] = out[first + i];
+    this.#cache.set(piece, ids);
   }
 
   /** `merge_word` + `merge_all` of the Rust crate; appends the resulting ids to `out`. */
@@ -367,6 +384,17 @@ function buildCrossingIndex(
     index.set(before, list);
   }
   return index;
+}
+
+/** Whether `token` occurs in `word` at `pos`, reading `" "` as `"▁"` when `spaces`. */
+function matchesAt(word: string, token: string, pos: number, spaces: boolean): boolean {
+  if (pos < 0 || pos + token.length > word.length) return false;
+  for (let k = 0; k < token.length; k++) {
+    let c = word.charCodeAt(pos + k);
+    if (spaces && c === SPACE) c = METASPACE;
+    if (c !== token.charCodeAt(k)) return false;
+  }
+  return true;
 }
 
 /** Writes the `<0xNN>` ids of code point `cp`'s UTF-8 bytes at `out[at..]`; 0 if any is missing. */

@@ -66,6 +66,8 @@ export class Tokenizer {
   readonly #idToToken: string[];
   readonly #addedIds: Map<string, number>;
   readonly #special: Set<string>;
+  /** Normalize + pre-tokenize is exactly `" "` → `"▁"` (Gemma): let the BPE model do it. */
+  readonly #spaceToMetaspaceOnly: boolean;
 
   private constructor(json: Record<string, unknown>) {
     this.#model = BpeModel.fromJSON(objectField(json, "model"));
@@ -85,6 +87,7 @@ export class Tokenizer {
     this.#idToToken = this.#model.idToToken.slice();
     for (const t of added) this.#idToToken[t.id] = t.content;
     this.#postProcess = buildPostProcessor(json.post_processor, (t) => this.tokenToId(t));
+    this.#spaceToMetaspaceOnly = isSpaceToMetaspaceOnly(json) && this.#normalizedAdded.isEmpty;
   }
 
   /**
@@ -178,6 +181,10 @@ export class Tokenizer {
   encode(text: string, options: EncodeOptions = {}): number[] {
     const ids: number[] = [];
     const onToken = (id: number) => ids.push(id);
+    if (this.#spaceToMetaspaceOnly) {
+      this.#rawAdded.split(text, (run) => this.#model.encodeWord(run, ids, true), onToken);
+      return (options.addSpecialTokens ?? true) ? this.#postProcess(ids) : ids;
+    }
     this.#rawAdded.split(text, (run) => {
       const normalized = this.#normalize === null ? run : this.#normalize(run);
       if (this.#normalizedAdded.isEmpty) this.#encodeNormalized(normalized, ids);
@@ -256,6 +263,20 @@ export class Tokenizer {
 
 interface ParsedAddedToken extends AddedToken {
   readonly normalized: boolean;
+}
+
+/**
+ * True for Gemma's normalizer `Replace(" " → "▁")` followed by nothing or a `Split` on `" "`,
+ * which then never matches: the whole stage is `text.replaceAll(" ", "▁")`.
+ */
+function isSpaceToMetaspaceOnly(json: Record<string, unknown>): boolean {
+  const n = json.normalizer as Record<string, Record<string, unknown>> | null | undefined;
+  const p = json.pre_tokenizer as Record<string, Record<string, unknown>> | null | undefined;
+  const normalizerOk = n?.type as unknown === "Replace" && n?.pattern?.String === " " &&
+    n?.content as unknown === "\u2581";
+  const preTokenizerOk = p == null ||
+    (p.type as unknown === "Split" && p.pattern?.String === " " && p.invert as unknown !== true);
+  return normalizerOk && preTokenizerOk;
 }
 
 function objectField(json: Record<string, unknown>, field: string): Record<string, unknown> {

@@ -193,6 +193,33 @@ Deno.test("decode(encode(s)) == s for 5000 seeded random strings", () => {
   }
 });
 
+Deno.test("encode() fast path equals the generic normalize → pre-tokenize path", async () => {
+  // Wrapping the normalizer in a Sequence disables the " " → "▁" fast path.
+  const path = TOKENIZER_JSON ?? defaultTokenizerFileUrl();
+  const json = JSON.parse(await Deno.readTextFile(path));
+  json.normalizer = { type: "Sequence", normalizers: [json.normalizer] };
+  const generic = Tokenizer.fromJSON(json);
+  const next = rng(7);
+  const texts = [...fixture.cases.map((c) => c.text), "<p> </p> a> </b", "  x  ", "a▁b ▁ c▁▁d>▁</"];
+  for (let i = 0; i < 1000; i++) texts.push(randomText(next));
+  for (const text of texts) {
+    assert.deepEqual(generic.encode(text), tok.encode(text), JSON.stringify(text));
+  }
+});
+
+Deno.test("Tokenizer.fromFile() reads through an injected reader", async () => {
+  const tiny = JSON.stringify(tinyJson());
+  let asked: string | URL = "";
+  const t = await Tokenizer.fromFile("dir/tokenizer.json", {
+    readTextFile: (path) => {
+      asked = path;
+      return Promise.resolve(tiny);
+    },
+  });
+  assert.equal(asked, "dir/tokenizer.json");
+  assert.deepEqual(t.encode("abc"), [1, 7]);
+});
+
 Deno.test("decode() turns an invalid byte-token run into one U+FFFD per byte, drops bad ids", () => {
   const byte = (b: number) =>
     tok.tokenToId(`<0x${b.toString(16).toUpperCase().padStart(2, "0")}>`)!;
