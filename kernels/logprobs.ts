@@ -251,10 +251,19 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
 }`;
 };
 
+/**
+ * Loop iterations one invocation may spend: llvmpipe silently ends an invocation's loops after
+ * 65535 iterations in total, so a workgroup walks at most this many (D/pack)-long dot loops.
+ */
+const LOOP_BUDGET = 60000;
+
 /** Register-blocking shape of the dot-product kernels. */
 const TILE = Object.freeze({ tt: 4, tv: 4, wg: 64, steps: 16 });
 
-/** Vocabulary rows per chunk of `tokenLogprobs` (one (max, sumexp) pair per token and chunk). */
+/**
+ * Vocabulary rows per chunk of `tokenLogprobs` (one (max, sumexp) pair per token and chunk);
+ * fewer for very wide D (see `LOOP_BUDGET`).
+ */
 export const LOGPROBS_CHUNK: number = TILE.steps * TILE.wg * TILE.tv;
 
 function dotConstants(kernel: string, h: Tensor, embedding: Tensor): DotConstants {
@@ -276,6 +285,9 @@ function dotConstants(kernel: string, h: Tensor, embedding: Tensor): DotConstant
     );
   }
   const pack = d % 4 === 0 ? 4 : d % 2 === 0 ? 2 : 1;
+  if (d / pack > LOOP_BUDGET) {
+    throw new ShapeError(kernel, `D must be ≤ ${LOOP_BUDGET * pack}, got ${d}`);
+  }
   return { d, pack, bf16: embedding.dtype === "bf16", tt: TILE.tt, tv: TILE.tv, wg: TILE.wg };
 }
 
@@ -368,8 +380,10 @@ export function tokenLogprobs(
   const logprobs = Tensor.empty(gpu, [tokens], "f32");
   const lse = Tensor.empty(gpu, [tokens], "f32");
   if (tokens === 0) return { logprobs, lse };
-  const c: PartialConstants = { ...base, steps: TILE.steps };
-  const chunkRows = LOGPROBS_CHUNK;
+  const dp = base.d / base.pack;
+  const steps = Math.max(1, Math.min(TILE.steps, Math.floor(LOOP_BUDGET / (dp + 1))));
+  const c: PartialConstants = { ...base, steps };
+  const chunkRows = steps * TILE.wg * TILE.tv;
   const partChunks = embedding.parts.map((p) => Math.ceil(p.rows / chunkRows));
   const chunks = partChunks.reduce((a, b) => a + b, 0);
   const partial = Tensor.empty(gpu, [tokens, chunks, 2], "f32");

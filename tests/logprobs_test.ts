@@ -91,6 +91,13 @@ Deno.test("tokenLogprobs() applies the temperature and stays exact for large log
   (await checkLogprobs(gpu, 3, 64, 2 * LOGPROBS_CHUNK + 5, "f32", { scale: 12 })).dispose();
 });
 
+Deno.test("tokenLogprobs() shrinks its chunks for very wide D and stays exact", async () => {
+  // D = 4501 (odd, unpacked) walks 4501-long dot loops: the kernel must take fewer steps per
+  // chunk to stay under llvmpipe's 65535 loop iterations per invocation.
+  const gpu = await testGpu();
+  (await checkLogprobs(gpu, 2, 4501, 4001, "bf16", { scale: 0.2 })).dispose();
+});
+
 Deno.test("tokenLogprobs() returns NaN for out-of-range targets and checks shapes", async () => {
   const gpu = await testGpu();
   const h = Tensor.fromArray(gpu, randomArray(6, 1), [2, 3]);
