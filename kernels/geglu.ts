@@ -177,3 +177,260 @@ export function gegluFused(gateUp: Tensor, options: GegluOptions = {}): Tensor {
   });
   return out;
 }
+
+// ---------------------------------------------------------------------------------------------
+// Backward: dGate = dy·up·gelu'(gate), dUp = dy·gelu(gate).
+// ---------------------------------------------------------------------------------------------
+
+const geluGradFn = (name: string, ty: string) => `
+fn ${name}(x: ${ty}) -> ${ty} {
+  let xc = clamp(x, ${ty}(-10.0), ${ty}(10.0));
+  let x2 = xc * xc;
+  let e = exp(-1.5957691216057308 * xc * (1.0 + 0.044715 * x2)); // exp(-2u)
+  let s = 1.0 / (1.0 + e);                                       // 0.5·(1 + tanh u)
+  // 1 − tanh²u = 4·s·(1 − s) = 4·s²·e; du/dx = √(2/π)·(1 + 3·0.044715·x²)
+  let g = s + 1.5957691216057308 * xc * s * s * e * (1.0 + 0.134145 * x2);
+  return select(select(g, ${ty}(1.0), x > ${ty}(10.0)), ${ty}(0.0), x < ${ty}(-10.0));
+}`;
+
+/**
+ * WGSL: derivative of {@linkcode WGSL_GELU_TANH}, `gelu_tanh_grad` (and `gelu_tanh_grad4` on
+ * vec4): `s + 2·x·s²·e·√(2/π)·(1 + 3·0.044715·x²)` with `e = exp(−2u)`, `s = 1/(1 + e)`, which is
+ * `0.5·(1 + tanh u) + 0.5·x·(1 − tanh²u)·du/dx` without forming `1 − tanh²u` by cancellation.
+ * Outside ±10 it is exactly 0 or 1 (the tail is below f32 resolution), so never NaN.
+ */
+export const WGSL_GELU_TANH_GRAD: string = geluGradFn("gelu_tanh_grad", "f32") +
+  geluGradFn("gelu_tanh_grad4", "vec4<f32>");
+
+interface GegluBackwardConstants extends Record<string, number | string | boolean> {
+  /** Gate and up interleaved per row in one `[T, 2I]` tensor (gate first). */
+  fused: boolean;
+  /** Four values per invocation as vec4 (when I % 4 == 0). */
+  vec4: boolean;
+  /** Gradients written over the inputs (gate ← dGate, up ← dUp, or gateUp ← dGateUp). */
+  inPlace: boolean;
+}
+
+const gegluBackwardSource = (c: GegluBackwardConstants) => {
+  const ty = c.vec4 ? "vec4<f32>" : "f32";
+  const sfx = c.vec4 ? "4" : "";
+  const unit = c.vec4 ? " (as vec4)" : "";
+  const inAccess = c.inPlace ? "read_write" : "read";
+  const decl = c.fused
+    ? [
+      `var<storage, ${inAccess}> gu: array<${ty}>; // [T, 2I]: gate | up${unit}`,
+      `var<storage, read> dy: array<${ty}>; // [T, I]${unit}`,
+      ...(c.inPlace ? [] : [`var<storage, read_write> dgu: array<${ty}>; // [T, 2I]${unit}`]),
+    ]
+    : [
+      `var<storage, ${inAccess}> gate: array<${ty}>; // [T, I]${unit}`,
+      `var<storage, ${inAccess}> up: array<${ty}>; // [T, I]${unit}`,
+      `var<storage, read> dy: array<${ty}>; // [T, I]${unit}`,
+      ...(c.inPlace ? [] : [
+        `var<storage, read_write> dgate: array<${ty}>; // [T, I]${unit}`,
+        `var<storage, read_write> dup: array<${ty}>; // [T, I]${unit}`,
+      ]),
+    ];
+  const [gateAt, upAt, dGateAt, dUpAt] = c.fused
+    ? [
+      "gu[g]",
+      "gu[g + p.inter]",
+      c.inPlace ? "gu[g]" : "dgu[g]",
+      `${c.inPlace ? "gu" : "dgu"}[g + p.inter]`,
+    ]
+    : ["gate[i]", "up[i]", c.inPlace ? "gate[i]" : "dgate[i]", c.inPlace ? "up[i]" : "dup[i]"];
+  return /* wgsl */ `
+struct Params { n: u32, inter: u32 } // in units of ${ty}
+@group(0) @binding(0) var<uniform> p: Params;
+${decl.map((d, k) => `@group(0) @binding(${k + 1}) ${d}`).join("\n")}
+${WGSL_LINEAR}
+${WGSL_GELU_TANH}
+${geluGradFn(`gelu_tanh_grad${sfx}`, ty)}
+@compute @workgroup_size(${WG})
+fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
+  let i = linear_index(gid, nwg, ${WG}u);
+  if (i >= p.n) { return; }
+  ${c.fused ? "let g = i + (i / p.inter) * p.inter; // row t starts at 2·I·t" : ""}
+  let x = ${gateAt};
+  let u = ${upAt};
+  let d = dy[i];
+  ${dGateAt} = d * u * gelu_tanh_grad${sfx}(x);
+  ${dUpAt} = d * gelu_tanh${sfx}(x);
+}`;
+};
+
+/** Gradients of {@linkcode geglu}'s inputs. */
+export interface GegluGrads {
+  /** `dy · up · gelu'(gate)`, `[..., I]` f32. */
+  readonly dGate: Tensor;
+  /** `dy · gelu(gate)`, `[..., I]` f32. */
+  readonly dUp: Tensor;
+}
+
+/** Options of {@linkcode gegluBackward}. */
+export interface GegluBackwardOptions {
+  /** Write dGate here (f32 `[..., I]`); pass `gate` itself together with `dUp: up` for in place. */
+  readonly dGate?: Tensor;
+  /** Write dUp here (f32 `[..., I]`); pass `up` itself together with `dGate: gate` for in place. */
+  readonly dUp?: Tensor;
+}
+
+/**
+ * Backward of {@linkcode geglu}: `dGate = dy·up·gelu'(gate)`, `dUp = dy·gelu(gate)` with the
+ * tanh-form derivative of {@linkcode WGSL_GELU_TANH_GRAD} (finite for every finite gate).
+ *
+ * @param gate `[..., I]` f32, the forward's gate input.
+ * @param up Same shape f32, the forward's up input.
+ * @param dy Same shape f32, gradient of the output.
+ * @param options Optional outputs; `{ dGate: gate, dUp: up }` overwrites the inputs.
+ * @returns dGate and dUp.
+ * @throws {ShapeError} on mismatched shapes, dtypes or unsupported aliasing.
+ * @example
+ * ```ts
+ * import { Gpu } from "./gpu.ts";
+ * import { Tensor } from "./tensor.ts";
+ * import { gegluBackward } from "./geglu.ts";
+ * const gpu = await Gpu.create();
+ * const gate = Tensor.fromArray(gpu, new Float32Array([-1, 0, 1]));
+ * const up = Tensor.fromArray(gpu, new Float32Array([2, 2, 2]));
+ * const dy = Tensor.fromArray(gpu, new Float32Array([1, 1, 1]));
+ * const { dGate, dUp } = gegluBackward(gate, up, dy);
+ * console.log(await dGate.read(), await dUp.read()); // [-0.1659, 1, 2.1659] [-0.1588, 0, 0.8412]
+ * gpu.destroy();
+ * ```
+ */
+export function gegluBackward(
+  gate: Tensor,
+  up: Tensor,
+  dy: Tensor,
+  options: GegluBackwardOptions = {},
+): GegluGrads {
+  const kernel = "gegluBackward";
+  for (const [name, t] of [["gate", gate], ["up", up], ["dy", dy]] as const) {
+    expectDtype(kernel, name, t, ["f32"]);
+    const same = t.shape.length === gate.shape.length &&
+      t.shape.every((d, i) => gate.shape[i] === d);
+    if (!same) {
+      throw new ShapeError(
+        kernel,
+        `${name} ${shapeString(t.shape)} must have gate's shape ${shapeString(gate.shape)}`,
+      );
+    }
+  }
+  const inPlace = options.dGate !== undefined && options.dUp !== undefined &&
+    sameBuffer(options.dGate, gate) && sameBuffer(options.dUp, up);
+  const inputs = [gate, up, dy];
+  if (inPlace && sameBuffer(gate, up)) {
+    throw new ShapeError(kernel, "in place needs gate and up in distinct buffers");
+  }
+  if (!inPlace) {
+    for (const o of [options.dGate, options.dUp]) {
+      if (o && inputs.some((t) => sameBuffer(t, o))) {
+        throw new ShapeError(
+          kernel,
+          "dGate/dUp may alias inputs only as { dGate: gate, dUp: up } (both in place)",
+        );
+      }
+    }
+  }
+  const dGate = outputFor(kernel, gate, gate.shape, options.dGate);
+  const dUp = outputFor(kernel, gate, gate.shape, options.dUp);
+  if (!inPlace && sameBuffer(dGate, dUp)) {
+    throw new ShapeError(kernel, "dGate and dUp must be distinct tensors");
+  }
+  const gpu = gate.gpu;
+  const inter = gate.shape.at(-1) ?? 1;
+  const vec4 = inter % 4 === 0;
+  const n = vec4 ? gate.numel / 4 : gate.numel;
+  const buffers = [gate.binding(), up.binding(), dy.binding()];
+  if (!inPlace) buffers.push(dGate.binding(), dUp.binding());
+  gpu.dispatch({
+    pipeline: gpu.pipelines.get(
+      kernel,
+      { fused: false, vec4, inPlace },
+      gegluBackwardSource,
+    ),
+    shapes: `gate${shapeString(gate.shape)}`,
+    uniforms: new Uniforms().u32(n).u32(vec4 ? inter / 4 : inter).build(),
+    buffers,
+    workgroups: grid1d(n, WG, gpu.limits.maxComputeWorkgroupsPerDimension),
+  });
+  return { dGate, dUp };
+}
+
+/** Options of {@linkcode gegluFusedBackward}. */
+export interface GegluFusedBackwardOptions {
+  /** Write the `[..., 2I]` gradient here; may be `gateUp` itself (in place). */
+  readonly out?: Tensor;
+}
+
+/**
+ * Backward of {@linkcode gegluFused}: the gradient of the fused `[..., 2I]` gate|up tensor,
+ * `dGate` in the first `I` columns of each row and `dUp` in the last `I` (the layout the fused
+ * `[gate_proj; up_proj]` matmul's backward takes).
+ *
+ * @param gateUp `[..., 2I]` f32, the forward's input.
+ * @param dy `[..., I]` f32, gradient of the output.
+ * @param options Optional output (may be `gateUp`: overwrites it).
+ * @returns `[..., 2I]` f32.
+ * @throws {ShapeError} on mismatched shapes or dtypes.
+ * @example
+ * ```ts
+ * import { Gpu } from "./gpu.ts";
+ * import { Tensor } from "./tensor.ts";
+ * import { gegluFusedBackward } from "./geglu.ts";
+ * const gpu = await Gpu.create();
+ * const gu = Tensor.fromArray(gpu, new Float32Array([1, 2]), [1, 2]); // gate 1, up 2
+ * const dy = Tensor.fromArray(gpu, new Float32Array([1]), [1, 1]);
+ * console.log(await gegluFusedBackward(gu, dy).read()); // [2.1659, 0.8412]
+ * gpu.destroy();
+ * ```
+ */
+export function gegluFusedBackward(
+  gateUp: Tensor,
+  dy: Tensor,
+  options: GegluFusedBackwardOptions = {},
+): Tensor {
+  const kernel = "gegluFusedBackward";
+  expectDtype(kernel, "gateUp", gateUp, ["f32"]);
+  expectDtype(kernel, "dy", dy, ["f32"]);
+  const last = gateUp.shape.at(-1) ?? 0;
+  const inter = last / 2;
+  const lead = gateUp.shape.slice(0, -1);
+  const ok = last > 0 && last % 2 === 0 && dy.shape.length === gateUp.shape.length &&
+    dy.shape.every((d, i) => d === (i < lead.length ? lead[i] : inter));
+  if (!ok) {
+    throw new ShapeError(
+      kernel,
+      `gateUp must be [..., 2I] and dy [..., I], got gateUp ${shapeString(gateUp.shape)} dy ${
+        shapeString(dy.shape)
+      }`,
+    );
+  }
+  const out = outputFor(kernel, gateUp, gateUp.shape, options.out);
+  const inPlace = sameBuffer(out, gateUp);
+  if (sameBuffer(out, dy)) throw new ShapeError(kernel, "out must not alias dy");
+  const gpu = gateUp.gpu;
+  const vec4 = inter % 4 === 0;
+  const n = dy.numel / (vec4 ? 4 : 1);
+  gpu.dispatch({
+    pipeline: gpu.pipelines.get(
+      "gegluBackward",
+      { fused: true, vec4, inPlace },
+      gegluBackwardSource,
+    ),
+    shapes: `gateUp${shapeString(gateUp.shape)}`,
+    uniforms: new Uniforms().u32(n).u32(vec4 ? inter / 4 : inter).build(),
+    buffers: inPlace ? [gateUp.binding(), dy.binding()] : [
+      gateUp.binding(),
+      dy.binding(),
+      out.binding(),
+    ],
+    workgroups: grid1d(n, WG, gpu.limits.maxComputeWorkgroupsPerDimension),
+  });
+  return out;
+}
+
+function sameBuffer(a: Tensor, b: Tensor): boolean {
+  return a.parts.length === 1 && b.parts.length === 1 && a.parts[0].buffer === b.parts[0].buffer;
+}

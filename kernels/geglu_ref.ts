@@ -55,3 +55,90 @@ export function gegluFusedRef(gateUp: ArrayLike<number>, inter: number): Float64
   }
   return out;
 }
+
+/**
+ * Derivative of {@linkcode geluTanhRef} in float64:
+ * `0.5·(1 + tanh u) + 0.5·x·(1 − tanh²u)·√(2/π)·(1 + 3·0.044715·x²)`, `u = √(2/π)·(x + 0.044715·x³)`.
+ *
+ * @param x Input.
+ * @returns `d gelu_tanh / dx`.
+ * @example
+ * ```ts
+ * import { geluTanhGradRef } from "./geglu_ref.ts";
+ * console.log(geluTanhGradRef(1)); // 1.0829640838457826
+ * ```
+ */
+export function geluTanhGradRef(x: number): number {
+  // Beyond |x| = 30 the tail is below float64 resolution; avoids 0·∞ for huge |x|.
+  if (Math.abs(x) > 30) return x > 0 ? 1 : 0;
+  const t = Math.tanh(SQRT_2_OVER_PI * (x + 0.044715 * x * x * x));
+  return 0.5 * (1 + t) + 0.5 * x * (1 - t * t) * SQRT_2_OVER_PI * (1 + 3 * 0.044715 * x * x);
+}
+
+/** Result of {@linkcode gegluBackwardRef}. */
+export interface GegluBackwardRefResult {
+  /** `dy · up · gelu'(gate)`. */
+  readonly dGate: Float64Array;
+  /** `dy · gelu(gate)`. */
+  readonly dUp: Float64Array;
+}
+
+/**
+ * Backward of {@linkcode gegluRef} in float64.
+ *
+ * @param gate Gate values.
+ * @param up Up values (same length).
+ * @param dy Gradient of the output (same length).
+ * @returns dGate and dUp.
+ * @example
+ * ```ts
+ * import { gegluBackwardRef } from "./geglu_ref.ts";
+ * const { dGate, dUp } = gegluBackwardRef([1], [2], [1]); // [2.1659…], [0.8411…]
+ * ```
+ */
+export function gegluBackwardRef(
+  gate: ArrayLike<number>,
+  up: ArrayLike<number>,
+  dy: ArrayLike<number>,
+): GegluBackwardRefResult {
+  if (gate.length !== up.length || gate.length !== dy.length) {
+    throw new RangeError(`gate ${gate.length}, up ${up.length}, dy ${dy.length} differ in length`);
+  }
+  const dGate = new Float64Array(gate.length);
+  const dUp = new Float64Array(gate.length);
+  for (let i = 0; i < gate.length; i++) {
+    dGate[i] = dy[i] * up[i] * geluTanhGradRef(gate[i]);
+    dUp[i] = dy[i] * geluTanhRef(gate[i]);
+  }
+  return { dGate, dUp };
+}
+
+/**
+ * Backward of {@linkcode gegluFusedRef} in float64: rows of `I` dGate values followed by `I`
+ * dUp values.
+ *
+ * @param gateUp `[rows, 2I]` gate|up.
+ * @param dy `[rows, I]` gradient of the output.
+ * @param inter `I`.
+ * @returns `[rows, 2I]`.
+ */
+export function gegluFusedBackwardRef(
+  gateUp: ArrayLike<number>,
+  dy: ArrayLike<number>,
+  inter: number,
+): Float64Array {
+  const rows = dy.length / inter;
+  if (gateUp.length !== 2 * dy.length) {
+    throw new RangeError(`gateUp length ${gateUp.length} != 2 · dy length ${dy.length}`);
+  }
+  const out = new Float64Array(gateUp.length);
+  for (let r = 0; r < rows; r++) {
+    for (let j = 0; j < inter; j++) {
+      const g = gateUp[r * 2 * inter + j], u = gateUp[r * 2 * inter + inter + j];
+      const d = dy[r * inter + j];
+      out[r * 2 * inter + j] = d * u * geluTanhGradRef(g);
+      out[r * 2 * inter + inter + j] = d * geluTanhRef(g);
+    }
+  }
+  return out;
+}

@@ -51,3 +51,59 @@ export function rmsNormRef(
   }
   return { y, rstd };
 }
+
+/** Result of {@linkcode rmsNormBackwardRef}. */
+export interface RmsNormBackwardRefResult {
+  /** Gradient of x, `[rows, D]`. */
+  readonly dx: Float64Array;
+  /** Gradient of w, `[D]` (summed over rows). */
+  readonly dw: Float64Array;
+}
+
+/**
+ * Backward of {@linkcode rmsNormRef} in float64 (the residual, if any, passes dy through
+ * unchanged). With `gw = dy ∘ (1 + w)`: `dx = rstd·gw − x·rstd³·(Σ_i gw_i·x_i)/D` per row and
+ * `dw = Σ_rows dy ∘ x · rstd`.
+ *
+ * @param x Forward input, row-major `[rows, D]`.
+ * @param w Weight `[D]` (bf16-rounded values for bf16 weights).
+ * @param rstd The forward's per-row `1 / sqrt(mean(x²) + eps)`, `[rows]`.
+ * @param dy Gradient of the output, `[rows, D]`.
+ * @returns dx and dw.
+ * @example
+ * ```ts
+ * import { rmsNormBackwardRef, rmsNormRef } from "./rms_norm_ref.ts";
+ * const { rstd } = rmsNormRef([3, 4], [0, 1], 0);
+ * const { dx, dw } = rmsNormBackwardRef([3, 4], [0, 1], rstd, [1, 0]);
+ * // dx [0.1810…, -0.1358…], dw [0.8485…, 0]
+ * ```
+ */
+export function rmsNormBackwardRef(
+  x: ArrayLike<number>,
+  w: ArrayLike<number>,
+  rstd: ArrayLike<number>,
+  dy: ArrayLike<number>,
+): RmsNormBackwardRefResult {
+  const d = w.length;
+  const rows = x.length / d;
+  if (!Number.isInteger(rows) || dy.length !== x.length || rstd.length !== rows) {
+    throw new RangeError(
+      `expected x and dy of rows·${d} values and rstd of rows values, got ${x.length}, ` +
+        `${dy.length}, ${rstd.length}`,
+    );
+  }
+  const dx = new Float64Array(x.length);
+  const dw = new Float64Array(d);
+  for (let r = 0; r < rows; r++) {
+    const inv = rstd[r];
+    let dot = 0;
+    for (let i = 0; i < d; i++) dot += dy[r * d + i] * (1 + w[i]) * x[r * d + i];
+    const c = inv * inv * inv * dot / d;
+    for (let i = 0; i < d; i++) {
+      const k = r * d + i;
+      dx[k] = inv * dy[k] * (1 + w[i]) - x[k] * c;
+      dw[i] += dy[k] * x[k] * inv;
+    }
+  }
+  return { dx, dw };
+}
