@@ -44,7 +44,7 @@ export class BpeModel {
   #ids = new Int32Array(256);
   #prev = new Int32Array(256);
   #next = new Int32Array(256);
-  #heap = new Float64Array(256);
+  #heap = new Float64Array(768);
 
   private constructor(
     vocab: Map<string, number>,
@@ -207,11 +207,12 @@ export class BpeModel {
 
   /** `merge_word` + `merge_all` of the Rust crate; appends the resulting ids to `out`. */
   #merge(piece: string, out: number[]): void {
-    this.#reserve(piece.length * 4);
-    const ids = this.#ids;
+    let ids = this.#growIds(piece.length + 4, 0);
     let n = 0;
     let pendingUnk = false;
     for (let i = 0; i < piece.length; i++) {
+      // Room for one code point's byte tokens plus a flushed unk.
+      if (n + 5 > ids.length) ids = this.#growIds(2 * ids.length, n);
       let cp = piece.charCodeAt(i);
       if (cp >= 0xd800 && cp < 0xdc00 && i + 1 < piece.length) {
         const low = piece.charCodeAt(i + 1);
@@ -246,6 +247,12 @@ export class BpeModel {
       pendingUnk = true;
     }
     if (pendingUnk) ids[n++] = this.#unkId;
+    if (this.#next.length < n) {
+      this.#prev = new Int32Array(n);
+      this.#next = new Int32Array(n);
+      // Each merge pushes at most two entries on top of the initial n - 1: 3n bounds the heap.
+      this.#heap = new Float64Array(3 * n);
+    }
     this.#mergeAll(n);
     const next = this.#next;
     for (let i = 0; i !== -1; i = next[i]) out.push(ids[i]);
@@ -305,14 +312,14 @@ export class BpeModel {
     return id;
   }
 
-  #reserve(capacity: number): void {
-    if (this.#ids.length >= capacity) return;
-    const size = Math.max(capacity, this.#ids.length * 2);
-    this.#ids = new Int32Array(size);
-    this.#prev = new Int32Array(size);
-    this.#next = new Int32Array(size);
-    // Each merge pushes at most two entries, so 3 * symbols bounds the heap.
-    this.#heap = new Float64Array(size * 3);
+  /** Returns `#ids` with at least `capacity` entries, keeping its first `keep`. */
+  #growIds(capacity: number, keep: number): Int32Array {
+    if (this.#ids.length < capacity) {
+      const grown = new Int32Array(capacity);
+      grown.set(this.#ids.subarray(0, keep));
+      this.#ids = grown;
+    }
+    return this.#ids;
   }
 }
 

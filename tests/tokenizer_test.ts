@@ -106,12 +106,18 @@ Deno.test("encode() keeps a merge that crosses a '▁' cut ('>▁</')", () => {
   }
 });
 
-Deno.test("encode() is unchanged by its word cache (cold vs warm, long texts)", () => {
+Deno.test("encode() is unchanged by its word cache; long pieces and byte runs round-trip", () => {
   const text = "The cat sat. ".repeat(500) + "日本語のテキスト".repeat(300) + " x".repeat(40);
   tok.clearCache();
   const cold = tok.encode(text);
   assert.deepEqual(tok.encode(text), cold);
   assert.equal(tok.decode(cold, { skipSpecialTokens: true }), text);
+  // One 6000-unit piece of byte-fallback characters: 4 byte tokens each, no merges.
+  const rare = "\u{10fffd}".repeat(3000);
+  const ids = tok.encode(rare, { addSpecialTokens: false });
+  assert.equal(ids.length, 12_000);
+  assert.equal(tok.idToToken(ids[0]), "<0xF4>");
+  assert.equal(tok.decode(ids), rare);
 });
 
 /** Seeded PRNG (mulberry32). */
