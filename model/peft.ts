@@ -1,0 +1,362 @@
+/**
+ * Hugging Face PEFT LoRA adapters, browser-clean: parsing and validating `adapter_config.json`,
+ * writing one, and mapping PEFT tensor names (`base_model.model.model.layers.{i}.self_attn.
+ * q_proj.lora_A.weight`) to (layer, projection, A|B). File access is in `peft_fs.ts`.
+ *
+ * @module
+ */
+
+import type { Gemma3Config } from "./config.ts";
+import { type LoraConfig, loraConfig, peftName } from "./lora.ts";
+import {
+  hfLayerWeightPath,
+  layerWeightShape,
+  LORA_TARGETS,
+  type LoraTarget,
+} from "./gemma3_weights.ts";
+
+/** File name of a PEFT adapter's config. */
+export const PEFT_CONFIG_FILE = "adapter_config.json";
+/** File name of a PEFT adapter's weights. */
+export const PEFT_WEIGHTS_FILE = "adapter_model.safetensors";
+
+/** Kind of adapter problem. */
+export type PeftErrorCode =
+  | "config"
+  | "unsupported"
+  | "missing_tensor"
+  | "unexpected_tensor"
+  | "shape"
+  | "dtype"
+  | "io";
+
+/** A PEFT adapter that cannot be read or written; names the file and, where known, the tensor. */
+export class PeftError extends Error {
+  /** Kind of problem. */
+  readonly code: PeftErrorCode;
+  /** The file (or folder) concerned. */
+  readonly file: string;
+  /** The tensor (or config field) concerned, or null. */
+  readonly tensor: string | null;
+  /**
+   * @param code Kind of problem.
+   * @param file The file concerned.
+   * @param tensor The tensor or config field concerned, or null.
+   * @param detail What was expected and what was found.
+   */
+  constructor(code: PeftErrorCode, file: string, tensor: string | null, detail: string) {
+    super(`${file}: ${tensor === null ? "" : `${tensor}: `}${detail}`);
+    this.name = "PeftError";
+    this.code = code;
+    this.file = file;
+    this.tensor = tensor;
+  }
+}
+
+/** What webtune takes from an `adapter_config.json`. */
+export interface PeftAdapterConfig {
+  /** Rank, alpha and target projections. */
+  readonly lora: LoraConfig;
+  /** PEFT `layers_to_transform`: the adapted layers, or null for all of them. */
+  readonly layers: readonly number[] | null;
+  /** PEFT `base_model_name_or_path` (informational). */
+  readonly baseModelNameOrPath: string | null;
+}
+
+const isObject = (x: unknown): x is Record<string, unknown> =>
+  typeof x === "object" && x !== null && !Array.isArray(x);
+
+const isEmpty = (x: unknown): boolean =>
+  x === undefined || x === null || x === false ||
+  (Array.isArray(x) && x.length === 0) || (isObject(x) && Object.keys(x).length === 0);
+
+/** Fields whose non-default values change the math in ways webtune does not implement. */
+const UNSUPPORTED: readonly [field: string, why: string][] = [
+  ["use_rslora", "rank-stabilised LoRA (scale alpha/sqrt(r))"],
+  ["use_dora", "DoRA (weight-decomposed LoRA)"],
+  ["use_qalora", "QA-LoRA"],
+  ["lora_bias", "LoRA bias terms"],
+  ["rank_pattern", "per-module ranks (rank_pattern)"],
+  ["alpha_pattern", "per-module alphas (alpha_pattern)"],
+  ["modules_to_save", "fully trained extra modules (modules_to_save)"],
+  ["trainable_token_indices", "trainable token embeddings"],
+  ["target_parameters", "LoRA on raw parameters (target_parameters)"],
+  ["layer_replication", "layer replication"],
+  ["exclude_modules", "excluded modules"],
+  ["fan_in_fan_out", "fan_in_fan_out (Conv1D-style transposed weights)"],
+];
+
+function targetList(file: string, raw: unknown): string[] {
+  if (raw === "all-linear") return [...LORA_TARGETS]; // PEFT: every linear layer but the head
+  const list = typeof raw === "string" ? [raw] : raw;
+  if (!Array.isArray(list) || list.length === 0 || !list.every((t) => typeof t === "string")) {
+    throw new PeftError(
+      "config",
+      file,
+      "target_modules",
+      `expected a non-empty list of module names, got ${JSON.stringify(raw)}`,
+    );
+  }
+  for (const t of list as string[]) {
+    if (!(LORA_TARGETS as readonly string[]).includes(t)) {
+      throw new PeftError(
+        "unsupported",
+        file,
+        "target_modules",
+        `module ${JSON.stringify(t)} is not one of ${LORA_TARGETS.join(", ")} ` +
+          "(regular expressions and other modules are not supported)",
+      );
+    }
+  }
+  // subtle: PEFT may write the set in any order; keep webtune's canonical order.
+  return LORA_TARGETS.filter((t) => (list as string[]).includes(t));
+}
+
+function layerList(file: string, raw: unknown): number[] | null {
+  if (raw === null || raw === undefined) return null;
+  const list = typeof raw === "number" ? [raw] : raw;
+  if (!Array.isArray(list) || !list.every((l) => Number.isInteger(l) && l >= 0)) {
+    throw new PeftError(
+      "config",
+      file,
+      "layers_to_transform",
+      `expected null, a layer index or a list of them, got ${JSON.stringify(raw)}`,
+    );
+  }
+  return [...new Set(list as number[])].sort((a, b) => a - b);
+}
+
+/**
+ * Validates a parsed `adapter_config.json`: `peft_type` LORA, integer `r` ≥ 1, `lora_alpha` > 0,
+ * `target_modules` among the seven projections (or `"all-linear"`), `bias` "none", and none of
+ * the variants webtune does not implement (rsLoRA, DoRA, rank/alpha patterns, modules_to_save,
+ * …). `lora_dropout` only matters in training and is ignored.
+ *
+ * @param json The parsed JSON.
+ * @param file File name for messages.
+ * @returns The adapter's settings.
+ * @throws {PeftError} `config` (bad field) or `unsupported` (a variant webtune cannot apply).
+ * @example
+ * ```ts
+ * import { parsePeftAdapterConfig } from "./peft.ts";
+ * const c = parsePeftAdapterConfig(
+ *   { peft_type: "LORA", r: 4, lora_alpha: 8, target_modules: ["q_proj", "v_proj"] },
+ *   "adapter_config.json",
+ * );
+ * console.log(c.lora.rank, c.lora.targets); // 4 ["q_proj", "v_proj"]
+ * ```
+ */
+export function parsePeftAdapterConfig(json: unknown, file: string): PeftAdapterConfig {
+  if (!isObject(json)) throw new PeftError("config", file, null, "expected a JSON object");
+  if (json.peft_type !== "LORA") {
+    throw new PeftError(
+      "unsupported",
+      file,
+      "peft_type",
+      `expected "LORA", got ${JSON.stringify(json.peft_type)}`,
+    );
+  }
+  for (const [field, why] of UNSUPPORTED) {
+    if (!isEmpty(json[field])) {
+      throw new PeftError(
+        "unsupported",
+        file,
+        field,
+        `${why} is not supported (got ${JSON.stringify(json[field])})`,
+      );
+    }
+  }
+  if (json.bias !== undefined && json.bias !== "none") {
+    throw new PeftError(
+      "unsupported",
+      file,
+      "bias",
+      `only "none" is supported, got ${JSON.stringify(json.bias)}`,
+    );
+  }
+  const r = json.r, alpha = json.lora_alpha;
+  if (typeof r !== "number" || !Number.isInteger(r) || r < 1) {
+    throw new PeftError("config", file, "r", `expected an integer >= 1, got ${JSON.stringify(r)}`);
+  }
+  if (typeof alpha !== "number" || !(Number.isFinite(alpha) && alpha > 0)) {
+    throw new PeftError(
+      "config",
+      file,
+      "lora_alpha",
+      `expected a number > 0, got ${JSON.stringify(alpha)}`,
+    );
+  }
+  const base = json.base_model_name_or_path;
+  return Object.freeze({
+    lora: loraConfig({ rank: r, alpha, targets: targetList(file, json.target_modules) }),
+    layers: (() => {
+      const l = layerList(file, json.layers_to_transform);
+      return l === null ? null : Object.freeze(l);
+    })(),
+    baseModelNameOrPath: typeof base === "string" ? base : null,
+  });
+}
+
+/** Options of {@linkcode buildPeftAdapterConfig}. */
+export interface BuildPeftConfigOptions {
+  /** `base_model_name_or_path` (default null), e.g. `google/gemma-3-1b-it`. */
+  readonly baseModelNameOrPath?: string | null;
+  /** Adapted layers when not all of them (`layers_to_transform`); default null = all. */
+  readonly layers?: readonly number[] | null;
+}
+
+/**
+ * An `adapter_config.json` object in the shape peft 0.21's `save_pretrained` writes (the
+ * fields of the shared fixture's file, without `peft_version`, which records the writer):
+ * `peft_type` LORA, `task_type` CAUSAL_LM, `r`, `lora_alpha`, `target_modules`,
+ * `lora_dropout` 0, `bias` "none", `fan_in_fan_out` false, every variant switched off.
+ *
+ * @param lora Rank, alpha and targets.
+ * @param options Base model name and adapted layers.
+ * @returns A JSON-serialisable object.
+ * @example
+ * ```ts
+ * import { loraConfig } from "./lora.ts";
+ * import { buildPeftAdapterConfig } from "./peft.ts";
+ * const json = buildPeftAdapterConfig(loraConfig({ rank: 8, alpha: 16 }));
+ * console.log(json.r, json.task_type); // 8 "CAUSAL_LM"
+ * ```
+ */
+export function buildPeftAdapterConfig(
+  lora: LoraConfig,
+  options: BuildPeftConfigOptions = {},
+): Record<string, unknown> {
+  return {
+    alora_invocation_tokens: null,
+    alpha_pattern: {},
+    arrow_config: null,
+    auto_mapping: null,
+    base_model_name_or_path: options.baseModelNameOrPath ?? null,
+    bias: "none",
+    corda_config: null,
+    ensure_weight_tying: false,
+    eva_config: null,
+    exclude_modules: null,
+    fan_in_fan_out: false,
+    inference_mode: true,
+    init_lora_weights: true,
+    kasa_config: null,
+    layer_replication: null,
+    layers_pattern: null,
+    layers_to_transform: options.layers ? [...options.layers] : null,
+    loftq_config: {},
+    lora_alpha: lora.alpha,
+    lora_bias: false,
+    lora_dropout: 0.0,
+    lora_ga_config: null,
+    megatron_config: null,
+    megatron_core: "megatron.core",
+    modules_to_save: null,
+    monteclora_config: null,
+    peft_type: "LORA",
+    qalora_group_size: 16,
+    r: lora.rank,
+    rank_pattern: {},
+    revision: null,
+    target_modules: LORA_TARGETS.filter((t) => lora.targets.includes(t)),
+    target_parameters: null,
+    task_type: "CAUSAL_LM",
+    trainable_token_indices: null,
+    use_bdlora: null,
+    use_dora: false,
+    use_qalora: false,
+    use_rslora: false,
+    velora_config: null,
+  };
+}
+
+/** Where a PEFT tensor belongs. */
+export interface PeftTensorRef {
+  /** Decoder layer. */
+  readonly layer: number;
+  /** Projection. */
+  readonly target: LoraTarget;
+  /** `A` (`[r, in]`) or `B` (`[out, r]`). */
+  readonly which: "A" | "B";
+}
+
+/**
+ * Prefixes before `layers.{i}.` that PEFT, vLLM and multimodal Gemma 3 checkpoints use; the
+ * first is what peft writes for `Gemma3ForCausalLM`.
+ */
+const NAME_PREFIXES: readonly string[] = [
+  "base_model.model.model.",
+  "base_model.model.",
+  "model.",
+  "",
+  "base_model.model.model.language_model.",
+  "base_model.model.language_model.model.",
+  "model.language_model.",
+  "language_model.model.",
+];
+
+const NAME_RE =
+  /^(.*?)layers\.(\d+)\.(self_attn|mlp)\.([a-z]+_proj)\.lora_(A|B)(?:\.[A-Za-z0-9_-]+)?\.weight$/;
+
+/**
+ * Maps a PEFT tensor name to its layer, projection and matrix. Accepts the canonical
+ * `base_model.model.model.layers.{i}.…` and the variants without `base_model.model.`, with a
+ * multimodal `language_model` level, or with an adapter name (`lora_A.default.weight`).
+ *
+ * @param name Stored tensor name.
+ * @returns The reference, or null when the name is not a LoRA A/B of a decoder projection.
+ * @example
+ * ```ts
+ * import { parsePeftTensorName } from "./peft.ts";
+ * parsePeftTensorName("base_model.model.model.layers.3.mlp.up_proj.lora_B.weight");
+ * // { layer: 3, target: "up_proj", which: "B" }
+ * ```
+ */
+export function parsePeftTensorName(name: string): PeftTensorRef | null {
+  const m = NAME_RE.exec(name);
+  if (m === null || !NAME_PREFIXES.includes(m[1])) return null;
+  const target = m[4] as LoraTarget;
+  if (!(LORA_TARGETS as readonly string[]).includes(target)) return null;
+  if (hfLayerWeightPath(target) !== `${m[3]}.${target}`) return null; // q_proj under mlp, …
+  return Object.freeze({ layer: Number(m[2]), target, which: m[5] as "A" | "B" });
+}
+
+/** One tensor an adapter must hold. */
+export interface ExpectedPeftTensor extends PeftTensorRef {
+  /** Canonical PEFT name. */
+  readonly name: string;
+  /** `[r, in]` for A, `[out, r]` for B. */
+  readonly shape: readonly number[];
+}
+
+/**
+ * Every tensor an adapter with these settings holds for a model, in layer → target → A, B
+ * order, with canonical names.
+ *
+ * @param model Model config.
+ * @param adapter Adapter settings.
+ * @returns The tensors with their shapes.
+ */
+export function expectedPeftTensors(
+  model: Gemma3Config,
+  adapter: Pick<PeftAdapterConfig, "lora" | "layers">,
+): ExpectedPeftTensor[] {
+  const out: ExpectedPeftTensor[] = [];
+  const r = adapter.lora.rank;
+  const layers = adapter.layers ?? Array.from({ length: model.numLayers }, (_, i) => i);
+  for (const layer of layers) {
+    for (const target of adapter.lora.targets) {
+      const [outDim, inDim] = layerWeightShape(model, target);
+      for (const which of ["A", "B"] as const) {
+        out.push({
+          layer,
+          target,
+          which,
+          name: peftName(layer, target, which),
+          shape: which === "A" ? [r, inDim] : [outDim, r],
+        });
+      }
+    }
+  }
+  return out;
+}
