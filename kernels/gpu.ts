@@ -278,6 +278,19 @@ export class Gpu {
   }
 
   /**
+   * Records a zero fill of a buffer range in stream order with the dispatches.
+   *
+   * @param buffer Destination.
+   * @param offset Byte offset (multiple of 4).
+   * @param bytes Byte count (multiple of 4; default: to the end).
+   */
+  clear(buffer: GPUBuffer, offset = 0, bytes?: number): void {
+    const size = bytes ?? buffer.size - offset;
+    if (size === 0) return;
+    this.#commandEncoder().clearBuffer(buffer, offset, size);
+  }
+
+  /**
    * Writes host data into a buffer in stream order: work recorded before this call sees the old
    * contents, work recorded after sees the new ones.
    *

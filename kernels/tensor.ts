@@ -148,7 +148,7 @@ export class Tensor {
    */
   static zeros(gpu: Gpu, shape: readonly number[], dtype: DType = "f32"): Tensor {
     const t = Tensor.empty(gpu, shape, dtype);
-    for (const p of t.parts) gpu.write(p.buffer, 0, new Uint8Array(Math.max(p.bytes, 4)));
+    t.zero();
     return t;
   }
 
@@ -173,6 +173,12 @@ export class Tensor {
     const t = Tensor.empty(gpu, shape, type);
     t.write(data);
     return t;
+  }
+
+  /** Records a zero fill of the whole tensor (stream-ordered, no host data). */
+  zero(): void {
+    this.#check();
+    for (const p of this.parts) this.gpu.clear(p.buffer, 0, Math.max(p.bytes, 4));
   }
 
   /**
