@@ -15,6 +15,7 @@ import type { Tensor } from "../kernels/tensor.ts";
 import { ConfigError, type Gemma3Config } from "./config.ts";
 import { disposeTokenBatch, makeTokenBatch, type TokenBatch } from "./batch.ts";
 import type { Gemma3Weights } from "./gemma3_weights.ts";
+import { generate, type GenerateOptions } from "./generate.ts";
 import { type AttendFn, copyOf, decoderLayerForward, type LayerContext } from "./layer.ts";
 import type { LoraAdapter } from "./lora.ts";
 
@@ -228,6 +229,26 @@ export class Gemma3 {
     };
     final.dispose();
     return result;
+  }
+
+  /**
+   * Generates with a KV cache (see `generate.ts`): batched prompts of different lengths, greedy
+   * or sampled on the GPU, per-sequence EOS stop (the EOS id is kept), streaming callback.
+   *
+   * @param prompts Token ids per prompt (non-empty; lengths may differ).
+   * @param options `maxNewTokens`, `temperature` (0 = greedy), `topK`, `topP`, `seed`,
+   *   `eosIds` (default `config.eosTokenIds`, `[]` = never stop), `onToken`.
+   * @returns The generated ids per prompt.
+   * @example
+   * ```ts ignore
+   * const [ids] = await gemma.generate([[2, 651, 6037]], { maxNewTokens: 16, temperature: 0 });
+   * ```
+   */
+  generate(
+    prompts: readonly (readonly number[])[],
+    options: GenerateOptions,
+  ): Promise<number[][]> {
+    return generate(this, prompts, options);
   }
 
   /**
