@@ -230,10 +230,10 @@ const embeddingScatterSource = (c: { parts: number }) => {
   const parts = Array.from({ length: c.parts }, (_, k) => k);
   return /* wgsl */ `
 struct Params {
-  d: u32, col_blocks: u32,
+  d: u32, pad0: u32,
   first: u32, count: u32, // unique ids [first, first + count) are handled by this dispatch
   uniques: u32,           // U, to find offsets and tokens in csr
-  scale: f32, pad0: u32, pad1: u32,
+  scale: f32, pad1: u32, pad2: u32,
   starts: array<vec4<u32>, ${MAX_PARTS / 4}>, // first row of bound part k
 }
 @group(0) @binding(0) var<uniform> p: Params;
@@ -249,26 +249,33 @@ ${
 
 fn part_start(k: u32) -> u32 { return p.starts[k / 4u][k % 4u]; }
 
+fn token_sum(col: u32, begin: u32, end: u32) -> f32 {
+  let base = 2u * p.uniques + 1u;
+  var acc = 0.0;
+  for (var j = begin; j < end; j++) { acc += dout[csr[base + j] * p.d + col] * p.scale; }
+  return acc;
+}
+
 @compute @workgroup_size(${SCATTER_WG})
 fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
         @builtin(local_invocation_index) lid: u32) {
-  let wg = wid.x + wid.y * nwg.x; // one workgroup per (unique id, column block)
-  if (wg >= p.count * p.col_blocks) { return; }
-  let u = p.first + wg / p.col_blocks;
-  let col = (wg % p.col_blocks) * ${SCATTER_WG}u + lid;
-  if (col >= p.d) { return; }
+  let w = wid.x + wid.y * nwg.x; // one workgroup per distinct id
+  if (w >= p.count) { return; }
+  let u = p.first + w;
   let id = csr[u];
+  let begin = csr[p.uniques + u];
   let end = csr[p.uniques + u + 1u];
-  let base = 2u * p.uniques + 1u;
-  // subtle: the only writer of this element, summing its tokens in increasing order.
-  var acc = 0.0;
-  for (var j = csr[p.uniques + u]; j < end; j++) {
-    acc += dout[csr[base + j] * p.d + col] * p.scale;
-  }
   var k = 0u;
   ${parts.slice(1).map((j) => `if (id >= part_start(${j}u)) { k = ${j}u; }`).join("\n  ")}
-  let dst = (id - part_start(k)) * p.d + col;
-  ${parts.map((j) => `if (k == ${j}u) { table${j}[dst] += acc; }`).join("\n  ")}
+  let row = (id - part_start(k)) * p.d;
+  // subtle: the only writer of these elements, summing the id's tokens in increasing order.
+  ${
+    parts.map((j) =>
+      `if (k == ${j}u) {
+    for (var col = lid; col < p.d; col += ${SCATTER_WG}u) { table${j}[row + col] += token_sum(col, begin, end); }
+  }`
+    ).join("\n  ")
+  }
 }`;
 };
 
@@ -299,8 +306,8 @@ export interface EmbeddingBackwardOptions {
 /**
  * Backward of {@linkcode embedding}: scatter-adds `dOut[t, :] · scale` into row `ids[t]` of
  * dTable. Deterministic without float atomics: the host groups token positions by id
- * ({@linkcode embeddingCsr}, uploaded as one small u32 tensor) and one invocation per
- * (distinct id, column) sums that id's tokens in increasing order and adds the sum to the row,
+ * ({@linkcode embeddingCsr}, uploaded as one small u32 tensor) and one workgroup per
+ * distinct id (an invocation per column) sums that id's tokens in increasing order and adds the sum to the row,
  * the only write to it. Ids outside `[0, V)` get nothing (their forward rows are zero). Tables
  * split into more parts than one dispatch binds take one dispatch per group of parts.
  *
@@ -370,7 +377,6 @@ export function embeddingBackward(
   packed.set(plan.offsets, uniques);
   packed.set(plan.tokens, 2 * uniques + 1);
   const csr = Tensor.fromArray(gpu, packed);
-  const colBlocks = Math.ceil(d / SCATTER_WG);
   const perDispatch = Math.min(MAX_PARTS, gpu.limits.maxStorageBuffersPerShaderStage - 2);
   let first = 0;
   for (let g = 0; g < dTable.parts.length && first < uniques; g += perDispatch) {
@@ -379,7 +385,7 @@ export function embeddingBackward(
     let end = first; // rows ascending: this group's ids are the next contiguous run
     while (end < uniques && plan.rows[end] < last.rowStart + last.rows) end++;
     if (end === first) continue;
-    const uniforms = new Uniforms().u32(d).u32(colBlocks).u32(first).u32(end - first)
+    const uniforms = new Uniforms().u32(d).u32(0).u32(first).u32(end - first)
       .u32(uniques).f32(scale).u32(0).u32(0);
     for (let k = 0; k < MAX_PARTS; k++) uniforms.u32(group[k]?.rowStart ?? 0xffffffff);
     gpu.dispatch({
@@ -393,7 +399,7 @@ export function embeddingBackward(
         dOut.binding(),
         ...group.map((part) => ({ buffer: part.buffer, offset: 0, size: Math.max(part.bytes, 4) })),
       ],
-      workgroups: grid1d((end - first) * colBlocks, 1, maxGrid),
+      workgroups: grid1d(end - first, 1, maxGrid),
     });
     first = end;
   }
