@@ -26,8 +26,6 @@ import type { BufferBinding, Gpu } from "./gpu.ts";
 import { shapeString, Tensor, type TensorPart } from "./tensor.ts";
 
 interface DotConstants extends Record<string, number | string | boolean> {
-  /** Hidden size (the loops over it are specialised). */
-  d: number;
   /** Elements per load: 4 (D % 4 = 0), 2 (D even) or 1. */
   pack: number;
   /** E stored as bf16 (else f32). */
@@ -38,11 +36,6 @@ interface DotConstants extends Record<string, number | string | boolean> {
   tv: number;
   /** Invocations per workgroup. */
   wg: number;
-}
-
-interface PartialConstants extends DotConstants {
-  /** Steps of `WG·TV` rows per workgroup: CHUNK = steps·WG·TV. */
-  steps: number;
 }
 
 const NEG = "-3.0e38";
@@ -78,9 +71,9 @@ function dotDeclarations(c: DotConstants): string {
   return bitcast<f32>(select(w << 16u, w & 0xffff0000u, (i & 1u) == 1u));
 }`;
   }
-  const mac = c.pack === 1
-    ? "fn mac(a: f32, b: f32) -> f32 { return a * b; }"
-    : `fn mac(a: ${vt}, b: ${vt}) -> f32 { return dot(a, b); }`;
+  const comps = c.pack === 1 ? [""] : ["x", "y", "z", "w"].slice(0, c.pack).map((x) => `.${x}`);
+  const chain = comps.reduce((acc, x) => `fma(a${x}, b${x}, ${acc})`, "acc");
+  const mac = `fn mac(a: ${vt}, b: ${vt}, acc: f32) -> f32 { return ${chain}; }`;
   return `
 @group(0) @binding(1) var<storage, read> h: array<${vt}>; // [T, D] f32
 @group(0) @binding(2) var<storage, read> e: ${eDecl}; // [rows, D] this part of E${
@@ -95,62 +88,47 @@ ${mac}`;
  * clamped in range; the caller masks them).
  */
 function dotBlock(c: DotConstants): string {
-  const dp = c.d / c.pack;
   const lines: string[] = [];
   for (let j = 0; j < c.tv; j++) {
-    lines.push(`let r${j} = min(vb + ${j * c.wg}u, p.rows - 1u) * ${dp}u;`);
+    lines.push(`let r${j} = min(vb + ${j * c.wg}u, p.rows - 1u) * p.dp;`);
   }
   for (let i = 0; i < c.tt; i++) {
-    lines.push(`let th${i} = min(t0 + ${i}u, p.tokens - 1u) * ${dp}u;`);
+    lines.push(`let th${i} = min(t0 + ${i}u, p.tokens - 1u) * p.dp;`);
     for (let j = 0; j < c.tv; j++) lines.push(`var acc_${i}_${j} = 0.0;`);
   }
-  lines.push(`for (var k = 0u; k < ${dp}u; k++) {`);
+  lines.push("for (var k = 0u; k < p.dp; k++) {");
   for (let j = 0; j < c.tv; j++) lines.push(`  let e${j} = load_e(r${j} + k);`);
   for (let i = 0; i < c.tt; i++) {
     lines.push(`  let h${i} = h[th${i} + k];`);
-    for (let j = 0; j < c.tv; j++) lines.push(`  acc_${i}_${j} += mac(h${i}, e${j});`);
+    for (let j = 0; j < c.tv; j++) {
+      lines.push(`  acc_${i}_${j} = mac(h${i}, e${j}, acc_${i}_${j});`);
+    }
   }
   lines.push("}");
   return lines.join("\n    ");
 }
 
-const partialSource = (c: PartialConstants) => {
-  const update: string[] = [];
+const partialSource = (c: DotConstants) => {
+  const n = c.tt * c.tv;
+  const spill: string[] = [];
   for (let i = 0; i < c.tt; i++) {
-    const xs: string[] = [];
-    for (let j = 0; j < c.tv; j++) {
-      update.push(`let ok_${i}_${j} = vb + ${j * c.wg}u < p.rows;`);
-      update.push(`let x_${i}_${j} = select(${NEG}, acc_${i}_${j} * p.inv_temp, ok_${i}_${j});`);
-      update.push(
-        `if (ok_${i}_${j} && p.row_start + vb + ${j * c.wg}u == tg${i}) { tlogit[t0 + ${i}u] = ` +
-          `x_${i}_${j}; }`,
-      );
-      xs.push(`x_${i}_${j}`);
-    }
-    const mx = xs.reduce((a, b) => `max(${a}, ${b})`, `m${i}`);
-    update.push(`let mx${i} = ${mx};`);
-    update.push(
-      `s${i} = s${i} * exp(m${i} - mx${i})` +
-        xs.map((x, j) => ` + select(0.0, exp(${x} - mx${i}), ok_${i}_${j})`).join("") + ";",
-    );
-    update.push(`m${i} = mx${i};`);
+    for (let j = 0; j < c.tv; j++) spill.push(`xs[${i * c.tv + j}] = acc_${i}_${j};`);
   }
-  const init: string[] = [];
-  const store: string[] = [];
-  const merge: string[] = [];
-  for (let i = 0; i < c.tt; i++) {
-    init.push(`var m${i} = ${NEG};`, `var s${i} = 0.0;`);
-    // Tokens past T read target 0xffffffff so they never match a row.
-    init.push(
-      `let tg${i} = select(0xffffffffu, targets[min(t0 + ${i}u, p.tokens - 1u)], ` +
-        `t0 + ${i}u < p.tokens);`,
-    );
-    store.push(`red_m[${i * c.wg}u + lid] = m${i};`, `red_s[${i * c.wg}u + lid] = s${i};`);
-    merge.push(`merge(${i * c.wg}u + lid, ${i * c.wg}u + lid + off);`);
-  }
+  const ok = Array.from({ length: c.tv }, (_, j) => `let ok${j} = vb + ${j * c.wg}u < p.rows;`);
+  const xs = Array.from(
+    { length: c.tv },
+    (_, j) => `let x${j} = select(${NEG}, xs[i * ${c.tv}u + ${j}u] * p.inv_temp, ok${j});`,
+  );
+  const mx = Array.from({ length: c.tv }, (_, j) => `x${j}`).reduce(
+    (a, b) => `max(${a}, ${b})`,
+    "m[i]",
+  );
+  const sum = Array.from({ length: c.tv }, (_, j) => ` + select(0.0, exp(x${j} - mx), ok${j})`);
   return /* wgsl */ `
 struct Params {
   tokens: u32, rows: u32, row_start: u32, chunk_offset: u32, chunks: u32, inv_temp: f32,
+  dp: u32,     // D / pack: loads per dot product
+  steps: u32,  // steps of WG·TV rows per chunk
 }
 @group(0) @binding(0) var<uniform> p: Params;
 ${dotDeclarations(c)}
@@ -170,18 +148,40 @@ fn merge(a: u32, b: u32) {
 @compute @workgroup_size(${c.wg})
 fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
   let t0 = wid.y * ${c.tt}u;
-  let chunk_base = wid.x * ${c.steps * c.wg * c.tv}u;
-  ${init.join("\n  ")}
-  for (var step = 0u; step < ${c.steps}u; step++) {
+  let chunk_base = wid.x * p.steps * ${c.wg * c.tv}u;
+  // Online (max, Σ exp(x − max)) per token of the tile.
+  var m: array<f32, ${c.tt}>;
+  var s: array<f32, ${c.tt}>;
+  for (var i = 0u; i < ${c.tt}u; i++) { m[i] = ${NEG}; s[i] = 0.0; }
+  var xs: array<f32, ${n}>;
+  for (var step = 0u; step < p.steps; step++) {
     let vb = chunk_base + step * ${c.wg * c.tv}u + lid;
     ${dotBlock(c)}
-    ${update.join("\n    ")}
+    // subtle: the softmax update runs as a loop over tokens (not unrolled ${n} times), which
+    // keeps llvmpipe's shader compile time in seconds instead of tens of seconds.
+    ${spill.join("\n    ")}
+    ${ok.join("\n    ")}
+    for (var i = 0u; i < ${c.tt}u; i++) {
+      ${xs.join("\n      ")}
+      let mx = ${mx};
+      s[i] = s[i] * exp(m[i] - mx)${sum.join("")};
+      m[i] = mx;
+      // The one row equal to the target (tokens past T never match).
+      let t = t0 + i;
+      let rel = targets[min(t, p.tokens - 1u)] - p.row_start - vb;
+      if (t < p.tokens && rel % ${c.wg}u == 0u && rel / ${c.wg}u < ${c.tv}u && vb + rel < p.rows) {
+        tlogit[t] = xs[i * ${c.tv}u + rel / ${c.wg}u] * p.inv_temp;
+      }
+    }
   }
-  ${store.join("\n  ")}
+  for (var i = 0u; i < ${c.tt}u; i++) {
+    red_m[i * ${c.wg}u + lid] = m[i];
+    red_s[i * ${c.wg}u + lid] = s[i];
+  }
   workgroupBarrier();
   for (var off = ${c.wg / 2}u; off > 0u; off >>= 1u) {
     if (lid < off) {
-      ${merge.join("\n      ")}
+      for (var i = 0u; i < ${c.tt}u; i++) { merge(i * ${c.wg}u + lid, i * ${c.wg}u + lid + off); }
     }
     workgroupBarrier();
   }
@@ -221,12 +221,7 @@ fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) 
   logp[t] = select(bitcast<f32>(0x7fc00000u), tlogit[t] - l, targets[t] < p.vocab);
 }`;
 
-interface LogitsConstants extends DotConstants {
-  /** Unused (keeps the key shape uniform). */
-  steps: number;
-}
-
-const logitsSource = (c: LogitsConstants) => {
+const logitsSource = (c: DotConstants) => {
   const stores: string[] = [];
   for (let i = 0; i < c.tt; i++) {
     for (let j = 0; j < c.tv; j++) {
@@ -237,7 +232,7 @@ const logitsSource = (c: LogitsConstants) => {
     }
   }
   return /* wgsl */ `
-struct Params { tokens: u32, rows: u32, row_start: u32, vocab: u32 }
+struct Params { tokens: u32, rows: u32, row_start: u32, vocab: u32, dp: u32 }
 @group(0) @binding(0) var<uniform> p: Params;
 ${dotDeclarations(c)}
 @group(0) @binding(3) var<storage, read_write> out: array<f32>; // [T, V]
@@ -257,14 +252,20 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
  */
 const LOOP_BUDGET = 60000;
 
-/** Register-blocking shape of the dot-product kernels. */
-const TILE = Object.freeze({ tt: 4, tv: 4, wg: 64, steps: 16 });
+/** Steps of `WG·TV` rows per chunk (fewer for very wide D, see `LOOP_BUDGET`). */
+const MAX_STEPS = 16;
 
 /**
- * Vocabulary rows per chunk of `tokenLogprobs` (one (max, sumexp) pair per token and chunk);
- * fewer for very wide D (see `LOOP_BUDGET`).
+ * Register blocking: `tt` tokens × `tv` vocabulary rows per invocation, `wg` invocations. The
+ * tokens of a workgroup are shared, so h loads are uniform (one scalar load on SIMD-across-lanes
+ * adapters). On llvmpipe (measured at T=256, D=1152, bf16) 16×16 tiles in 16-wide workgroups
+ * ran ~36 GFLOP/s against ~9 for 4×4×64; they take seconds longer to compile, so few-token
+ * calls get a 4-token tile.
  */
-export const LOGPROBS_CHUNK: number = TILE.steps * TILE.wg * TILE.tv;
+function tileFor(gpu: Gpu, tokens: number): { tt: number; tv: number; wg: number } {
+  if (!gpu.adapter.isFallbackAdapter) return { tt: 4, tv: 4, wg: 64 };
+  return tokens >= 16 ? { tt: 16, tv: 16, wg: 16 } : { tt: 4, tv: 16, wg: 16 };
+}
 
 function dotConstants(kernel: string, h: Tensor, embedding: Tensor): DotConstants {
   expectDtype(kernel, "h", h, ["f32"]);
@@ -284,11 +285,12 @@ function dotConstants(kernel: string, h: Tensor, embedding: Tensor): DotConstant
       `D and V must be positive, got embedding ${shapeString(embedding.shape)}`,
     );
   }
-  const pack = d % 4 === 0 ? 4 : d % 2 === 0 ? 2 : 1;
-  if (d / pack > LOOP_BUDGET) {
-    throw new ShapeError(kernel, `D must be ≤ ${LOOP_BUDGET * pack}, got ${d}`);
+  // subtle: no 2-wide variant, to keep the number of (slow to compile) pipelines down.
+  const pack = d % 4 === 0 ? 4 : 1;
+  if (d / pack + 32 > LOOP_BUDGET) {
+    throw new ShapeError(kernel, `D must be ≤ ${(LOOP_BUDGET - 32) * pack}, got ${d}`);
   }
-  return { d, pack, bf16: embedding.dtype === "bf16", tt: TILE.tt, tv: TILE.tv, wg: TILE.wg };
+  return { pack, bf16: embedding.dtype === "bf16", ...tileFor(h.gpu, h.shape[0]) };
 }
 
 /** Binding of one part of E, padded to the element stride of the loader. */
@@ -307,8 +309,8 @@ function hBinding(h: Tensor, pack: number): BufferBinding {
   };
 }
 
-function tokenGrid(kernel: string, gpu: Gpu, tokens: number): number {
-  const blocks = Math.ceil(tokens / TILE.tt);
+function tokenGrid(kernel: string, gpu: Gpu, tokens: number, tt: number): number {
+  const blocks = Math.ceil(tokens / tt);
   if (blocks > gpu.limits.maxComputeWorkgroupsPerDimension) {
     throw new ShapeError(kernel, `too many tokens (${tokens}) for one launch`);
   }
@@ -380,24 +382,24 @@ export function tokenLogprobs(
   const logprobs = Tensor.empty(gpu, [tokens], "f32");
   const lse = Tensor.empty(gpu, [tokens], "f32");
   if (tokens === 0) return { logprobs, lse };
-  const dp = base.d / base.pack;
-  const steps = Math.max(1, Math.min(TILE.steps, Math.floor(LOOP_BUDGET / (dp + 1))));
-  const c: PartialConstants = { ...base, steps };
-  const chunkRows = steps * TILE.wg * TILE.tv;
+  const c = base;
+  const dp = h.shape[1] / c.pack;
+  const steps = Math.max(1, Math.min(MAX_STEPS, Math.floor(LOOP_BUDGET / (dp + c.tt + 2))));
+  const chunkRows = steps * c.wg * c.tv;
   const partChunks = embedding.parts.map((p) => Math.ceil(p.rows / chunkRows));
   const chunks = partChunks.reduce((a, b) => a + b, 0);
   const partial = Tensor.empty(gpu, [tokens, chunks, 2], "f32");
   const tlogit = Tensor.empty(gpu, [tokens], "f32");
   const pipeline = gpu.pipelines.get("logprobs_partial", c, partialSource);
   const shapes = `h${shapeString(h.shape)} E${shapeString(embedding.shape)} ${embedding.dtype}`;
-  const blocks = tokenGrid(kernel, gpu, tokens);
+  const blocks = tokenGrid(kernel, gpu, tokens, c.tt);
   let chunkOffset = 0;
   embedding.parts.forEach((part, i) => {
     gpu.dispatch({
       pipeline,
       shapes,
       uniforms: new Uniforms().u32(tokens).u32(part.rows).u32(part.rowStart).u32(chunkOffset)
-        .u32(chunks).f32(1 / temperature).build(),
+        .u32(chunks).f32(1 / temperature).u32(dp).u32(steps).build(),
       buffers: [
         hBinding(h, c.pack),
         partBinding(part, c.pack, c.bf16),
@@ -475,14 +477,16 @@ export function vocabLogits(
     );
   }
   if (tokens === 0) return out;
-  const c: LogitsConstants = { ...base, steps: 1 };
+  const c = base;
+  const dp = h.shape[1] / c.pack;
   const pipeline = gpu.pipelines.get("vocab_logits", c, logitsSource);
-  const blocks = tokenGrid(kernel, gpu, tokens);
+  const blocks = tokenGrid(kernel, gpu, tokens, c.tt);
   for (const part of embedding.parts) {
     gpu.dispatch({
       pipeline,
       shapes: `h${shapeString(h.shape)} E${shapeString(embedding.shape)} ${embedding.dtype}`,
-      uniforms: new Uniforms().u32(tokens).u32(part.rows).u32(part.rowStart).u32(vocab).build(),
+      uniforms: new Uniforms().u32(tokens).u32(part.rows).u32(part.rowStart).u32(vocab).u32(dp)
+        .build(),
       buffers: [hBinding(h, c.pack), partBinding(part, c.pack, c.bf16), out.binding()],
       workgroups: [Math.ceil(part.rows / (c.wg * c.tv)), blocks],
     });

@@ -1,7 +1,7 @@
 import assert from "node:assert/strict";
 import { Gpu } from "../kernels/gpu.ts";
 import { Tensor } from "../kernels/tensor.ts";
-import { LOGPROBS_CHUNK, tokenLogprobs, vocabLogits } from "../kernels/logprobs.ts";
+import { tokenLogprobs, vocabLogits } from "../kernels/logprobs.ts";
 import { tokenLogprobsRef, vocabLogitsRef } from "../kernels/logprobs_ref.ts";
 import { roundToBf16 } from "../kernels/dtype.ts";
 import { ShapeError } from "../kernels/errors.ts";
@@ -88,7 +88,8 @@ Deno.test("tokenLogprobs() applies the temperature and stays exact for large log
   (await checkLogprobs(gpu, 4, 33, 1000, "f32", { temperature: 0.7 })).dispose();
   (await checkLogprobs(gpu, 4, 33, 1000, "bf16", { temperature: 2.5, scale: 3 })).dispose();
   // Logits of magnitude ~100: the online max must keep exp() in range.
-  (await checkLogprobs(gpu, 3, 64, 2 * LOGPROBS_CHUNK + 5, "f32", { scale: 12 })).dispose();
+  (await checkLogprobs(gpu, 3, 64, 8197, "f32", { scale: 12 })).dispose();
+  (await checkLogprobs(gpu, 17, 36, 8197, "bf16", { scale: 12 })).dispose();
 });
 
 Deno.test("tokenLogprobs() shrinks its chunks for very wide D and stays exact", async () => {
