@@ -1,0 +1,397 @@
+/**
+ * The configuration of a `deno task train` run as one frozen, validated, JSON-serialisable tree:
+ * model, LoRA, demo data, SFT, GRPO, evaluation, checkpointing and run settings. Built by
+ * {@linkcode createTrainConfig} from a complete tree (a preset merged with a config file and
+ * command-line overrides, see `presets.ts`); every error names the field's dotted path, e.g.
+ * `grpo.numGenerations must be >= 2, got 1`.
+ *
+ * The tree holds only data (no functions), so the resolved config is saved as `config.json`
+ * in the run folder and a resumed run reads it back through the same validation.
+ *
+ * @module
+ */
+
+import type { LoraTarget } from "../model/gemma3_weights.ts";
+import { type AdamWConfig, adamwConfig } from "./adamw_config.ts";
+import type { GrpoConfig } from "./grpo_config.ts";
+import { type Fields, int, openSection, str, TrainConfigError } from "./_config_fields.ts";
+import { demoData, evalSection, grpo, lora, sft } from "./_train_config_sections.ts";
+import { type ModelSection, validateModelSection } from "./_train_config_model.ts";
+import { constantSchedule, type Schedule, warmupCosineDecaySchedule } from "./schedule.ts";
+
+export { TrainConfigError };
+export type { DemoModelSection, ModelSection } from "./_train_config_model.ts";
+
+/** The data source value that selects the built-in arithmetic set (`data/demo_set.ts`). */
+export const DEMO_SOURCE = "demo";
+
+/** Learning-rate schedule kinds. */
+export type ScheduleKind = "constant" | "warmup-cosine";
+
+/** AdamW and its learning-rate schedule (optax semantics, see `adamw_config.ts`). */
+export interface OptimizerSection {
+  /** Peak learning rate (≥ 0). */
+  readonly learningRate: number;
+  /** `"warmup-cosine"`: linear warmup from 0, then cosine decay to `endLearningRate`. */
+  readonly schedule: ScheduleKind;
+  /** Warmup length as a fraction of the phase's steps, in [0, 1) (recipe 0.1). */
+  readonly warmupFraction: number;
+  /** Learning rate at the end of the cosine (≥ 0; recipe 0). */
+  readonly endLearningRate: number;
+  /** First-moment decay in [0, 1). */
+  readonly b1: number;
+  /** Second-moment decay in [0, 1). */
+  readonly b2: number;
+  /** Added to `√v̂` (≥ 0). */
+  readonly eps: number;
+  /** Decoupled weight decay (≥ 0). */
+  readonly weightDecay: number;
+  /** Global-norm clip (> 0), or null for none. */
+  readonly maxGradNorm: number | null;
+}
+
+/** LoRA adapter settings (the whole section is null for full-parameter training). */
+export interface LoraSection {
+  /** Rank r (≥ 1). */
+  readonly rank: number;
+  /** Alpha (> 0); updates are scaled by alpha / r. */
+  readonly alpha: number;
+  /** Adapted projections. */
+  readonly targets: readonly LoraTarget[];
+}
+
+/** Difficulty names of the built-in arithmetic set. */
+export type DemoDifficultyName = "easy" | "medium" | "hard" | "expert";
+
+/** The built-in arithmetic set, used where a data source is `"demo"`. */
+export interface DemoDataSection {
+  /** Generator seed (integer ≥ 0). */
+  readonly seed: number;
+  /** Training problems (≥ 1). */
+  readonly trainSize: number;
+  /** Test problems (≥ 1). */
+  readonly testSize: number;
+  /** Difficulty level. */
+  readonly difficulty: DemoDifficultyName;
+}
+
+/** Supervised fine-tuning. */
+export interface SftSection {
+  /** Run the phase. */
+  readonly enabled: boolean;
+  /** `"demo"`, or an OpenThoughts file/folder/hub cache path; null until given. */
+  readonly data: string | null;
+  /** Use at most this many examples (null: all). */
+  readonly maxExamples: number | null;
+  /** Optimizer steps; null: `epochs` passes over the data (see {@linkcode sftTotalSteps}). */
+  readonly steps: number | null;
+  /** Passes over the data when `steps` is null (≥ 1). */
+  readonly epochs: number;
+  /** Sequences per micro-batch (≥ 1). */
+  readonly microBatchSize: number;
+  /** Micro-batches per optimizer step (≥ 1). */
+  readonly gradientAccumulation: number;
+  /** Longest prompt in tokens (≥ 1, < maxLength). */
+  readonly maxPromptLength: number;
+  /** Longest prompt + target in tokens; longer examples are dropped. */
+  readonly maxLength: number;
+  /** Optimizer. */
+  readonly optimizer: OptimizerSection;
+}
+
+/** GRPO: the algorithm's fields (a {@linkcode GrpoConfig}) plus data, steps and optimizer. */
+export interface GrpoSection extends GrpoConfig {
+  /** Run the phase. */
+  readonly enabled: boolean;
+  /** `"demo"`, or a GSM8K file/folder/hub cache path (train split); null until given. */
+  readonly data: string | null;
+  /** Prompts per batch (recipe BATCH_SIZE 1); each gets `numGenerations` completions. */
+  readonly batchSize: number;
+  /** Rollout batches (recipe NUM_BATCHES 3738); steps = numBatches × numIterations. */
+  readonly numBatches: number;
+  /** Completions per forward/backward micro-batch (recipe 2). */
+  readonly microBatchSize: number;
+  /** Optimizer. */
+  readonly optimizer: OptimizerSection;
+}
+
+/** Evaluation before and after the training phases (greedy by default, as the recipe). */
+export interface EvalSection {
+  /** Evaluate the model before training (`base`). */
+  readonly base: boolean;
+  /** Evaluate after SFT (`sft`; only when SFT runs). */
+  readonly afterSft: boolean;
+  /** Evaluate after GRPO (`grpo`; only when GRPO runs). */
+  readonly afterGrpo: boolean;
+  /** `"demo"` or a GSM8K path (test split); null: `grpo.data`. */
+  readonly data: string | null;
+  /** Questions evaluated (recipe: 100 test batches of 1). */
+  readonly numQuestions: number;
+  /** Questions generated together. */
+  readonly batchSize: number;
+  /** Longest prompt in tokens. */
+  readonly maxPromptLength: number;
+  /** Most new tokens per answer. */
+  readonly maxNewTokens: number;
+  /** Sampling temperature; 0 is greedy. */
+  readonly temperature: number;
+  /** Top-k (0: off). */
+  readonly topK: number;
+  /** Top-p in (0, 1]. */
+  readonly topP: number;
+  /** Completions per question (a question counts as correct when any pass is). */
+  readonly passes: number;
+}
+
+/** Periodic checkpoints of the training phases. */
+export interface CheckpointSection {
+  /** Save every this many optimizer steps (0: only when stopped and at the end). */
+  readonly everySteps: number;
+  /** Checkpoints kept per phase (≥ 1). */
+  readonly keep: number;
+}
+
+/** Run-level settings. */
+export interface RunSection {
+  /** Folder that receives `runs/<timestamp>/`-style run folders. */
+  readonly outDir: string;
+  /** Seed of initialisation, shuffling and sampling (integer in [0, 2³²)). */
+  readonly seed: number;
+  /** Keep sample completions every this many steps of a training phase (0: never). */
+  readonly sampleEvery: number;
+  /** Completions kept per sampling point and per evaluation. */
+  readonly samplesPerPoint: number;
+}
+
+/** The complete, validated configuration of a training run (frozen). */
+export interface TrainConfig {
+  /** The preset it started from. */
+  readonly preset: string;
+  /** Model to train. */
+  readonly model: ModelSection;
+  /** LoRA adapter, or null for full-parameter training. */
+  readonly lora: LoraSection | null;
+  /** The built-in arithmetic set (for `"demo"` data sources). */
+  readonly demoData: DemoDataSection;
+  /** Supervised fine-tuning. */
+  readonly sft: SftSection;
+  /** GRPO. */
+  readonly grpo: GrpoSection;
+  /** Evaluation. */
+  readonly eval: EvalSection;
+  /** Checkpointing. */
+  readonly checkpoint: CheckpointSection;
+  /** Run settings. */
+  readonly run: RunSection;
+}
+
+const ROOT_KEYS = [
+  "preset",
+  "model",
+  "lora",
+  "demoData",
+  "sft",
+  "grpo",
+  "eval",
+  "checkpoint",
+  "run",
+];
+function checkCrossFields(c: TrainConfig): void {
+  const demo = c.model.demo;
+  if (c.model.path === DEMO_SOURCE) {
+    if (c.lora !== null) {
+      throw new TrainConfigError(
+        "lora",
+        `lora must be null when model.path is "demo": a model trained from scratch has no ` +
+          `base weights to adapt (full-parameter training)`,
+      );
+    }
+    for (const [field, value] of [["sft.data", c.sft.data], ["grpo.data", c.grpo.data]]) {
+      if (value !== null && value !== DEMO_SOURCE) {
+        throw new TrainConfigError(
+          field as string,
+          `${field} must be "demo" when model.path is "demo" (the demo model's reduced ` +
+            `vocabulary covers only the built-in set), got ${JSON.stringify(value)}`,
+        );
+      }
+    }
+  }
+  if (demo !== null && c.model.path === DEMO_SOURCE) {
+    const limit = demo.maxPositionEmbeddings;
+    const fits: [string, number][] = [
+      ["sft.maxLength", c.sft.maxLength],
+      ["grpo.maxPromptLength + grpo.maxNewTokens", c.grpo.maxPromptLength + c.grpo.maxNewTokens],
+      ["eval.maxPromptLength + eval.maxNewTokens", c.eval.maxPromptLength + c.eval.maxNewTokens],
+    ];
+    for (const [field, n] of fits) {
+      if (n > limit) {
+        throw new TrainConfigError(
+          field.split(" ")[0],
+          `${field} must be <= model.demo.maxPositionEmbeddings (${limit}), got ${n}`,
+        );
+      }
+    }
+  }
+}
+
+/**
+ * Validates a complete config tree and freezes it (deeply).
+ *
+ * @param input Every section and field (see {@linkcode TrainConfig}); `grpo.epsilonHigh` may be
+ *   null (then it equals `grpo.epsilon`).
+ * @returns The frozen config.
+ * @throws {TrainConfigError} Naming the field's dotted path, for a missing, unknown, mistyped or
+ *   out-of-range field or an inconsistent combination.
+ * @example
+ * ```ts
+ * import { createTrainConfig, TrainConfigError } from "./train_config.ts";
+ * import { presetInput } from "./presets.ts";
+ * const input = presetInput("demo");
+ * try {
+ *   createTrainConfig({ ...input, grpo: { ...input.grpo, numGenerations: 1 } });
+ * } catch (e) {
+ *   if (!(e instanceof TrainConfigError) || e.field !== "grpo.numGenerations") throw e;
+ * }
+ * ```
+ */
+export function createTrainConfig(input: unknown): TrainConfig {
+  const o = openSection(input, "", ROOT_KEYS);
+  const config: TrainConfig = Object.freeze({
+    preset: str("preset", o.preset),
+    model: validateModelSection(o.model),
+    lora: lora(o.lora),
+    demoData: demoData(o.demoData),
+    sft: sft(o.sft),
+    grpo: grpo(o.grpo),
+    eval: evalSection(o.eval),
+    checkpoint: Object.freeze(((s: Fields) => ({
+      everySteps: int("checkpoint.everySteps", s.everySteps, 0),
+      keep: int("checkpoint.keep", s.keep, 1),
+    }))(openSection(o.checkpoint, "checkpoint", ["everySteps", "keep"]))),
+    run: Object.freeze(((s: Fields) => ({
+      outDir: str("run.outDir", s.outDir),
+      seed: int("run.seed", s.seed, 0, 2 ** 32 - 1),
+      sampleEvery: int("run.sampleEvery", s.sampleEvery, 0),
+      samplesPerPoint: int("run.samplesPerPoint", s.samplesPerPoint, 1),
+    }))(openSection(o.run, "run", ["outDir", "seed", "sampleEvery", "samplesPerPoint"]))),
+  });
+  checkCrossFields(config);
+  return config;
+}
+
+/**
+ * Optimizer steps of the SFT phase: `steps` when set, else `epochs` passes over the examples.
+ *
+ * @param sft The SFT section.
+ * @param numExamples Training examples available (after filtering).
+ * @returns Steps (≥ 1).
+ * @example
+ * ```ts
+ * import { sftTotalSteps } from "./train_config.ts";
+ * import { presetConfig } from "./presets.ts";
+ * const sft = { ...presetConfig("demo").sft, steps: null, epochs: 2 };
+ * sftTotalSteps(sft, 100); // ceil(2 · 100 / (8 · 1)) = 25
+ * ```
+ */
+export function sftTotalSteps(sft: SftSection, numExamples: number): number {
+  if (sft.steps !== null) return sft.steps;
+  const perStep = sft.microBatchSize * sft.gradientAccumulation;
+  return Math.max(1, Math.ceil((sft.epochs * numExamples) / perStep));
+}
+
+/**
+ * Optimizer steps of the GRPO phase (the recipe's `MAX_STEPS = NUM_BATCHES · NUM_ITERATIONS`).
+ *
+ * @param grpo The GRPO section.
+ * @returns Steps.
+ */
+export function grpoTotalSteps(grpo: GrpoSection): number {
+  return grpo.numBatches * grpo.numIterations;
+}
+
+/**
+ * The learning-rate schedule of a phase (optax semantics): constant, or a linear warmup from 0
+ * over `warmupFraction · totalSteps` updates then a cosine decay to `endLearningRate` at
+ * `totalSteps` (the recipe's `warmup_cosine_decay_schedule(0, LR, 0.1·MAX_STEPS, MAX_STEPS)`).
+ *
+ * @param optimizer The phase's optimizer section.
+ * @param totalSteps The phase's optimizer steps (≥ 1).
+ * @returns The schedule.
+ */
+export function optimizerSchedule(optimizer: OptimizerSection, totalSteps: number): Schedule {
+  if (optimizer.schedule === "constant") return constantSchedule(optimizer.learningRate);
+  const warmupSteps = optimizer.warmupFraction * totalSteps;
+  // subtle: optax needs decaySteps > warmupSteps; a one-step phase has no room for a warmup.
+  return warmupCosineDecaySchedule({
+    initValue: 0,
+    peakValue: optimizer.learningRate,
+    warmupSteps: totalSteps - warmupSteps >= 1 ? warmupSteps : 0,
+    decaySteps: Math.max(1, totalSteps),
+    endValue: optimizer.endLearningRate,
+  });
+}
+
+/**
+ * The AdamW config of a phase, with its schedule.
+ *
+ * @param optimizer The phase's optimizer section.
+ * @param totalSteps The phase's optimizer steps.
+ * @returns The AdamW config.
+ */
+export function phaseAdamW(optimizer: OptimizerSection, totalSteps: number): AdamWConfig {
+  return adamwConfig({
+    learningRate: optimizerSchedule(optimizer, totalSteps),
+    b1: optimizer.b1,
+    b2: optimizer.b2,
+    eps: optimizer.eps,
+    weightDecay: optimizer.weightDecay,
+    maxGradNorm: optimizer.maxGradNorm,
+  });
+}
+
+/**
+ * The evaluation data source: `eval.data`, else `grpo.data`.
+ *
+ * @param config The config.
+ * @returns `"demo"`, a path, or null when neither is set.
+ */
+export function evalDataSource(config: TrainConfig): string | null {
+  return config.eval.data ?? config.grpo.data;
+}
+
+/** Where to get each kind of input, for error messages. */
+export const INPUT_HINTS: Readonly<Record<"model" | "sft" | "grpo" | "eval", string>> = Object
+  .freeze({
+    model: "pass --model DIR (a Hugging Face Gemma 3 folder, e.g. from " +
+      "`huggingface-cli download google/gemma-3-1b-it`)",
+    sft: "pass --sft-data PATH (OpenThoughts-114k, e.g. from " +
+      "`huggingface-cli download --repo-type dataset open-thoughts/OpenThoughts-114k`) or " +
+      "--set sft.enabled=false",
+    grpo: "pass --data PATH (GSM8K, e.g. from " +
+      "`huggingface-cli download --repo-type dataset openai/gsm8k`) or --set grpo.enabled=false",
+    eval: "pass --data PATH (GSM8K with its test split) or --set eval.data=PATH",
+  });
+
+/**
+ * Checks that every input an enabled phase needs is named (whether the paths exist is checked
+ * by the file-system layer).
+ *
+ * @param config The config.
+ * @throws {TrainConfigError} Naming the first missing field and how to provide it.
+ */
+export function requireInputs(config: TrainConfig): void {
+  if (config.model.path === null) {
+    throw new TrainConfigError("model.path", `model.path is not set: ${INPUT_HINTS.model}`);
+  }
+  if (config.sft.enabled && config.sft.data === null) {
+    throw new TrainConfigError("sft.data", `sft.data is not set: ${INPUT_HINTS.sft}`);
+  }
+  if (config.grpo.enabled && config.grpo.data === null) {
+    throw new TrainConfigError("grpo.data", `grpo.data is not set: ${INPUT_HINTS.grpo}`);
+  }
+  const evals = config.eval.base || (config.sft.enabled && config.eval.afterSft) ||
+    (config.grpo.enabled && config.eval.afterGrpo);
+  if (evals && evalDataSource(config) === null) {
+    throw new TrainConfigError("eval.data", `eval.data is not set: ${INPUT_HINTS.eval}`);
+  }
+}
