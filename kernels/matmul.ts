@@ -1,0 +1,550 @@
+/**
+ * Matrix multiplication: `y = x·Wᵀ` (W in HF `[out, in]` layout, f32 or bf16), `y = x·W`, and
+ * `y = aᵀ·b` (weight gradients), batched, with a fused epilogue (`out = residual + α·x·Wᵀ` or
+ * `out += α·x·Wᵀ`).
+ *
+ * One WGSL template serves the three forms. Register blocking: each invocation owns a
+ * `rows × (4·colVec4s)` tile of the output, held in vec4 accumulators over columns, and walks K
+ * four at a time. All invocations of a workgroup share the same rows, so the A loads are uniform
+ * (one scalar load per workgroup instead of one per lane on SIMD-across-lanes adapters such as
+ * llvmpipe); the lanes spread along N, so B loads of neighbouring lanes are neighbours in memory.
+ * No workgroup memory and no barriers: llvmpipe runs those very slowly.
+ *
+ * @module
+ */
+
+import { expectDtype, Uniforms } from "./_launch.ts";
+import { ShapeError } from "./errors.ts";
+import type { Gpu } from "./gpu.ts";
+import { shapeString, Tensor } from "./tensor.ts";
+
+/** How one matmul launch is blocked. */
+export interface MatmulTiling {
+  /** Output rows per workgroup (shared by all its lanes). */
+  readonly rows: number;
+  /** Output columns per lane, in groups of 4. */
+  readonly colVec4s: number;
+  /** Lanes per workgroup (spread along the output columns). */
+  readonly workgroupSize: number;
+}
+
+/** Layout of the operands: `nt` = a·bᵀ (b `[N,K]`), `nn` = a·b (b `[K,N]`), `tn` = aᵀ·b. */
+type Form = "nt" | "nn" | "tn";
+type Epilogue = "store" | "accumulate" | "residual";
+
+interface Variant {
+  form: Form;
+  bf16: boolean;
+  aligned: boolean;
+  epilogue: Epilogue;
+  tm: number;
+  tn4: number;
+  wg: number;
+  [key: string]: string | number | boolean;
+}
+
+/** k values summed in a partial accumulator before it joins the total. */
+const K_BLOCK = 128;
+
+const BF16 = /* wgsl */ `
+fn bf16x2(w: u32) -> vec2<f32> {
+  return vec2<f32>(bitcast<f32>(w << 16u), bitcast<f32>(w & 0xffff0000u));
+}`;
+
+/** WGSL loaders: `avec/bvec(i)` = elements i..i+3, `ael/bel(i)` = element i. */
+function loaders(v: Variant): string {
+  const aVec = v.aligned && v.form !== "tn";
+  let s = aVec ? "fn avec(i: u32) -> vec4<f32> { return a[i >> 2u]; }\n" : `
+fn ael(i: u32) -> f32 { return a[i]; }
+fn avec(i: u32) -> vec4<f32> { return vec4<f32>(a[i], a[i + 1u], a[i + 2u], a[i + 3u]); }\n`;
+  if (v.bf16) {
+    s += BF16 + `
+fn bel(i: u32) -> f32 { return bf16x2(b[i >> 1u])[i & 1u]; }
+fn bvec(i: u32) -> vec4<f32> {\n` + (v.aligned
+      ? "  return vec4<f32>(bf16x2(b[i >> 1u]), bf16x2(b[(i >> 1u) + 1u]));\n}\n"
+      : "  return vec4<f32>(bel(i), bel(i + 1u), bel(i + 2u), bel(i + 3u));\n}\n");
+  } else if (v.aligned) {
+    s += "fn bvec(i: u32) -> vec4<f32> { return b[i >> 2u]; }\n";
+  } else {
+    s += `fn bel(i: u32) -> f32 { return b[i]; }
+fn bvec(i: u32) -> vec4<f32> { return vec4<f32>(b[i], b[i + 1u], b[i + 2u], b[i + 3u]); }\n`;
+  }
+  return s;
+}
+
+/**
+ * One step of the K loop over `width` (4 or 1) values of k starting at `k`: loads the rows' A
+ * values (uniform), then per column group the 4×width B block, then the FMAs.
+ */
+function kStep(v: Variant, width: 4 | 1): string {
+  const { tm, tn4, form } = v;
+  const ks = width === 4 ? [0, 1, 2, 3] : [0];
+  let s = "";
+  for (let i = 0; i < tm; i++) {
+    if (form === "tn") {
+      s += width === 4
+        ? `let a${i} = vec4<f32>(${ks.map((kk) => `ael(ar${i} + (k + ${kk}u) * p.lda)`)});\n`
+        : `let a${i} = ael(ar${i} + k * p.lda);\n`;
+    } else s += `let a${i} = ${width === 4 ? "avec" : "ael"}(ar${i} + k);\n`;
+  }
+  const aAt = (i: number, kk: number) => (width === 4 ? `a${i}[${kk}]` : `a${i}`);
+  for (let g = 0; g < tn4; g++) {
+    const bt: string[] = [];
+    if (form === "nt") {
+      // Column j of the tile is row n_j of b: read 4 consecutive k, then transpose.
+      for (let j = 0; j < 4; j++) {
+        s += width === 4
+          ? `let b${g}_${j} = bvec(br${g * 4 + j} + k);\n`
+          : `let b${g}_${j} = bel(br${g * 4 + j} + k);\n`;
+      }
+      for (const kk of ks) {
+        const el = (j: number) => (width === 4 ? `b${g}_${j}[${kk}]` : `b${g}_${j}`);
+        bt.push(`vec4<f32>(${el(0)}, ${el(1)}, ${el(2)}, ${el(3)})`);
+      }
+    } else {
+      for (const kk of ks) {
+        const row = `bb + (k + ${kk}u) * p.ldb`;
+        bt.push(
+          v.aligned
+            ? `bvec(${row} + bc${g})`
+            : `vec4<f32>(${[0, 1, 2, 3].map((j) => `bel(${row} + bc${g * 4 + j})`)})`,
+        );
+      }
+    }
+    // acc-major order: each accumulator takes its 4 k-steps back to back (less spilling).
+    ks.forEach((kk) => (s += `let bt${g}_${kk} = ${bt[kk]};\n`));
+    for (let i = 0; i < tm; i++) {
+      for (const kk of ks) {
+        s += `acc${i}_${g} = fma(vec4<f32>(${aAt(i, kk)}), bt${g}_${kk}, acc${i}_${g});\n`;
+      }
+    }
+  }
+  return s;
+}
+
+function matmulSource(v: Variant): string {
+  const { tm, tn4, wg, form, epilogue } = v;
+  const aType = v.aligned && form !== "tn" ? "vec4<f32>" : "f32";
+  const bType = v.bf16 ? "u32" : v.aligned ? "vec4<f32>" : "f32";
+  let setup = "";
+  for (let i = 0; i < tm; i++) {
+    const row = `min(row0 + ${i}u, p.M - 1u)`;
+    setup += form === "tn"
+      ? `let ar${i} = batch * p.sa + ${row};\n`
+      : `let ar${i} = batch * p.sa + ${row} * p.lda + p.a_off;\n`;
+  }
+  for (let g = 0; g < tn4; g++) {
+    for (let j = 0; j < 4; j++) {
+      const n = `min(col0 + ${g * 4 + j}u, p.N - 1u)`;
+      if (form === "nt") setup += `let br${g * 4 + j} = bb + ${n} * p.ldb;\n`;
+      else if (!v.aligned) setup += `let bc${g * 4 + j} = ${n};\n`;
+    }
+    if (form !== "nt" && v.aligned) setup += `let bc${g} = min(col0 + ${g * 4}u, p.N - 4u);\n`;
+    for (let i = 0; i < tm; i++) {
+      setup += `var acc${i}_${g} = vec4<f32>();\nvar tot${i}_${g} = vec4<f32>();\n`;
+    }
+  }
+  let store = "";
+  for (let i = 0; i < tm; i++) {
+    for (let g = 0; g < tn4; g++) {
+      for (let j = 0; j < 4; j++) {
+        const old = epilogue === "accumulate"
+          ? "c[o] + "
+          : epilogue === "residual"
+          ? "r[o] + "
+          : "";
+        store += `if (row0 + ${i}u < p.M && col0 + ${g * 4 + j}u < p.N) {
+    let o = cb + (row0 + ${i}u) * p.ldc + col0 + ${g * 4 + j}u;
+    c[o] = ${old}p.alpha * (tot${i}_${g}[${j}] + acc${i}_${g}[${j}]);
+  }\n`;
+      }
+    }
+  }
+  let flush = "";
+  for (let i = 0; i < tm; i++) {
+    for (let g = 0; g < tn4; g++) {
+      flush += `tot${i}_${g} += acc${i}_${g}; acc${i}_${g} = vec4<f32>();\n`;
+    }
+  }
+  const tail = v.aligned ? "" : `for (var k = p.K & ~3u; k < p.K; k++) {\n${kStep(v, 1)}}\n`;
+  const [aShape, bShape] = form === "nt"
+    ? ["[batch, M, lda] (K values from a_off)", "[batch, N, K]"]
+    : form === "nn"
+    ? ["[batch, M, lda] (K values from a_off)", "[batch, K, N]"]
+    : ["[batch, K, M]", "[batch, K, N]"];
+  return /* wgsl */ `
+struct Params {
+  M: u32, N: u32, K: u32,        // output rows, output columns, reduction length
+  lda: u32, ldb: u32, ldc: u32,  // row strides in elements
+  a_off: u32, b_off: u32,        // k offset into a rows, element offset into b
+  c_off: u32,                    // column offset into c rows
+  sa: u32, sb: u32, sc: u32,     // batch strides in elements
+  alpha: f32,
+}
+@group(0) @binding(0) var<uniform> p: Params;
+@group(0) @binding(1) var<storage, read> a: array<${aType}>;  // ${aShape}, f32
+@group(0) @binding(2) var<storage, read> b: array<${bType}>;  // ${bShape}, ${
+    v.bf16 ? "bf16 pairs" : "f32"
+  }
+@group(0) @binding(3) var<storage, read_write> c: array<f32>; // [batch, M, ldc] from c_off
+${
+    epilogue === "residual"
+      ? "@group(0) @binding(4) var<storage, read> r: array<f32>;    // like c\n"
+      : ""
+  }${loaders(v)}
+@compute @workgroup_size(${wg})
+fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) lane: u32) {
+  let batch = wid.z;
+  let row0 = wid.y * ${tm}u;                          // uniform over the workgroup
+  let col0 = (wid.x * ${wg}u + lane) * ${tn4 * 4}u;
+  let bb = batch * p.sb + p.b_off;
+  let cb = batch * p.sc + p.c_off;
+  ${setup}
+  // Blocked accumulation: partial sums over ${K_BLOCK} k, then into the totals (f32 error
+  // grows with the block count and length, not with K).
+  for (var k0 = 0u; k0 + 3u < p.K; k0 += ${K_BLOCK}u) {
+    let k_end = min(k0 + ${K_BLOCK}u, p.K & ~3u);
+    for (var k = k0; k < k_end; k += 4u) {
+${kStep(v, 4)}    }
+    ${flush}
+  }
+  ${tail}${store}
+}`;
+}
+
+/**
+ * The tiling webtune uses for a launch: picked from a small per-adapter table (deterministic).
+ * Fallback adapters (software, e.g. llvmpipe, where a workgroup is a loop over 8-lane SIMD
+ * chunks) get tall row tiles and narrow workgroups, the fastest measured there; other adapters
+ * get a conventional 4-row, 64-lane tile. Row tiles are the power of two ≥ M up to the cap, so
+ * few pipelines are compiled.
+ *
+ * @param gpu The runtime (its adapter selects the table).
+ * @param m Output rows.
+ * @param transposeB True for `x·Wᵀ` (W `[N, K]`), false for `x·W` and `aᵀ·b`.
+ * @returns The tiling.
+ * @example
+ * ```ts
+ * import { Gpu } from "./gpu.ts";
+ * import { matmulTiling } from "./matmul.ts";
+ * const gpu = await Gpu.create();
+ * console.log(matmulTiling(gpu, 1024, true)); // llvmpipe: { rows: 32, colVec4s: 4, workgroupSize: 8 }
+ * gpu.destroy();
+ * ```
+ */
+export function matmulTiling(gpu: Gpu, m: number, transposeB = true): MatmulTiling {
+  const fallback = gpu.adapter.isFallbackAdapter;
+  const cap = fallback ? (transposeB ? 32 : 16) : 4;
+  let rows = 1;
+  while (rows < m && rows < cap) rows *= 2;
+  if (!fallback) return { rows, colVec4s: 1, workgroupSize: 64 };
+  if (rows === 1) return { rows, colVec4s: 2, workgroupSize: 16 };
+  return { rows, colVec4s: rows === 32 ? 4 : 8, workgroupSize: 8 };
+}
+
+/** Options shared by {@linkcode matmul} and {@linkcode matmulTransA}. */
+export interface MatmulEpilogueOptions {
+  /** Write into this f32 tensor (same element count as the result) instead of a new one. */
+  readonly out?: Tensor;
+  /** `out += α·product` into the existing contents of `out` (requires `out`). */
+  readonly accumulate?: boolean;
+  /** Scale of the product (default 1). */
+  readonly alpha?: number;
+  /** `out = residual + α·product`; an f32 tensor shaped like the result, distinct from `out`. */
+  readonly residual?: Tensor;
+  /** Override the tiling (tuning and tests); default {@linkcode matmulTiling}. */
+  readonly tiling?: MatmulTiling;
+}
+
+/** Options of {@linkcode matmul}. */
+export interface MatmulOptions extends MatmulEpilogueOptions {
+  /** True (default): `w` is `[N, K]` and the result is `x·wᵀ`; false: `w` is `[K, N]`, `x·w`. */
+  readonly transposeB?: boolean;
+  /**
+   * Use only rows `[start, end)` of an `[N, K]` weight (e.g. a vocabulary chunk of the tied LM
+   * head); the result then has `end − start` columns. Only with `transposeB`.
+   */
+  readonly wRows?: readonly [start: number, end: number];
+}
+
+interface Plan {
+  kernel: string;
+  form: Form;
+  a: Tensor;
+  b: Tensor;
+  out: Tensor;
+  residual?: Tensor;
+  accumulate: boolean;
+  alpha: number;
+  tiling?: MatmulTiling;
+  batch: number;
+  m: number;
+  n: number;
+  k: number;
+}
+
+function product(dims: readonly number[]): number {
+  return dims.reduce((x, y) => x * y, 1);
+}
+
+function sameDims(x: readonly number[], y: readonly number[]): boolean {
+  return x.length === y.length && x.every((d, i) => d === y[i]);
+}
+
+/** Validates `out`/`residual`, allocates the result if needed. */
+function prepareOut(
+  kernel: string,
+  gpu: Gpu,
+  shape: number[],
+  o: MatmulEpilogueOptions,
+): { out: Tensor; residual?: Tensor } {
+  const want = product(shape);
+  if (o.accumulate && !o.out) throw new ShapeError(kernel, "accumulate needs an out tensor");
+  if (o.accumulate && o.residual) {
+    throw new ShapeError(kernel, "accumulate and residual are exclusive");
+  }
+  for (const [name, t] of [["out", o.out], ["residual", o.residual]] as const) {
+    if (!t) continue;
+    expectDtype(kernel, name, t, ["f32"]);
+    if (t.numel !== want) {
+      throw new ShapeError(
+        kernel,
+        `${name} must hold ${shapeString(shape)}, got ${shapeString(t.shape)}`,
+      );
+    }
+  }
+  if (o.out && o.residual && o.out.parts[0].buffer === o.residual.parts[0].buffer) {
+    throw new ShapeError(kernel, "residual must not alias out (use accumulate)");
+  }
+  return { out: o.out ?? Tensor.empty(gpu, shape, "f32"), residual: o.residual };
+}
+
+function tensorBinding(t: Tensor, part = 0): { buffer: GPUBuffer; offset: number; size: number } {
+  const p = t.parts[part];
+  return { buffer: p.buffer, offset: 0, size: Math.max(p.bytes, 4) };
+}
+
+/** Records one dispatch of the template over b rows/elements described by the arguments. */
+function dispatchOne(
+  plan: Plan,
+  part: number,
+  d: { k: number; n: number; aOff: number; bOff: number; cOff: number; epilogue: Epilogue },
+): void {
+  const { form, a, b, out, batch, m } = plan;
+  const gpu = a.gpu;
+  const { k, n } = d;
+  const kTotal = form === "tn" ? k : a.shape[a.shape.length - 1];
+  const lda = form === "tn" ? m : kTotal;
+  const ldb = form === "nt" ? k : n;
+  const ldc = plan.n;
+  const bf16 = b.dtype === "bf16";
+  const aligned = k % 4 === 0 && (form === "nt" ||
+    (n % 4 === 0 && (form === "tn" || (lda % 4 === 0 && d.aOff % 4 === 0))));
+  const t = plan.tiling ?? matmulTiling(gpu, m, form === "nt");
+  const v: Variant = {
+    form,
+    bf16,
+    aligned,
+    epilogue: d.epilogue,
+    tm: t.rows,
+    tn4: t.colVec4s,
+    wg: t.workgroupSize,
+  };
+  const uniforms = new Uniforms().u32(m).u32(n).u32(k).u32(lda).u32(ldb).u32(ldc)
+    .u32(d.aOff).u32(d.bOff).u32(d.cOff)
+    .u32(a.numel / batch).u32(b.numel / batch)
+    .u32(ldc * m).f32(plan.alpha).build();
+  const buffers = [tensorBinding(a), tensorBinding(b, part), tensorBinding(out)];
+  if (d.epilogue === "residual") buffers.push(tensorBinding(plan.residual!));
+  gpu.dispatch({
+    pipeline: gpu.pipelines.get("matmul", v, matmulSource),
+    shapes: `${plan.kernel} a${shapeString(a.shape)} b${shapeString(b.shape)}:${b.dtype}` +
+      (b.parts.length > 1 ? ` part ${part}` : ""),
+    uniforms,
+    buffers,
+    workgroups: [Math.ceil(n / (t.workgroupSize * 4 * t.colVec4s)), Math.ceil(m / t.rows), batch],
+  });
+}
+
+/**
+ * `y = x·Wᵀ` with `W` stored `[N, K]` (HF `[out, in]`), or `y = x·W` with `W` `[K, N]`
+ * (`transposeB: false`), accumulating in f32. `x` is f32 `[..., M, K]`; `W` is f32 or bf16.
+ * A 2-D `W` is shared by all leading dims of `x`; a `W` of rank ≥ 3 must have the same leading
+ * dims as `x` (batched product). `W` may be split into parts (tensors larger than one storage
+ * binding): one dispatch per part. Result: f32 `[..., M, N]`.
+ *
+ * @param x Activations, f32 `[..., M, K]`.
+ * @param w Weight, f32 or bf16, `[N, K]` (default) or `[K, N]`.
+ * @param options Layout, epilogue (`accumulate`/`residual`/`alpha`), output, weight row range.
+ * @returns The result (`options.out` when given).
+ * @throws {ShapeError} on mismatched shapes or dtypes.
+ * @example
+ * ```ts
+ * import { Gpu } from "./gpu.ts";
+ * import { Tensor } from "./tensor.ts";
+ * import { matmul } from "./matmul.ts";
+ * const gpu = await Gpu.create();
+ * const x = Tensor.fromArray(gpu, [1, 2, 3, 4, 5, 6], [2, 3]); // [M=2, K=3]
+ * const w = Tensor.fromArray(gpu, [1, 0, 0, 0, 1, 1], [2, 3], "bf16"); // [N=2, K=3]
+ * const y = matmul(x, w); // [2, 2]
+ * console.log(await y.read()); // Float32Array [1, 5, 4, 11]
+ * matmul(x, w, { out: y, accumulate: true, alpha: -1 }); // y -= x·wᵀ → zeros
+ * gpu.destroy();
+ * ```
+ */
+export function matmul(x: Tensor, w: Tensor, options: MatmulOptions = {}): Tensor {
+  const kernel = "matmul";
+  const nt = options.transposeB ?? true;
+  expectDtype(kernel, "x", x, ["f32"]);
+  expectDtype(kernel, "w", w, ["f32", "bf16"]);
+  if (x.shape.length < 1 || w.shape.length < 2) {
+    throw new ShapeError(
+      kernel,
+      `x must be [..., K] and w ${nt ? "[N, K]" : "[K, N]"}, got x${shapeString(x.shape)} ` +
+        `w${shapeString(w.shape)}`,
+    );
+  }
+  const [wr, wc] = w.shape.slice(-2);
+  const n0 = nt ? wr : wc, k = nt ? wc : wr;
+  const xk = x.shape[x.shape.length - 1];
+  const batched = w.shape.length > 2;
+  const lead = w.shape.slice(0, -2);
+  if (
+    xk !== k || (batched && !sameDims(x.shape.slice(0, -2), lead)) ||
+    (batched && x.shape.length !== w.shape.length)
+  ) {
+    throw new ShapeError(
+      kernel,
+      `x${shapeString(x.shape)} does not fit w${shapeString(w.shape)} ` +
+        `(${nt ? "[..., N, K]" : "[..., K, N]"}: x must be [..., M, ${k}]` +
+        `${batched ? ` with leading dims ${shapeString(lead)}` : ""})`,
+    );
+  }
+  const [start, end] = options.wRows ?? [0, n0];
+  if (options.wRows && (!nt || !(0 <= start && start < end && end <= n0))) {
+    throw new ShapeError(kernel, `wRows [${start}, ${end}) must lie in [0, ${n0}) with transposeB`);
+  }
+  if (x.parts.length > 1 || (batched && w.parts.length > 1)) {
+    throw new ShapeError(kernel, "x (and a batched w) must fit one storage binding");
+  }
+  const n = end - start;
+  const batch = product(lead);
+  const m = batched ? x.shape[x.shape.length - 2] : product(x.shape.slice(0, -1));
+  const { out, residual } = prepareOut(kernel, x.gpu, [...x.shape.slice(0, -1), n], options);
+  const plan: Plan = {
+    kernel,
+    form: nt ? "nt" : "nn",
+    a: x,
+    b: w,
+    out,
+    residual,
+    accumulate: options.accumulate ?? false,
+    alpha: options.alpha ?? 1,
+    tiling: options.tiling,
+    batch,
+    m,
+    n,
+    k,
+  };
+  const first: Epilogue = plan.accumulate ? "accumulate" : residual ? "residual" : "store";
+  if (k === 0 || w.parts.length === 1 && nt) {
+    // subtle: k = 0 still runs once so the epilogue writes α·0 (+ residual).
+    dispatchOne(plan, 0, { k, n, aOff: 0, bOff: start * k, cOff: 0, epilogue: first });
+    return out;
+  }
+  let epilogue = first;
+  for (let i = 0; i < w.parts.length; i++) {
+    const part = w.parts[i];
+    if (nt) {
+      // Part rows are output columns: each part writes its own column range.
+      const lo = Math.max(start, part.rowStart), hi = Math.min(end, part.rowStart + part.rows);
+      if (lo >= hi) continue;
+      dispatchOne(plan, i, {
+        k,
+        n: hi - lo,
+        aOff: 0,
+        bOff: (lo - part.rowStart) * k,
+        cOff: lo - start,
+        epilogue: first,
+      });
+    } else {
+      // Part rows are a K range: the first part writes, the others accumulate.
+      dispatchOne(plan, i, { k: part.rows, n, aOff: part.rowStart, bOff: 0, cOff: 0, epilogue });
+      epilogue = "accumulate";
+    }
+  }
+  return out;
+}
+
+/**
+ * `y = aᵀ·b` for `a` `[..., K, M]` and `b` `[..., K, N]` (both f32), e.g. the weight gradient
+ * `dW = dYᵀ·X` with `dY` `[T, N]` and `X` `[T, K]` as `a` and `b`. Equal leading dims of rank-3+
+ * operands are a batch (reshape to 2-D to sum over them instead).
+ *
+ * @param a f32 `[..., K, M]`.
+ * @param b f32 `[..., K, N]`.
+ * @param options Epilogue (`accumulate`/`residual`/`alpha`) and output.
+ * @returns f32 `[..., M, N]` (`options.out` when given).
+ * @throws {ShapeError} on mismatched shapes or dtypes.
+ * @example
+ * ```ts
+ * import { Gpu } from "./gpu.ts";
+ * import { Tensor } from "./tensor.ts";
+ * import { matmulTransA } from "./matmul.ts";
+ * const gpu = await Gpu.create();
+ * const dy = Tensor.fromArray(gpu, [1, 2, 3, 4], [2, 2]); // [T=2, N=2]
+ * const x = Tensor.fromArray(gpu, [1, 0, 0, 1], [2, 2]); // [T=2, K=2]
+ * const dw = matmulTransA(dy, x); // dyᵀ·x: [2, 2]
+ * console.log(await dw.read()); // Float32Array [1, 3, 2, 4]
+ * gpu.destroy();
+ * ```
+ */
+export function matmulTransA(a: Tensor, b: Tensor, options: MatmulEpilogueOptions = {}): Tensor {
+  const kernel = "matmulTransA";
+  expectDtype(kernel, "a", a, ["f32"]);
+  expectDtype(kernel, "b", b, ["f32"]);
+  const r = a.shape.length;
+  if (
+    r < 2 || b.shape.length !== r || !sameDims(a.shape.slice(0, -1), b.shape.slice(0, -1))
+  ) {
+    throw new ShapeError(
+      kernel,
+      `a [..., K, M] and b [..., K, N] must agree except in the last dim, got ` +
+        `a${shapeString(a.shape)} b${shapeString(b.shape)}`,
+    );
+  }
+  if (a.parts.length > 1 || b.parts.length > 1) {
+    throw new ShapeError(kernel, "a and b must fit one storage binding");
+  }
+  const [k, m] = a.shape.slice(-2), n = b.shape[r - 1];
+  const lead = a.shape.slice(0, -2);
+  const { out, residual } = prepareOut(kernel, a.gpu, [...lead, m, n], options);
+  const accumulate = options.accumulate ?? false;
+  dispatchOne(
+    {
+      kernel,
+      form: "tn",
+      a,
+      b,
+      out,
+      residual,
+      accumulate,
+      alpha: options.alpha ?? 1,
+      tiling: options.tiling,
+      batch: product(lead),
+      m,
+      n,
+      k,
+    },
+    0,
+    {
+      k,
+      n,
+      aOff: 0,
+      bOff: 0,
+      cOff: 0,
+      epilogue: accumulate ? "accumulate" : residual ? "residual" : "store",
+    },
+  );
+  return out;
+}

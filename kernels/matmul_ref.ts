@@ -1,0 +1,85 @@
+/**
+ * Plain-TS references for the matmul kernels (float64 accumulation), row-major, batched over
+ * `batch` independent products.
+ *
+ * @module
+ */
+
+/** Shape of a reference product: `batch` products of `[m, k]·[k, n]`. */
+export interface MatmulRefShape {
+  /** Independent products (default 1). */
+  readonly batch?: number;
+  /** Output rows. */
+  readonly m: number;
+  /** Output columns. */
+  readonly n: number;
+  /** Reduction length. */
+  readonly k: number;
+}
+
+/**
+ * Reference of `matmul(x, w)`: `y = x·wᵀ` (w `[n, k]`) or, with `transposeB = false`, `y = x·w`
+ * (w `[k, n]`), accumulated in float64.
+ *
+ * @param x `[batch, m, k]`.
+ * @param w `[batch, n, k]` or `[batch, k, n]`; `batch` 1 when shared.
+ * @param shape Sizes.
+ * @param transposeB Layout of `w` (default true: `[n, k]`).
+ * @param wBatched Whether `w` has its own batch dim (default false: shared).
+ * @returns `[batch, m, n]`.
+ * @example
+ * ```ts
+ * import { matmulRef } from "./matmul_ref.ts";
+ * const y = matmulRef([1, 2], [3, 4, 5, 6], { m: 1, n: 2, k: 2 }); // [1·3+2·4, 1·5+2·6]
+ * console.log(y); // Float64Array [11, 17]
+ * ```
+ */
+export function matmulRef(
+  x: ArrayLike<number>,
+  w: ArrayLike<number>,
+  shape: MatmulRefShape,
+  transposeB = true,
+  wBatched = false,
+): Float64Array {
+  const { batch = 1, m, n, k } = shape;
+  const y = new Float64Array(batch * m * n);
+  for (let b = 0; b < batch; b++) {
+    const xb = b * m * k, wb = wBatched ? b * n * k : 0;
+    for (let i = 0; i < m; i++) {
+      for (let j = 0; j < n; j++) {
+        let s = 0;
+        for (let l = 0; l < k; l++) {
+          s += x[xb + i * k + l] * w[wb + (transposeB ? j * k + l : l * n + j)];
+        }
+        y[(b * m + i) * n + j] = s;
+      }
+    }
+  }
+  return y;
+}
+
+/**
+ * Reference of `matmulTransA(a, b)`: `y = aᵀ·b` with a `[batch, k, m]`, b `[batch, k, n]`.
+ *
+ * @param a `[batch, k, m]`.
+ * @param b `[batch, k, n]`.
+ * @param shape Sizes.
+ * @returns `[batch, m, n]`.
+ */
+export function matmulTransARef(
+  a: ArrayLike<number>,
+  b: ArrayLike<number>,
+  shape: MatmulRefShape,
+): Float64Array {
+  const { batch = 1, m, n, k } = shape;
+  const y = new Float64Array(batch * m * n);
+  for (let t = 0; t < batch; t++) {
+    for (let l = 0; l < k; l++) {
+      for (let i = 0; i < m; i++) {
+        const av = a[(t * k + l) * m + i];
+        for (let j = 0; j < n; j++) y[(t * m + i) * n + j] += av * b[(t * k + l) * n + j];
+      }
+    }
+  }
+  return y;
+}
