@@ -214,6 +214,9 @@ function launch(
     expectDtype(kernel, "ranges", options.ranges, ["i32"]);
     expectShape(kernel, "ranges", options.ranges, [batch, 2]);
   }
+  if (options.out && [q, kv.k, kv.v].includes(options.out)) {
+    throw new ShapeError(kernel, "out must not alias q, k or v");
+  }
   const out = options.out ?? Tensor.empty(gpu, q.shape, "f32");
   if (out.dtype !== "f32" || shapeString(out.shape) !== shapeString(q.shape)) {
     throw new ShapeError(
@@ -223,7 +226,8 @@ function launch(
   }
   const rows = q.numel / headDim / (heads / kvHeads);
   const lse = options.returnLse ? Tensor.empty(gpu, q.shape.slice(0, -1), "f32") : null;
-  const wg = decode ? 4 : 64;
+  // small workgroups: causal rows differ in length, and llvmpipe runs one workgroup per core
+  const wg = decode ? 4 : 16;
   const constants: AttentionConstants = {
     d: headDim,
     w: headDim % 4 === 0 ? 4 : 1,

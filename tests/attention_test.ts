@@ -295,6 +295,7 @@ Deno.test("attention launchers reject bad shapes and options with a ShapeError",
   assert.throws(() => attention(q, { k: k2, v: k2 }, { scale: NaN }), named("attention"));
   assert.throws(() => attention(q, { k: k2, v: k2 }, { scale: 1, window: -1 }), /window/);
   assert.throws(() => attention(q, { k: k2, v: k2 }, { scale: 1, ranges: r }), /ranges/);
+  assert.throws(() => attention(q, { k: k2, v: k2 }, { scale: 1, out: q }), /alias/);
   const dq = Tensor.zeros(gpu, [1, 4, 8]);
   assert.throws(() => attentionDecode(dq, { k: k2, v: k2 }, { scale: 1 }), /ranges/);
   for (const t of [q, k, k2, kBad, r, dq]) t.dispose();
