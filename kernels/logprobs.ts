@@ -4,8 +4,8 @@
  * generating).
  *
  * `tokenLogprobs` runs two kernels:
- * 1. `logprobs_partial`: each workgroup takes `TT` tokens × one vocabulary chunk of `CHUNK`
- *    rows of E, computes the dot products `x = (h·Eᵀ) / temperature` in f32 with register
+ * 1. `logprobs_partial`: each workgroup takes `TT` tokens × one vocabulary chunk (4096 rows)
+ *    of E, computes the dot products `x = (h·Eᵀ) / temperature` in f32 with register
  *    blocking (`TT` tokens × `TV` rows per invocation), keeps an online `(max, Σ exp(x − max))`
  *    per token and writes one pair per (token, chunk); the one invocation that meets a token's
  *    target row writes its logit.
@@ -26,7 +26,7 @@ import type { BufferBinding, Gpu } from "./gpu.ts";
 import { shapeString, Tensor, type TensorPart } from "./tensor.ts";
 
 interface DotConstants extends Record<string, number | string | boolean> {
-  /** Elements per load: 4 (D % 4 = 0), 2 (D even) or 1. */
+  /** Elements per load: 4 (D % 4 = 0) or 1. */
   pack: number;
   /** E stored as bf16 (else f32). */
   bf16: boolean;
@@ -57,12 +57,6 @@ function dotDeclarations(c: DotConstants): string {
   let w = e[i];
   return vec4<f32>(bitcast<f32>(w.x << 16u), bitcast<f32>(w.x & 0xffff0000u),
                    bitcast<f32>(w.y << 16u), bitcast<f32>(w.y & 0xffff0000u));
-}`;
-  } else if (c.pack === 2) {
-    eDecl = "array<u32>";
-    loadE = `fn load_e(i: u32) -> vec2<f32> {
-  let w = e[i];
-  return vec2<f32>(bitcast<f32>(w << 16u), bitcast<f32>(w & 0xffff0000u));
 }`;
   } else {
     eDecl = "array<u32>";
