@@ -218,16 +218,24 @@ function checkCrossFields(c: TrainConfig): void {
   }
   if (demo !== null && c.model.path === DEMO_SOURCE) {
     const limit = demo.maxPositionEmbeddings;
-    const fits: [string, number][] = [
-      ["sft.maxLength", c.sft.maxLength],
-      ["grpo.maxPromptLength + grpo.maxNewTokens", c.grpo.maxPromptLength + c.grpo.maxNewTokens],
-      ["eval.maxPromptLength + eval.maxNewTokens", c.eval.maxPromptLength + c.eval.maxNewTokens],
+    const fits: [string, string, number][] = [
+      ["sft.maxLength", "sft.maxLength", c.sft.maxLength],
+      [
+        "grpo.maxNewTokens",
+        "grpo.maxPromptLength + grpo.maxNewTokens",
+        c.grpo.maxPromptLength + c.grpo.maxNewTokens,
+      ],
+      [
+        "eval.maxNewTokens",
+        "eval.maxPromptLength + eval.maxNewTokens",
+        c.eval.maxPromptLength + c.eval.maxNewTokens,
+      ],
     ];
-    for (const [field, n] of fits) {
+    for (const [field, what, n] of fits) {
       if (n > limit) {
         throw new TrainConfigError(
-          field.split(" ")[0],
-          `${field} must be <= model.demo.maxPositionEmbeddings (${limit}), got ${n}`,
+          field,
+          `${what} must be <= model.demo.maxPositionEmbeddings (${limit}), got ${n}`,
         );
       }
     }
@@ -247,8 +255,9 @@ function checkCrossFields(c: TrainConfig): void {
  * import { createTrainConfig, TrainConfigError } from "./train_config.ts";
  * import { presetInput } from "./presets.ts";
  * const input = presetInput("demo");
+ * (input.grpo as { numGenerations: number }).numGenerations = 1;
  * try {
- *   createTrainConfig({ ...input, grpo: { ...input.grpo, numGenerations: 1 } });
+ *   createTrainConfig(input);
  * } catch (e) {
  *   if (!(e instanceof TrainConfigError) || e.field !== "grpo.numGenerations") throw e;
  * }
