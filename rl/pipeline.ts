@@ -310,7 +310,11 @@ export async function runPipeline(options: RunPipelineOptions): Promise<Pipeline
       },
       recordCheckpoint: (step, checkpoint) => save({ current: { phase, step, checkpoint } }),
     };
-    say(ctx.resumeFrom ? `${phase}: continuing from step ${ctx.resumeFrom.step}` : `${phase}`);
+    say(
+      ctx.resumeFrom
+        ? `${phase}: continuing from step ${ctx.resumeFrom.step}`
+        : `${phase}: starting`,
+    );
     let result: PhaseResult;
     let evals = state.evals;
     try {
