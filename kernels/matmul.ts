@@ -469,7 +469,8 @@ export function matmul(x: Tensor, w: Tensor, options: MatmulOptions = {}): Tenso
       });
     } else {
       // Part rows are a K range: the first part writes, the others accumulate.
-      dispatchOne(plan, i, { k: part.rows, n, aOff: part.rowStart, bOff: 0, cOff: 0, epilogue });
+      const rows = w.parts.length > 1 ? part.rows : k;
+      dispatchOne(plan, i, { k: rows, n, aOff: part.rowStart, bOff: 0, cOff: 0, epilogue });
       epilogue = "accumulate";
     }
   }
