@@ -13,9 +13,12 @@
  * - decode tokens/s and the weight bytes streamed per second;
  * - peak GPU bytes from the allocation tracker.
  *
- * Each case runs once after an untimed warm-up that compiles the same pipelines (matmul row
- * tiles are capped, so a 32-token prefill compiles what a 128-token one uses). On Mesa llvmpipe
- * (2 cores) the whole file takes about 3–5 minutes, most of it generating 1B random weights.
+ * An untimed warm-up (a 32-token prefill and 2 decode steps) compiles the pipelines first:
+ * matmul row tiles are capped, so it compiles what a 128-token prefill uses. Deno 2.9 runs
+ * each slow bench 3 times whatever `n`/`warmup` say; every run prints its numbers, and the
+ * matmul is re-timed right before and after each model run so the fraction compares like with
+ * like on a loaded machine. On Mesa llvmpipe (2 cores) the file takes about 2–3 minutes, most
+ * of it drawing 1B random weights in JS.
  *
  * @module
  */
