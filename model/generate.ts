@@ -71,6 +71,15 @@ export class GenerateOptionsError extends Error {
   }
 }
 
+/** Thrown when a {@linkcode DecodeSession} is used out of order. */
+export class DecodeSessionError extends Error {
+  /** @param message What was called out of order. */
+  constructor(message: string) {
+    super(message);
+    this.name = "DecodeSessionError";
+  }
+}
+
 /**
  * Prefill and single-token decode steps over a KV cache, for a fixed batch of prompts. Each
  * call returns the next-token logits `[B, V]` of every sequence (caller disposes).
@@ -132,7 +141,9 @@ export class DecodeSession {
    * @returns f32 `[B, V]`: logits after each prompt's last token.
    */
   prefill(): Tensor {
-    if (this.#prefilled) throw new Error("DecodeSession.prefill() may only be called once");
+    if (this.#prefilled) {
+      throw new DecodeSessionError("DecodeSession.prefill() may only be called once");
+    }
     this.#prefilled = true;
     const { gpu, config: c } = this.model;
     const batch = makeTokenBatch(gpu, this.#prompts);
@@ -164,7 +175,9 @@ export class DecodeSession {
    * @returns f32 `[B, V]`: logits after the fed tokens.
    */
   step(ids: Tensor): Tensor {
-    if (!this.#prefilled) throw new Error("DecodeSession.step() needs prefill() first");
+    if (!this.#prefilled) {
+      throw new DecodeSessionError("DecodeSession.step() needs prefill() first");
+    }
     const { config: c } = this.model;
     const b = this.lengths.length;
     if (ids.numel !== b) {

@@ -5,7 +5,12 @@ import { SamplingOptionsError } from "../kernels/sampling_ref.ts";
 import { Tensor } from "../kernels/tensor.ts";
 import type { Gemma3 } from "../model/gemma3.ts";
 import { loadGemma3 } from "../model/gemma3_fs.ts";
-import { DecodeSession, GenerateOptionsError, READBACK_EVERY } from "../model/generate.ts";
+import {
+  DecodeSession,
+  DecodeSessionError,
+  GenerateOptionsError,
+  READBACK_EVERY,
+} from "../model/generate.ts";
 import { KvCache, kvCacheSlots } from "../model/kv_cache.ts";
 import { openSafetensors } from "../model/safetensors_fs.ts";
 import { decodeFloat32 } from "../model/safetensors_dtype.ts";
@@ -97,6 +102,40 @@ Deno.test("DecodeSession.step() logits equal full-recompute logits and the fixtu
       }
     }
     assert.deepEqual(session.lengths, [full.length - 1]);
+  } finally {
+    session.dispose();
+  }
+});
+
+Deno.test("DecodeSession batched (prompts past the window, ring caches) equals recompute", async () => {
+  const m = await model();
+  const v = m.config.vocabSize;
+  const prompts = await threePrompts(m);
+  const steps = m.config.slidingWindow + 2;
+  const seqs = prompts.map((p) => [...p]);
+  const session = new DecodeSession(m, prompts, {
+    maxLength: Math.max(...prompts.map((p) => p.length)) + steps,
+  });
+  try {
+    let logits = session.prefill();
+    for (let s = 0; s <= steps; s++) {
+      const got = await readRows(logits);
+      const next: number[] = [];
+      for (let b = 0; b < seqs.length; b++) {
+        const n = seqs[b].length;
+        const want = (await m.logits(seqs[b])).subarray((n - 1) * v, n * v);
+        const row = got.subarray(b * v, (b + 1) * v);
+        assertClose(row, want, 1e-5, `step ${s}, sequence ${b}`);
+        // Feed a token that is not the argmax, so the test does not only follow greedy paths.
+        next.push((row.indexOf(Math.max(...row)) + 1 + b) % v);
+      }
+      if (s === steps) break;
+      next.forEach((id, b) => seqs[b].push(id));
+      const ids = Tensor.fromArray(m.gpu, Int32Array.from(next));
+      logits = session.step(ids);
+      ids.dispose();
+    }
+    assert.deepEqual(session.lengths, seqs.map((q) => q.length));
   } finally {
     session.dispose();
   }
@@ -225,7 +264,11 @@ Deno.test("KvCache keeps all positions on global layers and a window on sliding 
   assert.equal(kvCacheSlots(c, 0, 3), 3);
   // sample() output feeds step() directly: a u32 [B] tensor.
   const session = new DecodeSession(m, [[2, 3], [2]], { maxLength: 3 });
+  const early = Tensor.fromArray(m.gpu, new Int32Array([2, 2]));
+  assert.throws(() => session.step(early), DecodeSessionError);
+  early.dispose();
   const logits = session.prefill();
+  assert.throws(() => session.prefill(), DecodeSessionError);
   const ids = sample(logits, { temperature: 0 });
   logits.dispose();
   session.step(ids).dispose();
