@@ -198,7 +198,7 @@ Deno.bench(
         (100 * prefillGflops / results.matmulGflops).toFixed(1)
       } %` +
         ` (matmul ${mm}×${mk}·${mk}×${mn} bf16: ${results.matmulGflops.toFixed(2)} GFLOP/s, ` +
-        `mean of ${(before * 1000).toFixed(0)} ms before and ${
+        `best of ${(before * 1000).toFixed(0)} ms before and ${
           (after * 1000).toFixed(0)
         } ms after)`,
     );
