@@ -29,6 +29,8 @@
 import { expectDtype, expectShape, grid1d, Uniforms, WGSL_LINEAR } from "./_launch.ts";
 import { ShapeError } from "./errors.ts";
 import { shapeString, Tensor } from "./tensor.ts";
+export { attentionBackward } from "./attention_backward.ts";
+export type { AttentionBackwardOptions, AttentionBackwardResult } from "./attention_backward.ts";
 
 const BLOCK = 16;
 

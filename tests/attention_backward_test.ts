@@ -1,0 +1,242 @@
+import assert from "node:assert/strict";
+import { Tensor } from "../kernels/tensor.ts";
+import { ShapeError } from "../kernels/errors.ts";
+import type { Gpu } from "../kernels/gpu.ts";
+import { attention, attentionBackward } from "../kernels/attention.ts";
+import { attentionRef, type AttentionRefOptions } from "../kernels/attention_ref.ts";
+import { attentionBackwardRef } from "../kernels/attention_backward_ref.ts";
+import { assertClose, randomArray, testGpu } from "./_helpers.ts";
+
+const SCALE = 24 ** -0.5; // the fixture's queryPreAttnScalar^−0.5 (head_dim 32)
+const TOL = 1e-5;
+
+interface Case {
+  batch: number;
+  seq: number;
+  heads: number;
+  kvHeads: number;
+  headDim: number;
+  window: number;
+  ranges?: number[];
+}
+
+const refOptions = (c: Case): AttentionRefOptions => ({
+  batch: c.batch,
+  seq: c.seq,
+  numHeads: c.heads,
+  numKvHeads: c.kvHeads,
+  headDim: c.headDim,
+  scale: SCALE,
+  window: c.window,
+  ranges: c.ranges,
+});
+
+Deno.test("attentionBackwardRef() matches central finite differences of attentionRef", () => {
+  const cases: Case[] = [
+    { batch: 2, seq: 5, heads: 4, kvHeads: 2, headDim: 3, window: 3, ranges: [1, 5, 0, 4] },
+    { batch: 1, seq: 4, heads: 2, kvHeads: 1, headDim: 2, window: 0 },
+    { batch: 3, seq: 3, heads: 1, kvHeads: 1, headDim: 4, window: 1, ranges: [0, 3, 2, 2, 1, 3] },
+  ];
+  let seed = 1;
+  for (const c of cases) {
+    const o = refOptions(c);
+    const x = {
+      q: Array.from(randomArray(c.batch * c.seq * c.heads * c.headDim, seed++, 2)),
+      k: Array.from(randomArray(c.batch * c.seq * c.kvHeads * c.headDim, seed++, 2)),
+      v: Array.from(randomArray(c.batch * c.seq * c.kvHeads * c.headDim, seed++)),
+    };
+    const dOut = randomArray(x.q.length, seed++);
+    const loss = (y: typeof x) => attentionRef(y, o).out.reduce((s, v, i) => s + v * dOut[i], 0);
+    const grads = attentionBackwardRef({ ...x, ...attentionRef(x, o), dOut }, o);
+    const h = 1e-5;
+    for (const [name, grad] of [["q", grads.dq], ["k", grads.dk], ["v", grads.dv]] as const) {
+      for (let e = 0; e < grad.length; e++) {
+        const shifted = (s: number) => ({
+          ...x,
+          [name]: x[name].map((u, i) => i === e ? u + s : u),
+        });
+        const fd = (loss(shifted(h)) - loss(shifted(-h))) / (2 * h);
+        const what = `${JSON.stringify(c)} d${name}[${e}]: fd ${fd} ref ${grad[e]}`;
+        assert.ok(Math.abs(fd - grad[e]) <= 1e-7 * Math.max(1, Math.abs(grad[e])), what);
+      }
+    }
+  }
+});
+
+interface Run {
+  dq: Float32Array;
+  dk: Float32Array;
+  dv: Float32Array;
+}
+
+/** Runs attentionBackward on f32 inputs; out/lse come from attentionRef (rounded to f32) or the
+ * forward kernel. Returns the kernel's gradients and the reference's. */
+async function runCase(
+  gpu: Gpu,
+  c: Case,
+  seed: number,
+  forwardKernel = false,
+): Promise<{ got: Run; want: ReturnType<typeof attentionBackwardRef> }> {
+  const { batch, seq, heads, kvHeads, headDim } = c;
+  const q = randomArray(batch * seq * heads * headDim, seed, 2);
+  const k = randomArray(batch * seq * kvHeads * headDim, seed + 1, 2);
+  const v = randomArray(batch * seq * kvHeads * headDim, seed + 2);
+  const dOut = randomArray(q.length, seed + 3);
+  const tq = Tensor.fromArray(gpu, q, [batch, seq, heads, headDim]);
+  const tk = Tensor.fromArray(gpu, k, [batch, seq, kvHeads, headDim]);
+  const tv = Tensor.fromArray(gpu, v, [batch, seq, kvHeads, headDim]);
+  const tdo = Tensor.fromArray(gpu, dOut, tq.shape);
+  const tr = c.ranges ? Tensor.fromArray(gpu, new Int32Array(c.ranges), [batch, 2]) : undefined;
+  const options = { scale: SCALE, window: c.window, ranges: tr };
+  let tout: Tensor, tlse: Tensor;
+  if (forwardKernel) {
+    const r = attention(tq, { k: tk, v: tv }, { ...options, returnLse: true });
+    [tout, tlse] = [r.out, r.lse!];
+  } else {
+    const r = attentionRef({ q, k, v }, refOptions(c));
+    tout = Tensor.fromArray(gpu, Float32Array.from(r.out), tq.shape);
+    tlse = Tensor.fromArray(gpu, Float32Array.from(r.lse), [batch, seq, heads]);
+  }
+  const { dq, dk, dv } = attentionBackward(tq, { k: tk, v: tv }, tout, tlse, tdo, options);
+  assert.deepEqual(dq.shape, tq.shape);
+  assert.deepEqual(dk.shape, tk.shape);
+  assert.deepEqual(dv.shape, tv.shape);
+  const [out, lse] = [await tout.read(), await tlse.read()];
+  const got = {
+    dq: (await dq.read()) as Float32Array,
+    dk: (await dk.read()) as Float32Array,
+    dv: (await dv.read()) as Float32Array,
+  };
+  const want = attentionBackwardRef({ q, k, v, out, lse, dOut }, refOptions(c));
+  for (const t of [tq, tk, tv, tdo, tr, tout, tlse, dq, dk, dv]) t?.dispose();
+  return { got, want };
+}
+
+async function check(gpu: Gpu, c: Case, seed: number, forwardKernel = false): Promise<Run> {
+  const { got, want } = await runCase(gpu, c, seed, forwardKernel);
+  const what = `attentionBackward ${JSON.stringify(c)}`;
+  assertClose(got.dq, want.dq, TOL, `${what} dq`);
+  assertClose(got.dk, want.dk, TOL, `${what} dk`);
+  assertClose(got.dv, want.dv, TOL, `${what} dv`);
+  return got;
+}
+
+Deno.test("attentionBackward() matches attentionBackwardRef on odd shapes, GQA groups and windows", async () => {
+  const gpu = await testGpu();
+  let seed = 10;
+  for (const seq of [1, 3, 7, 33]) {
+    for (const [heads, kvHeads] of [[1, 1], [4, 1], [4, 2], [3, 3]]) {
+      for (const headDim of [3, 6, 10, 32]) {
+        const window = [0, 1, 3, 8][(seed / 3) % 4];
+        await check(gpu, { batch: 2, seq, heads, kvHeads, headDim, window }, seed += 3);
+      }
+    }
+  }
+  for (const window of [0, 1, 3, 8]) {
+    await check(gpu, { batch: 1, seq: 33, heads: 4, kvHeads: 2, headDim: 6, window }, 99);
+  }
+});
+
+Deno.test("attentionBackward() with ranges: padding rows get 0, others match, after the forward kernel", async () => {
+  const gpu = await testGpu();
+  // sequence 0 left-padded by 3, 1 right-padded to 5, 2 full, 3 empty
+  const ranges = [3, 13, 0, 5, 0, 13, 4, 4];
+  const [seq, heads, kvHeads, headDim] = [13, 4, 1, 10];
+  for (const window of [0, 3]) {
+    for (const forwardKernel of [false, true]) {
+      const c = { batch: 4, seq, heads, kvHeads, headDim, window, ranges };
+      const got = await check(gpu, c, 500 + window, forwardKernel);
+      for (let b = 0; b < 4; b++) {
+        for (let i = 0; i < seq; i++) {
+          if (i >= ranges[2 * b] && i < ranges[2 * b + 1]) continue;
+          const row = (n: number, a: Float32Array) =>
+            a.subarray((b * seq + i) * n * headDim, (b * seq + i + 1) * n * headDim);
+          for (const [name, g, n] of [["dq", got.dq, heads], ["dk", got.dk, kvHeads]] as const) {
+            assert.ok(row(n, g).every((x) => x === 0), `${name} of padding row b=${b} i=${i}`);
+          }
+          assert.ok(row(kvHeads, got.dv).every((x) => x === 0), `dv of padding row b=${b} i=${i}`);
+        }
+      }
+    }
+  }
+});
+
+Deno.test("attentionBackward() handles the Gemma 3 1B head (D 256, 4 heads, 1 KV head)", async () => {
+  const gpu = await testGpu();
+  for (const window of [0, 8]) {
+    const c = { batch: 1, seq: 17, heads: 4, kvHeads: 1, headDim: 256, window };
+    await check(gpu, c, 700 + window);
+  }
+});
+
+Deno.test("attentionBackward() is bit-reproducible run to run", async () => {
+  const gpu = await testGpu();
+  const c = {
+    batch: 2,
+    seq: 33,
+    heads: 4,
+    kvHeads: 1,
+    headDim: 32,
+    window: 0,
+    ranges: [0, 33, 5, 30],
+  };
+  const a = (await runCase(gpu, c, 900)).got, b = (await runCase(gpu, c, 900)).got;
+  for (const name of ["dq", "dk", "dv"] as const) {
+    assert.deepEqual(new Uint32Array(a[name].buffer), new Uint32Array(b[name].buffer), name);
+  }
+});
+
+Deno.test("attentionBackward() takes [S, H, D] like [1, S, H, D]", async () => {
+  const gpu = await testGpu();
+  const [s, h, d] = [7, 2, 6];
+  const q = randomArray(s * h * d, 1), k = randomArray(s * d, 2), v = randomArray(s * d, 3);
+  const dOut = randomArray(s * h * d, 4);
+  const o = { batch: 1, seq: s, numHeads: h, numKvHeads: 1, headDim: d, scale: 0.3, window: 3 };
+  const fwd = attentionRef({ q, k, v }, o);
+  const [out, lse] = [Float32Array.from(fwd.out), Float32Array.from(fwd.lse)];
+  const t = (a: Float32Array, shape: number[]) => Tensor.fromArray(gpu, a, shape);
+  const [tq, tk, tv] = [t(q, [s, h, d]), t(k, [s, 1, d]), t(v, [s, 1, d])];
+  const [to, tl, tdo] = [t(out, [s, h, d]), t(lse, [s, h]), t(dOut, [s, h, d])];
+  const r = attentionBackward(tq, { k: tk, v: tv }, to, tl, tdo, { scale: 0.3, window: 3 });
+  assert.deepEqual(r.dq.shape, [s, h, d]);
+  assert.deepEqual(r.dk.shape, [s, 1, d]);
+  const want = attentionBackwardRef({ q, k, v, out, lse, dOut }, o);
+  assertClose(await r.dq.read(), want.dq, TOL, "dq");
+  assertClose(await r.dk.read(), want.dk, TOL, "dk");
+  assertClose(await r.dv.read(), want.dv, TOL, "dv");
+  for (const x of [tq, tk, tv, to, tl, tdo, r.dq, r.dk, r.dv]) x.dispose();
+});
+
+Deno.test("attentionBackward() rejects wrong shapes, dtypes and options with ShapeError", async () => {
+  const gpu = await testGpu();
+  const q = Tensor.zeros(gpu, [1, 3, 4, 8]), kv = { k: Tensor.zeros(gpu, [1, 3, 2, 8]) };
+  const v = Tensor.zeros(gpu, [1, 3, 2, 8]), lse = Tensor.zeros(gpu, [1, 3, 4]);
+  const bad = [
+    Tensor.zeros(gpu, [1, 3, 3, 8]), // k with 3 KV heads
+    Tensor.zeros(gpu, [1, 3, 4]), // out without D
+    Tensor.zeros(gpu, [1, 3, 5]), // lse with 5 heads
+    Tensor.zeros(gpu, [1, 2], "i32"), // valid ranges
+    Tensor.zeros(gpu, [2, 2], "i32"), // ranges of two sequences
+  ];
+  const run = (over: Partial<Record<"k" | "out" | "lse" | "scale" | "ranges", unknown>>) => () =>
+    attentionBackward(
+      q,
+      { k: (over.k ?? kv.k) as Tensor, v },
+      (over.out ?? q) as Tensor,
+      (over.lse ?? lse) as Tensor,
+      q,
+      { scale: (over.scale ?? 1) as number, ranges: over.ranges as Tensor | undefined },
+    );
+  assert.throws(run({ k: bad[0] }), ShapeError);
+  assert.throws(run({ out: bad[1] }), ShapeError);
+  assert.throws(run({ lse: bad[2] }), ShapeError);
+  assert.throws(run({ lse: Tensor.zeros(gpu, [1, 3, 4], "i32") }), ShapeError);
+  assert.throws(run({ ranges: bad[4] }), ShapeError);
+  assert.throws(run({ scale: NaN }), ShapeError);
+  assert.throws(
+    () => attentionBackward(q, { k: kv.k, v }, q, lse, q, { scale: 1, window: -1 }),
+    ShapeError,
+  );
+  const ok = attentionBackward(q, { k: kv.k, v }, q, lse, q, { scale: 1, ranges: bad[3] });
+  for (const t of [q, kv.k, v, lse, ...bad, ok.dq, ok.dk, ok.dv]) t.dispose();
+});
