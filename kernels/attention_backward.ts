@@ -26,7 +26,7 @@ import { ShapeError } from "./errors.ts";
 import { shapeString, Tensor } from "./tensor.ts";
 
 // Block sizes: bigger blocks reuse more loads but llvmpipe's compile time grows fast with them
-// (launch 2 at 16 × 16: 13 s to build); these keep every pipeline under ~1 s to build.
+// (64-entry score arrays took 13 s to build); these keep every pipeline under ~1 s to build.
 const KEY_BLOCK = 16; // launch 1: keys per block is KEY_BLOCK / G (at least 4)
 const KEYS_PER_INVOCATION = 4; // launch 2
 const ROWS_PER_BLOCK = 8; // launch 2: (query, head) rows per block
