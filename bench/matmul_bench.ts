@@ -113,7 +113,9 @@ for (const [label, m, n, k, reps] of gemma) {
 
 globalThis.addEventListener("unload", () => {
   console.log(`\nadapter: ${gpu.adapter.description}`);
-  console.log(`tiling 1024 x·W: ${JSON.stringify(matmulTiling(gpu, 1024, false))}`);
+  const tiling = (m: number, n: number, k: number) =>
+    JSON.stringify(matmulTiling(gpu, { m, n, k }));
+  console.log(`tiling: 1024³ ${tiling(1024, 1024, 1024)}, GEMV ${tiling(1, 262144, 1152)}`);
   const rate = new Map<string, number>();
   for (const [name, ts] of times) {
     const w = work.get(name)!;

@@ -30,13 +30,14 @@ export interface MatmulTiling {
 
 /** Layout of the operands: `nt` = a·bᵀ (b `[N,K]`), `nn` = a·b (b `[K,N]`), `tn` = aᵀ·b. */
 type Form = "nt" | "nn" | "tn";
-type Epilogue = "store" | "accumulate" | "residual";
+/** Epilogue, a uniform: 0 `c = α·acc`, 1 `c += α·acc`, 2 `c = r + α·acc`. */
+type Epilogue = 0 | 1 | 2;
+const STORE: Epilogue = 0, ACCUMULATE: Epilogue = 1, RESIDUAL: Epilogue = 2;
 
 interface Variant {
   form: Form;
   bf16: boolean;
   aligned: boolean;
-  epilogue: Epilogue;
   tm: number;
   tn4: number;
   wg: number;
@@ -45,6 +46,9 @@ interface Variant {
 
 /** k values summed in a partial accumulator before it joins the total. */
 const K_BLOCK = 128;
+
+/** Products below this many FLOPs (a few ms) get a tile that compiles fast. */
+const SMALL_FLOPS = 2 ** 27;
 
 const BF16 = /* wgsl */ `
 fn bf16x2(w: u32) -> vec2<f32> {
@@ -123,7 +127,7 @@ function kStep(v: Variant, width: 4 | 1): string {
 }
 
 function matmulSource(v: Variant): string {
-  const { tm, tn4, wg, form, epilogue } = v;
+  const { tm, tn4, wg, form } = v;
   const aType = v.aligned && form !== "tn" ? "vec4<f32>" : "f32";
   const bType = v.bf16 ? "u32" : v.aligned ? "vec4<f32>" : "f32";
   let setup = "";
@@ -147,17 +151,7 @@ function matmulSource(v: Variant): string {
   let store = "";
   for (let i = 0; i < tm; i++) {
     for (let g = 0; g < tn4; g++) {
-      for (let j = 0; j < 4; j++) {
-        const old = epilogue === "accumulate"
-          ? "c[o] + "
-          : epilogue === "residual"
-          ? "r[o] + "
-          : "";
-        store += `if (row0 + ${i}u < p.M && col0 + ${g * 4 + j}u < p.N) {
-    let o = cb + (row0 + ${i}u) * p.ldc + col0 + ${g * 4 + j}u;
-    c[o] = ${old}p.alpha * (tot${i}_${g}[${j}] + acc${i}_${g}[${j}]);
-  }\n`;
-      }
+      store += `put4(cb, row0 + ${i}u, col0 + ${g * 4}u, tot${i}_${g} + acc${i}_${g});\n`;
     }
   }
   let flush = "";
@@ -180,6 +174,7 @@ struct Params {
   c_off: u32,                    // column offset into c rows
   sa: u32, sb: u32, sc: u32,     // batch strides in elements
   alpha: f32,
+  mode: u32,                     // 0: c = α·acc, 1: c += α·acc, 2: c = r + α·acc
 }
 @group(0) @binding(0) var<uniform> p: Params;
 @group(0) @binding(1) var<storage, read> a: array<${aType}>;  // ${aShape}, f32
@@ -187,11 +182,19 @@ struct Params {
     v.bf16 ? "bf16 pairs" : "f32"
   }
 @group(0) @binding(3) var<storage, read_write> c: array<f32>; // [batch, M, ldc] from c_off
-${
-    epilogue === "residual"
-      ? "@group(0) @binding(4) var<storage, read> r: array<f32>;    // like c\n"
-      : ""
-  }${loaders(v)}
+@group(0) @binding(4) var<storage, read> r: array<f32>;     // like c (mode 2)
+${loaders(v)}
+fn put4(cb: u32, row: u32, col: u32, v: vec4<f32>) {
+  if (row >= p.M) { return; }
+  for (var j = 0u; j < 4u; j++) {
+    if (col + j < p.N) {
+      let o = cb + row * p.ldc + col + j;
+      var y = p.alpha * v[j];
+      if (p.mode == 1u) { y += c[o]; } else if (p.mode == 2u) { y += r[o]; }
+      c[o] = y;
+    }
+  }
+}
 @compute @workgroup_size(${wg})
 fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) lane: u32) {
   let batch = wid.z;
@@ -213,33 +216,39 @@ ${kStep(v, 4)}    }
 }
 
 /**
- * The tiling webtune uses for a launch: picked from a small per-adapter table (deterministic).
- * Fallback adapters (software, e.g. llvmpipe, where a workgroup is a loop over 8-lane SIMD
- * chunks) get tall row tiles and narrow workgroups, the fastest measured there; other adapters
- * get a conventional 4-row, 64-lane tile. Row tiles are the power of two ≥ M up to the cap, so
- * few pipelines are compiled.
+ * The tiling webtune uses for an `[M, K]·[K, N]` product: a small per-adapter table
+ * (deterministic). On fallback adapters (software, e.g. llvmpipe: a workgroup is a loop over
+ * 8-lane SIMD chunks) big products get 16-row tiles with 16 columns a lane and 8-lane workgroups
+ * (within ~10 % of the fastest measured, at half the shader compile time of 32-row tiles) and
+ * small ones a 4×8 tile that compiles in a fraction of a second; other adapters get a
+ * conventional 4-row, 64-lane tile. Row tiles are powers of two ≥ M up to the cap.
  *
  * @param gpu The runtime (its adapter selects the table).
- * @param m Output rows.
- * @param transposeB True for `x·Wᵀ` (W `[N, K]`), false for `x·W` and `aᵀ·b`.
+ * @param shape Output rows `m`, output columns `n`, reduction length `k`.
  * @returns The tiling.
  * @example
  * ```ts
  * import { Gpu } from "./gpu.ts";
  * import { matmulTiling } from "./matmul.ts";
  * const gpu = await Gpu.create();
- * console.log(matmulTiling(gpu, 1024, true)); // llvmpipe: { rows: 32, colVec4s: 4, workgroupSize: 8 }
+ * // llvmpipe: { rows: 16, colVec4s: 4, workgroupSize: 8 }
+ * console.log(matmulTiling(gpu, { m: 1024, n: 1024, k: 1024 }));
  * gpu.destroy();
  * ```
  */
-export function matmulTiling(gpu: Gpu, m: number, transposeB = true): MatmulTiling {
+export function matmulTiling(
+  gpu: Gpu,
+  shape: { readonly m: number; readonly n: number; readonly k: number },
+): MatmulTiling {
+  const { m, n, k } = shape;
   const fallback = gpu.adapter.isFallbackAdapter;
-  const cap = fallback ? (transposeB ? 32 : 16) : 4;
+  const big = 2 * m * n * k >= SMALL_FLOPS;
+  const cap = fallback && big ? 16 : 4;
   let rows = 1;
   while (rows < m && rows < cap) rows *= 2;
   if (!fallback) return { rows, colVec4s: 1, workgroupSize: 64 };
   if (rows === 1) return { rows, colVec4s: 2, workgroupSize: 16 };
-  return { rows, colVec4s: rows === 32 ? 4 : 8, workgroupSize: 8 };
+  return { rows, colVec4s: big ? 4 : 2, workgroupSize: 8 };
 }
 
 /** Options shared by {@linkcode matmul} and {@linkcode matmulTransA}. */
@@ -340,12 +349,11 @@ function dispatchOne(
   const bf16 = b.dtype === "bf16";
   const aligned = k % 4 === 0 && (form === "nt" ||
     (n % 4 === 0 && (form === "tn" || (lda % 4 === 0 && d.aOff % 4 === 0))));
-  const t = plan.tiling ?? matmulTiling(gpu, m, form === "nt");
+  const t = plan.tiling ?? matmulTiling(gpu, { m, n: plan.n, k: plan.k });
   const v: Variant = {
     form,
     bf16,
     aligned,
-    epilogue: d.epilogue,
     tm: t.rows,
     tn4: t.colVec4s,
     wg: t.workgroupSize,
@@ -353,9 +361,10 @@ function dispatchOne(
   const uniforms = new Uniforms().u32(m).u32(n).u32(k).u32(lda).u32(ldb).u32(ldc)
     .u32(d.aOff).u32(d.bOff).u32(d.cOff)
     .u32(a.numel / batch).u32(b.numel / batch)
-    .u32(ldc * m).f32(plan.alpha).build();
-  const buffers = [tensorBinding(a), tensorBinding(b, part), tensorBinding(out)];
-  if (d.epilogue === "residual") buffers.push(tensorBinding(plan.residual!));
+    .u32(ldc * m).f32(plan.alpha).u32(d.epilogue).build();
+  // Binding 4 is read only in mode 2; otherwise `a` stands in (read-only twice is allowed).
+  const r = d.epilogue === RESIDUAL ? plan.residual! : a;
+  const buffers = [tensorBinding(a), tensorBinding(b, part), tensorBinding(out), tensorBinding(r)];
   gpu.dispatch({
     pipeline: gpu.pipelines.get("matmul", v, matmulSource),
     shapes: `${plan.kernel} a${shapeString(a.shape)} b${shapeString(b.shape)}:${b.dtype}` +
@@ -446,7 +455,7 @@ export function matmul(x: Tensor, w: Tensor, options: MatmulOptions = {}): Tenso
     n,
     k,
   };
-  const first: Epilogue = plan.accumulate ? "accumulate" : residual ? "residual" : "store";
+  const first = plan.accumulate ? ACCUMULATE : residual ? RESIDUAL : STORE;
   if (k === 0 || w.parts.length === 1 && nt) {
     // subtle: k = 0 still runs once so the epilogue writes α·0 (+ residual).
     dispatchOne(plan, 0, { k, n, aOff: 0, bOff: start * k, cOff: 0, epilogue: first });
@@ -471,7 +480,7 @@ export function matmul(x: Tensor, w: Tensor, options: MatmulOptions = {}): Tenso
       // Part rows are a K range: the first part writes, the others accumulate.
       const rows = w.parts.length > 1 ? part.rows : k;
       dispatchOne(plan, i, { k: rows, n, aOff: part.rowStart, bOff: 0, cOff: 0, epilogue });
-      epilogue = "accumulate";
+      epilogue = ACCUMULATE;
     }
   }
   return out;
@@ -544,7 +553,7 @@ export function matmulTransA(a: Tensor, b: Tensor, options: MatmulEpilogueOption
       aOff: 0,
       bOff: 0,
       cOff: 0,
-      epilogue: accumulate ? "accumulate" : residual ? "residual" : "store",
+      epilogue: accumulate ? ACCUMULATE : residual ? RESIDUAL : STORE,
     },
   );
   return out;

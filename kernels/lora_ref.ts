@@ -1,0 +1,63 @@
+/**
+ * Plain-TS reference for the fused LoRA linear (float64 accumulation).
+ *
+ * @module
+ */
+
+/** Sizes of {@linkcode loraLinearRef}. */
+export interface LoraRefShape {
+  /** Rows of `x` (tokens). */
+  readonly m: number;
+  /** Input features. */
+  readonly inDim: number;
+  /** Output features. */
+  readonly outDim: number;
+  /** LoRA rank. */
+  readonly rank: number;
+}
+
+/**
+ * `y = x·Wᵀ + s·(x·Aᵀ)·Bᵀ` and `xa = x·Aᵀ`, row-major, in float64.
+ *
+ * @param x `[m, in]`.
+ * @param w `[out, in]`.
+ * @param a `[r, in]`.
+ * @param b `[out, r]`.
+ * @param shape Sizes.
+ * @param scale `s = alpha / r`.
+ * @returns `y` `[m, out]` and `xa` `[m, r]`.
+ * @example
+ * ```ts
+ * import { loraLinearRef } from "./lora_ref.ts";
+ * const { y } = loraLinearRef([1, 2], [1, 0, 0, 1], [1, 1], [1, 2], {
+ *   m: 1, inDim: 2, outDim: 2, rank: 1,
+ * }, 0.5);
+ * console.log(y); // Float64Array [2.5, 5]
+ * ```
+ */
+export function loraLinearRef(
+  x: ArrayLike<number>,
+  w: ArrayLike<number>,
+  a: ArrayLike<number>,
+  b: ArrayLike<number>,
+  shape: LoraRefShape,
+  scale: number,
+): { y: Float64Array; xa: Float64Array } {
+  const { m, inDim, outDim, rank } = shape;
+  const xa = new Float64Array(m * rank);
+  const y = new Float64Array(m * outDim);
+  for (let t = 0; t < m; t++) {
+    for (let j = 0; j < rank; j++) {
+      let s = 0;
+      for (let i = 0; i < inDim; i++) s += x[t * inDim + i] * a[j * inDim + i];
+      xa[t * rank + j] = s;
+    }
+    for (let o = 0; o < outDim; o++) {
+      let base = 0, low = 0;
+      for (let i = 0; i < inDim; i++) base += x[t * inDim + i] * w[o * inDim + i];
+      for (let j = 0; j < rank; j++) low += xa[t * rank + j] * b[o * rank + j];
+      y[t * outDim + o] = base + scale * low;
+    }
+  }
+  return { y, xa };
+}
