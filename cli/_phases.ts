@@ -4,8 +4,7 @@
  * and the SFT, GRPO and evaluation examples) and returns one {@linkcode Phase} per pipeline
  * phase.
  *
- * TODO(lead): the SFT, GRPO and evaluation loops are not wired yet; each phase below throws a
- * {@linkcode PhaseNotImplementedError} naming what to plug in. Contract of a phase (see
+ * Contract of a phase (see
  * `PhaseContext` in `rl/pipeline.ts`): start from `ctx.weightsFrom` (or `ctx.resumeFrom`),
  * log every step with `ctx.logger.log(phase, step, {...})`, show `ctx.createProgress(total)`,
  * save checkpoints under `ctx.checkpointDir` every `config.checkpoint.everySteps` steps (keep
@@ -30,26 +29,11 @@ import { loadOpenThoughts } from "../data/open_thoughts_fs.ts";
 import { Tokenizer } from "../model/tokenizer.ts";
 import { loadDefaultTokenizer } from "../model/tokenizer_fs.ts";
 import { compactCodec, type IdCodec, type VocabMap } from "../model/vocab_map.ts";
-import type { Phase, PhaseContext, PhaseResult, PhaseSet } from "../rl/pipeline.ts";
+import type { PhaseSet } from "../rl/pipeline.ts";
+import { createSession, evalPhase, grpoPhase, sftPhase } from "./_session.ts";
 import { loadVocabMap, saveVocabMap } from "../rl/pipeline_fs.ts";
-import type { PhaseName } from "../rl/pipeline_state.ts";
 import { demoVocabMap } from "../rl/presets.ts";
 import { DEMO_SOURCE, evalDataSource, type TrainConfig } from "../rl/train_config.ts";
-
-/** Thrown by a phase whose implementation is not wired in yet. */
-export class PhaseNotImplementedError extends Error {
-  /** The phase. */
-  readonly phase: PhaseName;
-  /**
-   * @param phase The phase.
-   * @param todo What is missing.
-   */
-  constructor(phase: PhaseName, todo: string) {
-    super(`the ${phase} phase is not implemented yet (${todo}; see cli/_phases.ts)`);
-    this.name = "PhaseNotImplementedError";
-    this.phase = phase;
-  }
-}
 
 /** Inputs shared by the phases, loaded once, on first use. */
 export interface TrainInputs {
@@ -158,18 +142,10 @@ export function trainInputs(config: TrainConfig, runDir: string): TrainInputs {
   };
 }
 
-function todoPhase(phase: PhaseName, todo: string, inputs: TrainInputs): Phase {
-  return {
-    async run(_ctx: PhaseContext): Promise<PhaseResult> {
-      // Loading the inputs first surfaces data and tokenizer errors before the TODO.
-      await inputs.codec();
-      throw new PhaseNotImplementedError(phase, todo);
-    },
-  };
-}
-
 /**
- * The phase implementations of `deno task train`.
+ * The phase implementations of `deno task train`: evaluation (`rl/evaluate.ts`), SFT
+ * (`rl/sft.ts`) and GRPO (`rl/grpo.ts`) around one model kept in memory for the whole run
+ * (`cli/_session.ts`).
  *
  * @param config The run's config.
  * @param runDir The run folder.
@@ -177,28 +153,12 @@ function todoPhase(phase: PhaseName, todo: string, inputs: TrainInputs): Phase {
  */
 export function createPhases(config: TrainConfig, runDir: string): Promise<PhaseSet> {
   const inputs = trainInputs(config, runDir);
-  // TODO(lead): one evaluation phase over `inputs.evalExamples()` with `model/generate.ts`
-  // (greedy when eval.temperature is 0, eval.maxNewTokens, decoded with `inputs.codec()`),
-  // scored by `scoreQuestion` / `summarizeEval` from `rl/scoring.ts`; keep
-  // `config.run.samplesPerPoint` completions with `ctx.addSample({ step: 0, ... })`.
-  const evalPhase = (phase: PhaseName): Phase =>
-    todoPhase(
-      phase,
-      "TODO: evaluation loop: model/generate.ts + rl/scoring.ts summarizeEval",
-      inputs,
-    );
+  const session = createSession(inputs);
   return Promise.resolve({
-    "base-eval": evalPhase("base-eval"),
-    // TODO(lead): SFT loop: batches from `inputs.sftExamples()` tokenized with
-    // `inputs.codec()` (data/batching.ts), `SftTrainer` (rl/sft.ts) over `trainableParameters`
-    // (model/trainable.ts: "lora" when config.lora, else "full"), AdamW from
-    // `phaseAdamW(config.sft.optimizer, sftTotalSteps(...))`, checkpoints via rl/checkpoint_fs.ts.
-    sft: todoPhase("sft", "TODO: SFT loop around rl/sft.ts SftTrainer", inputs),
-    "sft-eval": evalPhase("sft-eval"),
-    // TODO(lead): GRPO loop: rollouts of `inputs.grpoExamples()` (G = config.grpo
-    // .numGenerations), rewards (rl/rewards.ts), advantages and loss (rl/grpo_math.ts,
-    // rl/grpo_loss.ts), AdamW from `phaseAdamW(config.grpo.optimizer, grpoTotalSteps(...))`.
-    grpo: todoPhase("grpo", "TODO: GRPO trainer", inputs),
-    "grpo-eval": evalPhase("grpo-eval"),
+    "base-eval": evalPhase(session),
+    sft: sftPhase(session),
+    "sft-eval": evalPhase(session),
+    grpo: grpoPhase(session),
+    "grpo-eval": evalPhase(session),
   });
 }

@@ -29,7 +29,7 @@ import { PipelineError, type PipelineState } from "../rl/pipeline_state.ts";
 import { PRESET_NAMES } from "../rl/presets.ts";
 import { ProgressReporter } from "../rl/progress.ts";
 import { type TrainConfig, TrainConfigError } from "../rl/train_config.ts";
-import { createPhases, PhaseNotImplementedError } from "./_phases.ts";
+import { createPhases } from "./_phases.ts";
 import { checkInputPaths, type ConfigFlags, resolveNewRunConfig } from "./_train_resolve.ts";
 
 export { checkInputPaths, flagOverrides, resolveNewRunConfig } from "./_train_resolve.ts";
@@ -193,7 +193,6 @@ const KNOWN_ERRORS = [
   TrainConfigError,
   MissingInputError,
   TrainUsageError,
-  PhaseNotImplementedError,
   PipelineError,
   DatasetNotFoundError,
 ];

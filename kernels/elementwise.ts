@@ -11,18 +11,23 @@ import { shapeString, Tensor } from "./tensor.ts";
 
 const WG = 256;
 
-const addSource = () => /* wgsl */ `
+const addSource = (c: { inPlace: boolean }) => /* wgsl */ `
 struct Params { n: u32, alpha: f32, beta: f32 }
 @group(0) @binding(0) var<uniform> p: Params;
-@group(0) @binding(1) var<storage, read> a: array<f32>;        // [n]
+${
+  c.inPlace
+    ? `@group(0) @binding(1) var<storage, read_write> a: array<f32>; // [n], also the output
+@group(0) @binding(2) var<storage, read> b: array<f32>;        // [n]`
+    : `@group(0) @binding(1) var<storage, read> a: array<f32>;        // [n]
 @group(0) @binding(2) var<storage, read> b: array<f32>;        // [n]
-@group(0) @binding(3) var<storage, read_write> out: array<f32>; // [n]
+@group(0) @binding(3) var<storage, read_write> out: array<f32>; // [n]`
+}
 ${WGSL_LINEAR}
 @compute @workgroup_size(${WG})
 fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
   let i = linear_index(gid, nwg, ${WG}u);
   if (i >= p.n) { return; }
-  out[i] = p.alpha * a[i] + p.beta * b[i];
+  ${c.inPlace ? "a" : "out"}[i] = p.alpha * a[i] + p.beta * b[i];
 }`;
 
 /** Options of {@linkcode add}. */
@@ -31,7 +36,7 @@ export interface AddOptions {
   readonly alpha?: number;
   /** Weight of `b` (default 1). */
   readonly beta?: number;
-  /** Write into this tensor (may be `a` or `b`? no: must be distinct from inputs). */
+  /** Write into this tensor; may be `a` itself (in place), never `b`. */
   readonly out?: Tensor;
 }
 
@@ -54,12 +59,16 @@ export function add(a: Tensor, b: Tensor, options: AddOptions = {}): Tensor {
   if (out.numel !== a.numel || out.dtype !== "f32") {
     throw new ShapeError(kernel, `out must be f32 ${shapeString(a.shape)}`);
   }
+  if (out.buffer === b.buffer) {
+    throw new ShapeError(kernel, "out must not alias b (swap a and b to add in place)");
+  }
   const gpu = a.gpu;
+  const inPlace = out.buffer === a.buffer;
   gpu.dispatch({
-    pipeline: gpu.pipelines.get(kernel, {}, addSource),
+    pipeline: gpu.pipelines.get(kernel, { inPlace }, addSource),
     shapes: `a${shapeString(a.shape)}`,
     uniforms: new Uniforms().u32(a.numel).f32(options.alpha ?? 1).f32(options.beta ?? 1).build(),
-    buffers: [a.binding(), b.binding(), out.binding()],
+    buffers: inPlace ? [a.binding(), b.binding()] : [a.binding(), b.binding(), out.binding()],
     workgroups: grid1d(a.numel, WG, gpu.limits.maxComputeWorkgroupsPerDimension),
   });
   return out;

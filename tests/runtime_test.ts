@@ -111,3 +111,14 @@ Deno.test("BufferPool reuses released buffers and the tracker counts peaks", asy
   assert.equal(gpu.memory().inUseBytes, 0);
   gpu.destroy();
 });
+
+Deno.test("add() works in place (out = a) and rejects out = b", async () => {
+  const gpu = await testGpu();
+  const a = randomArray(33, 7), b = randomArray(33, 8);
+  const ta = Tensor.fromArray(gpu, a), tb = Tensor.fromArray(gpu, b);
+  add(ta, tb, { out: ta, alpha: 2, beta: 0.5 });
+  assertClose(await ta.read(), addRef(a, b, 2, 0.5), 1e-6, "in-place add");
+  assert.throws(() => add(ta, tb, { out: tb }), ShapeError);
+  ta.dispose();
+  tb.dispose();
+});

@@ -1,0 +1,99 @@
+/**
+ * One differentiable pass of Gemma 3 for training: forward to per-token log-probs of given
+ * targets (keeping only each layer's input), then — once the caller has turned the log-probs
+ * into a loss and `d loss / d logp` on the host — the backward pass with per-layer
+ * recomputation. Both SFT (`d loss/d logp = −mask / count`) and GRPO (`grpoLoss().dLossDLogp`)
+ * drive the model through this one interface.
+ *
+ * @module
+ */
+
+import { embedding, embeddingBackward } from "../kernels/embedding.ts";
+import { tokenLogprobs, tokenLogprobsBackward } from "../kernels/logprobs.ts";
+import { rmsNorm, rmsNormBackward } from "../kernels/rms_norm.ts";
+import { Tensor } from "../kernels/tensor.ts";
+import type { TokenBatch } from "./batch.ts";
+import { decoderLayerBackward, type GradientSet } from "./backward.ts";
+import type { Gemma3 } from "./gemma3.ts";
+import { copyOf, decoderLayerForward, disposeLayerSaved } from "./layer.ts";
+
+/** A forward pass that can be differentiated once. */
+export interface TrainPass {
+  /** Log-prob of each row's target `[B·S]` (temperature 1), f32. */
+  readonly logprobs: Tensor;
+  /**
+   * Backpropagates `grad` (`d loss / d logprobs`, f32 `[B·S]`, zero where no target counts) and
+   * adds the parameter gradients into `grads`.
+   */
+  backward(grad: Tensor, grads: GradientSet): void;
+  /** Frees what the pass holds (also after backward). */
+  dispose(): void;
+}
+
+/**
+ * Runs the forward pass of a batch keeping what the backward pass needs: each layer's input
+ * (activation checkpointing), the final-norm input and the log-softmax statistics.
+ *
+ * @param model The model (its `loraEnabled` state is used for forward and backward alike).
+ * @param batch Token batch.
+ * @param targets i32 `[B·S]`: the id whose log-prob each row yields (e.g. the next token).
+ * @returns The pass.
+ */
+export function trainForward(model: Gemma3, batch: TokenBatch, targets: Tensor): TrainPass {
+  const c = model.config;
+  const gpu = model.gpu;
+  const T = batch.batch * batch.seq;
+  const attend = model.prefillAttend(batch);
+  const h = embedding(model.weights.embed, batch.ids, { scale: model.embedScale });
+  const layerInputs: Tensor[] = [];
+  for (let l = 0; l < c.numLayers; l++) {
+    layerInputs.push(copyOf(h));
+    decoderLayerForward(model.layerContext(l, batch.seq), h, batch.positions, attend, false);
+  }
+  const rstdFinal = Tensor.empty(gpu, [T], "f32");
+  const hn = rmsNorm(h, model.weights.finalNorm, { eps: c.rmsNormEps, rstd: rstdFinal });
+  const { logprobs, lse } = tokenLogprobs(hn, model.weights.embed, targets);
+  let disposed = false;
+
+  const dispose = () => {
+    if (disposed) return;
+    disposed = true;
+    for (const t of [...layerInputs, h, rstdFinal, hn, logprobs, lse]) t.dispose();
+  };
+
+  const backward = (grad: Tensor, grads: GradientSet) => {
+    if (disposed) throw new Error("TrainPass.backward() after dispose()");
+    const dhn = tokenLogprobsBackward(hn, model.weights.embed, targets, lse, grad, {
+      dEmbedding: grads.embed ?? undefined,
+    });
+    let dh = rmsNormBackward(h, model.weights.finalNorm, rstdFinal, dhn, {
+      ...(grads.finalNorm ? { dw: grads.finalNorm } : {}),
+    });
+    dhn.dispose();
+    for (let l = c.numLayers - 1; l >= 0; l--) {
+      const ctx = model.layerContext(l, batch.seq);
+      const hl = copyOf(layerInputs[l]);
+      const saved = decoderLayerForward(ctx, hl, batch.positions, attend, true)!;
+      hl.dispose();
+      dh = decoderLayerBackward(
+        ctx,
+        saved,
+        dh,
+        batch.positions,
+        { batch: batch.batch, seq: batch.seq, ranges: batch.ranges, scale: model.attentionScale },
+        { lora: grads.lora?.[l] ?? null, full: grads.layers?.[l] ?? null },
+      );
+      disposeLayerSaved(saved);
+    }
+    if (grads.embed) {
+      embeddingBackward(dh, batch.hostIds, {
+        dTable: grads.embed,
+        scale: model.embedScale,
+        accumulate: true,
+      });
+    }
+    dh.dispose();
+  };
+
+  return { logprobs, backward, dispose };
+}

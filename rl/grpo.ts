@@ -1,0 +1,349 @@
+/**
+ * GRPO (Tunix formulation, January 2026): per prompt, G completions sampled on the GPU; rewards
+ * from the seed's reward functions; group-normalised advantages; per-token log-probs of the
+ * policy (LoRA on), the reference (same weights, LoRA off) and the old policy; the clipped
+ * surrogate plus β·KL loss from `grpo_loss.ts`, whose `d loss / d logp` seeds the model's
+ * backward pass.
+ *
+ * @module
+ */
+
+import { Tensor } from "../kernels/tensor.ts";
+import { disposeTokenBatch, makeTokenBatch, type TokenBatch } from "../model/batch.ts";
+import type { Gemma3 } from "../model/gemma3.ts";
+import { trainForward, type TrainPass } from "../model/train_pass.ts";
+import type { Trainable } from "../model/trainable.ts";
+import type { GrpoConfig } from "./grpo_config.ts";
+import { grpoLoss } from "./grpo_loss.ts";
+import {
+  completionLengthStats,
+  completionMask,
+  groupAdvantages,
+  rewardMetrics,
+} from "./grpo_math.ts";
+import type { TokenGrid } from "./grpo_math.ts";
+import type { AdamW } from "./optimizer.ts";
+import { combineRewards, type CombineRewardsOptions } from "./rewards.ts";
+
+/** One prompt of a GRPO batch. */
+export interface GrpoPrompt {
+  /** Prompt token ids (with `<bos>`). */
+  readonly ids: readonly number[];
+  /** Gold answer for the reward functions. */
+  readonly answer: string;
+}
+
+/** Turns completion ids into text for the reward functions. */
+export interface CompletionDecoder {
+  /** @returns The text (special tokens skipped). */
+  decode(ids: readonly number[]): string;
+}
+
+/** Options of {@linkcode GrpoTrainer}. */
+export interface GrpoTrainerOptions {
+  /** End-of-sequence ids (Gemma: 1 and 106). */
+  readonly eosIds: readonly number[];
+  /** Padding id (Gemma: 0). */
+  readonly padId: number;
+  /** Reward functions and weights (default: the seed's four, unweighted). */
+  readonly rewards?: CombineRewardsOptions;
+  /** Base seed of the sampler; step s samples with `seed + s`. */
+  readonly seed?: number;
+  /** Frozen reference model for full fine-tuning (LoRA training uses the adapter-off model). */
+  readonly reference?: Gemma3 | null;
+}
+
+/** Everything one GRPO step measured. */
+export interface GrpoStepResult {
+  /** Loss of the last inner iteration. */
+  readonly loss: number;
+  /** Per-step metrics (flat, for the metrics log). */
+  readonly metrics: Record<string, number>;
+  /** The decoded completions, prompt-major (prompt p, generation g at p·G + g). */
+  readonly completions: readonly string[];
+  /** Total reward per completion. */
+  readonly rewards: readonly number[];
+}
+
+/** Where completion token j of row b is predicted: the row `b·S + promptLen + j − 1`. */
+interface RowLayout {
+  readonly batch: TokenBatch;
+  readonly targets: Tensor;
+  readonly promptLengths: readonly number[];
+  readonly width: number;
+}
+
+/** Runs GRPO steps on a model. */
+export class GrpoTrainer {
+  readonly #model: Gemma3;
+  readonly #trainable: Trainable;
+  readonly #optimizer: AdamW;
+  readonly #config: GrpoConfig;
+  readonly #decoder: CompletionDecoder;
+  readonly #options: GrpoTrainerOptions;
+
+  /**
+   * @param model Policy model (its LoRA adapter is the policy; LoRA off is the reference).
+   * @param trainable Parameters and gradients (LoRA, or full: then the reference is the
+   *   policy itself and β should be 0).
+   * @param optimizer AdamW over `trainable.params`.
+   * @param config GRPO hyperparameters.
+   * @param decoder Completion ids → text.
+   * @param options EOS/pad ids, rewards, seed.
+   */
+  constructor(
+    model: Gemma3,
+    trainable: Trainable,
+    optimizer: AdamW,
+    config: GrpoConfig,
+    decoder: CompletionDecoder,
+    options: GrpoTrainerOptions,
+  ) {
+    this.#model = model;
+    this.#trainable = trainable;
+    this.#optimizer = optimizer;
+    this.#config = config;
+    this.#decoder = decoder;
+    this.#options = options;
+  }
+
+  /**
+   * Samples G completions per prompt and runs `numIterations` optimizer steps on them.
+   *
+   * @param prompts The prompts of this step.
+   * @param step Step index (seeds the sampler).
+   * @returns Loss, metrics, completions and rewards.
+   */
+  async step(prompts: readonly GrpoPrompt[], step: number): Promise<GrpoStepResult> {
+    const c = this.#config, model = this.#model, G = c.numGenerations;
+    const t0 = performance.now();
+    const expanded: number[][] = [];
+    const answers: string[] = [];
+    for (const p of prompts) {
+      const ids = p.ids.slice(-c.maxPromptLength);
+      for (let g = 0; g < G; g++) {
+        expanded.push(ids);
+        answers.push(p.answer);
+      }
+    }
+    model.loraEnabled = true;
+    const generated = await model.generate(expanded, {
+      maxNewTokens: c.maxNewTokens,
+      temperature: c.temperature,
+      topK: c.topK,
+      topP: c.topP,
+      seed: (this.#options.seed ?? 0) + step,
+      eosIds: [...this.#options.eosIds],
+    });
+    const rolloutSeconds = (performance.now() - t0) / 1000;
+    const completions = generated.map((ids) => this.#decoder.decode(ids));
+    const rewards = combineRewards(completions, answers, this.#options.rewards);
+    const advantages = groupAdvantages(rewards.total, G, { epsilon: c.advantageEpsilon });
+
+    // Completions as a grid right-padded with pad; the mask stops after the first EOS.
+    const width = Math.max(1, ...generated.map((g) => g.length));
+    const ids = new Float64Array(generated.length * width).fill(this.#options.padId);
+    generated.forEach((g, b) => ids.set(g, b * width));
+    const idGrid: TokenGrid = { data: ids, shape: [generated.length, width] };
+    const eosPad = { eosIds: this.#options.eosIds, padId: this.#options.padId };
+    const mask = completionMask(idGrid, eosPad);
+
+    const t1 = performance.now();
+    let oldLogps: TokenGrid | undefined;
+    let last = { loss: NaN, metrics: {} as Record<string, number> };
+    for (let iteration = 0; iteration < c.numIterations; iteration++) {
+      this.#trainable.zeroGrads();
+      const r = await grpoGradients(
+        model,
+        this.#trainable,
+        {
+          prompts: expanded,
+          completions: generated,
+          mask,
+          advantages,
+          oldLogps,
+        },
+        c,
+        this.#options.padId,
+        this.#options.reference ?? null,
+      );
+      // μ > 1: later iterations use the log-probs of the rollout policy as the old policy.
+      if (c.numIterations > 1) oldLogps ??= r.logps;
+      this.#optimizer.step(this.#trainable.grads);
+      const stats = await this.#optimizer.finishStep();
+      last = {
+        loss: r.result.loss,
+        metrics: {
+          loss: r.result.loss,
+          kl_mean: r.result.metrics.klMean,
+          clip_fraction: r.result.metrics.clipFraction,
+          grad_norm: stats.gradNorm,
+          lr: stats.learningRate,
+          applied: stats.applied ? 1 : 0,
+        },
+      };
+    }
+    const trainSeconds = (performance.now() - t1) / 1000;
+    const tokens = expanded.reduce((s, p, b) => s + p.length + generated[b].length, 0);
+
+    const rm = rewardMetrics(rewards.total, rewards.perFunction, G);
+    const lengths = completionLengthStats(idGrid, eosPad);
+    const metrics: Record<string, number> = {
+      ...last.metrics,
+      reward_mean: rm.total.mean,
+      reward_std: rm.total.std,
+      zero_std_group_fraction: rm.zeroStdGroupFraction,
+      completion_length_mean: lengths.mean,
+      completion_length_min: lengths.min,
+      completion_length_max: lengths.max,
+      truncated_fraction: lengths.truncatedFraction,
+      rollout_seconds: rolloutSeconds,
+      train_seconds: trainSeconds,
+      tokens_per_second: tokens / Math.max(1e-9, rolloutSeconds + trainSeconds),
+    };
+    for (const [name, ms] of Object.entries(rm.perFunction)) metrics[`reward/${name}`] = ms.mean;
+    return { loss: last.loss, metrics, completions, rewards: rewards.total };
+  }
+}
+
+/** Prompt + completion rows, right-padded, with next-token targets. */
+function rowLayout(
+  model: Gemma3,
+  prompts: readonly (readonly number[])[],
+  completions: readonly (readonly number[])[],
+  width: number,
+  padId: number,
+): RowLayout {
+  const rows = prompts.map((p, b) => [...p, ...completions[b]]);
+  const seq = Math.max(...rows.map((r) => r.length));
+  const batch = makeTokenBatch(model.gpu, rows, { seq, padId });
+  const targets = new Int32Array(rows.length * seq);
+  rows.forEach((r, b) => {
+    for (let t = 0; t + 1 < r.length; t++) targets[b * seq + t] = r[t + 1];
+  });
+  return {
+    batch,
+    targets: Tensor.fromArray(model.gpu, targets, [targets.length], "i32"),
+    promptLengths: prompts.map((p) => p.length),
+    width,
+  };
+}
+
+/** Reads a pass's log-probs back as a completion grid `[B, width]` (0 beyond each row). */
+async function gatherLogps(pass: TrainPass, layout: RowLayout): Promise<TokenGrid> {
+  const all = (await pass.logprobs.read()) as Float32Array;
+  const { batch, promptLengths, width } = layout;
+  const out = new Float64Array(batch.batch * width);
+  for (let b = 0; b < batch.batch; b++) {
+    const n = batch.hostRanges[b][1] - promptLengths[b];
+    for (let j = 0; j < n; j++) {
+      out[b * width + j] = all[b * batch.seq + promptLengths[b] + j - 1];
+    }
+  }
+  return { data: out, shape: [batch.batch, width] };
+}
+
+/** `d loss / d logp` on the completion grid → the per-row gradient `[B·S]` of the pass. */
+function scatterGrad(model: Gemma3, dLossDLogp: ArrayLike<number>, layout: RowLayout): Tensor {
+  const { batch, promptLengths, width } = layout;
+  const g = new Float32Array(batch.batch * batch.seq);
+  for (let b = 0; b < batch.batch; b++) {
+    const n = batch.hostRanges[b][1] - promptLengths[b];
+    for (let j = 0; j < n; j++) {
+      g[b * batch.seq + promptLengths[b] + j - 1] = dLossDLogp[b * width + j];
+    }
+  }
+  return Tensor.fromArray(model.gpu, g, [g.length]);
+}
+
+/** Inputs of {@linkcode grpoGradients}: one row per completion. */
+export interface GrpoBatch {
+  /** Prompt ids per row. */
+  readonly prompts: readonly (readonly number[])[];
+  /** Completion ids per row (tokens past the mask are allowed; they never count). */
+  readonly completions: readonly (readonly number[])[];
+  /** Completion mask `[B, width]`. */
+  readonly mask: TokenGrid;
+  /** Advantage per row. */
+  readonly advantages: ArrayLike<number>;
+  /** Old-policy log-probs `[B, width]` (absent: the detached current policy, μ = 1). */
+  readonly oldLogps?: TokenGrid;
+}
+
+/** Result of {@linkcode grpoGradients}. */
+export interface GrpoGradients {
+  /** Loss, per-token loss, d loss / d logp, KL and metrics. */
+  readonly result: ReturnType<typeof grpoLoss>;
+  /** Policy log-probs `[B, width]`. */
+  readonly logps: TokenGrid;
+  /** Reference log-probs `[B, width]` (the policy's when β = 0 or no adapter). */
+  readonly refLogps: TokenGrid;
+}
+
+/**
+ * Per-token log-probs of policy and reference, the GRPO loss, and its gradient accumulated into
+ * `trainable` (`+=`, so zero them first for a fresh step).
+ *
+ * @param model Policy (LoRA on) / reference (LoRA off) model.
+ * @param trainable Gradient accumulators.
+ * @param input Rows, mask, advantages and optional old log-probs.
+ * @param config β, ε, ε_high and the aggregation.
+ * @param padId Padding id.
+ * @param reference Frozen reference model (full fine-tuning); null: the policy with LoRA off
+ *   (or, without an adapter, the policy itself, which makes the KL term 0).
+ * @returns Loss result and the log-probs.
+ */
+export async function grpoGradients(
+  model: Gemma3,
+  trainable: Trainable,
+  input: GrpoBatch,
+  config: Pick<GrpoConfig, "beta" | "epsilon" | "epsilonHigh" | "aggregation">,
+  padId: number,
+  reference: Gemma3 | null = null,
+): Promise<GrpoGradients> {
+  const width = input.mask.shape[1];
+  const lengths = input.completions.map((c, b) => {
+    let n = 0;
+    for (let j = 0; j < width; j++) if (input.mask.data[b * width + j]) n = j + 1;
+    return Math.min(n, c.length);
+  });
+  const completions = input.completions.map((c, b) => c.slice(0, lengths[b]));
+  const layout = rowLayout(model, input.prompts, completions, width, padId);
+  const wasEnabled = model.loraEnabled;
+  let refLogps: TokenGrid | null = null;
+  if (config.beta > 0 && reference) {
+    const refPass = trainForward(reference, layout.batch, layout.targets);
+    refLogps = await gatherLogps(refPass, layout);
+    refPass.dispose();
+  } else if (config.beta > 0 && model.lora && trainable.mode === "lora") {
+    model.loraEnabled = false;
+    const refPass = trainForward(model, layout.batch, layout.targets);
+    refLogps = await gatherLogps(refPass, layout);
+    refPass.dispose();
+  }
+  model.loraEnabled = wasEnabled;
+  const pass = trainForward(model, layout.batch, layout.targets);
+  const logps = await gatherLogps(pass, layout);
+  const result = grpoLoss(
+    {
+      logps,
+      refLogps: refLogps ?? logps,
+      oldLogps: input.oldLogps,
+      advantages: input.advantages,
+      mask: input.mask,
+    },
+    {
+      beta: config.beta,
+      epsilon: config.epsilon,
+      epsilonHigh: config.epsilonHigh,
+      aggregation: config.aggregation,
+    },
+  );
+  const grad = scatterGrad(model, result.dLossDLogp, layout);
+  pass.backward(grad, trainable.gradientSet);
+  grad.dispose();
+  pass.dispose();
+  layout.targets.dispose();
+  disposeTokenBatch(layout.batch);
+  return { result, logps, refLogps: refLogps ?? logps };
+}

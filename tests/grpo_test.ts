@@ -1,0 +1,92 @@
+import assert from "node:assert/strict";
+import { loadGemma3 } from "../model/gemma3_fs.ts";
+import { trainableParameters } from "../model/trainable.ts";
+import { openSafetensors } from "../model/safetensors_fs.ts";
+import { decodeFloat32 } from "../model/safetensors_dtype.ts";
+import { grpoGradients } from "../rl/grpo.ts";
+import { completionMask, groupAdvantages, tokenGrid } from "../rl/grpo_math.ts";
+import type { LossAggregation } from "../rl/grpo_config.ts";
+import { testGpu } from "./_helpers.ts";
+
+const FIXTURE = Deno.env.get("WEBTUNE_FIXTURE") ??
+  new URL("../../shared/fixtures/gemma3-tiny-a", import.meta.url).pathname;
+
+interface GrpoFixture {
+  hyperparameters: {
+    num_generations: number;
+    beta: number;
+    epsilon: number;
+    epsilon_high: number;
+    eos_id: number;
+    pad_id: number;
+  };
+  prompts: number[][];
+  prompt_index_per_row: number[];
+  completion_ids: number[][];
+  completion_mask: number[][];
+  rewards: number[];
+  loss_variants: Record<string, { loss: number }>;
+}
+
+const VARIANTS: { name: string; aggregation: LossAggregation; offpolicy: boolean }[] = [
+  { name: "sequence-mean-token-mean", aggregation: "sequence-mean-token-mean", offpolicy: false },
+  { name: "token-mean", aggregation: "token-mean", offpolicy: false },
+  { name: "offpolicy", aggregation: "sequence-mean-token-mean", offpolicy: true },
+];
+
+const maxAbsDiff = (a: ArrayLike<number>, b: ArrayLike<number>) => {
+  let m = 0;
+  for (let i = 0; i < a.length; i++) m = Math.max(m, Math.abs(a[i] - b[i]));
+  return m;
+};
+
+for (const variant of VARIANTS) {
+  Deno.test(`grpoGradients() matches the fixture's ${variant.name} loss, log-probs, KL and LoRA gradients`, async () => {
+    const gpu = await testGpu();
+    const model = await loadGemma3(FIXTURE, { gpu, adapter: FIXTURE });
+    const fx = JSON.parse(await Deno.readTextFile(`${FIXTURE}/grpo.json`)) as GrpoFixture;
+    const hp = fx.hyperparameters;
+    const st = await openSafetensors(`${FIXTURE}/grpo.safetensors`);
+    const get = async (name: string) => decodeFloat32(st.info(name).dtype, await st.read(name));
+    const ids = tokenGrid(fx.completion_ids);
+    const mask = completionMask(ids, { eosIds: hp.eos_id, padId: hp.pad_id });
+    assert.deepEqual(Array.from(mask.data), fx.completion_mask.flat(), "completion mask");
+    const advantages = groupAdvantages(fx.rewards, hp.num_generations);
+    assert.ok(maxAbsDiff(advantages, await get("advantages")) <= 1e-5, "advantages");
+    const trainable = trainableParameters(model, "lora");
+    const oldLogps = variant.offpolicy
+      ? { data: await get("old_per_token_logps_offpolicy"), shape: mask.shape }
+      : undefined;
+    const r = await grpoGradients(model, trainable, {
+      prompts: fx.prompt_index_per_row.map((p) => fx.prompts[p]),
+      completions: fx.completion_ids,
+      mask,
+      advantages,
+      oldLogps,
+    }, {
+      beta: hp.beta,
+      epsilon: hp.epsilon,
+      epsilonHigh: hp.epsilon_high,
+      aggregation: variant.aggregation,
+    }, hp.pad_id);
+    const masked = (x: ArrayLike<number>) => Array.from(x, (v, i) => (mask.data[i] ? v : 0));
+    assert.ok(maxAbsDiff(masked(r.logps.data), await get("per_token_logps")) <= 1e-4, "logps");
+    assert.ok(maxAbsDiff(masked(r.refLogps.data), await get("ref_per_token_logps")) <= 1e-4, "ref");
+    assert.ok(maxAbsDiff(masked(r.result.perTokenKl), await get("per_token_kl")) <= 1e-4, "kl");
+    const wantLoss = fx.loss_variants[variant.name].loss;
+    assert.ok(Math.abs(r.result.loss - wantLoss) <= 1e-5, `loss ${r.result.loss} vs ${wantLoss}`);
+    assert.ok(
+      maxAbsDiff(r.result.perTokenLoss, await get(`per_token_loss/${variant.name}`)) <= 1e-5,
+      "per-token loss",
+    );
+    for (const [name, grad] of trainable.grads) {
+      const want = await get(`grads/${variant.name}/${name}`);
+      let maxRef = 0;
+      for (const x of want) maxRef = Math.max(maxRef, Math.abs(x));
+      const err = maxAbsDiff((await grad.read()) as Float32Array, want);
+      assert.ok(err <= 2e-4 * maxRef, `${name}: ${err} > 2e-4 × ${maxRef}`);
+    }
+    st.close();
+    trainable.dispose();
+  });
+}
