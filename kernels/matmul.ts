@@ -62,11 +62,13 @@ function loaders(v: Variant): string {
 fn ael(i: u32) -> f32 { return a[i]; }
 fn avec(i: u32) -> vec4<f32> { return vec4<f32>(a[i], a[i + 1u], a[i + 2u], a[i + 3u]); }\n`;
   if (v.bf16) {
-    s += BF16 + `
+    // Aligned: one vec2<u32> load per 4 values (per-lane vector loads are cheap on llvmpipe).
+    s += BF16 + (v.aligned
+      ? `
+fn bvec(i: u32) -> vec4<f32> { let w = b[i >> 2u]; return vec4<f32>(bf16x2(w.x), bf16x2(w.y)); }\n`
+      : `
 fn bel(i: u32) -> f32 { return bf16x2(b[i >> 1u])[i & 1u]; }
-fn bvec(i: u32) -> vec4<f32> {\n` + (v.aligned
-      ? "  return vec4<f32>(bf16x2(b[i >> 1u]), bf16x2(b[(i >> 1u) + 1u]));\n}\n"
-      : "  return vec4<f32>(bel(i), bel(i + 1u), bel(i + 2u), bel(i + 3u));\n}\n");
+fn bvec(i: u32) -> vec4<f32> { return vec4<f32>(bel(i), bel(i + 1u), bel(i + 2u), bel(i + 3u)); }\n`);
   } else if (v.aligned) {
     s += "fn bvec(i: u32) -> vec4<f32> { return b[i >> 2u]; }\n";
   } else {
@@ -129,7 +131,7 @@ function kStep(v: Variant, width: 4 | 1): string {
 function matmulSource(v: Variant): string {
   const { tm, tn4, wg, form } = v;
   const aType = v.aligned && form !== "tn" ? "vec4<f32>" : "f32";
-  const bType = v.bf16 ? "u32" : v.aligned ? "vec4<f32>" : "f32";
+  const bType = v.bf16 ? (v.aligned ? "vec2<u32>" : "u32") : v.aligned ? "vec4<f32>" : "f32";
   let setup = "";
   for (let i = 0; i < tm; i++) {
     const row = `min(row0 + ${i}u, p.M - 1u)`;
