@@ -36,6 +36,8 @@ export * from "./kernels/elementwise.ts";
 export * from "./kernels/logprobs.ts";
 export * from "./kernels/sampling.ts";
 export * from "./kernels/adamw.ts";
+export * from "./kernels/attention_backward.ts";
+export * from "./kernels/logprobs_backward.ts";
 
 // model
 export * from "./model/config.ts";
@@ -54,6 +56,14 @@ export * from "./model/batch.ts";
 export * from "./model/tokenizer.ts";
 export * from "./model/tokenizer_fs.ts";
 export * from "./model/chat_template.ts";
+export * from "./model/generate.ts";
+export * from "./model/kv_cache.ts";
+export * from "./model/peft.ts";
+export * from "./model/peft_fs.ts";
+export * from "./model/backward.ts";
+export * from "./model/train_pass.ts";
+export * from "./model/trainable.ts";
+export * from "./model/vocab_map.ts";
 
 // rl
 export * from "./rl/rewards.ts";
@@ -68,6 +78,16 @@ export * from "./rl/metrics.ts";
 export * from "./rl/metrics_fs.ts";
 export * from "./rl/progress.ts";
 export * from "./rl/report.ts";
+export * from "./rl/sft.ts";
+export * from "./rl/grpo.ts";
+export * from "./rl/checkpoint.ts";
+export * from "./rl/checkpoint_fs.ts";
+export * from "./rl/evaluate.ts";
+export * from "./rl/evaluate_fs.ts";
+export * from "./rl/train_config.ts";
+export * from "./rl/presets.ts";
+export * from "./rl/pipeline.ts";
+export * from "./rl/pipeline_fs.ts";
 
 // data
 export * from "./data/prompt.ts";
