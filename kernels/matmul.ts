@@ -38,6 +38,7 @@ interface Variant {
   form: Form;
   bf16: boolean;
   aligned: boolean;
+  wide: boolean;
   tm: number;
   tn4: number;
   wg: number;
@@ -47,8 +48,12 @@ interface Variant {
 /** k values summed in a partial accumulator before it joins the total. */
 const K_BLOCK = 128;
 
-/** Products below this many FLOPs (a few ms) get a tile that compiles fast. */
+/**
+ * Products below this many FLOPs (a few ms on llvmpipe) and with fewer weights than
+ * `SMALL_WEIGHT` get a tile that compiles fast; decode-sized products over real weights don't.
+ */
 const SMALL_FLOPS = 2 ** 27;
+const SMALL_WEIGHT = 2 ** 20;
 
 const BF16 = /* wgsl */ `
 fn bf16x2(w: u32) -> vec2<f32> {
@@ -63,7 +68,7 @@ fn ael(i: u32) -> f32 { return a[i]; }
 fn avec(i: u32) -> vec4<f32> { return vec4<f32>(a[i], a[i + 1u], a[i + 2u], a[i + 3u]); }\n`;
   if (v.bf16) {
     // Aligned: one vec2<u32> load per 4 values (per-lane vector loads are cheap on llvmpipe).
-    s += BF16 + (v.aligned
+    s += BF16 + (v.wide ? "\n" : v.aligned
       ? `
 fn bvec(i: u32) -> vec4<f32> { let w = b[i >> 2u]; return vec4<f32>(bf16x2(w.x), bf16x2(w.y)); }\n`
       : `
@@ -79,32 +84,41 @@ fn bvec(i: u32) -> vec4<f32> { return vec4<f32>(b[i], b[i + 1u], b[i + 2u], b[i 
 }
 
 /**
- * One step of the K loop over `width` (4 or 1) values of k starting at `k`: loads the rows' A
- * values (uniform), then per column group the 4×width B block, then the FMAs.
+ * One step of the K loop over `width` (4 or 1) values of k starting at `k + 4·half`: loads the
+ * rows' A values (uniform), then per column group the 4×width B block, then the FMAs. In the
+ * `wide` variant (x·Wᵀ, bf16, K % 8 = 0) half 0 loads 8 bf16 per column as one vec4<u32> and
+ * half 1 uses the upper 4.
  */
-function kStep(v: Variant, width: 4 | 1): string {
+function kStep(v: Variant, width: 4 | 1, half = 0): string {
   const { tm, tn4, form } = v;
   const ks = width === 4 ? [0, 1, 2, 3] : [0];
+  const h = `_${half}`;
+  const k = half ? "k + 4u" : "k";
   let s = "";
   for (let i = 0; i < tm; i++) {
     if (form === "tn") {
       s += width === 4
-        ? `let a${i} = vec4<f32>(${ks.map((kk) => `ael(ar${i} + (k + ${kk}u) * p.lda)`)});\n`
-        : `let a${i} = ael(ar${i} + k * p.lda);\n`;
-    } else s += `let a${i} = ${width === 4 ? "avec" : "ael"}(ar${i} + k);\n`;
+        ? `let a${i}${h} = vec4<f32>(${ks.map((kk) => `ael(ar${i} + (k + ${kk}u) * p.lda)`)});\n`
+        : `let a${i}${h} = ael(ar${i} + k * p.lda);\n`;
+    } else s += `let a${i}${h} = ${width === 4 ? "avec" : "ael"}(ar${i} + ${k});\n`;
   }
-  const aAt = (i: number, kk: number) => (width === 4 ? `a${i}[${kk}]` : `a${i}`);
+  const aAt = (i: number, kk: number) => (width === 4 ? `a${i}${h}[${kk}]` : `a${i}${h}`);
   for (let g = 0; g < tn4; g++) {
     const bt: string[] = [];
     if (form === "nt") {
       // Column j of the tile is row n_j of b: read 4 consecutive k, then transpose.
       for (let j = 0; j < 4; j++) {
-        s += width === 4
-          ? `let b${g}_${j} = bvec(br${g * 4 + j} + k);\n`
-          : `let b${g}_${j} = bel(br${g * 4 + j} + k);\n`;
+        const col = `${g}_${j}`;
+        if (v.wide && half === 0) s += `let w${col} = b[(br${g * 4 + j} + k) >> 3u];\n`;
+        s += v.wide
+          ? `let b${col}${h} = vec4<f32>(bf16x2(w${col}.${half ? "z" : "x"}), ` +
+            `bf16x2(w${col}.${half ? "w" : "y"}));\n`
+          : width === 4
+          ? `let b${col}${h} = bvec(br${g * 4 + j} + k);\n`
+          : `let b${col}${h} = bel(br${g * 4 + j} + k);\n`;
       }
       for (const kk of ks) {
-        const el = (j: number) => (width === 4 ? `b${g}_${j}[${kk}]` : `b${g}_${j}`);
+        const el = (j: number) => (width === 4 ? `b${g}_${j}${h}[${kk}]` : `b${g}_${j}${h}`);
         bt.push(`vec4<f32>(${el(0)}, ${el(1)}, ${el(2)}, ${el(3)})`);
       }
     } else {
@@ -118,10 +132,10 @@ function kStep(v: Variant, width: 4 | 1): string {
       }
     }
     // acc-major order: each accumulator takes its 4 k-steps back to back (less spilling).
-    ks.forEach((kk) => (s += `let bt${g}_${kk} = ${bt[kk]};\n`));
+    ks.forEach((kk) => (s += `let bt${g}_${kk}${h} = ${bt[kk]};\n`));
     for (let i = 0; i < tm; i++) {
       for (const kk of ks) {
-        s += `acc${i}_${g} = fma(vec4<f32>(${aAt(i, kk)}), bt${g}_${kk}, acc${i}_${g});\n`;
+        s += `acc${i}_${g} = fma(vec4<f32>(${aAt(i, kk)}), bt${g}_${kk}${h}, acc${i}_${g});\n`;
       }
     }
   }
@@ -131,7 +145,13 @@ function kStep(v: Variant, width: 4 | 1): string {
 function matmulSource(v: Variant): string {
   const { tm, tn4, wg, form } = v;
   const aType = v.aligned && form !== "tn" ? "vec4<f32>" : "f32";
-  const bType = v.bf16 ? (v.aligned ? "vec2<u32>" : "u32") : v.aligned ? "vec4<f32>" : "f32";
+  const bType = v.wide
+    ? "vec4<u32>"
+    : v.bf16
+    ? (v.aligned ? "vec2<u32>" : "u32")
+    : v.aligned
+    ? "vec4<f32>"
+    : "f32";
   let setup = "";
   for (let i = 0; i < tm; i++) {
     const row = `min(row0 + ${i}u, p.M - 1u)`;
@@ -209,8 +229,8 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
   // grows with the block count and length, not with K).
   for (var k0 = 0u; k0 + 3u < p.K; k0 += ${K_BLOCK}u) {
     let k_end = min(k0 + ${K_BLOCK}u, p.K & ~3u);
-    for (var k = k0; k < k_end; k += 4u) {
-${kStep(v, 4)}    }
+    for (var k = k0; k < k_end; k += ${v.wide ? 8 : 4}u) {
+${v.wide ? kStep(v, 4, 0) + kStep(v, 4, 1) : kStep(v, 4)}    }
     ${flush}
   }
   ${tail}${store}
@@ -220,10 +240,12 @@ ${kStep(v, 4)}    }
 /**
  * The tiling webtune uses for an `[M, K]·[K, N]` product: a small per-adapter table
  * (deterministic). On fallback adapters (software, e.g. llvmpipe: a workgroup is a loop over
- * 8-lane SIMD chunks) big products get 16-row tiles with 16 columns a lane and 8-lane workgroups
- * (within ~10 % of the fastest measured, at half the shader compile time of 32-row tiles) and
- * small ones a 4×8 tile that compiles in a fraction of a second; other adapters get a
- * conventional 4-row, 64-lane tile. Row tiles are powers of two ≥ M up to the cap.
+ * 8-lane SIMD chunks) products of ≥ 2^27 FLOPs or over ≥ 2^20 weights get row tiles up to 16
+ * rows with 16 columns a lane in 8-lane workgroups (within ~10 % of the fastest tile measured,
+ * at half the shader compile time of 32-row tiles), M = 1 gets 8 columns a lane (GEMV), and
+ * smaller products a ≤ 4-row, 8-column tile that compiles in a fraction of a second. Other
+ * adapters get a conventional ≤ 4-row, 64-lane tile. Row tiles are powers of two ≥ M up to the
+ * cap, so few pipelines get compiled.
  *
  * @param gpu The runtime (its adapter selects the table).
  * @param shape Output rows `m`, output columns `n`, reduction length `k`.
@@ -244,7 +266,7 @@ export function matmulTiling(
 ): MatmulTiling {
   const { m, n, k } = shape;
   const fallback = gpu.adapter.isFallbackAdapter;
-  const big = 2 * m * n * k >= SMALL_FLOPS;
+  const big = 2 * m * n * k >= SMALL_FLOPS || n * k >= SMALL_WEIGHT;
   const cap = fallback && big ? 16 : 4;
   let rows = 1;
   while (rows < m && rows < cap) rows *= 2;
@@ -356,6 +378,9 @@ function dispatchOne(
     form,
     bf16,
     aligned,
+    // Wide bf16 loads pay off where W traffic dominates (few rows); big tiles keep the
+    // smaller body (faster to compile, no slower).
+    wide: aligned && bf16 && form === "nt" && k % 8 === 0 && t.rows <= 4,
     tm: t.rows,
     tn4: t.colVec4s,
     wg: t.workgroupSize,
