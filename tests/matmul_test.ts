@@ -9,7 +9,7 @@ import { assertClose, randomArray, testGpu } from "./_helpers.ts";
 
 const TOL = 1e-5;
 
-/** [M, N, K]: odd sizes, one aligned shape (vec4 path) and K = 1000 (long reduction). */
+/** [M, N, K]: odd sizes, aligned shapes (vec4 paths) and K = 1000 (long reduction). */
 const SHAPES: [number, number, number][] = [
   [1, 1, 1],
   [3, 7, 33],
@@ -21,6 +21,8 @@ const SHAPES: [number, number, number][] = [
   [33, 33, 257],
   [16, 64, 128],
   [3, 1000, 4],
+  [3, 33, 64], // K % 8 = 0 and few rows: wide bf16 loads
+  [1, 7, 1000],
 ];
 
 Deno.test("matmul() x·Wᵀ matches reference on odd shapes, f32 and bf16 W", async () => {
