@@ -138,6 +138,7 @@ function prepareOut(
   gpu: Gpu,
   shape: number[],
   o: MatmulEpilogueOptions,
+  inputs: readonly Tensor[],
 ): { out: Tensor; residual?: Tensor } {
   const want = product(shape);
   if (o.accumulate && !o.out) throw new ShapeError(kernel, "accumulate needs an out tensor");
@@ -154,8 +155,12 @@ function prepareOut(
       );
     }
   }
-  if (o.out && o.residual && o.out.parts[0].buffer === o.residual.parts[0].buffer) {
+  const out = o.out?.parts[0].buffer;
+  if (out && o.residual && out === o.residual.parts[0].buffer) {
     throw new ShapeError(kernel, "residual must not alias out (use accumulate)");
+  }
+  if (out && inputs.some((t) => t.parts.some((p) => p.buffer === out))) {
+    throw new ShapeError(kernel, "out must not alias an input");
   }
   return { out: o.out ?? Tensor.empty(gpu, shape, "f32"), residual: o.residual };
 }
@@ -274,7 +279,10 @@ export function matmul(x: Tensor, w: Tensor, options: MatmulOptions = {}): Tenso
   const n = end - start;
   const batch = product(lead);
   const m = batched ? x.shape[x.shape.length - 2] : product(x.shape.slice(0, -1));
-  const { out, residual } = prepareOut(kernel, x.gpu, [...x.shape.slice(0, -1), n], options);
+  const { out, residual } = prepareOut(kernel, x.gpu, [...x.shape.slice(0, -1), n], options, [
+    x,
+    w,
+  ]);
   const plan: Plan = {
     kernel,
     form: nt ? "nt" : "nn",
@@ -363,7 +371,7 @@ export function matmulTransA(a: Tensor, b: Tensor, options: MatmulEpilogueOption
   }
   const [k, m] = a.shape.slice(-2), n = b.shape[r - 1];
   const lead = a.shape.slice(0, -2);
-  const { out, residual } = prepareOut(kernel, a.gpu, [...lead, m, n], options);
+  const { out, residual } = prepareOut(kernel, a.gpu, [...lead, m, n], options, [a, b]);
   const accumulate = options.accumulate ?? false;
   dispatchOne(
     {

@@ -240,4 +240,6 @@ Deno.test("matmul() and matmulTransA() reject bad shapes with a ShapeError", asy
   assert.throws(() => matmulTransA(x, Tensor.zeros(gpu, [2, 3, 2])), isShape("matmulTransA"));
   const y = matmul(x, w4);
   assert.throws(() => matmul(x, w4, { out: y, residual: y }), isShape("matmul"));
+  const sq = Tensor.zeros(gpu, [4, 4]);
+  assert.throws(() => matmul(sq, sq, { out: sq }), isShape("matmul"));
 });
