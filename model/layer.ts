@@ -12,6 +12,7 @@
 
 import { rmsNorm } from "../kernels/rms_norm.ts";
 import { matmul } from "../kernels/matmul.ts";
+import { loraLinear } from "../kernels/lora.ts";
 import { rope, type RopeTable } from "../kernels/rope.ts";
 import { geglu } from "../kernels/geglu.ts";
 import { Tensor } from "../kernels/tensor.ts";
@@ -102,14 +103,13 @@ export function projection(
   x: Tensor,
   xa?: Partial<Record<LoraTarget, Tensor>>,
 ): Tensor {
-  const y = matmul(x, ctx.weights[name]);
   const pair = ctx.lora?.[name];
-  if (pair) {
-    const down = matmul(x, pair.a); // [T, r]
-    matmul(down, pair.b, { out: y, accumulate: true, alpha: ctx.loraScale });
-    if (xa) xa[name] = down;
-    else down.dispose();
-  }
+  if (!pair) return matmul(x, ctx.weights[name]);
+  const { y, xa: down } = loraLinear(x, { w: ctx.weights[name], ...pair }, {
+    scale: ctx.loraScale,
+  });
+  if (xa) xa[name] = down; // [T, r], kept for the backward pass
+  else down.dispose();
   return y;
 }
 
