@@ -101,4 +101,3 @@ Deno.test("SftTrainer.step() reports the fixture's LoRA SFT loss", async () => {
   optimizer.dispose();
   trainable.dispose();
 });
-
