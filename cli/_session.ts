@@ -8,6 +8,7 @@
 
 import { BatchIterator, tokenizeSftExamples } from "../data/batching.ts";
 import type { BatchSamplerState } from "../data/batch_sampler.ts";
+import { GpuOutOfMemoryError } from "../kernels/errors.ts";
 import { Gpu } from "../kernels/gpu.ts";
 import { Gemma3 } from "../model/gemma3.ts";
 import { loadGemma3 } from "../model/gemma3_fs.ts";
@@ -24,6 +25,7 @@ import { AdamW } from "../rl/optimizer.ts";
 import type { Phase, PhaseContext, PhaseResult } from "../rl/pipeline.ts";
 import { demoModelConfig } from "../rl/presets.ts";
 import { SftTrainer } from "../rl/sft.ts";
+import { type StepShape, trainMemoryError } from "../rl/memory_estimate.ts";
 import { DEMO_SOURCE, grpoTotalSteps, phaseAdamW, sftTotalSteps } from "../rl/train_config.ts";
 import type { TrainInputs } from "./_phases.ts";
 
@@ -271,6 +273,14 @@ export function sftPhase(session: Session): Phase {
           metrics: last,
         });
         return { status: "completed", step, checkpoint: lastCheckpoint };
+      } catch (e) {
+        throw explainMemory(e, model, {
+          mode: params.mode,
+          loraRank: config.lora?.rank,
+          weightBytes: model.weights.layers[0].q_proj.dtype === "bf16" ? 2 : 4,
+          rows: sft.microBatchSize,
+          seqLen: sft.maxLength,
+        }, "sft");
       } finally {
         optimizer.dispose();
         params.dispose();
@@ -368,6 +378,15 @@ export function grpoPhase(session: Session): Phase {
         progress.finish();
         lastCheckpoint = await checkpoint(ctx, batch * g.numIterations, params, optimizer, {});
         return { status: "completed", step: batch * g.numIterations, checkpoint: lastCheckpoint };
+      } catch (e) {
+        throw explainMemory(e, model, {
+          mode: params.mode,
+          loraRank: config.lora?.rank,
+          weightBytes: model.weights.layers[0].q_proj.dtype === "bf16" ? 2 : 4,
+          rows: g.batchSize * g.numGenerations,
+          seqLen: g.maxPromptLength,
+          newTokens: g.maxNewTokens,
+        }, "grpo");
       } finally {
         optimizer.dispose();
         params.dispose();
@@ -398,4 +417,15 @@ function shuffled(n: number, seed: number): number[] {
     [order[i], order[j]] = [order[j], order[i]];
   }
   return order;
+}
+
+/** Turns a GPU out-of-memory error into one that says which settings fit. */
+function explainMemory(
+  e: unknown,
+  model: Gemma3,
+  shape: StepShape,
+  phase: "sft" | "grpo",
+): unknown {
+  if (!(e instanceof GpuOutOfMemoryError)) return e;
+  return trainMemoryError(model.config, shape, e.allocatedBytes + e.requestedBytes, phase);
 }

@@ -11,6 +11,7 @@
  * @module
  */
 
+import { TrainMemoryError } from "../rl/memory_estimate.ts";
 import { parseArgs } from "node:util";
 import { DatasetNotFoundError } from "../data/_common.ts";
 import type { HubCacheEnv } from "../data/dataset_fs.ts";
@@ -191,6 +192,7 @@ function summarize(state: PipelineState, runDir: string, say: (line: string) => 
 
 const KNOWN_ERRORS = [
   TrainConfigError,
+  TrainMemoryError,
   MissingInputError,
   TrainUsageError,
   PipelineError,

@@ -86,11 +86,22 @@ export function sizeClass(bytes: number): number {
   return Math.ceil(bytes / step) * step;
 }
 
+/** A buffer creation whose out-of-memory check is still pending. */
+export interface PendingAllocation {
+  /** Requested bytes. */
+  readonly bytes: number;
+  /** Bytes held before it. */
+  readonly allocatedBytes: number;
+  /** Resolves to the out-of-memory error, or null. */
+  readonly error: Promise<GPUError | null>;
+}
+
 /** Free lists of GPU buffers keyed by usage flags and size class. */
 export class BufferPool {
   readonly #device: GPUDevice;
   readonly #tracker: AllocationTracker;
   readonly #free = new Map<string, GPUBuffer[]>();
+  readonly #pendingAllocations: PendingAllocation[] = [];
   #pooledBytes = 0;
 
   /**
@@ -117,7 +128,13 @@ export class BufferPool {
     if (buffer) {
       this.#pooledBytes -= size;
     } else {
+      this.#device.pushErrorScope("out-of-memory");
       buffer = this.#device.createBuffer({ size, usage, label });
+      this.#pendingAllocations.push({
+        bytes: size,
+        allocatedBytes: this.#tracker.stats().allocatedBytes,
+        error: this.#device.popErrorScope(),
+      });
       this.#tracker.created(size);
     }
     this.#tracker.acquired(size);
@@ -136,6 +153,11 @@ export class BufferPool {
     if (!list) this.#free.set(key, list = []);
     list.push(buffer);
     this.#pooledBytes += buffer.size;
+  }
+
+  /** @returns The allocations not yet checked for out-of-memory errors, emptying the list. */
+  takePendingAllocations(): PendingAllocation[] {
+    return this.#pendingAllocations.splice(0);
   }
 
   /** Bytes parked in the free lists. */

@@ -50,3 +50,41 @@ export class KernelError extends GpuError {
     this.name = "KernelError";
   }
 }
+
+/** The device could not allocate a buffer. */
+export class GpuOutOfMemoryError extends GpuError {
+  /** Size of the allocation that failed. */
+  readonly requestedBytes: number;
+  /** GPU bytes held (live and pooled) when it failed. */
+  readonly allocatedBytes: number;
+  /**
+   * @param requestedBytes Size of the failed allocation.
+   * @param allocatedBytes Bytes held when it failed.
+   * @param cause The WebGPU message.
+   */
+  constructor(requestedBytes: number, allocatedBytes: number, cause: string) {
+    super(
+      `the GPU is out of memory: allocating ${formatBytes(requestedBytes)} failed with ` +
+        `${formatBytes(allocatedBytes)} already held (${cause})`,
+    );
+    this.name = "GpuOutOfMemoryError";
+    this.requestedBytes = requestedBytes;
+    this.allocatedBytes = allocatedBytes;
+  }
+}
+
+/**
+ * Formats a byte count for messages: `1.50 GiB`, `12.0 MiB`.
+ *
+ * @param bytes Byte count.
+ * @returns Human-readable size.
+ */
+export function formatBytes(bytes: number): string {
+  const units = ["B", "KiB", "MiB", "GiB", "TiB"];
+  let v = bytes, u = 0;
+  while (v >= 1024 && u < units.length - 1) {
+    v /= 1024;
+    u++;
+  }
+  return `${v.toFixed(u === 0 ? 0 : v < 10 ? 2 : 1)} ${units[u]}`;
+}

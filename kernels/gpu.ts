@@ -10,7 +10,7 @@
  */
 
 import { AllocationTracker, BufferPool, type MemoryStats } from "./buffer_pool.ts";
-import { GpuError, KernelError, NoAdapterError } from "./errors.ts";
+import { GpuError, GpuOutOfMemoryError, KernelError, NoAdapterError } from "./errors.ts";
 import { PipelineCache } from "./pipeline_cache.ts";
 import type { CachedPipeline } from "./pipeline_cache.ts";
 
@@ -337,6 +337,10 @@ export class Gpu {
   }
 
   async #raiseErrors(): Promise<void> {
+    for (const a of this.pool.takePendingAllocations()) {
+      const error = await a.error;
+      if (error) throw new GpuOutOfMemoryError(a.bytes, a.allocatedBytes, error.message);
+    }
     for (const p of this.pipelines.takePending()) {
       const error = await p.error;
       if (error) throw new KernelError(p.label, error.message);
