@@ -88,6 +88,7 @@ export * from "./rl/train_config.ts";
 export * from "./rl/presets.ts";
 export * from "./rl/pipeline.ts";
 export * from "./rl/pipeline_fs.ts";
+export * from "./rl/memory_estimate.ts";
 
 // data
 export * from "./data/prompt.ts";
