@@ -1,0 +1,340 @@
+/**
+ * WGSL templates and shared launch helpers of the log-prob kernels (`logprobs.ts` forward,
+ * `logprobs_backward.ts` backward): the register-blocked dot-product block `h·Eᵀ` over `TT`
+ * tokens × `TV` vocabulary rows, the forward's partial/combine/logits kernels, and the checks and
+ * bindings every launcher shares.
+ *
+ * @module
+ */
+
+import { expectDtype } from "./_launch.ts";
+import { ShapeError } from "./errors.ts";
+import type { BufferBinding, Gpu } from "./gpu.ts";
+import { shapeString, type Tensor, type TensorPart } from "./tensor.ts";
+
+/** Specialisation constants of the dot-product kernels. */
+export interface DotConstants extends Record<string, number | string | boolean> {
+  /** Elements per load: 4 (D % 4 = 0) or 1. */
+  pack: number;
+  /** E stored as bf16 (else f32). */
+  bf16: boolean;
+  /** Tokens per invocation. */
+  tt: number;
+  /** Vocabulary rows per invocation per step (rows `vb + j·WG`). */
+  tv: number;
+  /** Invocations per workgroup. */
+  wg: number;
+}
+
+/** WGSL literal used as −∞ (finite, so `exp(NEG − NEG)` stays defined). */
+export const NEG = "-3.0e38";
+
+/** @returns The WGSL type of one load of `pack` f32 values. */
+export function vecType(pack: number): string {
+  return pack === 1 ? "f32" : `vec${pack}<f32>`;
+}
+
+/** WGSL declarations of h and E and the loaders shared by both kernels. */
+export function dotDeclarations(c: DotConstants): string {
+  const vt = vecType(c.pack);
+  let eDecl: string, loadE: string;
+  if (!c.bf16) {
+    eDecl = `array<${vt}>`;
+    loadE = `fn load_e(i: u32) -> ${vt} { return e[i]; }`;
+  } else if (c.pack === 4) {
+    eDecl = "array<vec2<u32>>";
+    loadE = `fn load_e(i: u32) -> vec4<f32> {
+  let w = e[i];
+  return vec4<f32>(bitcast<f32>(w.x << 16u), bitcast<f32>(w.x & 0xffff0000u),
+                   bitcast<f32>(w.y << 16u), bitcast<f32>(w.y & 0xffff0000u));
+}`;
+  } else {
+    eDecl = "array<u32>";
+    loadE = `fn load_e(i: u32) -> f32 {
+  let w = e[i >> 1u];
+  return bitcast<f32>(select(w << 16u, w & 0xffff0000u, (i & 1u) == 1u));
+}`;
+  }
+  const comps = c.pack === 1 ? [""] : ["x", "y", "z", "w"].slice(0, c.pack).map((x) => `.${x}`);
+  const chain = comps.reduce((acc, x) => `fma(a${x}, b${x}, ${acc})`, "acc");
+  const mac = `fn mac(a: ${vt}, b: ${vt}, acc: f32) -> f32 { return ${chain}; }`;
+  return `
+@group(0) @binding(1) var<storage, read> h: array<${vt}>; // [T, D] f32
+@group(0) @binding(2) var<storage, read> e: ${eDecl}; // [rows, D] this part of E${
+    c.bf16 ? " (bf16, two per word)" : ""
+  }
+${loadE}
+${mac}`;
+}
+
+/**
+ * WGSL computing `acc_i_j = h[t0 + i] · E[rowBase + vb + j·WG]` for i < TT, j < TV (rows and
+ * tokens clamped in range; the caller masks them).
+ *
+ * @param c Constants.
+ * @param rowBase WGSL expression of the first row in the bound part of E (default: row 0).
+ * @param steps WGSL expression of the dot loop's trip count (default `p.dp`; 0 skips the work).
+ * @returns WGSL statements.
+ */
+export function dotBlock(c: DotConstants, rowBase = "", steps = "p.dp"): string {
+  const lines: string[] = [];
+  for (let j = 0; j < c.tv; j++) {
+    const row = `min(vb + ${j * c.wg}u, p.rows - 1u)`;
+    lines.push(`let r${j} = ${rowBase ? `(${rowBase} + ${row})` : row} * p.dp;`);
+  }
+  for (let i = 0; i < c.tt; i++) {
+    lines.push(`let th${i} = min(t0 + ${i}u, p.tokens - 1u) * p.dp;`);
+    for (let j = 0; j < c.tv; j++) lines.push(`var acc_${i}_${j} = 0.0;`);
+  }
+  lines.push(`for (var k = 0u; k < ${steps}; k++) {`);
+  for (let j = 0; j < c.tv; j++) lines.push(`  let e${j} = load_e(r${j} + k);`);
+  for (let i = 0; i < c.tt; i++) {
+    lines.push(`  let h${i} = h[th${i} + k];`);
+    for (let j = 0; j < c.tv; j++) {
+      lines.push(`  acc_${i}_${j} = mac(h${i}, e${j}, acc_${i}_${j});`);
+    }
+  }
+  lines.push("}");
+  return lines.join("\n    ");
+}
+
+/** WGSL of `logprobs_partial`: per (token block, chunk) online `(max, Σ exp)` and target logits. */
+export const partialSource = (c: DotConstants) => {
+  const n = c.tt * c.tv;
+  const spill: string[] = [];
+  for (let i = 0; i < c.tt; i++) {
+    for (let j = 0; j < c.tv; j++) spill.push(`xs[${i * c.tv + j}] = acc_${i}_${j};`);
+  }
+  const ok = Array.from({ length: c.tv }, (_, j) => `let ok${j} = vb + ${j * c.wg}u < p.rows;`);
+  const xs = Array.from(
+    { length: c.tv },
+    (_, j) => `let x${j} = select(${NEG}, xs[i * ${c.tv}u + ${j}u] * p.inv_temp, ok${j});`,
+  );
+  const mx = Array.from({ length: c.tv }, (_, j) => `x${j}`).reduce(
+    (a, b) => `max(${a}, ${b})`,
+    "m[i]",
+  );
+  const sum = Array.from({ length: c.tv }, (_, j) => ` + select(0.0, exp(x${j} - mx), ok${j})`);
+  return /* wgsl */ `
+struct Params {
+  tokens: u32, rows: u32, row_start: u32, chunk_offset: u32, chunks: u32, inv_temp: f32,
+  dp: u32,     // D / pack: loads per dot product
+  steps: u32,  // steps of WG·TV rows per chunk
+}
+@group(0) @binding(0) var<uniform> p: Params;
+${dotDeclarations(c)}
+@group(0) @binding(3) var<storage, read> targets: array<u32>; // [T] (u32 or i32 bits)
+@group(0) @binding(4) var<storage, read_write> partial: array<vec2<f32>>; // [T, chunks] (max, sumexp)
+@group(0) @binding(5) var<storage, read_write> tlogit: array<f32>; // [T] logit of the target
+
+var<workgroup> red_m: array<f32, ${c.tt * c.wg}>;
+var<workgroup> red_s: array<f32, ${c.tt * c.wg}>;
+
+fn merge(a: u32, b: u32) {
+  let m = max(red_m[a], red_m[b]);
+  red_s[a] = red_s[a] * exp(red_m[a] - m) + red_s[b] * exp(red_m[b] - m);
+  red_m[a] = m;
+}
+
+@compute @workgroup_size(${c.wg})
+fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
+  let t0 = wid.y * ${c.tt}u;
+  let chunk_base = wid.x * p.steps * ${c.wg * c.tv}u;
+  // Online (max, Σ exp(x − max)) per token of the tile.
+  var m: array<f32, ${c.tt}>;
+  var s: array<f32, ${c.tt}>;
+  for (var i = 0u; i < ${c.tt}u; i++) { m[i] = ${NEG}; s[i] = 0.0; }
+  var xs: array<f32, ${n}>;
+  for (var step = 0u; step < p.steps; step++) {
+    let vb = chunk_base + step * ${c.wg * c.tv}u + lid;
+    ${dotBlock(c)}
+    // subtle: the softmax update runs as a loop over tokens (not unrolled ${n} times), which
+    // keeps llvmpipe's shader compile time in seconds instead of tens of seconds.
+    ${spill.join("\n    ")}
+    ${ok.join("\n    ")}
+    for (var i = 0u; i < ${c.tt}u; i++) {
+      ${xs.join("\n      ")}
+      let mx = ${mx};
+      s[i] = s[i] * exp(m[i] - mx)${sum.join("")};
+      m[i] = mx;
+      // The one row equal to the target (tokens past T never match).
+      let t = t0 + i;
+      let rel = targets[min(t, p.tokens - 1u)] - p.row_start - vb;
+      if (t < p.tokens && rel % ${c.wg}u == 0u && rel / ${c.wg}u < ${c.tv}u && vb + rel < p.rows) {
+        tlogit[t] = xs[i * ${c.tv}u + rel / ${c.wg}u] * p.inv_temp;
+      }
+    }
+  }
+  for (var i = 0u; i < ${c.tt}u; i++) {
+    red_m[i * ${c.wg}u + lid] = m[i];
+    red_s[i * ${c.wg}u + lid] = s[i];
+  }
+  workgroupBarrier();
+  for (var off = ${c.wg / 2}u; off > 0u; off >>= 1u) {
+    if (lid < off) {
+      for (var i = 0u; i < ${c.tt}u; i++) { merge(i * ${c.wg}u + lid, i * ${c.wg}u + lid + off); }
+    }
+    workgroupBarrier();
+  }
+  if (lid < ${c.tt}u && t0 + lid < p.tokens) {
+    partial[(t0 + lid) * p.chunks + p.chunk_offset + wid.x] =
+      vec2<f32>(red_m[lid * ${c.wg}u], red_s[lid * ${c.wg}u]);
+  }
+}`;
+};
+
+/** Workgroup size of `logprobs_combine`. */
+export const COMBINE_WG = 64;
+
+/** WGSL of `logprobs_combine`: merges the chunk pairs into `lse` and `logp`. */
+export const combineSource = () => /* wgsl */ `
+struct Params { tokens: u32, chunks: u32, vocab: u32 }
+@group(0) @binding(0) var<uniform> p: Params;
+@group(0) @binding(1) var<storage, read> partial: array<vec2<f32>>; // [T, chunks] (max, sumexp)
+@group(0) @binding(2) var<storage, read> tlogit: array<f32>;        // [T]
+@group(0) @binding(3) var<storage, read> targets: array<u32>;       // [T]
+@group(0) @binding(4) var<storage, read_write> logp: array<f32>;    // [T]
+@group(0) @binding(5) var<storage, read_write> lse: array<f32>;     // [T]
+
+@compute @workgroup_size(${COMBINE_WG})
+fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
+  let t = gid.x + gid.y * nwg.x * ${COMBINE_WG}u;
+  if (t >= p.tokens) { return; }
+  let base = t * p.chunks;
+  var m = ${NEG};
+  for (var c = 0u; c < p.chunks; c++) { m = max(m, partial[base + c].x); }
+  var s = 0.0;
+  for (var c = 0u; c < p.chunks; c++) {
+    let q = partial[base + c];
+    s += q.y * exp(q.x - m);
+  }
+  let l = m + log(s);
+  lse[t] = l;
+  // A target outside [0, V) never met a row: report NaN rather than stale memory.
+  logp[t] = select(bitcast<f32>(0x7fc00000u), tlogit[t] - l, targets[t] < p.vocab);
+}`;
+
+/** WGSL of `vocab_logits`: full `h·Eᵀ` rows. */
+export const logitsSource = (c: DotConstants) => {
+  const stores: string[] = [];
+  for (let i = 0; i < c.tt; i++) {
+    for (let j = 0; j < c.tv; j++) {
+      stores.push(
+        `if (t0 + ${i}u < p.tokens && vb + ${j * c.wg}u < p.rows) { ` +
+          `out[(t0 + ${i}u) * p.vocab + p.row_start + vb + ${j * c.wg}u] = acc_${i}_${j}; }`,
+      );
+    }
+  }
+  return /* wgsl */ `
+struct Params { tokens: u32, rows: u32, row_start: u32, vocab: u32, dp: u32 }
+@group(0) @binding(0) var<uniform> p: Params;
+${dotDeclarations(c)}
+@group(0) @binding(3) var<storage, read_write> out: array<f32>; // [T, V]
+
+@compute @workgroup_size(${c.wg})
+fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
+  let t0 = wid.y * ${c.tt}u;
+  let vb = wid.x * ${c.wg * c.tv}u + lid;
+  ${dotBlock(c)}
+  ${stores.join("\n  ")}
+}`;
+};
+
+/**
+ * Loop iterations one invocation may spend: llvmpipe silently ends an invocation's loops after
+ * 65535 iterations in total, so a workgroup walks at most this many (D/pack)-long dot loops.
+ */
+export const LOOP_BUDGET = 60000;
+
+/**
+ * Register blocking: `tt` tokens × `tv` vocabulary rows per invocation, `wg` invocations. The
+ * tokens of a workgroup are shared, so h loads are uniform (one scalar load on SIMD-across-lanes
+ * adapters). On llvmpipe (measured at T=256, D=1152, bf16) 16×16 tiles in 16-wide workgroups
+ * ran ~36 GFLOP/s against ~9 for 4×4×64; they take seconds longer to compile, so few-token
+ * calls get a 4-token tile.
+ *
+ * @param gpu The runtime (its adapter selects the tile).
+ * @param tokens T.
+ * @returns The tile.
+ */
+export function tileFor(gpu: Gpu, tokens: number): { tt: number; tv: number; wg: number } {
+  if (!gpu.adapter.isFallbackAdapter) return { tt: 4, tv: 4, wg: 64 };
+  return tokens >= 16 ? { tt: 16, tv: 16, wg: 16 } : { tt: 4, tv: 16, wg: 16 };
+}
+
+/**
+ * Checks h `[T, D]` f32 and E `[V, D]` f32|bf16 and picks the dot-product constants.
+ *
+ * @param kernel Kernel name for errors.
+ * @param h Hidden states.
+ * @param embedding Embedding.
+ * @returns The constants.
+ * @throws {ShapeError} on mismatched shapes or dtypes.
+ */
+export function dotConstants(kernel: string, h: Tensor, embedding: Tensor): DotConstants {
+  expectDtype(kernel, "h", h, ["f32"]);
+  expectDtype(kernel, "embedding", embedding, ["f32", "bf16"]);
+  if (h.shape.length !== 2 || embedding.shape.length !== 2 || h.shape[1] !== embedding.shape[1]) {
+    throw new ShapeError(
+      kernel,
+      `expected h [T, D] and embedding [V, D], got h ${shapeString(h.shape)} and embedding ` +
+        shapeString(embedding.shape),
+    );
+  }
+  if (h.parts.length !== 1) throw new ShapeError(kernel, "h must fit in one storage binding");
+  const d = h.shape[1];
+  if (d === 0 || embedding.shape[0] === 0) {
+    throw new ShapeError(
+      kernel,
+      `D and V must be positive, got embedding ${shapeString(embedding.shape)}`,
+    );
+  }
+  // subtle: no 2-wide variant, to keep the number of (slow to compile) pipelines down.
+  const pack = d % 4 === 0 ? 4 : 1;
+  if (d / pack + 32 > LOOP_BUDGET) {
+    throw new ShapeError(kernel, `D must be ≤ ${(LOOP_BUDGET - 32) * pack}, got ${d}`);
+  }
+  return { pack, bf16: embedding.dtype === "bf16", ...tileFor(h.gpu, h.shape[0]) };
+}
+
+/**
+ * @param part One part of E.
+ * @param pack Elements per load.
+ * @param bf16 E stored as bf16.
+ * @returns The binding of the part, padded to the element stride of the loader.
+ */
+export function partBinding(part: TensorPart, pack: number, bf16: boolean): BufferBinding {
+  const stride = bf16 ? Math.max(4, pack * 2) : pack * 4;
+  const size = Math.ceil(Math.max(part.bytes, 4) / stride) * stride;
+  return { buffer: part.buffer, offset: 0, size: Math.min(size, part.buffer.size) };
+}
+
+/**
+ * @param h Hidden states `[T, D]` f32 (one part).
+ * @param pack Elements per load.
+ * @returns The binding of h, padded to the element stride of the loader.
+ */
+export function hBinding(h: Tensor, pack: number): BufferBinding {
+  const stride = pack * 4;
+  return {
+    buffer: h.buffer,
+    offset: 0,
+    size: Math.ceil(Math.max(h.parts[0].bytes, 4) / stride) * stride,
+  };
+}
+
+/**
+ * @param kernel Kernel name for errors.
+ * @param gpu The runtime.
+ * @param tokens T.
+ * @param tt Tokens per workgroup.
+ * @returns Workgroups along the tokens.
+ * @throws {ShapeError} when they exceed one grid dimension.
+ */
+export function tokenGrid(kernel: string, gpu: Gpu, tokens: number, tt: number): number {
+  const blocks = Math.ceil(tokens / tt);
+  if (blocks > gpu.limits.maxComputeWorkgroupsPerDimension) {
+    throw new ShapeError(kernel, `too many tokens (${tokens}) for one launch`);
+  }
+  return blocks;
+}

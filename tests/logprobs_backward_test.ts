@@ -1,0 +1,219 @@
+import assert from "node:assert/strict";
+import { Gpu } from "../kernels/gpu.ts";
+import { Tensor } from "../kernels/tensor.ts";
+import { tokenLogprobs, tokenLogprobsBackward } from "../kernels/logprobs.ts";
+import { tokenLogprobsBackwardRef, tokenLogprobsRef } from "../kernels/logprobs_ref.ts";
+import { roundToBf16 } from "../kernels/dtype.ts";
+import { ShapeError } from "../kernels/errors.ts";
+import { assertClose, randomArray, rng, testGpu } from "./_helpers.ts";
+
+const TOL = 1e-5;
+
+function randomTargets(tokens: number, vocab: number, seed: number): Int32Array {
+  const r = rng(seed);
+  return Int32Array.from({ length: tokens }, () => Math.floor(r() * vocab));
+}
+
+/** Grads in [-1, 1) with every third one zero (masked tokens). */
+function randomGrads(tokens: number, seed: number): Float32Array {
+  const g = randomArray(tokens, seed);
+  for (let t = 0; t < tokens; t += 3) g[t] = 0;
+  return g;
+}
+
+interface Case {
+  temperature?: number;
+  scale?: number;
+  grads?: Float32Array;
+  /** Accumulate into dEmbedding (`"zero"` or `"random"` initial contents), or no dE. */
+  dE?: "zero" | "random" | "none";
+  /** Use the GPU forward's lse (default: the float64 reference's, rounded to f32). */
+  gpuLse?: boolean;
+}
+
+/** Runs the kernel and the reference on one case; returns dh and dE as read back. */
+async function checkBackward(
+  gpu: Gpu,
+  [tokens, dim, vocab]: readonly [number, number, number],
+  dtype: "f32" | "bf16",
+  o: Case = {},
+): Promise<{ dh: Float32Array; dE?: Float32Array; parts: [number, number] }> {
+  const h = randomArray(tokens * dim, tokens * 7 + dim, o.scale ?? 1);
+  const e32 = randomArray(vocab * dim, vocab + dim, 1);
+  const e = dtype === "bf16" ? roundToBf16(e32) : e32;
+  const targets = randomTargets(tokens, vocab, vocab * 3 + tokens);
+  const grads = o.grads ?? randomGrads(tokens, tokens + 11);
+  const dims = { tokens, dim, vocab };
+  const th = Tensor.fromArray(gpu, h, [tokens, dim]);
+  const te = Tensor.fromArray(gpu, e32, [vocab, dim], dtype);
+  const tt = Tensor.fromArray(gpu, targets, [tokens]);
+  const tg = Tensor.fromArray(gpu, grads, [tokens]);
+  let tl: Tensor;
+  if (o.gpuLse) {
+    const fwd = tokenLogprobs(th, te, tt, { temperature: o.temperature });
+    fwd.logprobs.dispose();
+    tl = fwd.lse;
+  } else {
+    const { lse } = tokenLogprobsRef(h, e, targets, dims, o.temperature);
+    tl = Tensor.fromArray(gpu, Float32Array.from(lse), [tokens]);
+  }
+  const mode = o.dE ?? "random";
+  const dE0 = mode === "random" ? randomArray(vocab * dim, 99, 0.5) : new Float32Array(vocab * dim);
+  const tdE = mode === "none" ? undefined : Tensor.fromArray(gpu, dE0, [vocab, dim]);
+  const dh = tokenLogprobsBackward(th, te, tt, tl, tg, {
+    dEmbedding: tdE,
+    temperature: o.temperature,
+  });
+  const want = tokenLogprobsBackwardRef(h, e, targets, grads, dims, o.temperature);
+  const what = `T=${tokens} D=${dim} V=${vocab} ${dtype} parts=${te.parts.length}/${
+    tdE?.parts.length ?? 0
+  } τ=${o.temperature ?? 1}`;
+  const gotDh = (await dh.read()) as Float32Array;
+  assertClose(gotDh, want.dh, TOL, `dh ${what}`);
+  let gotDE: Float32Array | undefined;
+  if (tdE) {
+    gotDE = (await tdE.read()) as Float32Array;
+    assertClose(gotDE, want.dEmbedding.map((v, k) => v + dE0[k]), TOL, `dE ${what}`);
+  }
+  const parts: [number, number] = [te.parts.length, tdE?.parts.length ?? 0];
+  for (const t of [th, te, tt, tg, tl, dh, tdE]) t?.dispose();
+  return { dh: gotDh, dE: gotDE, parts };
+}
+
+Deno.test("tokenLogprobsBackwardRef() matches central finite differences of tokenLogprobsRef", () => {
+  const dims = { tokens: 3, dim: 5, vocab: 7 };
+  const temperature = 0.8;
+  const h = Array.from(randomArray(15, 1));
+  const e = Array.from(randomArray(35, 2));
+  const targets = [4, 0, 6];
+  const grads = [0.7, 0, -1.3];
+  const loss = (hh: number[], ee: number[]) =>
+    tokenLogprobsRef(hh, ee, targets, dims, temperature).logprobs
+      .reduce((s, lp, t) => s + grads[t] * lp, 0);
+  const { dh, dEmbedding } = tokenLogprobsBackwardRef(h, e, targets, grads, dims, temperature);
+  const step = 1e-5;
+  const fd = (f: (x: number[]) => number, x: number[], k: number) => {
+    const bump = (s: number) => x.map((v, j) => (j === k ? v + s : v));
+    return (f(bump(step)) - f(bump(-step))) / (2 * step);
+  };
+  for (let k = 0; k < h.length; k++) {
+    const want = fd((x) => loss(x, e), h, k);
+    assert.ok(Math.abs(want - dh[k]) <= 1e-8 * Math.max(1, Math.abs(want)), `dh[${k}]`);
+  }
+  for (let k = 0; k < e.length; k++) {
+    const want = fd((x) => loss(h, x), e, k);
+    assert.ok(Math.abs(want - dEmbedding[k]) <= 1e-8 * Math.max(1, Math.abs(want)), `dE[${k}]`);
+  }
+  assert.ok(dh.slice(5, 10).every((v) => v === 0), "token 1 has a zero grad");
+  assert.ok(dEmbedding.some((v) => v !== 0));
+});
+
+Deno.test("tokenLogprobsBackward() matches reference on odd T, D and V, f32 and bf16", async () => {
+  const gpu = await testGpu();
+  const cases: [number, number, number][] = [
+    [1, 7, 33],
+    [3, 33, 257],
+    [7, 64, 1000],
+    [33, 7, 5000],
+    [33, 64, 257],
+    [3, 64, 5000],
+    [7, 33, 1000],
+    [33, 7, 33],
+  ];
+  for (const shape of cases) {
+    for (const dtype of ["f32", "bf16"] as const) await checkBackward(gpu, shape, dtype);
+  }
+  // dh alone (LoRA training: no dEmbedding).
+  await checkBackward(gpu, [7, 64, 1000], "bf16", { dE: "none" });
+});
+
+Deno.test("tokenLogprobsBackward() applies the temperature and takes the forward's lse", async () => {
+  const gpu = await testGpu();
+  await checkBackward(gpu, [7, 33, 1000], "f32", { temperature: 0.7, dE: "zero" });
+  await checkBackward(gpu, [33, 64, 257], "bf16", { temperature: 2.5, scale: 3 });
+  await checkBackward(gpu, [7, 64, 1000], "bf16", { gpuLse: true, temperature: 0.9 });
+  await checkBackward(gpu, [3, 7, 5000], "f32", { gpuLse: true, scale: 4 });
+});
+
+Deno.test("tokenLogprobsBackward() handles E and dEmbedding split into parts", async () => {
+  // A 4 KiB binding cap splits E and dE into many parts (at different rows, f32 dE rows being
+  // twice the size of bf16 E rows) and shrinks the vocabulary chunks to a few rows (4096 bytes
+  // of dz scratch: 1024 / T rows).
+  const gpu = await Gpu.create({ maxStorageBufferBindingSize: 4096 });
+  const cases = [
+    [[5, 7, 1000], "bf16"],
+    [[257, 3, 1000], "f32"], // 3-row chunks: dz rows not 4-aligned
+    [[3, 33, 1000], "bf16"],
+    [[1, 64, 257], "f32"],
+  ] as const;
+  for (const [shape, dtype] of cases) {
+    const { parts } = await checkBackward(gpu, shape, dtype, { temperature: 1.3 });
+    assert.ok(parts[0] > 1 && parts[1] > 1, `E and dE should be split, got ${parts}`);
+  }
+  gpu.destroy();
+});
+
+Deno.test("tokenLogprobsBackward() accumulates into a non-zero dEmbedding", async () => {
+  const gpu = await testGpu();
+  // checkBackward compares dE against its random initial contents plus the reference.
+  const { dE } = await checkBackward(gpu, [7, 33, 257], "bf16", { dE: "random" });
+  assert.ok(dE!.some((v, k) => v !== randomArray(257 * 33, 99, 0.5)[k]));
+});
+
+Deno.test("tokenLogprobsBackward() gives exact zeros for zero grads", async () => {
+  const gpu = await testGpu();
+  // All zero: dh is zero and dE keeps its contents bit for bit.
+  const tokens = 40, dim = 16, vocab = 300;
+  const zero = await checkBackward(gpu, [tokens, dim, vocab], "bf16", {
+    grads: new Float32Array(tokens),
+  });
+  assert.ok(zero.dh.every((v) => v === 0));
+  assert.deepEqual(zero.dE, randomArray(vocab * dim, 99, 0.5));
+  // The first 20 tokens (more than a whole 16-token tile) zero, the rest not.
+  const grads = randomArray(tokens, 5);
+  grads.fill(0, 0, 20);
+  const part = await checkBackward(gpu, [tokens, dim, vocab], "f32", { grads });
+  assert.ok(part.dh.subarray(0, 20 * dim).every((v) => v === 0));
+  assert.ok(part.dh.subarray(20 * dim).some((v) => v !== 0));
+});
+
+Deno.test("tokenLogprobsBackward() matches reference for dh at V = 262144", async () => {
+  const gpu = await testGpu();
+  await checkBackward(gpu, [3, 16, 262144], "bf16", { dE: "none", scale: 2 });
+  await checkBackward(gpu, [2, 7, 262144], "f32", { dE: "none", grads: new Float32Array([1, -2]) });
+});
+
+Deno.test("tokenLogprobsBackward() is bit-reproducible", async () => {
+  const gpu = await testGpu();
+  const shape = [33, 64, 5000] as const;
+  const a = await checkBackward(gpu, shape, "bf16", { temperature: 0.8 });
+  const b = await checkBackward(gpu, shape, "bf16", { temperature: 0.8 });
+  assert.deepEqual(new Uint32Array(a.dh.buffer), new Uint32Array(b.dh.buffer));
+  assert.deepEqual(new Uint32Array(a.dE!.buffer), new Uint32Array(b.dE!.buffer));
+});
+
+Deno.test("tokenLogprobsBackward() checks shapes and dtypes", async () => {
+  const gpu = await testGpu();
+  const h = Tensor.fromArray(gpu, randomArray(6, 1), [2, 3]);
+  const e = Tensor.fromArray(gpu, randomArray(15, 2), [5, 3], "bf16");
+  const ids = Tensor.fromArray(gpu, new Int32Array([4, 1]), [2]);
+  const lse = Tensor.zeros(gpu, [2]);
+  const grad = Tensor.zeros(gpu, [2]);
+  const bad = [
+    Tensor.zeros(gpu, [5, 4]),
+    Tensor.zeros(gpu, [3]),
+    Tensor.zeros(gpu, [2], "u32"),
+    Tensor.zeros(gpu, [5, 3], "bf16"),
+    Tensor.zeros(gpu, [4, 3]),
+  ];
+  const isShape = (err: unknown) =>
+    err instanceof ShapeError && /tokenLogprobsBackward: /.test(err.message);
+  assert.throws(() => tokenLogprobsBackward(h, bad[0], ids, lse, grad), isShape);
+  assert.throws(() => tokenLogprobsBackward(h, e, bad[1], lse, grad), isShape);
+  assert.throws(() => tokenLogprobsBackward(h, e, ids, bad[1], grad), isShape);
+  assert.throws(() => tokenLogprobsBackward(h, e, ids, lse, bad[2]), isShape);
+  assert.throws(() => tokenLogprobsBackward(h, e, ids, lse, grad, { dEmbedding: bad[3] }), isShape);
+  assert.throws(() => tokenLogprobsBackward(h, e, ids, lse, grad, { dEmbedding: bad[4] }), isShape);
+  assert.throws(() => tokenLogprobsBackward(h, e, ids, lse, grad, { temperature: -1 }), isShape);
+  for (const t of [h, e, ids, lse, grad, ...bad]) t.dispose();
+});
