@@ -84,18 +84,26 @@ function trainable(model: Gemma3): Trainable {
 }
 
 /** Brings the weights of a fresh process up to the previous phase's final checkpoint. */
-async function loadPhaseStart(session: Session, ctx: PhaseContext, params: Trainable) {
-  if (ctx.resumeFrom?.checkpoint) {
-    const loaded = await loadCheckpoint(ctx.resumeFrom.checkpoint);
-    restoreParams(params.params, loaded);
-    session.trained = true;
-    return loaded;
-  }
+async function loadStartWeights(session: Session, ctx: PhaseContext, params: Trainable) {
   if (ctx.weightsFrom && !session.trained) {
     restoreParams(params.params, await loadCheckpoint(ctx.weightsFrom));
     session.trained = true;
   }
-  return null;
+}
+
+/** When continuing an interrupted phase, loads its checkpoint (weights, optimizer, data). */
+async function loadResumePoint(session: Session, ctx: PhaseContext, params: Trainable) {
+  if (!ctx.resumeFrom?.checkpoint) return null;
+  const loaded = await loadCheckpoint(ctx.resumeFrom.checkpoint);
+  restoreParams(params.params, loaded);
+  session.trained = true;
+  return loaded;
+}
+
+/** The weights a phase starts from, then (when resuming) those it was interrupted at. */
+async function loadPhaseStart(session: Session, ctx: PhaseContext, params: Trainable) {
+  await loadStartWeights(session, ctx, params);
+  return await loadResumePoint(session, ctx, params);
 }
 
 /**
@@ -317,9 +325,11 @@ export function grpoPhase(session: Session): Phase {
       const total = grpoTotalSteps(g);
       const params = trainable(model);
       const optimizer = new AdamW(model.gpu, params.params, phaseAdamW(g.optimizer, total));
-      const loaded = await loadPhaseStart(session, ctx, params);
-      if (loaded?.optimizerState) optimizer.loadState(loaded.optimizerState);
+      await loadStartWeights(session, ctx, params);
+      // subtle: the KL reference is the phase's starting point, also when resuming mid-phase
       const reference = params.mode === "full" && g.beta > 0 ? frozenCopy(model) : null;
+      const loaded = await loadResumePoint(session, ctx, params);
+      if (loaded?.optimizerState) optimizer.loadState(loaded.optimizerState);
       const trainer = new GrpoTrainer(model, params, optimizer, g, {
         decode: (ids) => codec.decode(ids, { skipSpecialTokens: true }),
       }, {
