@@ -13,9 +13,9 @@
 import { adamwUpdate, gradGlobalNorm, gradNormPartialCount } from "../kernels/adamw.ts";
 import { Gpu } from "../kernels/gpu.ts";
 import { Tensor } from "../kernels/tensor.ts";
+import { benchRate, lcgFill, type RateCase, rateCase, rateLine } from "./_measure.ts";
 
 const gpu = await Gpu.create();
-const TARGET_S = 0.3;
 const RANK = 32, LAYERS = 26, HIDDEN = 1152, Q_OUT = 4 * 256, KV_OUT = 256, MLP = 6912;
 const MODULES: [string, number, number][] = [
   ["q_proj", HIDDEN, Q_OUT],
@@ -27,16 +27,6 @@ const MODULES: [string, number, number][] = [
   ["down_proj", MLP, HIDDEN],
 ];
 
-function fill(n: number, seed: number, scale: number): Float32Array {
-  const out = new Float32Array(n);
-  let s = seed >>> 0;
-  for (let i = 0; i < n; i++) {
-    s = (Math.imul(s, 1664525) + 1013904223) >>> 0;
-    out[i] = (s / 2 ** 31 - 1) * scale;
-  }
-  return out;
-}
-
 interface Slot {
   readonly p: Tensor;
   readonly g: Tensor;
@@ -47,8 +37,8 @@ interface Slot {
 function slot(shape: number[], seed: number): Slot {
   const n = shape[0] * shape[1];
   return {
-    p: Tensor.fromArray(gpu, fill(n, seed, 0.02), shape),
-    g: Tensor.fromArray(gpu, fill(n, seed + 1, 1e-3), shape),
+    p: Tensor.fromArray(gpu, lcgFill(n, seed, 0.02), shape),
+    g: Tensor.fromArray(gpu, lcgFill(n, seed + 1, 1e-3), shape),
     m: Tensor.zeros(gpu, shape),
     v: Tensor.zeros(gpu, shape),
   };
@@ -78,96 +68,45 @@ const hyper = {
 };
 gradGlobalNorm(grads, { out: stats, partials });
 
-interface Case {
-  readonly name: string;
-  readonly bytes: number;
-  readonly launch: () => void;
-  reps: number;
-  readonly gbps: number[];
-  readonly ms: number[];
-}
-
-async function timeLaunches(c: Case, reps: number): Promise<number> {
-  const t0 = performance.now();
-  for (let i = 0; i < reps; i++) c.launch();
-  await gpu.sync();
-  return (performance.now() - t0) / 1000;
-}
-
-async function calibrate(c: Case): Promise<void> {
-  await timeLaunches(c, 1); // compile
-  let reps = 1;
-  let s = await timeLaunches(c, reps);
-  while (s < 0.05) s = await timeLaunches(c, reps *= 4);
-  c.reps = Math.max(1, Math.round((reps * TARGET_S) / s));
-}
-
 const update = () => {
   for (const s of lora) adamwUpdate(s.p, s.g, s, stats, hyper);
 };
 const mb = (N * 4 / 1e6).toFixed(0);
-const cases: Case[] = [
-  {
-    name: `gradGlobalNorm ${N} params, 364 tensors`,
-    bytes: 4 * N,
-    launch: () => gradGlobalNorm(grads, { out: stats, partials }),
-    reps: 0,
-    gbps: [],
-    ms: [],
-  },
-  {
-    name: `adamwUpdate ${N} params, 364 tensors`,
-    bytes: 28 * N,
-    launch: update,
-    reps: 0,
-    gbps: [],
-    ms: [],
-  },
-  {
-    name: `norm + update (one AdamW step), 364 tensors`,
-    bytes: 32 * N,
-    launch: () => {
+const cases: RateCase[] = [
+  rateCase(
+    `gradGlobalNorm ${N} params, 364 tensors`,
+    4 * N,
+    "GB/s",
+    () => gradGlobalNorm(grads, { out: stats, partials }),
+  ),
+  rateCase(
+    `adamwUpdate ${N} params, 364 tensors`,
+    28 * N,
+    "GB/s",
+    update,
+  ),
+  rateCase(
+    `norm + update (one AdamW step), 364 tensors`,
+    32 * N,
+    "GB/s",
+    () => {
       gradGlobalNorm(grads, { out: stats, partials });
       update();
     },
-    reps: 0,
-    gbps: [],
-    ms: [],
-  },
-  {
-    name: `adamwUpdate one flat ${mb} MB tensor (${flat.p.parts.length} part(s))`,
-    bytes: 28 * N,
-    launch: () => adamwUpdate(flat.p, flat.g, flat, stats, hyper),
-    reps: 0,
-    gbps: [],
-    ms: [],
-  },
+  ),
+  rateCase(
+    `adamwUpdate one flat ${mb} MB tensor (${flat.p.parts.length} part(s))`,
+    28 * N,
+    "GB/s",
+    () => adamwUpdate(flat.p, flat.g, flat, stats, hyper),
+  ),
 ];
 
-for (const c of cases) {
-  Deno.bench({
-    name: c.name,
-    n: 4,
-    warmup: 1,
-    async fn(b) {
-      if (c.reps === 0) await calibrate(c);
-      b.start();
-      const s = await timeLaunches(c, c.reps);
-      b.end();
-      c.gbps.push((c.bytes * c.reps) / s / 1e9);
-      c.ms.push((s / c.reps) * 1e3);
-    },
-  });
-}
+for (const c of cases) benchRate(gpu, c, { n: 4, warmup: 1 });
 
 globalThis.addEventListener("unload", () => {
   console.log(`\nadapter: ${gpu.adapter.description}; ${N} LoRA params (Gemma 3 1B, r=32)`);
   for (const c of cases) {
-    const med = (xs: number[]) => xs.toSorted((a, b) => a - b)[Math.floor(xs.length / 2)];
-    console.log(
-      `${c.name.padEnd(52)} ${med(c.gbps).toFixed(2).padStart(7)} GB/s median, ${
-        Math.max(...c.gbps).toFixed(2).padStart(7)
-      } best, ${med(c.ms).toFixed(1).padStart(7)} ms/launch (${c.reps} launches/iter)`,
-    );
+    if (c.rates.length > 0) console.log(rateLine(c, { nameWidth: 52, numberWidth: 7, ms: true }));
   }
 });

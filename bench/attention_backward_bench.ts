@@ -8,6 +8,7 @@
 import { Gpu } from "../kernels/gpu.ts";
 import { Tensor } from "../kernels/tensor.ts";
 import { attention, attentionBackward } from "../kernels/attention.ts";
+import { benchIterations, median } from "./_measure.ts";
 
 const gpu = await Gpu.create();
 const S = 256, HEADS = 4, KV_HEADS = 1, HEAD_DIM = 256, SCALE = 256 ** -0.5, N = 4;
@@ -23,14 +24,10 @@ const stats = new Map<string, Stat>();
 function bench(name: string, flops: number, record: () => void): void {
   const stat: Stat = { flops, ms: [] };
   stats.set(name, stat);
-  Deno.bench(name, { n: 5, warmup: 1 }, async (b) => {
-    b.start();
-    const t0 = performance.now();
+  benchIterations({ name, n: 5, warmup: 1 }, async () => {
     record();
     await gpu.sync();
-    stat.ms.push(performance.now() - t0);
-    b.end();
-  });
+  }, stat.ms);
 }
 
 const q = Tensor.fromArray(gpu, random(S * HEADS * HEAD_DIM), [1, S, HEADS, HEAD_DIM]);
@@ -68,10 +65,9 @@ globalThis.addEventListener("unload", () => {
   for (const [name, s] of stats) {
     if (s.ms.length === 0) continue;
     const best = Math.min(...s.ms);
-    const median = [...s.ms].sort((a, b) => a - b)[Math.floor(s.ms.length / 2)];
     console.log(
       `${name}: ${(s.flops / best / 1e6).toFixed(2)} GFLOP/s best, ` +
-        `${(s.flops / median / 1e6).toFixed(2)} median (${(best / N).toFixed(1)} ms / call)`,
+        `${(s.flops / median(s.ms) / 1e6).toFixed(2)} median (${(best / N).toFixed(1)} ms / call)`,
     );
   }
 });

@@ -8,6 +8,7 @@ import { Gpu } from "../kernels/gpu.ts";
 import { Tensor } from "../kernels/tensor.ts";
 import { attention, attentionDecode, writeKvCache } from "../kernels/attention.ts";
 import { rope, RopeTable } from "../kernels/rope.ts";
+import { benchIterations, median } from "./_measure.ts";
 
 const gpu = await Gpu.create();
 const HEADS = 4, KV_HEADS = 1, HEAD_DIM = 256, SCALE = 256 ** -0.5;
@@ -24,14 +25,10 @@ const stats = new Map<string, Stat>();
 function bench(name: string, work: number, unit: string, record: () => void): void {
   const stat: Stat = { work, unit, ms: [] };
   stats.set(name, stat);
-  Deno.bench(name, { n: 5, warmup: 1 }, async (b) => {
-    b.start();
-    const t0 = performance.now();
+  benchIterations({ name, n: 5, warmup: 1 }, async () => {
     record();
     await gpu.sync();
-    stat.ms.push(performance.now() - t0);
-    b.end();
-  });
+  }, stat.ms);
 }
 
 // prefill: 128 tokens, causal (window 512 > 128, as on Gemma 3 1B's sliding layers)
@@ -89,10 +86,9 @@ globalThis.addEventListener("unload", () => {
   for (const [name, s] of stats) {
     if (s.ms.length === 0) continue;
     const best = Math.min(...s.ms);
-    const median = [...s.ms].sort((a, b) => a - b)[Math.floor(s.ms.length / 2)];
     console.log(
       `${name}: ${(s.work / best / 1e6).toFixed(2)} ${s.unit} best, ` +
-        `${(s.work / median / 1e6).toFixed(2)} median (${best.toFixed(0)} ms / iteration)`,
+        `${(s.work / median(s.ms) / 1e6).toFixed(2)} median (${best.toFixed(0)} ms / iteration)`,
     );
   }
 });

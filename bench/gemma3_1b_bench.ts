@@ -31,6 +31,7 @@ import { gemma3_1b, type Gemma3Config } from "../model/config.ts";
 import { Gemma3 } from "../model/gemma3.ts";
 import { initGemma3Weights, LAYER_WEIGHTS, NORM_WEIGHTS } from "../model/gemma3_weights.ts";
 import { DecodeSession } from "../model/generate.ts";
+import { lcgWords } from "./_measure.ts";
 
 const PROMPT = 128;
 const DECODE = 16;
@@ -67,11 +68,7 @@ let matmulOperands: { x: Tensor; w: Tensor } | null = null;
 let modelPromise: Promise<Gemma3> | null = null;
 
 function prompt(length: number, seed: number): number[] {
-  let s = seed >>> 0;
-  return Array.from({ length }, () => {
-    s = (Math.imul(s, 1664525) + 1013904223) >>> 0;
-    return 3 + (s % 200_000);
-  });
+  return Array.from(lcgWords(length, seed), (s) => 3 + (s % 200_000));
 }
 
 /** Builds the model once, then warms up every pipeline the measured runs use. */

@@ -16,23 +16,13 @@
 import { Gpu } from "../kernels/gpu.ts";
 import { tokenLogprobs, tokenLogprobsBackward } from "../kernels/logprobs.ts";
 import { Tensor } from "../kernels/tensor.ts";
+import { benchRate, lcgFill, median, type RateCase, rateCase } from "./_measure.ts";
 
 const gpu = await Gpu.create();
-const TARGET_S = 0.3;
-
-function fill(n: number, seed: number, scale: number): Float32Array {
-  const out = new Float32Array(n);
-  let s = seed >>> 0;
-  for (let i = 0; i < n; i++) {
-    s = (Math.imul(s, 1664525) + 1013904223) >>> 0;
-    out[i] = (s / 2 ** 31 - 1) * scale;
-  }
-  return out;
-}
 
 /** `[V, D]` values: a random 1 Mi block tiled (generating 302 M values is slow). */
 function tiled(n: number, seed: number, scale: number): Float32Array {
-  const block = fill(Math.min(n, 1 << 20), seed, scale);
+  const block = lcgFill(Math.min(n, 1 << 20), seed, scale);
   const out = new Float32Array(n);
   for (let at = 0; at < n; at += block.length) {
     out.set(block.subarray(0, Math.min(block.length, n - at)), at);
@@ -40,16 +30,10 @@ function tiled(n: number, seed: number, scale: number): Float32Array {
   return out;
 }
 
-interface Case {
-  readonly name: string;
+interface Case extends RateCase {
   readonly group: string;
-  readonly flops: number;
-  readonly launch: () => void;
   /** Compiles the same pipelines on a small vocabulary (saves a seconds-long launch). */
   readonly warm: () => void;
-  reps: number;
-  readonly rates: number[];
-  readonly ms: number[];
 }
 
 type Launches = [forward: () => void, dh: () => void, dhDE: () => void];
@@ -57,12 +41,12 @@ type Launches = [forward: () => void, dh: () => void, dhDE: () => void];
 /** The three launches on `[T, D]` hidden states and a `[V, D]` bf16 embedding. */
 function launches(tokens: number, dim: number, vocab: number): Launches {
   const embedding = Tensor.fromArray(gpu, tiled(vocab * dim, 7, 0.05), [vocab, dim], "bf16");
-  const h = Tensor.fromArray(gpu, fill(tokens * dim, 1, 1), [tokens, dim]);
+  const h = Tensor.fromArray(gpu, lcgFill(tokens * dim, 1, 1), [tokens, dim]);
   const targets = Tensor.fromArray(
     gpu,
     Uint32Array.from({ length: tokens }, (_, i) => (i * 7919) % vocab),
   );
-  const grad = Tensor.fromArray(gpu, fill(tokens, 3, 1).map((g, t) => (t % 3 === 0 ? 0 : g)));
+  const grad = Tensor.fromArray(gpu, lcgFill(tokens, 3, 1).map((g, t) => (t % 3 === 0 ? 0 : g)));
   const dEmbedding = Tensor.zeros(gpu, [vocab, dim]);
   const { logprobs, lse } = tokenLogprobs(h, embedding, targets);
   logprobs.dispose();
@@ -86,14 +70,14 @@ function addSize(group: string, tokens: number, dim: number, vocab: number): voi
   const names = ["tokenLogprobs", "backward dh", "backward dh+dE"];
   names.forEach((name, i) =>
     cases.push({
-      name: `${name} T=${tokens} D=${dim} V=${vocab}`,
+      ...rateCase(
+        `${name} T=${tokens} D=${dim} V=${vocab}`,
+        2 * (i + 1) * tokens * vocab * dim,
+        "GFLOP/s",
+        big[i],
+      ),
       group,
-      flops: 2 * (i + 1) * tokens * vocab * dim,
-      launch: big[i],
       warm: small[i],
-      reps: 0,
-      rates: [],
-      ms: [],
     })
   );
 }
@@ -101,51 +85,26 @@ function addSize(group: string, tokens: number, dim: number, vocab: number): voi
 addSize("demo", 256, 128, 2048);
 addSize("gemma3-1b", 256, 1152, 262144);
 
-async function timeLaunches(c: Case, reps: number): Promise<number> {
-  const t0 = performance.now();
-  for (let i = 0; i < reps; i++) c.launch();
-  await gpu.sync();
-  return (performance.now() - t0) / 1000;
-}
-
-async function calibrate(c: Case): Promise<void> {
-  c.warm();
-  await gpu.sync();
-  let reps = 1;
-  let s = await timeLaunches(c, reps);
-  while (s < 0.05) s = await timeLaunches(c, reps *= 4);
-  c.reps = Math.max(1, Math.round((reps * TARGET_S) / s));
-}
-
 for (const c of cases) {
   const big = c.group === "gemma3-1b";
-  Deno.bench({
-    name: c.name,
+  benchRate(gpu, c, {
     group: c.group,
     // A Gemma-size launch is seconds of work on llvmpipe: one timed iteration after calibration.
     n: big ? 1 : 5,
     warmup: big ? 0 : 1,
-    async fn(b) {
-      if (c.reps === 0) await calibrate(c);
-      b.start();
-      const s = await timeLaunches(c, c.reps);
-      b.end();
-      c.rates.push((c.flops * c.reps) / s / 1e9);
-      c.ms.push((s / c.reps) * 1e3);
-    },
+    calibrate: { warm: c.warm },
   });
 }
 
 globalThis.addEventListener("unload", () => {
   console.log(`\nadapter: ${gpu.adapter.description}`);
-  const med = (xs: number[]) => xs.toSorted((a, b) => a - b)[Math.floor(xs.length / 2)];
   for (const c of cases) {
     if (c.rates.length === 0) continue;
     const forward = cases.find((f) => f.group === c.group && f.name.startsWith("tokenLogprobs "));
-    const ratio = forward && forward.rates.length ? med(c.rates) / med(forward.rates) : NaN;
+    const ratio = forward && forward.rates.length ? median(c.rates) / median(forward.rates) : NaN;
     console.log(
-      `${c.name.padEnd(40)} ${med(c.rates).toFixed(2).padStart(7)} GFLOP/s median, ${
-        med(c.ms).toFixed(1).padStart(9)
+      `${c.name.padEnd(40)} ${median(c.rates).toFixed(2).padStart(7)} GFLOP/s median, ${
+        median(c.ms).toFixed(1).padStart(9)
       } ms/launch (${c.reps} launches/iter), ${ratio.toFixed(2)}× the forward's GFLOP/s`,
     );
   }

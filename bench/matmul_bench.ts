@@ -16,6 +16,7 @@ import { toBf16 } from "../kernels/dtype.ts";
 import { Gpu } from "../kernels/gpu.ts";
 import { matmul, matmulTiling } from "../kernels/matmul.ts";
 import { Tensor } from "../kernels/tensor.ts";
+import { benchIterations, lcgFill } from "./_measure.ts";
 
 const gpu = await Gpu.create();
 if (!(await init()).includes("webgpu")) throw new Error("jax-js found no WebGPU device");
@@ -27,15 +28,8 @@ const times = new Map<string, number[]>();
 /** Work of one iteration, by bench name. */
 const work = new Map<string, { flops: number; bytes?: number }>();
 
-function random(n: number, seed: number): Float32Array<ArrayBuffer> {
-  let s = seed >>> 0;
-  const out = new Float32Array(n);
-  for (let i = 0; i < n; i++) {
-    s = (Math.imul(s, 1664525) + 1013904223) >>> 0;
-    out[i] = s / 2 ** 32 - 0.5;
-  }
-  return out;
-}
+/** Values uniform in [-0.5, 0.5). */
+const random = (n: number, seed: number) => lcgFill(n, seed, 0.5);
 
 /** bf16 bits of a large random matrix, tiled from a small random table (fast to build). */
 function randomBf16(n: number, seed: number): Uint16Array {
@@ -58,13 +52,9 @@ function bench(
     flops: flopsPerRep * reps,
     bytes: bytesPerRep === undefined ? undefined : bytesPerRep * reps,
   });
-  Deno.bench({ name, group, n: 4, warmup: 1, baseline: name.endsWith("jax-js") }, async (b) => {
-    b.start();
-    const t0 = performance.now();
-    await run();
-    times.set(name, [...(times.get(name) ?? []), performance.now() - t0]);
-    b.end();
-  });
+  const ms: number[] = [];
+  times.set(name, ms);
+  benchIterations({ name, group, n: 4, warmup: 1, baseline: name.endsWith("jax-js") }, run, ms);
 }
 
 // Square f32: webtune `x·W` (W [K, N], i.e. transposeB: false) and jax-js `np.matmul` on the
@@ -118,6 +108,7 @@ globalThis.addEventListener("unload", () => {
   console.log(`tiling: 1024³ ${tiling(1024, 1024, 1024)}, GEMV ${tiling(1, 262144, 1152)}`);
   const rate = new Map<string, number>();
   for (const [name, ts] of times) {
+    if (ts.length === 0) continue;
     const w = work.get(name)!;
     const ms = ts.reduce((s, t) => s + t, 0) / ts.length;
     rate.set(name, w.flops / ms / 1e6);

@@ -42,6 +42,7 @@ import { LoraAdapter, loraConfig } from "../model/lora.ts";
 import { type Trainable, trainableParameters } from "../model/trainable.ts";
 import { AdamW } from "../rl/optimizer.ts";
 import { type SftMicroBatch, SftTrainer } from "../rl/sft.ts";
+import { lcgWords } from "./_measure.ts";
 
 const SEQ = 256;
 const GRPO = { rows: 4, prompt: 256, completion: 768 } as const;
@@ -91,13 +92,8 @@ function setup(): Promise<Setup> {
 /** B rows of S pseudo-random ids; the loss counts the second half of each row (a completion). */
 function microBatch(rows: number, seq: number, seed: number): SftMicroBatch {
   const n = rows * seq;
-  const inputIds = new Int32Array(n), targetIds = new Int32Array(n);
-  const lossMask = new Float32Array(n);
-  let s = seed >>> 0;
-  for (let i = 0; i < n; i++) {
-    s = (Math.imul(s, 1664525) + 1013904223) >>> 0;
-    inputIds[i] = 3 + (s % 200_000);
-  }
+  const inputIds = Int32Array.from(lcgWords(n, seed), (s) => 3 + (s % 200_000));
+  const targetIds = new Int32Array(n), lossMask = new Float32Array(n);
   for (let b = 0; b < rows; b++) {
     for (let t = 0; t + 1 < seq; t++) {
       targetIds[b * seq + t] = inputIds[b * seq + t + 1];
