@@ -6,56 +6,33 @@
  * @module
  */
 
+import type { Gemma3Config } from "./config.ts";
+import {
+  LAYER_WEIGHTS,
+  type LayerWeightName,
+  LORA_TARGETS,
+  type LoraTarget,
+} from "./gemma3_weights.ts";
+
 /** The config fields the reference needs (a `Gemma3Config` satisfies it). */
-export interface RefConfig {
-  readonly vocabSize: number;
-  readonly hiddenSize: number;
-  readonly intermediateSize: number;
-  readonly numLayers: number;
-  readonly numHeads: number;
-  readonly numKvHeads: number;
-  readonly headDim: number;
-  readonly slidingWindow: number;
-  readonly layerTypes: readonly string[];
-  readonly ropeTheta: number;
-  readonly ropeLocalBaseFreq: number;
-  readonly queryPreAttnScalar: number;
-  readonly rmsNormEps: number;
-}
+export type RefConfig = Pick<
+  Gemma3Config,
+  | "vocabSize"
+  | "hiddenSize"
+  | "intermediateSize"
+  | "numLayers"
+  | "numHeads"
+  | "numKvHeads"
+  | "headDim"
+  | "slidingWindow"
+  | "layerTypes"
+  | "ropeTheta"
+  | "ropeLocalBaseFreq"
+  | "queryPreAttnScalar"
+  | "rmsNormEps"
+>;
 
-/** Names of the weights of one decoder layer, HF naming without the prefix. */
-export const LAYER_WEIGHTS = [
-  "input_layernorm",
-  "q_proj",
-  "k_proj",
-  "v_proj",
-  "o_proj",
-  "q_norm",
-  "k_norm",
-  "post_attention_layernorm",
-  "pre_feedforward_layernorm",
-  "gate_proj",
-  "up_proj",
-  "down_proj",
-  "post_feedforward_layernorm",
-] as const;
-
-/** One layer weight name. */
-export type LayerWeightName = typeof LAYER_WEIGHTS[number];
-
-/** LoRA target modules. */
-export const LORA_TARGETS = [
-  "q_proj",
-  "k_proj",
-  "v_proj",
-  "o_proj",
-  "gate_proj",
-  "up_proj",
-  "down_proj",
-] as const;
-
-/** One LoRA target name. */
-export type LoraTarget = typeof LORA_TARGETS[number];
+export { LAYER_WEIGHTS, type LayerWeightName, LORA_TARGETS, type LoraTarget };
 
 /** Weights for the reference, float64, HF `[out, in]` layout. */
 export interface RefWeights {
