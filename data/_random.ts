@@ -52,6 +52,25 @@ export class SeededRandom {
   }
 
   /**
+   * A stream started from the raw mulberry32 `state`, without {@link mixSeed}: the same numbers
+   * as the textbook `mulberry32(state)`, for callers whose seeds predate the mixing.
+   *
+   * @param state Any integer; taken modulo 2^32.
+   * @returns A new stream.
+   * @example
+   * ```ts
+   * import { SeededRandom } from "./_random.ts";
+   * const u = SeededRandom.fromState(0).next(); // mulberry32(0)'s first draw
+   * if (!(u >= 0 && u < 1)) throw new Error("out of range");
+   * ```
+   */
+  static fromState(state: number): SeededRandom {
+    const r = new SeededRandom(0);
+    r.#state = state >>> 0;
+    return r;
+  }
+
+  /**
    * Next unsigned 32-bit integer.
    *
    * @returns An integer in [0, 2^32).

@@ -5,6 +5,7 @@
  * @module
  */
 
+import { SeededRandom } from "../data/_random.ts";
 import type { DType } from "../kernels/dtype.ts";
 import type { Gpu } from "../kernels/gpu.ts";
 import { Tensor } from "../kernels/tensor.ts";
@@ -187,14 +188,8 @@ export interface InitWeightsOptions {
 
 /** Seeded standard normal generator (mulberry32 + Box–Muller). */
 function normalGenerator(seed: number): () => number {
-  let s = seed >>> 0;
-  const uniform = () => {
-    s = (s + 0x6d2b79f5) >>> 0;
-    let t = s;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return (((t ^ (t >>> 14)) >>> 0) + 0.5) / 4294967296;
-  };
+  const random = SeededRandom.fromState(seed);
+  const uniform = () => (random.nextUint32() + 0.5) / 4294967296; // in (0, 1): log() is finite
   return () => Math.sqrt(-2 * Math.log(uniform())) * Math.cos(2 * Math.PI * uniform());
 }
 

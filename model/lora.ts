@@ -6,6 +6,7 @@
  * @module
  */
 
+import { SeededRandom } from "../data/_random.ts";
 import type { Gpu } from "../kernels/gpu.ts";
 import { Tensor } from "../kernels/tensor.ts";
 import type { Gemma3Config } from "./config.ts";
@@ -110,14 +111,7 @@ export class LoraAdapter {
    * @returns The adapter.
    */
   static init(gpu: Gpu, model: Gemma3Config, config: LoraConfig, seed = 0): LoraAdapter {
-    let s = seed >>> 0;
-    const uniform = () => {
-      s = (s + 0x6d2b79f5) >>> 0;
-      let t = s;
-      t = Math.imul(t ^ (t >>> 15), t | 1);
-      t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-      return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-    };
+    const random = SeededRandom.fromState(seed); // mulberry32(seed)
     const layers: Partial<Record<LoraTarget, LoraPair>>[] = [];
     for (let l = 0; l < model.numLayers; l++) {
       const layer: Partial<Record<LoraTarget, LoraPair>> = {};
@@ -125,7 +119,7 @@ export class LoraAdapter {
         const [out, inDim] = layerWeightShape(model, target);
         const bound = 1 / Math.sqrt(inDim);
         const a = new Float32Array(config.rank * inDim);
-        for (let i = 0; i < a.length; i++) a[i] = (uniform() * 2 - 1) * bound;
+        for (let i = 0; i < a.length; i++) a[i] = (random.next() * 2 - 1) * bound;
         layer[target] = {
           a: Tensor.fromArray(gpu, a, [config.rank, inDim]),
           b: Tensor.zeros(gpu, [out, config.rank]),
