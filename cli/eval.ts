@@ -13,7 +13,6 @@
  * @module
  */
 
-import { parseArgs } from "node:util";
 import { defaultHubCacheDir } from "../data/dataset_fs.ts";
 import { generateDemoSet } from "../data/demo_set.ts";
 import { loadGsm8k } from "../data/gsm8k_fs.ts";
@@ -26,6 +25,7 @@ import { evalConfig, type EvalQuestion, evalStepCount, evaluate } from "../rl/ev
 import { mergeEvalPhase, writeEvalResult } from "../rl/evaluate_fs.ts";
 import { consoleProgressTarget } from "../rl/metrics_fs.ts";
 import { ProgressReporter } from "../rl/progress.ts";
+import { numberFlag, parseCommandLine, parseFlags } from "./_cli.ts";
 
 const USAGE = `usage: deno task eval --model DIR [--adapter DIR] [--data PATH|demo] [options]
 
@@ -86,20 +86,8 @@ export interface EvalArgs {
   readonly phase: string;
 }
 
-function numberOption(
-  name: string,
-  value: string | undefined,
-  integer: boolean,
-): number | undefined {
-  if (value === undefined) return undefined;
-  const n = Number(value);
-  if (value.trim() === "" || !Number.isFinite(n) || (integer && !Number.isInteger(n)) || n < 0) {
-    throw new EvalUsageError(
-      `--${name} must be a ${integer ? "non-negative integer" : "number >= 0"}, got "${value}"`,
-    );
-  }
-  return n;
-}
+const numberOption = (name: string, value: string | undefined, integer: boolean) =>
+  numberFlag(name, value, integer, EvalUsageError);
 
 /**
  * Parses and validates the command line.
@@ -132,12 +120,7 @@ export function parseEvalArgs(args: readonly string[]): EvalArgs | null {
     phase: { type: "string" },
     help: { type: "boolean", short: "h" },
   } as const;
-  let values;
-  try {
-    values = parseArgs({ args: [...args], strict: true, allowPositionals: false, options }).values;
-  } catch (err) {
-    throw new EvalUsageError((err as Error).message);
-  }
+  const values = parseFlags(args, options, EvalUsageError);
   if (values.help) return null;
   if (!values.model) throw new EvalUsageError("--model DIR is required");
   const split = values.split ?? "test";
@@ -311,18 +294,8 @@ async function run(a: EvalArgs): Promise<void> {
  * @returns The exit code (0 ok, 1 failure, 2 usage error).
  */
 export async function main(args: readonly string[]): Promise<number> {
-  let parsed: EvalArgs | null;
-  try {
-    parsed = parseEvalArgs(args);
-  } catch (err) {
-    if (!(err instanceof EvalUsageError)) throw err;
-    console.error(`error: ${err.message}\n\n${USAGE}`);
-    return 2;
-  }
-  if (!parsed) {
-    console.log(USAGE);
-    return 0;
-  }
+  const parsed = parseCommandLine(args, parseEvalArgs, EvalUsageError, USAGE);
+  if (typeof parsed === "number") return parsed;
   try {
     await run(parsed);
     return 0;

@@ -13,7 +13,7 @@
  * @module
  */
 
-import { parseArgs } from "node:util";
+import { numberFlag, parseCommandLine, parseFlags } from "./_cli.ts";
 import { ChatTemplate, type TokenizerConfig } from "../model/chat_template.ts";
 import { loadGemma3Config } from "../model/config_fs.ts";
 import { loadGemma3 } from "../model/gemma3_fs.ts";
@@ -61,21 +61,12 @@ export interface GenerateArgs {
   readonly seed: number;
 }
 
-function numberOption(
+const numberOption = (
   name: string,
   value: string | undefined,
   fallback: number,
   integer: boolean,
-): number {
-  if (value === undefined) return fallback;
-  const n = Number(value);
-  if (value.trim() === "" || !Number.isFinite(n) || (integer && !Number.isInteger(n)) || n < 0) {
-    throw new CliUsageError(
-      `--${name} must be a ${integer ? "non-negative integer" : "number ≥ 0"}, got "${value}"`,
-    );
-  }
-  return n;
-}
+) => numberFlag(name, value, integer, CliUsageError) ?? fallback;
 
 /**
  * Parses the command line.
@@ -91,27 +82,17 @@ function numberOption(
  * ```
  */
 export function parseGenerateArgs(args: readonly string[]): GenerateArgs | null {
-  let values;
-  try {
-    values = parseArgs({
-      args: [...args],
-      strict: true,
-      allowPositionals: false,
-      options: {
-        model: { type: "string" },
-        prompt: { type: "string" },
-        chat: { type: "boolean" },
-        "max-new-tokens": { type: "string" },
-        temperature: { type: "string" },
-        "top-k": { type: "string" },
-        "top-p": { type: "string" },
-        seed: { type: "string" },
-        help: { type: "boolean", short: "h" },
-      },
-    }).values;
-  } catch (err) {
-    throw new CliUsageError((err as Error).message);
-  }
+  const values = parseFlags(args, {
+    model: { type: "string" },
+    prompt: { type: "string" },
+    chat: { type: "boolean" },
+    "max-new-tokens": { type: "string" },
+    temperature: { type: "string" },
+    "top-k": { type: "string" },
+    "top-p": { type: "string" },
+    seed: { type: "string" },
+    help: { type: "boolean", short: "h" },
+  }, CliUsageError);
   if (values.help) return null;
   if (!values.model) throw new CliUsageError("--model DIR is required");
   if (values.prompt === undefined) throw new CliUsageError("--prompt TEXT is required");
@@ -165,18 +146,8 @@ async function promptIds(args: GenerateArgs, tokenizer: Tokenizer): Promise<numb
  * @returns The exit code (0 ok, 1 failure, 2 usage error).
  */
 export async function main(args: readonly string[]): Promise<number> {
-  let parsed: GenerateArgs | null;
-  try {
-    parsed = parseGenerateArgs(args);
-  } catch (err) {
-    if (!(err instanceof CliUsageError)) throw err;
-    console.error(`error: ${err.message}\n\n${USAGE}`);
-    return 2;
-  }
-  if (!parsed) {
-    console.log(USAGE);
-    return 0;
-  }
+  const parsed = parseCommandLine(args, parseGenerateArgs, CliUsageError, USAGE);
+  if (typeof parsed === "number") return parsed;
   try {
     return await run(parsed);
   } catch (err) {

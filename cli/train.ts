@@ -12,7 +12,6 @@
  */
 
 import { TrainMemoryError } from "../rl/memory_estimate.ts";
-import { parseArgs } from "node:util";
 import { DatasetNotFoundError } from "../data/_common.ts";
 import type { HubCacheEnv } from "../data/dataset_fs.ts";
 import { consoleProgressTarget } from "../rl/metrics_fs.ts";
@@ -30,6 +29,7 @@ import { PipelineError, type PipelineState } from "../rl/pipeline_state.ts";
 import { PRESET_NAMES } from "../rl/presets.ts";
 import { ProgressReporter } from "../rl/progress.ts";
 import { type TrainConfig, TrainConfigError } from "../rl/train_config.ts";
+import { parseFlags } from "./_cli.ts";
 import { createPhases } from "./_phases.ts";
 import { checkInputPaths, type ConfigFlags, resolveNewRunConfig } from "./_train_resolve.ts";
 
@@ -81,28 +81,18 @@ export interface TrainArgs extends ConfigFlags {
  * ```
  */
 export function parseTrainArgs(args: readonly string[]): TrainArgs | null {
-  let values;
-  try {
-    values = parseArgs({
-      args: [...args],
-      strict: true,
-      allowPositionals: false,
-      options: {
-        preset: { type: "string" },
-        config: { type: "string" },
-        model: { type: "string" },
-        "sft-data": { type: "string" },
-        data: { type: "string" },
-        out: { type: "string" },
-        resume: { type: "string" },
-        seed: { type: "string" },
-        set: { type: "string", multiple: true },
-        help: { type: "boolean", short: "h" },
-      },
-    }).values;
-  } catch (err) {
-    throw new TrainUsageError((err as Error).message);
-  }
+  const values = parseFlags(args, {
+    preset: { type: "string" },
+    config: { type: "string" },
+    model: { type: "string" },
+    "sft-data": { type: "string" },
+    data: { type: "string" },
+    out: { type: "string" },
+    resume: { type: "string" },
+    seed: { type: "string" },
+    set: { type: "string", multiple: true },
+    help: { type: "boolean", short: "h" },
+  }, TrainUsageError);
   if (values.help) return null;
   let seed: number | null = null;
   if (values.seed !== undefined) {
