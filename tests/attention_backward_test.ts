@@ -3,36 +3,21 @@ import { Tensor } from "../kernels/tensor.ts";
 import { ShapeError } from "../kernels/errors.ts";
 import type { Gpu } from "../kernels/gpu.ts";
 import { attention, attentionBackward } from "../kernels/attention.ts";
-import { attentionRef, type AttentionRefOptions } from "../kernels/attention_ref.ts";
+import { attentionRef } from "../kernels/attention_ref.ts";
 import { attentionBackwardRef } from "../kernels/attention_backward_ref.ts";
 import { assertClose, randomArray, testGpu } from "./_helpers.ts";
+import {
+  type AttentionCase,
+  attentionInputs,
+  oddAttentionShapes,
+  refOptions,
+  SCALE,
+} from "./_attention.ts";
 
-const SCALE = 24 ** -0.5; // the fixture's queryPreAttnScalar^−0.5 (head_dim 32)
 const TOL = 1e-5;
 
-interface Case {
-  batch: number;
-  seq: number;
-  heads: number;
-  kvHeads: number;
-  headDim: number;
-  window: number;
-  ranges?: number[];
-}
-
-const refOptions = (c: Case): AttentionRefOptions => ({
-  batch: c.batch,
-  seq: c.seq,
-  numHeads: c.heads,
-  numKvHeads: c.kvHeads,
-  headDim: c.headDim,
-  scale: SCALE,
-  window: c.window,
-  ranges: c.ranges,
-});
-
 Deno.test("attentionBackwardRef() matches central finite differences of attentionRef", () => {
-  const cases: Case[] = [
+  const cases: AttentionCase[] = [
     { batch: 2, seq: 5, heads: 4, kvHeads: 2, headDim: 3, window: 3, ranges: [1, 5, 0, 4] },
     { batch: 1, seq: 4, heads: 2, kvHeads: 1, headDim: 2, window: 0 },
     { batch: 3, seq: 3, heads: 1, kvHeads: 1, headDim: 4, window: 1, ranges: [0, 3, 2, 2, 1, 3] },
@@ -73,20 +58,14 @@ interface Run {
  * forward kernel. Returns the kernel's gradients and the reference's. */
 async function runCase(
   gpu: Gpu,
-  c: Case,
+  c: AttentionCase,
   seed: number,
   forwardKernel = false,
 ): Promise<{ got: Run; want: ReturnType<typeof attentionBackwardRef> }> {
-  const { batch, seq, heads, kvHeads, headDim } = c;
-  const q = randomArray(batch * seq * heads * headDim, seed, 2);
-  const k = randomArray(batch * seq * kvHeads * headDim, seed + 1, 2);
-  const v = randomArray(batch * seq * kvHeads * headDim, seed + 2);
+  const { batch, seq, heads } = c;
+  const { q, k, v, tq, tk, tv, tr } = attentionInputs(gpu, c, seed);
   const dOut = randomArray(q.length, seed + 3);
-  const tq = Tensor.fromArray(gpu, q, [batch, seq, heads, headDim]);
-  const tk = Tensor.fromArray(gpu, k, [batch, seq, kvHeads, headDim]);
-  const tv = Tensor.fromArray(gpu, v, [batch, seq, kvHeads, headDim]);
   const tdo = Tensor.fromArray(gpu, dOut, tq.shape);
-  const tr = c.ranges ? Tensor.fromArray(gpu, new Int32Array(c.ranges), [batch, 2]) : undefined;
   const options = { scale: SCALE, window: c.window, ranges: tr };
   let tout: Tensor, tlse: Tensor;
   if (forwardKernel) {
@@ -112,7 +91,12 @@ async function runCase(
   return { got, want };
 }
 
-async function check(gpu: Gpu, c: Case, seed: number, forwardKernel = false): Promise<Run> {
+async function check(
+  gpu: Gpu,
+  c: AttentionCase,
+  seed: number,
+  forwardKernel = false,
+): Promise<Run> {
   const { got, want } = await runCase(gpu, c, seed, forwardKernel);
   const what = `attentionBackward ${JSON.stringify(c)}`;
   assertClose(got.dq, want.dq, TOL, `${what} dq`);
@@ -124,13 +108,9 @@ async function check(gpu: Gpu, c: Case, seed: number, forwardKernel = false): Pr
 Deno.test("attentionBackward() matches attentionBackwardRef on odd shapes, GQA groups and windows", async () => {
   const gpu = await testGpu();
   let seed = 10;
-  for (const seq of [1, 3, 7, 33]) {
-    for (const [heads, kvHeads] of [[1, 1], [4, 1], [4, 2], [3, 3]]) {
-      for (const headDim of [3, 6, 10, 32]) {
-        const window = [0, 1, 3, 8][(seed / 3) % 4];
-        await check(gpu, { batch: 2, seq, heads, kvHeads, headDim, window }, seed += 3);
-      }
-    }
+  for (const shape of oddAttentionShapes()) {
+    const window = [0, 1, 3, 8][(seed / 3) % 4];
+    await check(gpu, { batch: 2, ...shape, window }, seed += 3);
   }
   for (const window of [0, 1, 3, 8]) {
     await check(gpu, { batch: 1, seq: 33, heads: 4, kvHeads: 2, headDim: 6, window }, 99);

@@ -5,18 +5,13 @@ import type { Gpu } from "../kernels/gpu.ts";
 import { attention, attentionDecode, writeKvCache } from "../kernels/attention.ts";
 import { attentionDecodeRef, attentionRef, writeKvCacheRef } from "../kernels/attention_ref.ts";
 import { assertClose, randomArray, testGpu } from "./_helpers.ts";
-
-const SCALE = 24 ** -0.5; // the fixture's queryPreAttnScalar^−0.5 (head_dim 32)
-
-interface Case {
-  batch: number;
-  seq: number;
-  heads: number;
-  kvHeads: number;
-  headDim: number;
-  window: number;
-  ranges?: number[];
-}
+import {
+  type AttentionCase,
+  attentionInputs,
+  oddAttentionShapes,
+  refOptions,
+  SCALE,
+} from "./_attention.ts";
 
 /** Checks out and lse; lse rows that see no key must be −∞ on both sides. */
 function assertLse(got: ArrayLike<number>, want: Float64Array, what: string): void {
@@ -31,31 +26,15 @@ function assertLse(got: ArrayLike<number>, want: Float64Array, what: string): vo
   assertClose(finite, finiteWant, 1e-5, `${what} lse`);
 }
 
-async function checkPrefill(gpu: Gpu, c: Case, seed: number): Promise<void> {
-  const { batch, seq, heads, kvHeads, headDim, window } = c;
-  const q = randomArray(batch * seq * heads * headDim, seed, 2);
-  const k = randomArray(batch * seq * kvHeads * headDim, seed + 1, 2);
-  const v = randomArray(batch * seq * kvHeads * headDim, seed + 2);
-  const tq = Tensor.fromArray(gpu, q, [batch, seq, heads, headDim]);
-  const tk = Tensor.fromArray(gpu, k, [batch, seq, kvHeads, headDim]);
-  const tv = Tensor.fromArray(gpu, v, [batch, seq, kvHeads, headDim]);
-  const tr = c.ranges ? Tensor.fromArray(gpu, new Int32Array(c.ranges), [batch, 2]) : undefined;
+async function checkPrefill(gpu: Gpu, c: AttentionCase, seed: number): Promise<void> {
+  const { q, k, v, tq, tk, tv, tr } = attentionInputs(gpu, c, seed);
   const { out, lse } = attention(tq, { k: tk, v: tv }, {
     scale: SCALE,
-    window,
+    window: c.window,
     ranges: tr,
     returnLse: true,
   });
-  const want = attentionRef({ q, k, v }, {
-    batch,
-    seq,
-    numHeads: heads,
-    numKvHeads: kvHeads,
-    headDim,
-    scale: SCALE,
-    window,
-    ranges: c.ranges,
-  });
+  const want = attentionRef({ q, k, v }, refOptions(c));
   const what = `attention ${JSON.stringify(c)}`;
   assertClose(await out.read(), want.out, 1e-5, what);
   assertLse(await lse!.read(), want.lse, what);
@@ -65,13 +44,9 @@ async function checkPrefill(gpu: Gpu, c: Case, seed: number): Promise<void> {
 Deno.test("attention() matches attentionRef on odd shapes, GQA groups and windows", async () => {
   const gpu = await testGpu();
   let seed = 10;
-  for (const seq of [1, 3, 7, 33]) {
-    for (const [heads, kvHeads] of [[1, 1], [4, 1], [4, 2], [3, 3]]) {
-      for (const headDim of [3, 6, 10, 32]) {
-        const window = [0, 1, 3, 8][seed % 4];
-        await checkPrefill(gpu, { batch: 2, seq, heads, kvHeads, headDim, window }, seed += 3);
-      }
-    }
+  for (const shape of oddAttentionShapes()) {
+    const window = [0, 1, 3, 8][seed % 4];
+    await checkPrefill(gpu, { batch: 2, ...shape, window }, seed += 3);
   }
   for (const window of [0, 1, 3, 8]) {
     await checkPrefill(gpu, { batch: 1, seq: 33, heads: 4, kvHeads: 2, headDim: 6, window }, 99);
