@@ -5,6 +5,7 @@
  */
 
 import { Gpu } from "../kernels/gpu.ts";
+import { type Gemma3Config, gemma3Config } from "../model/config.ts";
 
 let shared: Promise<Gpu> | null = null;
 
@@ -67,3 +68,23 @@ export function assertClose(
   }
   return maxErr;
 }
+
+/**
+ * A tiny from-scratch Gemma 3 (vocab 37, D 16): one sliding (window 3) and one global layer, GQA
+ * (4 query / 2 KV heads of 8), query_pre_attn_scalar 6 ≠ head_dim, bos 2, eos 1, pad 0.
+ */
+export const TINY_CONFIG: Gemma3Config = gemma3Config({
+  vocabSize: 37,
+  hiddenSize: 16,
+  intermediateSize: 24,
+  numLayers: 2,
+  numHeads: 4,
+  numKvHeads: 2,
+  headDim: 8,
+  slidingWindow: 3,
+  layerTypes: ["sliding_attention", "full_attention"],
+  queryPreAttnScalar: 6,
+  bosTokenId: 2,
+  eosTokenIds: [1],
+  padTokenId: 0,
+});

@@ -14,7 +14,6 @@
 import { BatchIterator, type TokenizedExample } from "../data/batching.ts";
 import type { BatchSamplerState } from "../data/batch_sampler.ts";
 import type { Gpu } from "../kernels/gpu.ts";
-import { gemma3Config } from "../model/config.ts";
 import { Gemma3 } from "../model/gemma3.ts";
 import { loadGemma3 } from "../model/gemma3_fs.ts";
 import { disposeGemma3Weights, initGemma3Weights } from "../model/gemma3_weights.ts";
@@ -25,7 +24,7 @@ import { loadCheckpoint, saveCheckpoint } from "../rl/checkpoint_fs.ts";
 import { AdamW } from "../rl/optimizer.ts";
 import { warmupCosineDecaySchedule } from "../rl/schedule.ts";
 import { SftTrainer } from "../rl/sft.ts";
-import { rng, testGpu } from "./_helpers.ts";
+import { rng, testGpu, TINY_CONFIG } from "./_helpers.ts";
 
 /** What the resume test trains. */
 export type ResumeMode = "full" | "lora";
@@ -34,21 +33,7 @@ export type ResumeMode = "full" | "lora";
 export const MICRO_BATCHES = 2;
 
 /** The tiny from-scratch model of the full-parameter run. */
-export const TINY_CONFIG = gemma3Config({
-  vocabSize: 37,
-  hiddenSize: 16,
-  intermediateSize: 24,
-  numLayers: 2,
-  numHeads: 4,
-  numKvHeads: 2,
-  headDim: 8,
-  slidingWindow: 3,
-  layerTypes: ["sliding_attention", "full_attention"],
-  queryPreAttnScalar: 6,
-  bosTokenId: 2,
-  eosTokenIds: [1],
-  padTokenId: 0,
-});
+export { TINY_CONFIG };
 
 /** 7 examples of 4..9 tokens (7 rows, batch 2: epochs of 4 batches, the last one short). */
 export function resumeExamples(vocab: number): TokenizedExample[] {

@@ -11,7 +11,6 @@
 import assert from "node:assert/strict";
 import { Tensor } from "../kernels/tensor.ts";
 import { disposeTokenBatch, makeTokenBatch } from "../model/batch.ts";
-import { gemma3Config } from "../model/config.ts";
 import { Gemma3 } from "../model/gemma3.ts";
 import { gemma3ForwardRef, nllRef, type RefWeights } from "../model/gemma3_ref.ts";
 import {
@@ -23,24 +22,7 @@ import {
 } from "../model/gemma3_weights.ts";
 import { trainForward } from "../model/train_pass.ts";
 import { trainableParameters } from "../model/trainable.ts";
-import { randomArray, rng, testGpu } from "./_helpers.ts";
-
-const CONFIG = gemma3Config({
-  vocabSize: 37,
-  hiddenSize: 16,
-  intermediateSize: 24,
-  numLayers: 2,
-  numHeads: 4,
-  numKvHeads: 2,
-  headDim: 8,
-  slidingWindow: 3,
-  layerTypes: ["sliding_attention", "full_attention"],
-  queryPreAttnScalar: 6,
-  rmsNormEps: 1e-6,
-  bosTokenId: 2,
-  eosTokenIds: [1],
-  padTokenId: 0,
-});
+import { randomArray, rng, testGpu, TINY_CONFIG } from "./_helpers.ts";
 
 /** Two sequences (7 and 5 tokens; the second is right-padded to 7) and their prompt lengths. */
 const SEQUENCES = [[2, 5, 9, 14, 5, 30, 1], [2, 17, 9, 22, 36]];
@@ -59,10 +41,10 @@ function refLoss(weights: RefWeights): number {
   let sum = 0, count = 0;
   SEQUENCES.forEach((ids, b) => {
     const r = nllRef(
-      gemma3ForwardRef(CONFIG, weights, ids),
+      gemma3ForwardRef(TINY_CONFIG, weights, ids),
       ids,
       positionMasks[b],
-      CONFIG.vocabSize,
+      TINY_CONFIG.vocabSize,
     );
     sum += r.sum;
     count += r.count;
@@ -96,7 +78,7 @@ function maxAbs(x: ArrayLike<number>): number {
 
 async function setup() {
   const gpu = await testGpu();
-  const weights = initGemma3Weights(gpu, CONFIG, { seed: 7, std: 0.25 });
+  const weights = initGemma3Weights(gpu, TINY_CONFIG, { seed: 7, std: 0.25 });
   // initGemma3Weights zeroes the norms (1 + w = 1); random norms exercise their gradients.
   let seed = 100;
   for (const layer of weights.layers) {
@@ -104,8 +86,8 @@ async function setup() {
       if (NORM_WEIGHTS.has(name)) layer[name].write(randomArray(layer[name].numel, seed++, 0.5));
     }
   }
-  weights.finalNorm.write(randomArray(CONFIG.hiddenSize, seed++, 0.5));
-  const model = new Gemma3(gpu, CONFIG, weights);
+  weights.finalNorm.write(randomArray(TINY_CONFIG.hiddenSize, seed++, 0.5));
+  const model = new Gemma3(gpu, TINY_CONFIG, weights);
   const read64 = async (t: Tensor) => Float64Array.from((await t.read()) as Float32Array);
   const layers: Record<LayerWeightName, Float64Array>[] = [];
   for (const layer of weights.layers) {
@@ -137,7 +119,7 @@ Deno.test("trainForward() + backward() full-parameter gradients match float64 fi
   assert.equal(count, 5 + 4); // padded positions (row 1, t = 4..6) carry no loss
   const targetTensor = Tensor.fromArray(gpu, targets, [B * S], "i32");
   const trainable = trainableParameters(model, "full");
-  assert.equal(trainable.grads.size, 1 + CONFIG.numLayers * LAYER_WEIGHTS.length + 1);
+  assert.equal(trainable.grads.size, 1 + TINY_CONFIG.numLayers * LAYER_WEIGHTS.length + 1);
   const pass = trainForward(model, batch, targetTensor);
   const logp = (await pass.logprobs.read()) as Float32Array;
   let gpuLoss = 0;
@@ -177,12 +159,12 @@ Deno.test("trainForward() + backward() full-parameter gradients match float64 fi
 
   // Embedding (tied with the LM head): one entry in a row used as an input token (input and
   // head contributions) and one in a row that is never an input (head contribution only).
-  const D = CONFIG.hiddenSize;
+  const D = TINY_CONFIG.hiddenSize;
   const inputRow = 9, headOnlyRow = 20;
   assert.ok(inputRows.has(inputRow) && !inputRows.has(headOnlyRow));
   const embedGrad = trainable.grads.get("model.embed_tokens.weight")!;
   await check("embed", ref.embed, embedGrad, [inputRow * D + 3, headOnlyRow * D + 5]);
-  for (let l = 0; l < CONFIG.numLayers; l++) {
+  for (let l = 0; l < TINY_CONFIG.numLayers; l++) {
     for (const name of LAYER_WEIGHTS) {
       await check(
         `layers.${l}.${name}`,
@@ -199,10 +181,10 @@ Deno.test("trainForward() + backward() full-parameter gradients match float64 fi
   // The input-token rows get a real input-side contribution: the head-only part (from the
   // model's own final-norm states and logits) differs from the whole gradient there, and
   // equals it on rows that feed no target (never an input, or only the last token).
-  const head = new Float64Array(CONFIG.vocabSize * D);
+  const head = new Float64Array(TINY_CONFIG.vocabSize * D);
   for (let b = 0; b < B; b++) {
     const hs = await model.hiddenStates(SEQUENCES[b]);
-    const V = CONFIG.vocabSize;
+    const V = TINY_CONFIG.vocabSize;
     for (let t = 0; t + 1 < SEQUENCES[b].length; t++) {
       const gt = -positionMasks[b][t + 1] / count;
       if (gt === 0) continue;
@@ -218,7 +200,7 @@ Deno.test("trainForward() + backward() full-parameter gradients match float64 fi
   }
   const embed = (await embedGrad.read()) as Float32Array;
   const embedScale = maxAbs(embed);
-  for (let v = 0; v < CONFIG.vocabSize; v++) {
+  for (let v = 0; v < TINY_CONFIG.vocabSize; v++) {
     let diff = 0;
     for (let i = 0; i < D; i++) diff = Math.max(diff, Math.abs(embed[v * D + i] - head[v * D + i]));
     if (inputRows.has(v)) {
