@@ -45,6 +45,29 @@ interface RmsNormConstants extends Record<string, number | string | boolean> {
   rstd: boolean;
 }
 
+/**
+ * WGSL of the "workgroup" strategy's opening: one workgroup of `wg` per row (`row`, `base`;
+ * rows past the end return), `Σ fma(terms)` over the row's D entries left in `partial[0]`.
+ */
+const workgroupRowSum = (wg: number, terms: string) =>
+  /* wgsl */ `var<workgroup> partial: array<f32, ${wg}>;
+
+@compute @workgroup_size(${wg})
+fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
+        @builtin(local_invocation_index) lid: u32) {
+  let row = wid.x + wid.y * nwg.x; // uniform across the workgroup
+  if (row >= p.rows) { return; }
+  let base = row * p.d;
+  var acc = 0.0;
+  for (var i = lid; i < p.d; i += ${wg}u) { acc = fma(${terms}, acc); }
+  partial[lid] = acc;
+  workgroupBarrier();
+  // subtle: pairwise tree, not a serial sum, so the f32 error grows with log2(wg) only.
+  for (var s = ${wg / 2}u; s > 0u; s >>= 1u) {
+    if (lid < s) { partial[lid] += partial[lid + s]; }
+    workgroupBarrier();
+  }`;
+
 const rmsNormSource = (c: RmsNormConstants) => {
   let binding = 1;
   const decl: string[] = [];
@@ -114,26 +137,7 @@ fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) 
 }`;
   }
   return /* wgsl */ `${header}
-var<workgroup> partial: array<f32, ${c.wg}>;
-
-@compute @workgroup_size(${c.wg})
-fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
-        @builtin(local_invocation_index) lid: u32) {
-  let row = wid.x + wid.y * nwg.x; // uniform across the workgroup
-  if (row >= p.rows) { return; }
-  let base = row * p.d;
-  var acc = 0.0;
-  for (var i = lid; i < p.d; i += ${c.wg}u) {
-    let v = x[base + i];
-    acc = fma(v, v, acc);
-  }
-  partial[lid] = acc;
-  workgroupBarrier();
-  // subtle: pairwise tree, not a serial sum, so the f32 error grows with log2(wg) only.
-  for (var s = ${c.wg / 2}u; s > 0u; s >>= 1u) {
-    if (lid < s) { partial[lid] += partial[lid + s]; }
-    workgroupBarrier();
-  }
+${workgroupRowSum(c.wg, "x[base + i], x[base + i]")}
   let r = 1.0 / sqrt(partial[0] / f32(p.d) + p.eps);
   for (var i = lid; i < p.d; i += ${c.wg}u) {
     let y = (x[base + i] * r) * (1.0 + ${wAt});
@@ -349,22 +353,7 @@ fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) 
 }`;
   }
   return /* wgsl */ `${header}
-var<workgroup> partial: array<f32, ${c.wg}>;
-
-@compute @workgroup_size(${c.wg})
-fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
-        @builtin(local_invocation_index) lid: u32) {
-  let row = wid.x + wid.y * nwg.x; // uniform across the workgroup
-  if (row >= p.rows) { return; }
-  let base = row * p.d;
-  var acc = 0.0;
-  for (var i = lid; i < p.d; i += ${c.wg}u) { acc = fma(gw(base + i, i), x[base + i], acc); }
-  partial[lid] = acc;
-  workgroupBarrier();
-  for (var s = ${c.wg / 2}u; s > 0u; s >>= 1u) {
-    if (lid < s) { partial[lid] += partial[lid + s]; }
-    workgroupBarrier();
-  }
+${workgroupRowSum(c.wg, "gw(base + i, i), x[base + i]")}
   let r = rstd[row];
   let c = r * r * r * (partial[0] / f32(p.d));
   for (var i = lid; i < p.d; i += ${c.wg}u) {
