@@ -19,6 +19,7 @@ export const TARGET_SECONDS = 0.3;
  * @returns The words.
  * @example
  * ```ts
+ * import { lcgWords } from "./_measure.ts";
  * const ids = Array.from(lcgWords(4, 1), (s) => s % 1000);
  * ```
  */
@@ -41,7 +42,9 @@ export function lcgWords(n: number, seed: number): Uint32Array<ArrayBuffer> {
  * @returns The values.
  * @example
  * ```ts
+ * import { lcgFill } from "./_measure.ts";
  * const x = lcgFill(1024, 1, 0.5);
+ * if (x.some((v) => v < -0.5 || v >= 0.5)) throw new Error("out of range");
  * ```
  */
 export function lcgFill(n: number, seed: number, scale = 1): Float32Array<ArrayBuffer> {
@@ -58,7 +61,8 @@ export function lcgFill(n: number, seed: number, scale = 1): Float32Array<ArrayB
  * @returns The median; undefined for no samples.
  * @example
  * ```ts
- * median([3, 1, 2]); // 2
+ * import { median } from "./_measure.ts";
+ * if (median([3, 1, 2]) !== 2) throw new Error();
  * ```
  */
 export function median(xs: readonly number[]): number {
@@ -73,7 +77,7 @@ export function median(xs: readonly number[]): number {
  * @param reps Number of launches.
  * @returns Wall seconds from the first launch to the end of the sync.
  * @example
- * ```ts
+ * ```ts ignore
  * const seconds = await timeLaunches(gpu, () => add(x, y, { out }), 10);
  * ```
  */
@@ -102,7 +106,7 @@ export interface CalibrateOptions {
  * @param options Compiling run and first probe size.
  * @returns The launch count (≥ 1).
  * @example
- * ```ts
+ * ```ts ignore
  * const reps = await calibrateReps(gpu, launch, { compileLaunches: 2, firstLaunches: 4 });
  * ```
  */
@@ -153,7 +157,7 @@ export interface RateCase {
  * @param launch Records one launch.
  * @returns The case.
  * @example
- * ```ts
+ * ```ts ignore
  * const c = rateCase(`add ${n}`, 12 * n, "GB/s", () => add(x, y, { out }));
  * ```
  */
@@ -186,7 +190,7 @@ export interface BenchRateOptions {
  * @param c The case (its `reps`, `rates`, `ms` are filled in).
  * @param options Iterations, group, calibration.
  * @example
- * ```ts
+ * ```ts ignore
  * benchRate(gpu, c, { n: 5, warmup: 1 });
  * ```
  */
@@ -225,7 +229,7 @@ export interface RateLineOptions {
  * @param options Widths and the ms column.
  * @returns The summary line.
  * @example
- * ```ts
+ * ```ts ignore
  * console.log(rateLine(c, { nameWidth: 52, numberWidth: 7 }));
  * ```
  */
@@ -244,7 +248,7 @@ export function rateLine(c: RateCase, options: RateLineOptions): string {
  * @param run One iteration.
  * @param ms Receives each iteration's milliseconds.
  * @example
- * ```ts
+ * ```ts ignore
  * benchIterations({ name: "rope", n: 5, warmup: 1 }, async () => {
  *   record();
  *   await gpu.sync();
@@ -266,4 +270,32 @@ export function benchIterations(
       b.end();
     },
   });
+}
+
+/**
+ * `name: W unit best, W median (tail)`, where a rate is `work / ms / 1e6` (work per iteration
+ * in units of 1e9 per second, e.g. flops → GFLOP/s).
+ *
+ * @param name Bench name.
+ * @param work Work of one iteration.
+ * @param unit Unit printed after the rates.
+ * @param ms Milliseconds of each measured iteration (non-empty).
+ * @param tail Text in the parentheses, from the best iteration's milliseconds.
+ * @returns The summary line.
+ * @example
+ * ```ts
+ * import { iterationLine } from "./_measure.ts";
+ * iterationLine("rope", 2e9, "GB/s", [10, 12, 11], (ms) => `${ms} ms / iteration`);
+ * ```
+ */
+export function iterationLine(
+  name: string,
+  work: number,
+  unit: string,
+  ms: readonly number[],
+  tail: (bestMs: number) => string,
+): string {
+  const best = Math.min(...ms);
+  return `${name}: ${(work / best / 1e6).toFixed(2)} ${unit} best, ` +
+    `${(work / median(ms) / 1e6).toFixed(2)} median (${tail(best)})`;
 }

@@ -8,7 +8,7 @@
 import { Gpu } from "../kernels/gpu.ts";
 import { Tensor } from "../kernels/tensor.ts";
 import { attention, attentionBackward } from "../kernels/attention.ts";
-import { benchIterations, median } from "./_measure.ts";
+import { benchIterations, iterationLine } from "./_measure.ts";
 
 const gpu = await Gpu.create();
 const S = 256, HEADS = 4, KV_HEADS = 1, HEAD_DIM = 256, SCALE = 256 ** -0.5, N = 4;
@@ -64,10 +64,8 @@ globalThis.addEventListener("unload", () => {
   console.log(`\nadapter: ${gpu.adapter.description}`);
   for (const [name, s] of stats) {
     if (s.ms.length === 0) continue;
-    const best = Math.min(...s.ms);
     console.log(
-      `${name}: ${(s.flops / best / 1e6).toFixed(2)} GFLOP/s best, ` +
-        `${(s.flops / median(s.ms) / 1e6).toFixed(2)} median (${(best / N).toFixed(1)} ms / call)`,
+      iterationLine(name, s.flops, "GFLOP/s", s.ms, (ms) => `${(ms / N).toFixed(1)} ms / call`),
     );
   }
 });

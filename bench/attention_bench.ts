@@ -8,7 +8,7 @@ import { Gpu } from "../kernels/gpu.ts";
 import { Tensor } from "../kernels/tensor.ts";
 import { attention, attentionDecode, writeKvCache } from "../kernels/attention.ts";
 import { rope, RopeTable } from "../kernels/rope.ts";
-import { benchIterations, median } from "./_measure.ts";
+import { benchIterations, iterationLine } from "./_measure.ts";
 
 const gpu = await Gpu.create();
 const HEADS = 4, KV_HEADS = 1, HEAD_DIM = 256, SCALE = 256 ** -0.5;
@@ -85,10 +85,8 @@ globalThis.addEventListener("unload", () => {
   console.log(`\nadapter: ${gpu.adapter.description}`);
   for (const [name, s] of stats) {
     if (s.ms.length === 0) continue;
-    const best = Math.min(...s.ms);
     console.log(
-      `${name}: ${(s.work / best / 1e6).toFixed(2)} ${s.unit} best, ` +
-        `${(s.work / median(s.ms) / 1e6).toFixed(2)} median (${best.toFixed(0)} ms / iteration)`,
+      iterationLine(name, s.work, s.unit, s.ms, (ms) => `${ms.toFixed(0)} ms / iteration`),
     );
   }
 });
