@@ -4,6 +4,7 @@
  * @module
  */
 
+import { SeededRandom } from "../data/_random.ts";
 import { Gpu } from "../kernels/gpu.ts";
 import { type Gemma3Config, gemma3Config } from "../model/config.ts";
 
@@ -17,14 +18,8 @@ export function testGpu(): Promise<Gpu> {
 
 /** Deterministic PRNG (mulberry32) for test data. */
 export function rng(seed: number): () => number {
-  let s = seed >>> 0;
-  return () => {
-    s = (s + 0x6d2b79f5) >>> 0;
-    let t = s;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
+  const random = SeededRandom.fromState(seed);
+  return () => random.next();
 }
 
 /** @returns `n` uniform values in [-scale, scale). */
