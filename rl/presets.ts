@@ -12,7 +12,9 @@
  * - `demo` — a tiny Gemma 3-architecture model over a reduced vocabulary (see `vocab_map.ts`),
  *   trained from scratch on CPU: full-parameter SFT on the built-in easy arithmetic set, then
  *   GRPO with the recipe's rewards, then evaluation. Sizes, steps, lengths and learning rates
- *   are fields here, not constants in code.
+ *   are fields here, not constants in code. Measured on 2 CPU cores with Mesa's llvmpipe: about
+ *   5.5 minutes (4 of them SFT); accuracy on the 200 test problems 0 % → 73.5 % after SFT →
+ *   79 % after GRPO, format 0 % → 100 % → 100 %.
  *
  * @module
  */
@@ -154,9 +156,11 @@ function demo(): TrainConfigInput {
       enabled: true,
       data: "demo",
       maxExamples: null,
-      steps: 300,
+      // 500 × 16 = 8000 examples (4 epochs of the 2000 problems): the format within ~100 steps,
+      // then the arithmetic facts, mostly during the cosine decay (~3/4 of the test set).
+      steps: 500,
       epochs: 1,
-      microBatchSize: 8,
+      microBatchSize: 16,
       gradientAccumulation: 1,
       maxPromptLength: 96,
       maxLength: 128,
@@ -165,10 +169,12 @@ function demo(): TrainConfigInput {
     grpo: {
       enabled: true,
       data: "demo",
-      batchSize: 2,
-      numBatches: 30,
-      microBatchSize: 8,
-      numGenerations: 4,
+      // 50 × 4 prompts × 8 completions. Full-parameter updates of a tiny model: 3e-4 undid part
+      // of SFT in our runs, 1e-4 (and 5e-5) gained a few points of accuracy.
+      batchSize: 4,
+      numBatches: 50,
+      microBatchSize: 32,
+      numGenerations: 8,
       numIterations: 1,
       beta: 0.08,
       epsilon: 0.2,
@@ -180,14 +186,15 @@ function demo(): TrainConfigInput {
       maxNewTokens: 32,
       aggregation: "sequence-mean-token-mean",
       advantageEpsilon: 1e-4,
-      optimizer: optimizer(3e-4),
+      optimizer: optimizer(1e-4),
     },
     eval: {
       base: true,
       afterSft: true,
       afterGrpo: true,
       data: "demo",
-      numQuestions: 50,
+      // The whole test set: each evaluation takes seconds.
+      numQuestions: 200,
       batchSize: 25,
       maxPromptLength: 96,
       maxNewTokens: 32,
@@ -197,7 +204,7 @@ function demo(): TrainConfigInput {
       passes: 1,
     },
     checkpoint: { everySteps: 100, keep: 2 },
-    run: { outDir: "runs", seed: 0, sampleEvery: 50, samplesPerPoint: 2 },
+    run: { outDir: "runs", seed: 0, sampleEvery: 20, samplesPerPoint: 2 },
   };
 }
 
