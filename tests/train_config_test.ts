@@ -79,14 +79,14 @@ Deno.test("presetConfig() demo is a from-scratch full-parameter run on the demo 
   assert.equal(c.demoData.difficulty, "easy");
   assert.deepEqual(
     [c.sft.data, c.grpo.data, c.eval.data, c.sft.steps, c.sft.microBatchSize],
-    ["demo", "demo", "demo", 300, 8],
+    ["demo", "demo", "demo", 500, 16],
   );
   assert.deepEqual(
     [c.model.demo?.hiddenSize, c.model.demo?.intermediateSize, c.model.demo?.headDim],
     [64, 192, 16],
   );
-  assert.equal(c.grpo.numBatches, 30);
-  assert.equal(c.eval.numQuestions, 50);
+  assert.equal(c.grpo.numBatches, 50);
+  assert.equal(c.eval.numQuestions, 200);
   assert.equal(c.eval.maxNewTokens, 32);
   assert.doesNotThrow(() => requireInputs(c));
 });
@@ -247,7 +247,7 @@ Deno.test("mergeConfigInput() merges objects, replaces arrays and leaves inputs 
 
 Deno.test("sftTotalSteps() uses steps, else epochs over micro-batch × accumulation", () => {
   const sft = presetConfig("demo").sft;
-  assert.equal(sftTotalSteps(sft, 2000), 300);
+  assert.equal(sftTotalSteps(sft, 2000), 500);
   const byEpochs = { ...sft, steps: null, epochs: 2, microBatchSize: 4, gradientAccumulation: 2 };
   assert.equal(sftTotalSteps(byEpochs, 100), 25); // ceil(2·100 / 8)
   assert.equal(sftTotalSteps(byEpochs, 0), 1);
