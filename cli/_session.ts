@@ -337,6 +337,7 @@ export function grpoPhase(session: Session): Phase {
         padId: model.config.padTokenId ?? 0,
         seed: config.run.seed,
         reference,
+        microBatchRows: g.microBatchSize,
       });
       const start = Math.floor((ctx.resumeFrom?.step ?? 0) / g.numIterations);
       const progress = ctx.createProgress(g.numBatches, start);

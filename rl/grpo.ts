@@ -51,6 +51,8 @@ export interface GrpoTrainerOptions {
   readonly seed?: number;
   /** Frozen reference model for full fine-tuning (LoRA training uses the adapter-off model). */
   readonly reference?: Gemma3 | null;
+  /** Completions per forward/backward pass (default: all rows of a step in one pass). */
+  readonly microBatchRows?: number;
 }
 
 /** Everything one GRPO step measured. */
@@ -151,32 +153,64 @@ export class GrpoTrainer {
     const t1 = performance.now();
     let oldLogps: TokenGrid | undefined;
     let last = { loss: NaN, metrics: {} as Record<string, number> };
+    const rows = expanded.length;
+    const perPass = Math.min(rows, this.#options.microBatchRows ?? rows);
+    let totalTokens = 0;
+    for (const m of mask.data) totalTokens += m;
     for (let iteration = 0; iteration < c.numIterations; iteration++) {
       this.#trainable.zeroGrads();
-      const r = await grpoGradients(
-        model,
-        this.#trainable,
-        {
-          prompts: expanded,
-          completions: generated,
-          mask,
-          advantages,
-          oldLogps,
-        },
-        c,
-        this.#options.padId,
-        this.#options.reference ?? null,
-      );
+      let loss = 0, kl = 0, clip = 0;
+      const logpParts: TokenGrid[] = [];
+      // Rows are split into passes of `microBatchRows`; each pass's loss and gradient are
+      // weighted by its share of the aggregation (rows, or tokens for token-mean).
+      for (let r0 = 0; r0 < rows; r0 += perPass) {
+        const r1 = Math.min(rows, r0 + perPass);
+        const sub = (g: TokenGrid): TokenGrid => ({
+          data: Array.prototype.slice.call(g.data, r0 * width, r1 * width),
+          shape: [r1 - r0, width],
+        });
+        const subMask = sub(mask);
+        let subTokens = 0;
+        for (const m of subMask.data as number[]) subTokens += m;
+        const weight = c.aggregation === "token-mean"
+          ? subTokens / Math.max(1, totalTokens)
+          : (r1 - r0) / rows;
+        const r = await grpoGradients(
+          model,
+          this.#trainable,
+          {
+            prompts: expanded.slice(r0, r1),
+            completions: generated.slice(r0, r1),
+            mask: subMask,
+            advantages: advantages.slice(r0, r1),
+            oldLogps: oldLogps && sub(oldLogps),
+          },
+          c,
+          this.#options.padId,
+          this.#options.reference ?? null,
+          weight,
+        );
+        logpParts.push(r.logps);
+        const tokenShare = subTokens / Math.max(1, totalTokens);
+        loss += weight * r.result.loss;
+        kl += tokenShare * r.result.metrics.klMean;
+        clip += tokenShare * r.result.metrics.clipFraction;
+      }
       // μ > 1: later iterations use the log-probs of the rollout policy as the old policy.
-      if (c.numIterations > 1) oldLogps ??= r.logps;
+      if (c.numIterations > 1) {
+        oldLogps ??= {
+          data: Float64Array.from(logpParts.flatMap((g) => Array.from(g.data))),
+          shape: [rows, width],
+        };
+      }
       this.#optimizer.step(this.#trainable.grads);
       const stats = await this.#optimizer.finishStep();
       last = {
-        loss: r.result.loss,
+        loss,
         metrics: {
-          loss: r.result.loss,
-          kl_mean: r.result.metrics.klMean,
-          clip_fraction: r.result.metrics.clipFraction,
+          loss,
+          kl_mean: kl,
+          clip_fraction: clip,
           grad_norm: stats.gradNorm,
           lr: stats.learningRate,
           applied: stats.applied ? 1 : 0,
@@ -291,6 +325,7 @@ export interface GrpoGradients {
  * @param padId Padding id.
  * @param reference Frozen reference model (full fine-tuning); null: the policy with LoRA off
  *   (or, without an adapter, the policy itself, which makes the KL term 0).
+ * @param scale Multiplies the gradient (a micro-batch's share of the step's loss).
  * @returns Loss result and the log-probs.
  */
 export async function grpoGradients(
@@ -300,6 +335,7 @@ export async function grpoGradients(
   config: Pick<GrpoConfig, "beta" | "epsilon" | "epsilonHigh" | "aggregation">,
   padId: number,
   reference: Gemma3 | null = null,
+  scale = 1,
 ): Promise<GrpoGradients> {
   const width = input.mask.shape[1];
   const lengths = input.completions.map((c, b) => {
@@ -339,7 +375,8 @@ export async function grpoGradients(
       aggregation: config.aggregation,
     },
   );
-  const grad = scatterGrad(model, result.dLossDLogp, layout);
+  const dLossDLogp = scale === 1 ? result.dLossDLogp : result.dLossDLogp.map((g) => g * scale);
+  const grad = scatterGrad(model, dLossDLogp, layout);
   pass.backward(grad, trainable.gradientSet);
   grad.dispose();
   pass.dispose();

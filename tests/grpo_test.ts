@@ -90,3 +90,65 @@ for (const variant of VARIANTS) {
     trainable.dispose();
   });
 }
+
+Deno.test("grpoGradients() on row micro-batches, weighted by their share, equals one pass", async () => {
+  const gpu = await testGpu();
+  const model = await loadGemma3(FIXTURE, { gpu, adapter: FIXTURE });
+  const fx = JSON.parse(await Deno.readTextFile(`${FIXTURE}/grpo.json`)) as GrpoFixture;
+  const hp = fx.hyperparameters;
+  const mask = completionMask(tokenGrid(fx.completion_ids), {
+    eosIds: hp.eos_id,
+    padId: hp.pad_id,
+  });
+  const advantages = groupAdvantages(fx.rewards, hp.num_generations);
+  const prompts = fx.prompt_index_per_row.map((p) => fx.prompts[p]);
+  const config = {
+    beta: hp.beta,
+    epsilon: hp.epsilon,
+    epsilonHigh: hp.epsilon_high,
+    aggregation: "sequence-mean-token-mean" as const,
+  };
+  const whole = trainableParameters(model, "lora");
+  const r = await grpoGradients(
+    model,
+    whole,
+    {
+      prompts,
+      completions: fx.completion_ids,
+      mask,
+      advantages,
+    },
+    config,
+    hp.pad_id,
+  );
+  const split = trainableParameters(model, "lora");
+  const rows = prompts.length, half = rows / 2, width = mask.shape[1];
+  let loss = 0;
+  for (const [r0, r1] of [[0, half], [half, rows]]) {
+    const part = await grpoGradients(
+      model,
+      split,
+      {
+        prompts: prompts.slice(r0, r1),
+        completions: fx.completion_ids.slice(r0, r1),
+        mask: { data: mask.data.slice(r0 * width, r1 * width), shape: [r1 - r0, width] },
+        advantages: advantages.slice(r0, r1),
+      },
+      config,
+      hp.pad_id,
+      null,
+      (r1 - r0) / rows,
+    );
+    loss += ((r1 - r0) / rows) * part.result.loss;
+  }
+  assert.ok(Math.abs(loss - r.result.loss) <= 1e-7, `loss ${loss} vs ${r.result.loss}`);
+  for (const [name, g] of whole.grads) {
+    const a = (await g.read()) as Float32Array;
+    const b = (await split.grads.get(name)!.read()) as Float32Array;
+    let maxRef = 0;
+    for (const x of a) maxRef = Math.max(maxRef, Math.abs(x));
+    assert.ok(maxAbsDiff(a, b) <= 1e-5 * Math.max(maxRef, 1e-6), name);
+  }
+  whole.dispose();
+  split.dispose();
+});
