@@ -53,7 +53,7 @@ export function trainForward(model: Gemma3, batch: TokenBatch, targets: Tensor):
   const rstdFinal = Tensor.empty(gpu, [T], "f32");
   const hn = rmsNorm(h, model.weights.finalNorm, { eps: c.rmsNormEps, rstd: rstdFinal });
   const { logprobs, lse } = tokenLogprobs(hn, model.weights.embed, targets);
-  let disposed = false;
+  let disposed = false, backwardDone = false;
 
   const dispose = () => {
     if (disposed) return;
@@ -63,6 +63,8 @@ export function trainForward(model: Gemma3, batch: TokenBatch, targets: Tensor):
 
   const backward = (grad: Tensor, grads: GradientSet) => {
     if (disposed) throw new Error("TrainPass.backward() after dispose()");
+    if (backwardDone) throw new Error("TrainPass.backward() may run once per pass");
+    backwardDone = true;
     const dhn = tokenLogprobsBackward(hn, model.weights.embed, targets, lse, grad, {
       dEmbedding: grads.embed ?? undefined,
     });
@@ -72,9 +74,8 @@ export function trainForward(model: Gemma3, batch: TokenBatch, targets: Tensor):
     dhn.dispose();
     for (let l = c.numLayers - 1; l >= 0; l--) {
       const ctx = model.layerContext(l, batch.seq);
-      const hl = copyOf(layerInputs[l]);
-      const saved = decoderLayerForward(ctx, hl, batch.positions, attend, true)!;
-      hl.dispose();
+      // The recompute overwrites the checkpointed input in place; it is not needed again.
+      const saved = decoderLayerForward(ctx, layerInputs[l], batch.positions, attend, true)!;
       dh = decoderLayerBackward(
         ctx,
         saved,
