@@ -40,7 +40,9 @@ export interface GradientSet {
  * @param dy Output gradient `[T, out]`.
  * @param xa Saved `x·Aᵀ` `[T, r]` when LoRA is on.
  * @param grads Accumulators of this layer.
- * @returns dX `[T, in]`.
+ * @param into Add dX into this tensor instead of returning a new one (projections that share
+ *   an input, such as q/k/v or gate/up).
+ * @returns dX `[T, in]` (`into` when given).
  */
 export function projectionBackward(
   ctx: LayerContext,
@@ -49,9 +51,11 @@ export function projectionBackward(
   dy: Tensor,
   xa: Tensor | undefined,
   grads: LayerGrads,
+  into?: Tensor,
 ): Tensor {
   const w = ctx.weights[name];
-  const dx = matmul(dy, w, { transposeB: false }); // [T, out]·[out, in]
+  // [T, out]·[out, in]
+  const dx = matmul(dy, w, { transposeB: false, ...(into ? { out: into, accumulate: true } : {}) });
   const dw = grads.full?.[name];
   if (dw) matmulTransA(dy, x, { out: dw, accumulate: true }); // dW += dYᵀ·X
   const pair = ctx.lora?.[name];
@@ -108,9 +112,8 @@ export function decoderLayerBackward(
   const { dGate, dUp } = gegluBackward(s.gate, s.up, dAct);
   dAct.dispose();
   const dX2 = projectionBackward(ctx, "gate_proj", s.x2, dGate, s.loraXa.gate_proj, grads);
-  const dX2b = projectionBackward(ctx, "up_proj", s.x2, dUp, s.loraXa.up_proj, grads);
-  add(dX2, dX2b, { out: dX2 });
-  for (const t of [dGate, dUp, dX2b]) t.dispose();
+  projectionBackward(ctx, "up_proj", s.x2, dUp, s.loraXa.up_proj, grads, dX2);
+  for (const t of [dGate, dUp]) t.dispose();
   const dMid = rmsNormBackward(s.hMid, w.pre_feedforward_layernorm, s.rstdMid, dX2, {
     ...normDw("pre_feedforward_layernorm"),
   });
@@ -153,25 +156,11 @@ export function decoderLayerBackward(
     s.loraXa.q_proj,
     grads,
   );
-  const dXk = projectionBackward(
-    ctx,
-    "k_proj",
-    s.x,
-    dkRaw.reshape([T, KvH * hd]),
-    s.loraXa.k_proj,
-    grads,
-  );
-  const dXv = projectionBackward(
-    ctx,
-    "v_proj",
-    s.x,
-    dv.reshape([T, KvH * hd]),
-    s.loraXa.v_proj,
-    grads,
-  );
-  add(dX, dXk, { out: dX });
-  add(dX, dXv, { out: dX });
-  for (const t of [dqRaw, dkRaw, dv, dXk, dXv]) t.dispose();
+  const kv = [["k_proj", dkRaw], ["v_proj", dv]] as const;
+  for (const [name, d] of kv) {
+    projectionBackward(ctx, name, s.x, d.reshape([T, KvH * hd]), s.loraXa[name], grads, dX);
+  }
+  for (const t of [dqRaw, dkRaw, dv]) t.dispose();
   const dIn = rmsNormBackward(s.hIn, w.input_layernorm, s.rstdIn, dX, {
     ...normDw("input_layernorm"),
   });
