@@ -261,17 +261,26 @@ export class Gemma3 {
   async projectLogits(h: Tensor): Promise<Float32Array> {
     const n = h.shape[0], vocab = this.config.vocabSize;
     const maxCols = Math.floor(this.gpu.limits.maxStorageBufferBindingSize / (4 * Math.max(1, n)));
-    const out = new Float32Array(n * vocab);
+    const blocks: { start: number; cols: number; t: Tensor }[] = [];
     for (let start = 0; start < vocab; start += maxCols) {
       const end = Math.min(vocab, start + maxCols);
-      const block = matmul(h, this.weights.embed, { wRows: [start, end] }); // [n, end − start]
-      const data = (await block.read()) as Float32Array;
-      block.dispose();
-      const cols = end - start;
-      for (let r = 0; r < n; r++) {
-        out.set(data.subarray(r * cols, (r + 1) * cols), r * vocab + start);
-      }
+      // [n, end − start]
+      blocks.push({
+        start,
+        cols: end - start,
+        t: matmul(h, this.weights.embed, { wRows: [start, end] }),
+      });
     }
+    // One GPU wait for all blocks.
+    const data = await this.gpu.readMany(blocks.map((b) => b.t.binding()));
+    const out = new Float32Array(n * vocab);
+    blocks.forEach((b, i) => {
+      const block = new Float32Array(data[i], 0, n * b.cols);
+      for (let r = 0; r < n; r++) {
+        out.set(block.subarray(r * b.cols, (r + 1) * b.cols), r * vocab + b.start);
+      }
+      b.t.dispose();
+    });
     return out;
   }
 
