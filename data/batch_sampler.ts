@@ -7,7 +7,7 @@
  */
 
 import { DataOptionsError } from "./_common.ts";
-import { mixSeed, SeededRandom } from "./_random.ts";
+import { mixSeed, SeededRandom } from "../base/random.ts";
 
 /** A position in the batch stream: the next batch is batch `index` of epoch `epoch`. */
 export interface BatchSamplerState {

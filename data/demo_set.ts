@@ -15,7 +15,7 @@
  */
 
 import { checkNonNegativeInt, DataOptionsError } from "./_common.ts";
-import { SeededRandom } from "./_random.ts";
+import { SeededRandom } from "../base/random.ts";
 import {
   type DemoOp,
   ITEMS,
@@ -238,7 +238,7 @@ function record(question: string, lines: string[], value: number, level: number)
  * @example
  * ```ts
  * import { generateDemoProblem } from "./demo_set.ts";
- * import { SeededRandom } from "./_random.ts";
+ * import { SeededRandom } from "../base/random.ts";
  * const p = generateDemoProblem(new SeededRandom(1), "easy");
  * if (!p.solution.endsWith(`#### ${p.answer}`)) throw new Error();
  * ```

@@ -5,7 +5,7 @@
  * @module
  */
 
-import { SeededRandom } from "../data/_random.ts";
+import { SeededRandom } from "../base/random.ts";
 import type { DType } from "../kernels/dtype.ts";
 import type { Gpu } from "../kernels/gpu.ts";
 import { Tensor } from "../kernels/tensor.ts";

@@ -6,7 +6,7 @@
  * @module
  */
 
-import { SeededRandom } from "../data/_random.ts";
+import { SeededRandom } from "../base/random.ts";
 import type { Gpu } from "../kernels/gpu.ts";
 import { Tensor } from "../kernels/tensor.ts";
 import type { Gemma3Config } from "./config.ts";

@@ -28,16 +28,11 @@ import {
   PEFT_WEIGHTS_FILE,
   PeftError,
 } from "./peft.ts";
-import {
-  joinPath,
-  type TensorSpec,
-  writeSafetensorsStreaming,
-  writeTextAtomic,
-} from "./_atomic_fs.ts";
+import { joinPath, writeTextAtomic } from "../base/atomic_fs.ts";
 import { mergeLoraWeight, toBf16Bits } from "./_merge.ts";
 import { SafetensorsError } from "./safetensors.ts";
 import { decodeFloat32 } from "./safetensors_dtype.ts";
-import { openSafetensors } from "./safetensors_fs.ts";
+import { openSafetensors, type TensorSpec, writeSafetensorsStreaming } from "./safetensors_fs.ts";
 
 async function exists(path: string): Promise<boolean> {
   try {

@@ -6,8 +6,15 @@
  * @module
  */
 
+import { dirName, joinPath, writeFileAtomic } from "../base/atomic_fs.ts";
 import type { ByteRangeReader } from "./byte_readers.ts";
-import { openSafetensorsFrom, SafetensorsError, type SafetensorsFile } from "./safetensors.ts";
+import {
+  openSafetensorsFrom,
+  type SafetensorsDtype,
+  SafetensorsError,
+  type SafetensorsFile,
+} from "./safetensors.ts";
+import { type TensorData, tensorDataLength } from "./safetensors_dtype.ts";
 import { type Checkpoint, combineShards, parseSafetensorsIndex } from "./safetensors_index.ts";
 import { encodeTensor, planSafetensors, type TensorToWrite } from "./safetensors_writer.ts";
 
@@ -15,15 +22,6 @@ import { encodeTensor, planSafetensors, type TensorToWrite } from "./safetensors
 export const SINGLE_CHECKPOINT_FILE = "model.safetensors";
 /** File name of a sharded checkpoint's index. */
 export const CHECKPOINT_INDEX_FILE = "model.safetensors.index.json";
-
-function joinPath(dir: string, name: string): string {
-  return dir.endsWith("/") || dir.endsWith("\\") ? dir + name : `${dir}/${name}`;
-}
-
-function dirName(path: string): string {
-  const i = Math.max(path.lastIndexOf("/"), path.lastIndexOf("\\"));
-  return i < 0 ? "." : i === 0 ? path.slice(0, 1) : path.slice(0, i);
-}
 
 async function statOrNull(path: string): Promise<Deno.FileInfo | null> {
   try {
@@ -193,11 +191,6 @@ export async function openCheckpoint(path: string): Promise<Checkpoint> {
   });
 }
 
-async function writeAll(file: Deno.FsFile, bytes: Uint8Array): Promise<void> {
-  let done = 0;
-  while (done < bytes.length) done += await file.write(bytes.subarray(done));
-}
-
 /**
  * Writes a safetensors file atomically: a temporary file in the same folder is written tensor
  * by tensor, fsynced and renamed over `path`, so readers see the old file or the new one, never
@@ -224,33 +217,80 @@ export async function writeSafetensors(
   metadata: Readonly<Record<string, string>> = {},
 ): Promise<number> {
   const layout = planSafetensors(path, tensors, metadata);
-  const dir = dirName(path);
-  const base = path.slice(Math.max(path.lastIndexOf("/"), path.lastIndexOf("\\")) + 1);
-  const tmp = joinPath(dir, `.${base}.${crypto.randomUUID()}.tmp`);
-  let file: Deno.FsFile | null = null;
   try {
-    file = await Deno.open(tmp, { write: true, createNew: true });
-    await writeAll(file, layout.header);
-    for (const entry of layout.entries) await writeAll(file, encodeTensor(path, entry.tensor));
-    await file.sync();
-    file.close();
-    file = null;
-    await Deno.rename(tmp, path);
+    await writeFileAtomic(path, async (write) => {
+      await write(layout.header);
+      for (const entry of layout.entries) await write(encodeTensor(path, entry.tensor));
+    });
   } catch (e) {
-    file?.close();
-    await Deno.remove(tmp).catch(() => {});
     if (e instanceof SafetensorsError) throw e;
     throw new SafetensorsError("io", path, null, `write failed: ${(e as Error).message}`);
   }
+  return layout.totalBytes;
+}
+
+/** A tensor's header entry; its data comes later from the producer. */
+export interface TensorSpec {
+  /** Tensor name. */
+  readonly name: string;
+  /** Stored dtype. */
+  readonly dtype: SafetensorsDtype;
+  /** Dimensions. */
+  readonly shape: readonly number[];
+}
+
+/**
+ * Writes a safetensors file atomically, asking for each tensor's data only when it is written,
+ * in `specs` order (which is also the header order).
+ *
+ * @param path Destination file.
+ * @param specs Names, dtypes and shapes in storage order.
+ * @param produce Returns tensor `i`'s data (values or raw bytes, as `writeSafetensors` takes).
+ * @param metadata `__metadata__` (string → string).
+ * @returns The file size.
+ * @throws {SafetensorsError} `invalid_tensor` when produced data has the wrong length, `io` when
+ *   writing fails; the producer's own errors pass through. Nothing is left behind on failure.
+ */
+export async function writeSafetensorsStreaming(
+  path: string,
+  specs: readonly TensorSpec[],
+  produce: (index: number) => Promise<TensorData> | TensorData,
+  metadata: Readonly<Record<string, string>> = {},
+): Promise<number> {
+  const placeholders = specs.map((s) => ({
+    ...s,
+    data: { length: s.shape.reduce((a, b) => a * b, 1) } as ArrayLike<number>,
+  }));
+  const layout = planSafetensors(path, placeholders, metadata);
+  let producerFailed = false;
   try {
-    const d = await Deno.open(dir, { read: true });
-    try {
-      await d.sync();
-    } finally {
-      d.close();
-    }
-  } catch {
-    // subtle: folders cannot be opened/fsynced on every platform (Windows); the rename stands.
+    await writeFileAtomic(path, async (write) => {
+      await write(layout.header);
+      for (let i = 0; i < specs.length; i++) {
+        const spec = specs[i];
+        let data: TensorData;
+        try {
+          data = await produce(i);
+        } catch (e) {
+          producerFailed = true;
+          throw e;
+        }
+        const numel = placeholders[i].data.length;
+        if (tensorDataLength(spec.dtype, data) !== numel) {
+          throw new SafetensorsError(
+            "invalid_tensor",
+            path,
+            spec.name,
+            `shape [${spec.shape.join(", ")}] needs ${numel} ${spec.dtype} elements, ` +
+              `got ${data.length} values`,
+          );
+        }
+        await write(encodeTensor(path, { ...spec, data }));
+      }
+    });
+  } catch (e) {
+    if (producerFailed || e instanceof SafetensorsError) throw e;
+    throw new SafetensorsError("io", path, null, `write failed: ${(e as Error).message}`);
   }
   return layout.totalBytes;
 }

@@ -13,15 +13,13 @@
  */
 
 import type { Tensor } from "../kernels/tensor.ts";
+import { joinPath, syncDir, writeTextAtomic } from "../base/atomic_fs.ts";
+import { SafetensorsError, type SafetensorsFile } from "../model/safetensors.ts";
 import {
-  joinPath,
-  syncDir,
+  openSafetensors,
   type TensorSpec,
   writeSafetensorsStreaming,
-  writeTextAtomic,
-} from "../model/_atomic_fs.ts";
-import { SafetensorsError, type SafetensorsFile } from "../model/safetensors.ts";
-import { openSafetensors } from "../model/safetensors_fs.ts";
+} from "../model/safetensors_fs.ts";
 import {
   assertJsonValue,
   CHECKPOINT_OPTIMIZER_FILE,

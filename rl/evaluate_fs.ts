@@ -7,7 +7,7 @@
  * @module
  */
 
-import { joinPath, writeTextAtomic } from "../model/_atomic_fs.ts";
+import { joinPath, writeTextAtomic } from "../base/atomic_fs.ts";
 import {
   EvalError,
   type EvalPhaseEntry,

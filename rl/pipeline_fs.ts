@@ -9,7 +9,7 @@
  * @module
  */
 
-import { joinPath, writeTextAtomic } from "../model/_atomic_fs.ts";
+import { joinPath, writeTextAtomic } from "../base/atomic_fs.ts";
 import { VocabMap } from "../model/vocab_map.ts";
 import { FileLineSink, readMetricsFile } from "./metrics_fs.ts";
 import type { MetricsRecord } from "./metrics.ts";

@@ -4,7 +4,7 @@
  * @module
  */
 
-import { SeededRandom } from "../data/_random.ts";
+import { SeededRandom } from "../base/random.ts";
 import { Gpu } from "../kernels/gpu.ts";
 import { type Gemma3Config, gemma3Config } from "../model/config.ts";
 

@@ -7,7 +7,7 @@
  * @module
  */
 
-import { joinPath } from "../model/_atomic_fs.ts";
+import { joinPath } from "../base/atomic_fs.ts";
 import { Tokenizer } from "../model/tokenizer.ts";
 import { defaultTokenizerFileUrl } from "../model/tokenizer_fs.ts";
 

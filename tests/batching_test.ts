@@ -1,6 +1,6 @@
 import assert from "node:assert/strict";
 import { DataOptionsError } from "../data/_common.ts";
-import { mixSeed, SeededRandom } from "../data/_random.ts";
+import { mixSeed, SeededRandom } from "../base/random.ts";
 import { BatchSampler, type BatchSamplerOptions } from "../data/batch_sampler.ts";
 import {
   type Batch,

@@ -1,17 +1,10 @@
 /**
  * Crash-safe writes (Deno): a temporary file in the same folder, fsynced, renamed over the
- * destination, then the folder fsynced; and a safetensors writer that produces one tensor at a
- * time, so a multi-GB export never sits in memory as a whole. Shared by `peft_fs.ts` and
- * `rl/checkpoint_fs.ts`.
+ * destination, then the folder fsynced. The one atomic write of
+ * the project: checkpoints, safetensors files, run files and exports all go through it.
  *
  * @module
  */
-
-import type { SafetensorsDtype } from "./safetensors.ts";
-import { SafetensorsError } from "./safetensors.ts";
-import type { TensorData } from "./safetensors_dtype.ts";
-import { tensorDataLength } from "./safetensors_dtype.ts";
-import { encodeTensor, planSafetensors } from "./safetensors_writer.ts";
 
 /**
  * Joins a folder and a name with `/`.
@@ -107,70 +100,4 @@ export async function writeFileAtomic(
 export async function writeTextAtomic(path: string, text: string): Promise<void> {
   const bytes = new TextEncoder().encode(text);
   await writeFileAtomic(path, (write) => write(bytes));
-}
-
-/** A tensor's header entry; its data comes later from the producer. */
-export interface TensorSpec {
-  /** Tensor name. */
-  readonly name: string;
-  /** Stored dtype. */
-  readonly dtype: SafetensorsDtype;
-  /** Dimensions. */
-  readonly shape: readonly number[];
-}
-
-/**
- * Writes a safetensors file atomically, asking for each tensor's data only when it is written,
- * in `specs` order (which is also the header order).
- *
- * @param path Destination file.
- * @param specs Names, dtypes and shapes in storage order.
- * @param produce Returns tensor `i`'s data (values or raw bytes, as `writeSafetensors` takes).
- * @param metadata `__metadata__` (string → string).
- * @returns The file size.
- * @throws {SafetensorsError} `invalid_tensor` when produced data has the wrong length, `io` when
- *   writing fails; the producer's own errors pass through. Nothing is left behind on failure.
- */
-export async function writeSafetensorsStreaming(
-  path: string,
-  specs: readonly TensorSpec[],
-  produce: (index: number) => Promise<TensorData> | TensorData,
-  metadata: Readonly<Record<string, string>> = {},
-): Promise<number> {
-  const placeholders = specs.map((s) => ({
-    ...s,
-    data: { length: s.shape.reduce((a, b) => a * b, 1) } as ArrayLike<number>,
-  }));
-  const layout = planSafetensors(path, placeholders, metadata);
-  let producerFailed = false;
-  try {
-    await writeFileAtomic(path, async (write) => {
-      await write(layout.header);
-      for (let i = 0; i < specs.length; i++) {
-        const spec = specs[i];
-        let data: TensorData;
-        try {
-          data = await produce(i);
-        } catch (e) {
-          producerFailed = true;
-          throw e;
-        }
-        const numel = placeholders[i].data.length;
-        if (tensorDataLength(spec.dtype, data) !== numel) {
-          throw new SafetensorsError(
-            "invalid_tensor",
-            path,
-            spec.name,
-            `shape [${spec.shape.join(", ")}] needs ${numel} ${spec.dtype} elements, ` +
-              `got ${data.length} values`,
-          );
-        }
-        await write(encodeTensor(path, { ...spec, data }));
-      }
-    });
-  } catch (e) {
-    if (producerFailed || e instanceof SafetensorsError) throw e;
-    throw new SafetensorsError("io", path, null, `write failed: ${(e as Error).message}`);
-  }
-  return layout.totalBytes;
 }

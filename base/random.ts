@@ -14,7 +14,7 @@
  * @returns An unsigned 32-bit integer.
  * @example
  * ```ts
- * import { mixSeed } from "./_random.ts";
+ * import { mixSeed } from "./random.ts";
  * if (mixSeed(1, 0) === mixSeed(1, 1)) throw new Error("epochs must differ");
  * ```
  */
@@ -35,7 +35,7 @@ export function mixSeed(...parts: number[]): number {
  *
  * @example
  * ```ts
- * import { SeededRandom } from "./_random.ts";
+ * import { SeededRandom } from "./random.ts";
  * const a = new SeededRandom(42), b = new SeededRandom(42);
  * if (a.int(0, 9) !== b.int(0, 9)) throw new Error("not deterministic");
  * ```
@@ -59,7 +59,7 @@ export class SeededRandom {
    * @returns A new stream.
    * @example
    * ```ts
-   * import { SeededRandom } from "./_random.ts";
+   * import { SeededRandom } from "./random.ts";
    * const u = SeededRandom.fromState(0).next(); // mulberry32(0)'s first draw
    * if (!(u >= 0 && u < 1)) throw new Error("out of range");
    * ```
