@@ -1,103 +1,57 @@
 /**
- * webtune: fine-tune Gemma 3 with GRPO on any WebGPU device.
+ * webtune: fine-tune Gemma 3 with GRPO on any WebGPU device — the entry for Deno scripts.
  *
- * This module only re-exports the public API of the layers (see ARCHITECTURE.md):
- * `kernels/` (WebGPU runtime and WGSL kernels), `model/` (Gemma 3, tokenizer, LoRA),
- * `rl/` (rewards, GRPO, optimizer, training, evaluation, metrics) and `data/`.
+ * This module only re-exports: the browser-safe API of `web.ts` (runtime, kernels, Gemma 3,
+ * tokenizer, rewards, SFT, GRPO, evaluation, the run loop) plus the disk loaders and savers
+ * (`*_fs.ts`: `loadGemma3(dir)`, `loadGsm8k(path)`, checkpoints, run folders) and the `train`
+ * that keeps a run in a folder. See ARCHITECTURE.md for the layers.
  *
  * @example
  * ```ts
- * import { Gpu, Tensor, matmul } from "./mod.ts";
- * const gpu = await Gpu.create();
- * const x = Tensor.fromArray(gpu, new Float32Array([1, 2, 3, 4]), [2, 2]);
- * const w = Tensor.fromArray(gpu, new Float32Array([1, 0, 0, 1]), [2, 2]);
- * console.log(await matmul(x, w).read()); // Float32Array [1, 2, 3, 4]
- * gpu.destroy();
+ * import { resolveTrainConfig, train } from "./mod.ts";
+ * const config = resolveTrainConfig({
+ *   preset: "demo", // a tiny Gemma 3 trained from scratch on generated arithmetic
+ *   sets: ["sft.steps=8", "grpo.numBatches=2", "eval.numQuestions=8", "grpo.numGenerations=4"],
+ * });
+ * const runDir = await Deno.makeTempDir();
+ * const controller = new AbortController(); // controller.abort() stops it with a checkpoint
+ * const result = await train(config, {
+ *   runDir, // a folder that already holds a run is resumed
+ *   signal: controller.signal,
+ *   onEvent: (e) => e.type === "phase-end" && console.log(`${e.phase}: ${e.status}`),
+ * });
+ * console.log(result.status, result.eval.grpo); // "completed" { accuracy, partialAccuracy, … }
+ * await Deno.remove(runDir, { recursive: true });
  * ```
  *
  * @module
  */
 
-// kernels: runtime
-export * from "./kernels/gpu.ts";
-export * from "./kernels/tensor.ts";
-export * from "./kernels/dtype.ts";
-export * from "./kernels/errors.ts";
-export * from "./kernels/buffer_pool.ts";
-export * from "./kernels/pipeline_cache.ts";
-// kernels: forward and backward
-export * from "./kernels/matmul.ts";
-export * from "./kernels/rms_norm.ts";
-export * from "./kernels/rope.ts";
-export * from "./kernels/attention.ts";
-export * from "./kernels/geglu.ts";
-export * from "./kernels/embedding.ts";
-export * from "./kernels/elementwise.ts";
-export * from "./kernels/logprobs.ts";
-export * from "./kernels/sampling.ts";
-export * from "./kernels/adamw.ts";
-export * from "./kernels/attention_backward.ts";
-export * from "./kernels/logprobs_backward.ts";
+// everything that runs without Deno APIs
+export * from "./web.ts";
 
-// model
-export * from "./model/config.ts";
-export * from "./model/config_hf.ts";
+// base: disk access (Deno)
+
+// model: disk access (Deno)
 export * from "./model/config_fs.ts";
-export * from "./model/safetensors.ts";
-export * from "./model/safetensors_fs.ts";
-export * from "./model/safetensors_dtype.ts";
-export * from "./model/safetensors_writer.ts";
-export * from "./model/weights.ts";
-export * from "./model/gemma3_weights.ts";
-export * from "./model/gemma3.ts";
 export * from "./model/gemma3_fs.ts";
-export * from "./model/lora.ts";
-export * from "./model/batch.ts";
-export * from "./model/tokenizer.ts";
-export * from "./model/tokenizer_fs.ts";
-export * from "./model/chat_template.ts";
-export * from "./model/generate.ts";
-export * from "./model/kv_cache.ts";
-export * from "./model/peft.ts";
+export * from "./model/model_dir_fs.ts";
 export * from "./model/peft_fs.ts";
-export * from "./model/backward.ts";
-export * from "./model/train_pass.ts";
-export * from "./model/trainable.ts";
-export * from "./model/vocab_map.ts";
+export * from "./model/safetensors_fs.ts";
+export * from "./model/tokenizer_fs.ts";
 
-// rl
-export * from "./rl/rewards.ts";
-export * from "./rl/scoring.ts";
-export * from "./rl/grpo_config.ts";
-export * from "./rl/grpo_math.ts";
-export * from "./rl/grpo_loss.ts";
-export * from "./rl/optimizer.ts";
-export * from "./rl/adamw_config.ts";
-export * from "./rl/schedule.ts";
-export * from "./rl/metrics.ts";
-export * from "./rl/metrics_fs.ts";
-export * from "./rl/progress.ts";
-export * from "./rl/report.ts";
-export * from "./rl/sft.ts";
-export * from "./rl/grpo.ts";
-export * from "./rl/checkpoint.ts";
+// rl: disk access (Deno)
 export * from "./rl/checkpoint_fs.ts";
-export * from "./rl/evaluate.ts";
 export * from "./rl/evaluate_fs.ts";
-export * from "./rl/train_config.ts";
-export * from "./rl/presets.ts";
-export * from "./rl/pipeline.ts";
+export * from "./rl/metrics_fs.ts";
 export * from "./rl/pipeline_fs.ts";
-export * from "./rl/memory_estimate.ts";
+export * from "./rl/run_inputs_fs.ts";
+export * from "./rl/train_config_fs.ts";
 
-// data
-export * from "./data/prompt.ts";
-export * from "./data/gsm8k.ts";
-export * from "./data/gsm8k_fs.ts";
-export * from "./data/open_thoughts.ts";
-export * from "./data/open_thoughts_fs.ts";
-export * from "./data/examples.ts";
-export * from "./data/demo_set.ts";
-export * from "./data/batching.ts";
-export * from "./data/batch_sampler.ts";
+// data: disk access (Deno)
 export * from "./data/dataset_fs.ts";
+export * from "./data/gsm8k_fs.ts";
+export * from "./data/open_thoughts_fs.ts";
+
+// the run loop with a run folder (shadows web.ts's store-only `train`)
+export { train } from "./rl/train_fs.ts";

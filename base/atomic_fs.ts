@@ -30,6 +30,27 @@ export function dirName(path: string): string {
 }
 
 /**
+ * Whether a file or folder exists.
+ *
+ * @param path A path.
+ * @returns False when nothing is there; other errors (permissions) are thrown.
+ * @example
+ * ```ts
+ * import { pathExists } from "./atomic_fs.ts";
+ * console.log(await pathExists(Deno.cwd())); // true
+ * ```
+ */
+export async function pathExists(path: string): Promise<boolean> {
+  try {
+    await Deno.stat(path);
+    return true;
+  } catch (e) {
+    if (e instanceof Deno.errors.NotFound) return false;
+    throw e;
+  }
+}
+
+/**
  * Fsyncs a folder so a rename inside it is durable. Ignored where folders cannot be opened
  * (Windows): the rename still stands, only its durability across power loss is weaker.
  *

@@ -240,6 +240,44 @@ export function rateLine(c: RateCase, options: RateLineOptions): string {
     ` median, ${Math.max(...c.rates).toFixed(2).padStart(w)} best${ms} (${c.reps} launches/iter)`;
 }
 
+/** How {@link benchRates} registers and reports its cases. */
+export interface BenchRatesOptions {
+  /** Deno.bench settings and calibration of every case, or of each case. */
+  readonly bench: BenchRateOptions | ((c: RateCase) => BenchRateOptions);
+  /** Columns of the summary lines. */
+  readonly line: RateLineOptions;
+  /** Added to the summary's adapter line (e.g. the shapes the cases model). */
+  readonly title?: string;
+}
+
+/**
+ * Registers a Deno.bench per case ({@link benchRate}) and, when the run ends, prints the adapter
+ * and a {@link rateLine} per measured case.
+ *
+ * @param gpu The device.
+ * @param cases The cases, in print order.
+ * @param options Bench settings, columns and title.
+ * @example
+ * ```ts ignore
+ * benchRates(gpu, cases, { bench: { n: 5, warmup: 1 }, line: { nameWidth: 52, numberWidth: 7 } });
+ * ```
+ */
+export function benchRates(
+  gpu: Gpu,
+  cases: readonly RateCase[],
+  options: BenchRatesOptions,
+): void {
+  const settings = options.bench;
+  for (const c of cases) benchRate(gpu, c, typeof settings === "function" ? settings(c) : settings);
+  globalThis.addEventListener("unload", () => {
+    const title = options.title ? `; ${options.title}` : "";
+    console.log(`\nadapter: ${gpu.adapter.description}${title}`);
+    for (const c of cases) {
+      if (c.rates.length > 0) console.log(rateLine(c, options.line));
+    }
+  });
+}
+
 /**
  * Registers a Deno.bench whose iteration is timed around `run` (which waits for its own GPU
  * work) and pushes each measured iteration's milliseconds to `ms`.

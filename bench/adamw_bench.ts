@@ -10,7 +10,13 @@
  * enough work for ~0.3 s (calibrated once) and waits once, so the ≥ 10 ms GPU wait stays < 5 %.
  */
 
-import { adamwUpdate, gradGlobalNorm, gradNormPartialCount } from "../kernels/adamw.ts";
+import {
+  adamwUpdate,
+  type AdamWUpdateParams,
+  gradGlobalNorm,
+  gradNormPartialCount,
+} from "../kernels/adamw.ts";
+import { adamwConfig } from "../rl/adamw_config.ts";
 import { Gpu } from "../kernels/gpu.ts";
 import { Tensor } from "../kernels/tensor.ts";
 import { benchRate, lcgFill, type RateCase, rateCase, rateLine } from "./_measure.ts";
@@ -57,19 +63,13 @@ const flat = slot([N / RANK, RANK], 99);
 const grads = lora.map((s) => s.g);
 const partials = Tensor.empty(gpu, [gradNormPartialCount(grads)]);
 const stats = Tensor.empty(gpu, [4]);
-const hyper = {
-  learningRate: 3e-6,
-  b1: 0.9,
-  b2: 0.99,
-  eps: 1e-8,
-  weightDecay: 0.1,
-  step: 1,
-  maxGradNorm: 0.1,
-};
+// The GRPO recipe's AdamW (rl/presets.ts) at its first update.
+const recipe = adamwConfig({ learningRate: 3e-6, b2: 0.99, weightDecay: 0.1, maxGradNorm: 0.1 });
+const hyper: AdamWUpdateParams = { ...recipe, learningRate: 3e-6, step: 1 };
 gradGlobalNorm(grads, { out: stats, partials });
 
 const update = () => {
-  for (const s of lora) adamwUpdate(s.p, s.g, s, stats, hyper);
+  for (const s of lora) adamwUpdate(s.p, { grad: s.g, m: s.m, v: s.v, stats }, hyper);
 };
 const mb = (N * 4 / 1e6).toFixed(0);
 const cases: RateCase[] = [
@@ -98,7 +98,7 @@ const cases: RateCase[] = [
     `adamwUpdate one flat ${mb} MB tensor (${flat.p.parts.length} part(s))`,
     28 * N,
     "GB/s",
-    () => adamwUpdate(flat.p, flat.g, flat, stats, hyper),
+    () => adamwUpdate(flat.p, { grad: flat.g, m: flat.m, v: flat.v, stats }, hyper),
   ),
 ];
 

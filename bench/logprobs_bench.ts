@@ -1,78 +1,115 @@
 /**
- * Throughput of the vocabulary-head kernels at Gemma 3 1B shapes (D = 1152, V = 262144, tied
- * bf16 embedding of 604 MB, split into parts along V):
- * - `tokenLogprobs` of T = 256 tokens (GFLOP/s, 2·T·V·D flops; one launch is seconds of work);
- * - `vocabLogits` of B = 4 rows (the generation head, GFLOP/s);
- * - `sample` over B = 4 rows of V = 262144 logits: greedy, temperature 1, and top-k 50 +
- *   top-p 0.95 (rows/s).
- * Each iteration records enough launches for ≥ 0.3 s (calibrated once) and waits once, so the
- * ≥ 10 ms GPU wait stays < 5 %. Medians are printed at the end.
+ * Throughput of the token log-prob kernels, forward and backward, at two sizes:
+ * - Gemma 3 1B head: T = 256 tokens, D = 1152, V = 262144 (tied bf16 embedding of 604 MB and,
+ *   for full fine-tuning, its f32 gradient of 1.2 GB, both split into parts along V);
+ * - the llvmpipe demo model: T = 256, D = 128, V = 2048, bf16.
+ * For each: `tokenLogprobs` (2·T·V·D flops), `tokenLogprobsBackward` for dh only (LoRA training,
+ * 4·T·V·D: logits recomputed, then dz·E) and with `dEmbedding` (6·T·V·D: plus dzᵀ·h), all in
+ * GFLOP/s. A third of the grads are zero (masked prompt tokens are typical in GRPO; the flop
+ * counts do not discount them).
+ *
+ * Each iteration records enough launches for ≥ 0.3 s (calibrated once; one Gemma-size launch is
+ * seconds of work on llvmpipe) and waits once, so the ≥ 10 ms GPU wait stays < 5 %. Medians and
+ * the backward/forward throughput ratios are printed at the end.
+ *
+ * @module
  */
 
-import { f32ToBf16Bits } from "../kernels/dtype.ts";
 import { Gpu } from "../kernels/gpu.ts";
-import { tokenLogprobs, vocabLogits } from "../kernels/logprobs.ts";
-import { sample, type SampleOptions } from "../kernels/sampling.ts";
+import { tokenLogprobs } from "../kernels/logprobs.ts";
+import { tokenLogprobsBackward } from "../kernels/logprobs_backward.ts";
 import { Tensor } from "../kernels/tensor.ts";
-import { benchRate, lcgFill, type RateCase, rateCase, rateLine } from "./_measure.ts";
+import { benchRate, lcgFill, median, type RateCase, rateCase } from "./_measure.ts";
 
 const gpu = await Gpu.create();
-const T = 256, D = 1152, V = 262144, B = 4;
 
-/** bf16 bits of V·D small values: a random 1 Mi block tiled (generating 302 M values is slow). */
-function embeddingBits(): Uint16Array {
-  const block = Uint16Array.from(lcgFill(1 << 20, 7, 0.05), f32ToBf16Bits);
-  const out = new Uint16Array(V * D);
-  for (let at = 0; at < out.length; at += block.length) {
-    out.set(block.subarray(0, Math.min(block.length, out.length - at)), at);
+/** `[V, D]` values: a random 1 Mi block tiled (generating 302 M values is slow). */
+function tiled(n: number, seed: number, scale: number): Float32Array {
+  const block = lcgFill(Math.min(n, 1 << 20), seed, scale);
+  const out = new Float32Array(n);
+  for (let at = 0; at < n; at += block.length) {
+    out.set(block.subarray(0, Math.min(block.length, n - at)), at);
   }
   return out;
 }
 
-const embedding = Tensor.fromArray(gpu, embeddingBits(), [V, D], "bf16");
-const h = Tensor.fromArray(gpu, lcgFill(T * D, 1, 1), [T, D]);
-const targets = Tensor.fromArray(gpu, Uint32Array.from({ length: T }, (_, i) => (i * 7919) % V));
-const hLast = Tensor.fromArray(gpu, lcgFill(B * D, 2, 1), [B, D]);
-const logits = Tensor.fromArray(gpu, lcgFill(B * V, 3, 8), [B, V]);
-const ids = Tensor.empty(gpu, [64 * B], "u32");
+interface Case extends RateCase {
+  readonly group: string;
+  /** Compiles the same pipelines on a small vocabulary (saves a seconds-long launch). */
+  readonly warm: () => void;
+}
 
-let step = 0;
-const sampling = (name: string, options: SampleOptions): RateCase =>
-  rateCase(`sample B=${B} V=${V} ${name}`, B, "rows/s", () => {
-    const slot = step++ % 64;
-    sample(logits, { ...options, seed: 1, step, out: ids, outOffset: slot * B });
-  });
+type Launches = [forward: () => void, dh: () => void, dhDE: () => void];
 
-const cases: RateCase[] = [
-  rateCase(
-    `tokenLogprobs T=${T} D=${D} V=${V} bf16 (${embedding.parts.length} parts)`,
-    2 * T * V * D,
-    "GFLOP/s",
+/** The three launches on `[T, D]` hidden states and a `[V, D]` bf16 embedding. */
+function launches(tokens: number, dim: number, vocab: number): Launches {
+  const embedding = Tensor.fromArray(gpu, tiled(vocab * dim, 7, 0.05), [vocab, dim], "bf16");
+  const h = Tensor.fromArray(gpu, lcgFill(tokens * dim, 1, 1), [tokens, dim]);
+  const targets = Tensor.fromArray(
+    gpu,
+    Uint32Array.from({ length: tokens }, (_, i) => (i * 7919) % vocab),
+  );
+  const grad = Tensor.fromArray(gpu, lcgFill(tokens, 3, 1).map((g, t) => (t % 3 === 0 ? 0 : g)));
+  const dEmbedding = Tensor.zeros(gpu, [vocab, dim]);
+  const inputs = { h, embedding, targets };
+  const { logprobs, lse } = tokenLogprobs(inputs);
+  logprobs.dispose();
+  return [
     () => {
-      const r = tokenLogprobs(h, embedding, targets);
+      const r = tokenLogprobs(inputs);
       r.logprobs.dispose();
       r.lse.dispose();
     },
-  ),
-  rateCase(
-    `vocabLogits B=${B} D=${D} V=${V} bf16`,
-    2 * B * V * D,
-    "GFLOP/s",
-    () => vocabLogits(hLast, embedding).dispose(),
-  ),
-  sampling("greedy", { temperature: 0 }),
-  sampling("temperature 1", { temperature: 1 }),
-  sampling("top-k 50 top-p 0.95", { temperature: 1, topK: 50, topP: 0.95 }),
-];
+    () => tokenLogprobsBackward(grad, { ...inputs, lse }).dispose(),
+    () => tokenLogprobsBackward(grad, { ...inputs, lse }, { dEmbedding }).dispose(),
+  ];
+}
+
+const cases: Case[] = [];
+
+function addSize(group: string, tokens: number, dim: number, vocab: number): void {
+  const big = launches(tokens, dim, vocab);
+  // Same T and D, so the same tiles and pipelines; V = 4096 keeps the scratch strides aligned.
+  const small = vocab > 4096 ? launches(tokens, dim, 4096) : big;
+  const names = ["tokenLogprobs", "backward dh", "backward dh+dE"];
+  names.forEach((name, i) =>
+    cases.push({
+      ...rateCase(
+        `${name} T=${tokens} D=${dim} V=${vocab}`,
+        2 * (i + 1) * tokens * vocab * dim,
+        "GFLOP/s",
+        big[i],
+      ),
+      group,
+      warm: small[i],
+    })
+  );
+}
+
+addSize("demo", 256, 128, 2048);
+addSize("gemma3-1b", 256, 1152, 262144);
 
 for (const c of cases) {
-  // One log-prob launch is seconds of work on llvmpipe: keep its iteration count low.
-  benchRate(gpu, c, { n: c.unit === "GFLOP/s" && c.work > 1e10 ? 2 : 4, warmup: 1 });
+  const big = c.group === "gemma3-1b";
+  benchRate(gpu, c, {
+    group: c.group,
+    // A Gemma-size launch is seconds of work on llvmpipe: one timed iteration after calibration.
+    n: big ? 1 : 5,
+    warmup: big ? 0 : 1,
+    calibrate: { warm: c.warm },
+  });
 }
 
 globalThis.addEventListener("unload", () => {
-  console.log(`\nadapter: ${gpu.adapter.description}; Gemma 3 1B head shapes`);
+  console.log(`\nadapter: ${gpu.adapter.description}`);
   for (const c of cases) {
-    if (c.rates.length > 0) console.log(rateLine(c, { nameWidth: 52, numberWidth: 8, ms: true }));
+    if (c.rates.length === 0) continue;
+    const forward = cases.find((f) => f.group === c.group && f.name.startsWith("tokenLogprobs "));
+    const ratio = forward && forward.rates.length ? median(c.rates) / median(forward.rates) : NaN;
+    console.log(
+      `${c.name.padEnd(40)} ${median(c.rates).toFixed(2).padStart(7)} GFLOP/s median, ${
+        median(c.ms).toFixed(1).padStart(9)
+      } ms/launch (${c.reps} launches/iter), ${ratio.toFixed(2)}× the forward's GFLOP/s`,
+    );
   }
 });

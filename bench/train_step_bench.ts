@@ -75,8 +75,12 @@ function setup(): Promise<Setup> {
     const weights = initGemma3Weights(gpu, config, { dtype: "bf16" });
     await gpu.sync();
     const initSeconds = (performance.now() - t0) / 1000;
-    const model = new Gemma3(gpu, config, weights);
-    model.lora = LoraAdapter.init(gpu, config, loraConfig({ rank: 32, alpha: 32 }), 0);
+    const model = new Gemma3(
+      gpu,
+      config,
+      weights,
+      LoraAdapter.init(gpu, config, loraConfig({ rank: 32, alpha: 32 }), 0),
+    );
     const trainable = trainableParameters(model, "lora");
     const optimizer = new AdamW(gpu, trainable.params, {
       learningRate: 1e-5,

@@ -1,13 +1,18 @@
 /**
- * Command-line plumbing shared by the `deno task` scripts: strict flag parsing, non-negative
- * number flags, and the usage-error / `--help` exits.
+ * Command-line plumbing shared by the `deno task` scripts: strict flag parsing (numbers
+ * checked), and the exits: usage error 2, `--help` 0, failure 1.
  *
  * @module
  */
 
 import { parseArgs, type ParseArgsOptionsConfig } from "node:util";
 
-/** Constructor of a script's usage-error class (printed with the usage, exit code 2). */
+/** A command-line mistake: printed with the usage, exit code 2. */
+export class UsageError extends Error {
+  override readonly name: string = "UsageError";
+}
+
+/** Constructor of a script's usage-error class. */
 export type UsageErrorClass = new (message: string) => Error;
 
 /**
@@ -38,69 +43,136 @@ export function parseFlags<T extends ParseArgsOptionsConfig>(
   }
 }
 
+/** A flag's kind: text (`strings`: repeatable), switch, or a number >= 0 (`int`: an integer). */
+export type FlagKind = "string" | "strings" | "boolean" | "int" | "number";
+
+/** One flag: its kind, its argument in the usage (`""` for a switch), its help (`\n` wraps). */
+export type FlagSpec = readonly [kind: FlagKind, arg: string, help: string];
+
+type Camel<S extends string> = S extends `${infer H}-${infer T}` ? `${H}${Capitalize<Camel<T>>}`
+  : S;
+
+/** The values of a flag table under camelCase names (`max-new-tokens` → `maxNewTokens`). */
+export type FlagValues<T extends Record<string, FlagSpec>> = {
+  -readonly [K in keyof T & string as Camel<K>]?: T[K][0] extends "string" ? string
+    : T[K][0] extends "strings" ? string[]
+    : T[K][0] extends "boolean" ? boolean
+    : number;
+};
+
 /**
- * A non-negative number flag.
+ * A usage text: the head line(s), then one aligned line per flag.
  *
- * @param name Flag name without dashes.
- * @param value Its raw value, or undefined when absent.
- * @param integer Whether it must be an integer.
- * @param usageError Class thrown for an empty, non-finite, negative or (if `integer`) fractional value.
- * @returns The number, or undefined when absent.
+ * @param head `usage: deno task …`.
+ * @param table Flag name (without dashes) → spec.
+ * @returns The text.
  * @example
  * ```ts
- * import { numberFlag } from "./_cli.ts";
- * if (numberFlag("limit", "5", true, Error) !== 5) throw new Error();
+ * import { usageText } from "./_cli.ts";
+ * const text = usageText("usage: x", { limit: ["int", "N", "first N only"] });
+ * if (!text.endsWith("  --limit N             first N only")) throw new Error(text);
  * ```
  */
-export function numberFlag(
-  name: string,
-  value: string | undefined,
-  integer: boolean,
-  usageError: UsageErrorClass,
-): number | undefined {
-  if (value === undefined) return undefined;
-  const n = Number(value);
-  if (value.trim() === "" || !Number.isFinite(n) || (integer && !Number.isInteger(n)) || n < 0) {
-    throw new usageError(
-      `--${name} must be a ${integer ? "non-negative integer" : "number >= 0"}, got "${value}"`,
-    );
-  }
-  return n;
+export function usageText(head: string, table: Record<string, FlagSpec>): string {
+  const lines = Object.entries(table).map(([name, [, arg, help]]) =>
+    `  ${`--${name}${arg ? ` ${arg}` : ""}`.padEnd(22)}${
+      help.replaceAll("\n", `\n${" ".repeat(24)}`)
+    }`
+  );
+  return `${head}\n\n${lines.join("\n")}`;
 }
 
 /**
- * Runs a script's argument parser: on a usage error prints it with the usage (exit code 2), on
- * `--help` prints the usage (exit code 0).
+ * Parses `args` against a flag table (plus `--help`/`-h`); number flags must be >= 0. The
+ * values come under camelCase names.
  *
  * @param args Arguments after the script name.
- * @param parse The script's parser; null means `--help`.
- * @param usageError The script's usage-error class (other errors propagate).
- * @param usage The usage text.
- * @returns The parsed arguments, or the exit code when the script should stop.
+ * @param table Flag name (without dashes) → spec.
+ * @returns The values, or null when `--help` was given.
+ * @throws {UsageError} For an unknown flag or a bad number, naming the flag.
  * @example
  * ```ts
- * import { parseCommandLine } from "./_cli.ts";
- * const r = parseCommandLine(["-h"], () => null, Error, "usage: x");
- * if (r !== 0) throw new Error();
+ * import { parseFlagTable } from "./_cli.ts";
+ * const v = parseFlagTable(["--top-k", "5"], { "top-k": ["int", "K", ""], out: ["string", "DIR", ""] });
+ * if (v?.topK !== 5 || v.out !== undefined) throw new Error();
  * ```
  */
-export function parseCommandLine<T extends object>(
+export function parseFlagTable<T extends Record<string, FlagSpec>>(
   args: readonly string[],
-  parse: (args: readonly string[]) => T | null,
-  usageError: UsageErrorClass,
-  usage: string,
-): T | number {
+  table: T,
+): FlagValues<T> | null {
+  const options: ParseArgsOptionsConfig = { help: { type: "boolean", short: "h" } };
+  for (const [name, [kind]] of Object.entries(table)) {
+    options[name] = {
+      type: kind === "boolean" ? "boolean" : "string",
+      multiple: kind === "strings",
+    };
+  }
+  const raw = parseFlags(args, options, UsageError) as Record<string, unknown>;
+  if (raw.help) return null;
+  const values: Record<string, unknown> = {};
+  for (const [name, [kind]] of Object.entries(table)) {
+    let value = raw[name];
+    if ((kind === "int" || kind === "number") && typeof value === "string") {
+      const n = value.trim() === "" ? NaN : Number(value);
+      if (!(n >= 0 && n < Infinity) || (kind === "int" && !Number.isInteger(n))) {
+        const expected = kind === "int" ? "non-negative integer" : "number >= 0";
+        throw new UsageError(`--${name} must be a ${expected}, got "${value}"`);
+      }
+      value = n;
+    }
+    if (value !== undefined) values[name.replace(/-(.)/g, (_, c) => c.toUpperCase())] = value;
+  }
+  return values as FlagValues<T>;
+}
+
+/** What {@linkcode runCommand} runs. */
+export interface Command<T> {
+  /** The usage text (printed for `--help` and after a usage error). */
+  readonly usage: string;
+  /** Parses the arguments; null means `--help`; throws {@linkcode UsageError}. */
+  readonly parse: (args: readonly string[]) => T | null;
+  /** Does the work. */
+  readonly run: (parsed: T) => Promise<void>;
+  /** Errors printed without their class name (input problems the user can fix). */
+  readonly plainErrors?: readonly (abstract new (...args: never[]) => Error)[];
+}
+
+/**
+ * Runs a script: a usage error prints it with the usage (exit code 2), `--help` prints the
+ * usage (0), a failure prints `error: Name: message` (1), success returns 0.
+ *
+ * @param args Arguments after the script name.
+ * @param command Usage, parser and work.
+ * @returns The exit code.
+ * @example
+ * ```ts
+ * import { runCommand } from "./_cli.ts";
+ * const code = await runCommand(["-h"], { usage: "usage: x", parse: () => null, run: async () => {} });
+ * if (code !== 0) throw new Error();
+ * ```
+ */
+export async function runCommand<T>(args: readonly string[], command: Command<T>): Promise<number> {
   let parsed: T | null;
   try {
-    parsed = parse(args);
+    parsed = command.parse(args);
   } catch (err) {
-    if (!(err instanceof usageError)) throw err;
-    console.error(`error: ${err.message}\n\n${usage}`);
+    if (!(err instanceof UsageError)) throw err;
+    console.error(`error: ${err.message}\n\n${command.usage}`);
     return 2;
   }
-  if (!parsed) {
-    console.log(usage);
+  if (parsed === null) {
+    console.log(command.usage);
     return 0;
   }
-  return parsed;
+  try {
+    await command.run(parsed);
+    return 0;
+  } catch (err) {
+    // Typed library errors (ConfigError, SafetensorsError, …) carry the whole story.
+    const e = err as Error;
+    const plain = command.plainErrors?.some((c) => e instanceof c) ?? false;
+    console.error(`error: ${plain ? "" : `${e.name}: `}${e.message}`);
+    return 1;
+  }
 }

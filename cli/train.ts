@@ -2,7 +2,7 @@
  * `deno task train`: SFT → GRPO → evaluation as one pipeline, configured by a preset, a JSON
  * config file and flags (flags override the file, which overrides the preset), with progress
  * lines, a run folder (`runs/<timestamp>/`) and a report. Ctrl-C saves a checkpoint and exits;
- * `--resume runs/<id>` continues.
+ * `--resume runs/<id>` continues. The run itself is `train()` (`rl/train_fs.ts`).
  *
  *   deno task train                          # the demo: tiny model, built-in arithmetic set
  *   deno task train --preset gemma3-1b-gsm8k --model DIR --sft-data PATH --data PATH
@@ -11,29 +11,24 @@
  * @module
  */
 
-import { TrainMemoryError } from "../rl/memory_estimate.ts";
-import { DatasetNotFoundError } from "../data/_common.ts";
 import type { HubCacheEnv } from "../data/dataset_fs.ts";
+import { DatasetNotFoundError } from "../data/errors.ts";
+import { TrainMemoryError } from "../rl/memory_estimate.ts";
 import { consoleProgressTarget } from "../rl/metrics_fs.ts";
-import { MetricsLogger } from "../rl/metrics.ts";
-import { type PhaseSet, type ProgressFactory, runPipeline } from "../rl/pipeline.ts";
-import {
-  createRunDir,
-  FsRunStore,
-  loadRunConfig,
-  MissingInputError,
-  RUN_FILES,
-  saveRunConfig,
-} from "../rl/pipeline_fs.ts";
-import { PipelineError, type PipelineState } from "../rl/pipeline_state.ts";
-import { PRESET_NAMES } from "../rl/presets.ts";
+import type { PhaseSet } from "../rl/pipeline.ts";
+import { createRunDir, loadRunConfig, MissingInputError, RUN_FILES } from "../rl/pipeline_fs.ts";
+import { PipelineError } from "../rl/pipeline_state.ts";
+import { PRESET_NAMES, type TrainConfigInput } from "../rl/presets.ts";
 import { ProgressReporter } from "../rl/progress.ts";
 import { type TrainConfig, TrainConfigError } from "../rl/train_config.ts";
+import {
+  checkInputPaths,
+  resolveRunConfig,
+  type ResolveRunConfigOptions,
+} from "../rl/train_config_fs.ts";
+import { type ProgressFactory, progressLines } from "../rl/train_events.ts";
+import { train } from "../rl/train_fs.ts";
 import { parseFlags } from "./_cli.ts";
-import { createPhases } from "./_phases.ts";
-import { checkInputPaths, type ConfigFlags, resolveNewRunConfig } from "./_train_resolve.ts";
-
-export { checkInputPaths, flagOverrides, resolveNewRunConfig } from "./_train_resolve.ts";
 
 const USAGE = `usage: deno task train [--preset NAME] [--config FILE.json] [--model DIR]
        [--sft-data PATH] [--data PATH] [--out DIR] [--seed N] [--set path=value]...
@@ -62,9 +57,11 @@ export class TrainUsageError extends Error {
 }
 
 /** Parsed command line of `deno task train`. */
-export interface TrainArgs extends ConfigFlags {
-  /** `--resume`. */
+export interface TrainArgs {
+  /** `--resume`: the run folder to continue, or null for a new run. */
   readonly resume: string | null;
+  /** A new run's `--preset`, `--config`, dedicated flags and `--set` overrides. */
+  readonly config: ResolveRunConfigOptions;
 }
 
 /**
@@ -77,11 +74,11 @@ export interface TrainArgs extends ConfigFlags {
  * ```ts
  * import { parseTrainArgs } from "./train.ts";
  * const a = parseTrainArgs(["--set", "grpo.beta=0.04", "--set", "run.seed=3"]);
- * if (a?.sets.length !== 2) throw new Error();
+ * if (a?.config.sets?.length !== 2) throw new Error();
  * ```
  */
 export function parseTrainArgs(args: readonly string[]): TrainArgs | null {
-  const values = parseFlags(args, {
+  const v = parseFlags(args, {
     preset: { type: "string" },
     config: { type: "string" },
     model: { type: "string" },
@@ -93,44 +90,46 @@ export function parseTrainArgs(args: readonly string[]): TrainArgs | null {
     set: { type: "string", multiple: true },
     help: { type: "boolean", short: "h" },
   }, TrainUsageError);
-  if (values.help) return null;
-  let seed: number | null = null;
-  if (values.seed !== undefined) {
-    seed = Number(values.seed);
-    if (values.seed.trim() === "" || !Number.isSafeInteger(seed) || seed < 0) {
-      throw new TrainUsageError(`--seed must be an integer >= 0, got "${values.seed}"`);
-    }
+  if (v.help) return null;
+  const seed = v.seed === undefined ? undefined : Number(v.seed);
+  if (seed !== undefined && (v.seed!.trim() === "" || !Number.isSafeInteger(seed) || seed < 0)) {
+    throw new TrainUsageError(`--seed must be an integer >= 0, got "${v.seed}"`);
   }
-  const parsed: TrainArgs = Object.freeze({
-    preset: values.preset ?? null,
-    config: values.config ?? null,
-    model: values.model ?? null,
-    sftData: values["sft-data"] ?? null,
-    data: values.data ?? null,
-    out: values.out ?? null,
-    resume: values.resume ?? null,
-    seed,
-    sets: Object.freeze([...(values.set ?? [])]),
-  });
-  if (parsed.resume !== null) {
-    const others = ["preset", "config", "model", "sftData", "data", "out", "seed"]
-      .filter((k) => parsed[k as keyof TrainArgs] !== null);
-    if (others.length > 0 || parsed.sets.length > 0) {
-      throw new TrainUsageError(
-        "--resume continues a run exactly, with its saved config.json; drop the other options " +
-          "(edit RUN_DIR/config.json to change the run)",
-      );
-    }
+  const { resume = null, help: _, set: sets = [], ...configFlags } = v;
+  if (resume !== null && (Object.keys(configFlags).length > 0 || sets.length > 0)) {
+    throw new TrainUsageError(
+      "--resume continues a run exactly, with its saved config.json; drop the other options " +
+        "(edit RUN_DIR/config.json to change the run)",
+    );
   }
-  return parsed;
+  // The dedicated flags as a config tree (`--data` feeds both GRPO and evaluation).
+  const flags: TrainConfigInput = {};
+  if (v.model !== undefined) flags.model = { path: v.model };
+  if (v["sft-data"] !== undefined) flags.sft = { data: v["sft-data"] };
+  if (v.data !== undefined) flags.grpo = { data: v.data };
+  if (v.data !== undefined) flags.eval = { data: v.data };
+  const run: TrainConfigInput = {};
+  if (v.out !== undefined) run.outDir = v.out;
+  if (seed !== undefined) run.seed = seed;
+  if (Object.keys(run).length > 0) flags.run = run;
+  return {
+    resume,
+    config: {
+      preset: v.preset ?? null,
+      defaultPreset: v.model !== undefined ? "gemma3-1b-gsm8k" : "demo",
+      configFile: v.config ?? null,
+      flags,
+      sets: Object.freeze([...sets]),
+    },
+  };
 }
 
 /** What {@linkcode trainMain} uses from the outside world (injectable for tests). */
 export interface TrainEnvironment {
   /** Environment variables deciding the Hugging Face cache. */
   readonly env: HubCacheEnv;
-  /** Builds the phase implementations. */
-  readonly createPhases: (config: TrainConfig, runDir: string) => Promise<PhaseSet>;
+  /** Replaces or wraps the phase implementations (tests). */
+  readonly phases?: (defaults: PhaseSet) => PhaseSet;
   /** Writes a line to stdout. */
   readonly out: (line: string) => void;
   /** Writes a line to stderr. */
@@ -138,9 +137,9 @@ export interface TrainEnvironment {
   /** Progress lines. */
   readonly progress: ProgressFactory;
   /**
-   * Installs a Ctrl-C handler.
+   * Installs a Ctrl-C (and SIGTERM) handler.
    *
-   * @param handler Called on each Ctrl-C.
+   * @param handler Called on each signal.
    * @returns Removes the handler.
    */
   readonly onInterrupt: (handler: () => void) => () => void;
@@ -150,35 +149,21 @@ export interface TrainEnvironment {
 
 function defaultEnvironment(): TrainEnvironment {
   const target = consoleProgressTarget("stderr");
+  const signals: Deno.Signal[] = Deno.build.os === "windows" ? ["SIGINT"] : ["SIGINT", "SIGTERM"];
   return {
     env: Deno.env.toObject(),
-    createPhases,
     out: (line) => console.log(line),
     err: (line) => console.error(line),
     progress: (o) => new ProgressReporter(target.writer, { ...o, interactive: target.interactive }),
     onInterrupt: (handler) => {
-      Deno.addSignalListener("SIGINT", handler);
-      return () => Deno.removeSignalListener("SIGINT", handler);
+      for (const s of signals) Deno.addSignalListener(s, handler);
+      return () => signals.forEach((s) => Deno.removeSignalListener(s, handler));
     },
     now: () => new Date(),
   };
 }
 
-function percent(x: number): string {
-  return `${(100 * x).toFixed(1)} %`;
-}
-
-function summarize(state: PipelineState, runDir: string, say: (line: string) => void): void {
-  for (const key of ["base", "sft", "grpo"] as const) {
-    const e = state.evals[key];
-    if (!e) continue;
-    say(
-      `${key.padEnd(5)} accuracy ${percent(e.accuracy)}  partial ${percent(e.partialAccuracy)}` +
-        `  format ${percent(e.formatAccuracy)}  (n=${e.n})`,
-    );
-  }
-  say(`report: ${runDir}/${RUN_FILES.report}`);
-}
+const percent = (x: number) => `${(100 * x).toFixed(1)} %`;
 
 const KNOWN_ERRORS = [
   TrainConfigError,
@@ -202,11 +187,9 @@ export async function trainMain(
   overrides: Partial<TrainEnvironment> = {},
 ): Promise<number> {
   const io: TrainEnvironment = { ...defaultEnvironment(), ...overrides };
-  let parsed: TrainArgs | null;
-  let config: TrainConfig;
-  let runDir: string;
+  let config: TrainConfig, runDir: string | null = null;
   try {
-    parsed = parseTrainArgs(args);
+    const parsed = parseTrainArgs(args);
     if (parsed === null) {
       io.out(USAGE);
       return 0;
@@ -216,8 +199,7 @@ export async function trainMain(
       config = await loadRunConfig(runDir);
       await checkInputPaths(config);
     } else {
-      config = await resolveNewRunConfig(parsed, io.env, io.err);
-      runDir = "";
+      config = await resolveRunConfig({ ...parsed.config, env: io.env, onNote: io.err });
     }
   } catch (e) {
     if (!KNOWN_ERRORS.some((k) => e instanceof k)) throw e;
@@ -227,10 +209,7 @@ export async function trainMain(
   }
   io.out(`resolved config (preset ${config.preset}):`);
   io.out(JSON.stringify(config, null, 2));
-  if (runDir === "") {
-    runDir = await createRunDir(config.run.outDir, io.now());
-    await saveRunConfig(runDir, config);
-  }
+  runDir ??= await createRunDir(config.run.outDir, io.now());
   io.err(`run folder: ${runDir}`);
 
   const controller = new AbortController();
@@ -244,22 +223,26 @@ export async function trainMain(
       Deno.exit(130);
     }
   });
-  const store = await FsRunStore.open(runDir);
+  const bars = progressLines(io.progress);
   try {
-    const state = await runPipeline({
-      config,
-      phases: await io.createPhases(config, runDir),
-      store,
-      logger: new MetricsLogger(store.metricsSink),
+    const result = await train(config, {
+      runDir,
       signal: controller.signal,
-      progress: io.progress,
-      onMessage: io.err,
+      onEvent: (e) => e.type === "message" ? io.err(e.text) : bars(e),
       now: io.now,
-      title: `webtune ${config.preset} run ${runDir}`,
+      phases: io.phases,
     });
-    summarize(state, runDir, io.out);
-    if (state.status === "interrupted") {
-      const at = state.current;
+    for (const key of ["base", "sft", "grpo"] as const) {
+      const e = result.eval[key];
+      if (!e) continue;
+      io.out(
+        `${key.padEnd(5)} accuracy ${percent(e.accuracy)}  partial ${percent(e.partialAccuracy)}` +
+          `  format ${percent(e.formatAccuracy)}  (n=${e.n})`,
+      );
+    }
+    io.out(`report: ${runDir}/${RUN_FILES.report}`);
+    if (result.status === "interrupted") {
+      const at = result.state.current;
       io.err(
         `interrupted${at ? ` at ${at.phase} step ${at.step}` : ""}; continue with: ` +
           `deno task train --resume ${runDir}`,
@@ -277,7 +260,6 @@ export async function trainMain(
     return 1;
   } finally {
     removeHandler();
-    store.close();
   }
 }
 

@@ -6,7 +6,7 @@
  * @module
  */
 
-import { DataOptionsError } from "./_common.ts";
+import { DataOptionsError } from "./errors.ts";
 import { mixSeed, SeededRandom } from "../base/random.ts";
 
 /** A position in the batch stream: the next batch is batch `index` of epoch `epoch`. */

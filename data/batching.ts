@@ -12,7 +12,7 @@
  * @module
  */
 
-import { DataOptionsError } from "./_common.ts";
+import { DataOptionsError } from "./errors.ts";
 import { BatchSampler, type BatchSamplerOptions, type BatchSamplerState } from "./batch_sampler.ts";
 
 /** The part of a tokenizer batching needs. */

@@ -10,9 +10,10 @@
  * @module
  */
 
-import { DatasetFormatError, DatasetNotFoundError, type RawRow } from "./_common.ts";
-import { parseJsonlStream, parseJsonlText } from "./_jsonl.ts";
-import { type ParquetByteSource, type ReadParquetOptions, readParquetRows } from "./_parquet.ts";
+import type { RawRow } from "./_common.ts";
+import { DatasetFormatError, DatasetNotFoundError } from "./errors.ts";
+import { parseJsonlStream, parseJsonlText } from "./jsonl.ts";
+import { type ParquetByteSource, type ReadParquetOptions, readParquetRows } from "./parquet.ts";
 
 /** File name endings the readers understand. */
 export const DATA_FILE_EXTENSIONS: readonly string[] = Object.freeze([

@@ -14,7 +14,8 @@
  * @module
  */
 
-import { checkNonNegativeInt, DataOptionsError } from "./_common.ts";
+import { checkNonNegativeInt } from "./_common.ts";
+import { DataOptionsError } from "./errors.ts";
 import { SeededRandom } from "../base/random.ts";
 import {
   type DemoOp,
@@ -26,7 +27,7 @@ import {
   QUESTIONS,
   STEP_TEMPLATES,
   type TemplateContext,
-} from "./_demo_templates.ts";
+} from "./demo_templates.ts";
 
 /** Names of the difficulty levels 0–3. */
 export const DEMO_DIFFICULTY_NAMES: readonly ["easy", "medium", "hard", "expert"] = Object

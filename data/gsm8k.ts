@@ -6,13 +6,8 @@
  * @module
  */
 
-import {
-  checkPositiveInt,
-  DataOptionsError,
-  describeSkips,
-  type RawRow,
-  type SkipReport,
-} from "./_common.ts";
+import { checkPositiveInt, describeSkips, type RawRow } from "./_common.ts";
+import { DataOptionsError, type SkipReport } from "./errors.ts";
 
 /** One GSM8K problem. */
 export interface Gsm8kRecord {
@@ -158,7 +153,7 @@ export function resolveGsm8kOptions(
  * @example
  * ```ts
  * import { collectGsm8k } from "./gsm8k.ts";
- * import { parseJsonlText } from "./_jsonl.ts";
+ * import { parseJsonlText } from "./jsonl.ts";
  * const text = '{"question":"1+1?","answer":"1+1=2\\n#### 2"}\n';
  * const { records } = await collectGsm8k(parseJsonlText(text, "mem.jsonl"));
  * if (records[0].answerNumber !== 2) throw new Error();

@@ -13,8 +13,8 @@
  * @module
  */
 
-import { DataOptionsError, describeSkips, type RawRow, type SkipReport } from "./_common.ts";
-import { checkPositiveInt } from "./_common.ts";
+import { checkPositiveInt, describeSkips, type RawRow } from "./_common.ts";
+import { DataOptionsError, type SkipReport } from "./errors.ts";
 import { parseNumericAnswer } from "./gsm8k.ts";
 import { toSftExample } from "./examples.ts";
 import { SYSTEM_PROMPT } from "./prompt.ts";

@@ -15,7 +15,7 @@ import {
   resolveOpenThoughtsOptions,
 } from "./open_thoughts.ts";
 import { readDatasetFiles, resolveDatasetFiles } from "./dataset_fs.ts";
-import { DataOptionsError } from "./_common.ts";
+import { DataOptionsError } from "./errors.ts";
 
 /** Hub repo ids OpenThoughts-114k is published under. */
 export const OPEN_THOUGHTS_REPO_IDS: readonly string[] = Object.freeze([

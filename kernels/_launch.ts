@@ -5,7 +5,8 @@
  */
 
 import { ShapeError } from "./errors.ts";
-import { shapeString, type Tensor } from "./tensor.ts";
+import { shapeString, Tensor, type TensorPart } from "./tensor.ts";
+import type { BufferBinding } from "./gpu.ts";
 import type { DType } from "./dtype.ts";
 
 /**
@@ -121,4 +122,54 @@ export function expectDtype(
   if (!dtypes.includes(t.dtype)) {
     throw new ShapeError(kernel, `${name} must be ${dtypes.join(" or ")}, got ${t.dtype}`);
   }
+}
+
+/**
+ * Whether two single-part tensors share their GPU buffer (one buffer cannot be bound twice
+ * with write access, so launchers switch to an in-place variant).
+ *
+ * @param a A tensor.
+ * @param b Another tensor.
+ * @returns True when both are unsplit and use the same buffer.
+ */
+export function sameBuffer(a: Tensor, b: Tensor): boolean {
+  return a.parts.length === 1 && b.parts.length === 1 && a.parts[0].buffer === b.parts[0].buffer;
+}
+
+/**
+ * The output of a launch: `out` when given (checked to be f32 with the shape's element count),
+ * else a new f32 tensor of `shape` on `like`'s device.
+ *
+ * @param kernel Kernel name for the message.
+ * @param like A tensor of the launch (its device allocates the output).
+ * @param shape The output's shape.
+ * @param out The caller's output tensor, if any.
+ * @returns The output tensor.
+ * @throws {ShapeError} when `out` is not f32 or holds another element count.
+ */
+export function f32Output(
+  kernel: string,
+  like: Tensor,
+  shape: readonly number[],
+  out?: Tensor,
+): Tensor {
+  const numel = shape.reduce((a, b) => a * b, 1);
+  const o = out ?? Tensor.empty(like.gpu, shape, "f32");
+  if (o.dtype !== "f32" || o.numel !== numel) {
+    throw new ShapeError(
+      kernel,
+      `out must be f32 ${shapeString(shape)}, got ${o.dtype} ${shapeString(o.shape)}`,
+    );
+  }
+  return o;
+}
+
+/**
+ * The binding of one part of a split tensor, exactly its bytes (at least 4).
+ *
+ * @param part A part of a tensor.
+ * @returns Its whole buffer range.
+ */
+export function partBinding(part: TensorPart): BufferBinding {
+  return { buffer: part.buffer, offset: 0, size: Math.max(part.bytes, 4) };
 }

@@ -48,7 +48,7 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
   // subtle: a zero trip count rather than an if around the ${c.tt * c.tv} accumulators, which
   // doubles llvmpipe's compile time.
   let steps = select(0u, p.dp, live);
-  ${dotBlock(c, "p.row_base", "steps")}
+  ${dotBlock(c, { rowBase: "p.row_base", steps: "steps" })}
   var xs: array<f32, ${c.tt * c.tv}>;
   ${spill.join("\n  ")}
   // subtle: loops rather than ${c.tt * c.tv} unrolled stores keep llvmpipe's compile time down.

@@ -1,16 +1,10 @@
 /**
- * WGSL templates and shared launch helpers of the log-prob kernels (`logprobs.ts` forward,
- * `logprobs_backward.ts` backward): the register-blocked dot-product block `h·Eᵀ` over `TT`
- * tokens × `TV` vocabulary rows, the forward's partial/combine/logits kernels, and the checks and
- * bindings every launcher shares.
+ * WGSL templates of the log-prob forward (`logprobs.ts` holds the launcher and the design) and
+ * the dot-product pieces its backward shares: the register-blocked block `h·Eᵀ` over `TT` tokens
+ * × `TV` vocabulary rows, and the forward's partial and combine kernels.
  *
  * @module
  */
-
-import { expectDtype } from "./_launch.ts";
-import { ShapeError } from "./errors.ts";
-import type { BufferBinding, Gpu } from "./gpu.ts";
-import { shapeString, type Tensor, type TensorPart } from "./tensor.ts";
 
 /** Specialisation constants of the dot-product kernels. */
 export interface DotConstants extends Record<string, number | string | boolean> {
@@ -72,11 +66,15 @@ ${mac}`;
  * tokens clamped in range; the caller masks them).
  *
  * @param c Constants.
- * @param rowBase WGSL expression of the first row in the bound part of E (default: row 0).
- * @param steps WGSL expression of the dot loop's trip count (default `p.dp`; 0 skips the work).
+ * @param at `rowBase`: WGSL expression of the first row in the bound part of E (default: row
+ *   0); `steps`: WGSL expression of the dot loop's trip count (default `p.dp`; 0 skips the work).
  * @returns WGSL statements.
  */
-export function dotBlock(c: DotConstants, rowBase = "", steps = "p.dp"): string {
+export function dotBlock(
+  c: DotConstants,
+  at: { readonly rowBase?: string; readonly steps?: string } = {},
+): string {
+  const { rowBase = "", steps = "p.dp" } = at;
   const lines: string[] = [];
   for (let j = 0; j < c.tv; j++) {
     const row = `min(vb + ${j * c.wg}u, p.rows - 1u)`;
@@ -99,7 +97,7 @@ export function dotBlock(c: DotConstants, rowBase = "", steps = "p.dp"): string 
 }
 
 /** WGSL of `logprobs_partial`: per (token block, chunk) online `(max, Σ exp)` and target logits. */
-export const partialSource = (c: DotConstants) => {
+export const partialSource = (c: DotConstants): string => {
   const n = c.tt * c.tv;
   const spill: string[] = [];
   for (let i = 0; i < c.tt; i++) {
@@ -187,7 +185,7 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
 export const COMBINE_WG = 64;
 
 /** WGSL of `logprobs_combine`: merges the chunk pairs into `lse` and `logp`. */
-export const combineSource = () => /* wgsl */ `
+export const combineSource = (): string => /* wgsl */ `
 struct Params { tokens: u32, chunks: u32, vocab: u32 }
 @group(0) @binding(0) var<uniform> p: Params;
 @group(0) @binding(1) var<storage, read> partial: array<vec2<f32>>; // [T, chunks] (max, sumexp)
@@ -213,128 +211,3 @@ fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) 
   // A target outside [0, V) never met a row: report NaN rather than stale memory.
   logp[t] = select(bitcast<f32>(0x7fc00000u), tlogit[t] - l, targets[t] < p.vocab);
 }`;
-
-/** WGSL of `vocab_logits`: full `h·Eᵀ` rows. */
-export const logitsSource = (c: DotConstants) => {
-  const stores: string[] = [];
-  for (let i = 0; i < c.tt; i++) {
-    for (let j = 0; j < c.tv; j++) {
-      stores.push(
-        `if (t0 + ${i}u < p.tokens && vb + ${j * c.wg}u < p.rows) { ` +
-          `out[(t0 + ${i}u) * p.vocab + p.row_start + vb + ${j * c.wg}u] = acc_${i}_${j}; }`,
-      );
-    }
-  }
-  return /* wgsl */ `
-struct Params { tokens: u32, rows: u32, row_start: u32, vocab: u32, dp: u32 }
-@group(0) @binding(0) var<uniform> p: Params;
-${dotDeclarations(c)}
-@group(0) @binding(3) var<storage, read_write> out: array<f32>; // [T, V]
-
-@compute @workgroup_size(${c.wg})
-fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
-  let t0 = wid.y * ${c.tt}u;
-  let vb = wid.x * ${c.wg * c.tv}u + lid;
-  ${dotBlock(c)}
-  ${stores.join("\n  ")}
-}`;
-};
-
-/**
- * Loop iterations one invocation may spend: llvmpipe silently ends an invocation's loops after
- * 65535 iterations in total, so a workgroup walks at most this many (D/pack)-long dot loops.
- */
-export const LOOP_BUDGET = 60000;
-
-/**
- * Register blocking: `tt` tokens × `tv` vocabulary rows per invocation, `wg` invocations. The
- * tokens of a workgroup are shared, so h loads are uniform (one scalar load on SIMD-across-lanes
- * adapters). On llvmpipe (measured at T=256, D=1152, bf16) 16×16 tiles in 16-wide workgroups
- * ran ~36 GFLOP/s against ~9 for 4×4×64; they take seconds longer to compile, so few-token
- * calls get a 4-token tile.
- *
- * @param gpu The runtime (its adapter selects the tile).
- * @param tokens T.
- * @returns The tile.
- */
-export function tileFor(gpu: Gpu, tokens: number): { tt: number; tv: number; wg: number } {
-  if (!gpu.adapter.isFallbackAdapter) return { tt: 4, tv: 4, wg: 64 };
-  return tokens >= 16 ? { tt: 16, tv: 16, wg: 16 } : { tt: 4, tv: 16, wg: 16 };
-}
-
-/**
- * Checks h `[T, D]` f32 and E `[V, D]` f32|bf16 and picks the dot-product constants.
- *
- * @param kernel Kernel name for errors.
- * @param h Hidden states.
- * @param embedding Embedding.
- * @returns The constants.
- * @throws {ShapeError} on mismatched shapes or dtypes.
- */
-export function dotConstants(kernel: string, h: Tensor, embedding: Tensor): DotConstants {
-  expectDtype(kernel, "h", h, ["f32"]);
-  expectDtype(kernel, "embedding", embedding, ["f32", "bf16"]);
-  if (h.shape.length !== 2 || embedding.shape.length !== 2 || h.shape[1] !== embedding.shape[1]) {
-    throw new ShapeError(
-      kernel,
-      `expected h [T, D] and embedding [V, D], got h ${shapeString(h.shape)} and embedding ` +
-        shapeString(embedding.shape),
-    );
-  }
-  if (h.parts.length !== 1) throw new ShapeError(kernel, "h must fit in one storage binding");
-  const d = h.shape[1];
-  if (d === 0 || embedding.shape[0] === 0) {
-    throw new ShapeError(
-      kernel,
-      `D and V must be positive, got embedding ${shapeString(embedding.shape)}`,
-    );
-  }
-  // subtle: no 2-wide variant, to keep the number of (slow to compile) pipelines down.
-  const pack = d % 4 === 0 ? 4 : 1;
-  if (d / pack + 32 > LOOP_BUDGET) {
-    throw new ShapeError(kernel, `D must be ≤ ${(LOOP_BUDGET - 32) * pack}, got ${d}`);
-  }
-  return { pack, bf16: embedding.dtype === "bf16", ...tileFor(h.gpu, h.shape[0]) };
-}
-
-/**
- * @param part One part of E.
- * @param pack Elements per load.
- * @param bf16 E stored as bf16.
- * @returns The binding of the part, padded to the element stride of the loader.
- */
-export function partBinding(part: TensorPart, pack: number, bf16: boolean): BufferBinding {
-  const stride = bf16 ? Math.max(4, pack * 2) : pack * 4;
-  const size = Math.ceil(Math.max(part.bytes, 4) / stride) * stride;
-  return { buffer: part.buffer, offset: 0, size: Math.min(size, part.buffer.size) };
-}
-
-/**
- * @param h Hidden states `[T, D]` f32 (one part).
- * @param pack Elements per load.
- * @returns The binding of h, padded to the element stride of the loader.
- */
-export function hBinding(h: Tensor, pack: number): BufferBinding {
-  const stride = pack * 4;
-  return {
-    buffer: h.buffer,
-    offset: 0,
-    size: Math.ceil(Math.max(h.parts[0].bytes, 4) / stride) * stride,
-  };
-}
-
-/**
- * @param kernel Kernel name for errors.
- * @param gpu The runtime.
- * @param tokens T.
- * @param tt Tokens per workgroup.
- * @returns Workgroups along the tokens.
- * @throws {ShapeError} when they exceed one grid dimension.
- */
-export function tokenGrid(kernel: string, gpu: Gpu, tokens: number, tt: number): number {
-  const blocks = Math.ceil(tokens / tt);
-  if (blocks > gpu.limits.maxComputeWorkgroupsPerDimension) {
-    throw new ShapeError(kernel, `too many tokens (${tokens}) for one launch`);
-  }
-  return blocks;
-}

@@ -14,26 +14,22 @@
  *    `p ← p − lr·(m̂/(√v̂ + eps) + wd·p)`. When `applied` is 0 nothing is written: the skip is
  *    decided on the GPU, so no readback is needed before the update.
  *
- * Nothing here reads back; the stats buffer is read later with the loss (one wait).
+ * Nothing here reads back; the stats buffer is read later with the loss (one wait). WGSL in
+ * `_adamw_wgsl.ts`; the float64 reference (optax's formulas) in `adamw_ref.ts`.
  *
  * @module
  */
 
 import { expectDtype, grid1d, Uniforms } from "./_launch.ts";
+import {
+  finalizeSource,
+  REDUCE_CHUNK,
+  sumSquaresSource,
+  UPDATE_CHUNK,
+  updateSource,
+} from "./_adamw_wgsl.ts";
 import { ShapeError } from "./errors.ts";
 import { shapeString, Tensor } from "./tensor.ts";
-
-/** Invocations per workgroup of the sum-of-squares kernel. */
-const REDUCE_WG = 64;
-/** Values each invocation of the sum-of-squares kernel adds (strided by the workgroup size). */
-const REDUCE_ITEMS = 256;
-/** Gradient elements per partial sum. */
-const REDUCE_CHUNK = REDUCE_WG * REDUCE_ITEMS;
-const FINALIZE_WG = 256;
-const UPDATE_WG = 256;
-/** Elements each update invocation handles (strided by the workgroup size, so loads coalesce). */
-const UPDATE_ITEMS = 4;
-const UPDATE_CHUNK = UPDATE_WG * UPDATE_ITEMS;
 
 /** Indices into the stats vector written by {@linkcode gradGlobalNorm}. */
 export const ADAMW_STATS: Readonly<{
@@ -43,134 +39,6 @@ export const ADAMW_STATS: Readonly<{
   badGuard: 3;
   length: 4;
 }> = Object.freeze({ sumSquares: 0, norm: 1, applied: 2, badGuard: 3, length: 4 });
-
-const WGSL_FINITE = `
-fn is_finite(x: f32) -> bool {
-  // subtle: by bit pattern, so no fast-math assumption can fold the test away.
-  return (bitcast<u32>(x) & 0x7f800000u) != 0x7f800000u;
-}`;
-
-const sumSquaresSource = () => /* wgsl */ `
-struct Params { n: u32, out_offset: u32, groups: u32 }
-@group(0) @binding(0) var<uniform> p: Params;
-@group(0) @binding(1) var<storage, read> g: array<f32>;              // [n] one gradient part
-@group(0) @binding(2) var<storage, read_write> partials: array<f32>; // [total partials]
-var<workgroup> acc: array<f32, ${REDUCE_WG}>;
-
-@compute @workgroup_size(${REDUCE_WG})
-fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
-        @builtin(local_invocation_index) lid: u32) {
-  let group = wid.x + wid.y * nwg.x; // uniform across the workgroup
-  if (group >= p.groups) { return; }
-  let base = group * ${REDUCE_CHUNK}u;
-  // Blocks of 8 summed separately, then added up: the serial f32 chain stays short (≤ 8 + 32).
-  var s = 0.0;
-  for (var k = 0u; k < ${REDUCE_ITEMS}u; k += 8u) {
-    var block = 0.0;
-    for (var j = 0u; j < 8u; j++) {
-      let i = base + (k + j) * ${REDUCE_WG}u + lid;
-      if (i < p.n) {
-        let x = g[i];
-        block = fma(x, x, block);
-      }
-    }
-    s += block;
-  }
-  acc[lid] = s;
-  workgroupBarrier();
-  for (var w = ${REDUCE_WG / 2}u; w > 0u; w >>= 1u) {
-    if (lid < w) { acc[lid] += acc[lid + w]; }
-    workgroupBarrier();
-  }
-  if (lid == 0u) { partials[p.out_offset + group] = acc[0]; }
-}`;
-
-const finalizeSource = () => /* wgsl */ `
-struct Params { count: u32, guard_len: u32 }
-@group(0) @binding(0) var<uniform> p: Params;
-@group(0) @binding(1) var<storage, read> partials: array<f32>;    // [count]
-@group(0) @binding(2) var<storage, read> guard: array<f32>;       // [guard_len] must be finite
-@group(0) @binding(3) var<storage, read_write> stats: array<f32>; // [4] Σg², ‖g‖, applied, bad
-var<workgroup> acc: array<f32, ${FINALIZE_WG}>;
-var<workgroup> bad: array<u32, ${FINALIZE_WG}>;
-${WGSL_FINITE}
-
-@compute @workgroup_size(${FINALIZE_WG})
-fn main(@builtin(local_invocation_index) lid: u32) {
-  var s = 0.0;
-  var block = 0.0;
-  var in_block = 0u;
-  for (var i = lid; i < p.count; i += ${FINALIZE_WG}u) {
-    block += partials[i];
-    in_block++;
-    if (in_block == 8u) {
-      s += block;
-      block = 0.0;
-      in_block = 0u;
-    }
-  }
-  s += block;
-  var b = 0u;
-  for (var i = lid; i < p.guard_len; i += ${FINALIZE_WG}u) {
-    if (!is_finite(guard[i])) { b += 1u; }
-  }
-  acc[lid] = s;
-  bad[lid] = b;
-  workgroupBarrier();
-  for (var w = ${FINALIZE_WG / 2}u; w > 0u; w >>= 1u) {
-    if (lid < w) {
-      acc[lid] += acc[lid + w];
-      bad[lid] += bad[lid + w];
-    }
-    workgroupBarrier();
-  }
-  if (lid == 0u) {
-    let total = acc[0];
-    let norm = sqrt(total);
-    let ok = is_finite(total) && is_finite(norm) && bad[0] == 0u;
-    stats[0] = total;
-    stats[1] = norm;
-    stats[2] = select(0.0, 1.0, ok);
-    stats[3] = f32(bad[0]);
-  }
-}`;
-
-const updateSource = () => /* wgsl */ `
-struct Params {
-  n: u32, lr: f32, b1: f32, b2: f32, one_minus_b1: f32, one_minus_b2: f32,
-  bc1: f32, bc2: f32, eps: f32, wd: f32, max_norm: f32, clip: u32,
-}
-@group(0) @binding(0) var<uniform> p: Params;
-@group(0) @binding(1) var<storage, read_write> param: array<f32>; // [n] one parameter part
-@group(0) @binding(2) var<storage, read> grad: array<f32>;        // [n]
-@group(0) @binding(3) var<storage, read_write> m: array<f32>;     // [n] first moment
-@group(0) @binding(4) var<storage, read_write> v: array<f32>;     // [n] second moment
-@group(0) @binding(5) var<storage, read> stats: array<f32>;       // [4] from gradNormFinalize
-@compute @workgroup_size(${UPDATE_WG})
-fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
-        @builtin(local_invocation_index) lid: u32) {
-  if (stats[2] == 0.0) { return; } // skipped step: leave param, m and v untouched
-  let base = (wid.x + wid.y * nwg.x) * ${UPDATE_CHUNK}u + lid;
-  for (var k = 0u; k < ${UPDATE_ITEMS}u; k++) {
-    let i = base + k * ${UPDATE_WG}u;
-    if (i >= p.n) { return; }
-    var g = grad[i];
-    if (p.clip == 1u) {
-      let norm = stats[1];
-      // optax clip_by_global_norm: select(trigger, g, (g / norm) * max_norm).
-      g = select((g / norm) * p.max_norm, g, norm < p.max_norm);
-    }
-    let m1 = p.b1 * m[i] + p.one_minus_b1 * g;
-    let v1 = p.b2 * v[i] + p.one_minus_b2 * (g * g);
-    m[i] = m1;
-    v[i] = v1;
-    let m_hat = m1 / p.bc1;
-    let v_hat = v1 / p.bc2;
-    let w = param[i];
-    let u = m_hat / (sqrt(v_hat) + p.eps) + p.wd * w;
-    param[i] = w - p.lr * u;
-  }
-}`;
 
 /**
  * Number of f32 partial sums {@linkcode gradGlobalNorm} needs for these gradients.
@@ -271,6 +139,18 @@ export function gradGlobalNorm(
   return out;
 }
 
+/** What one {@linkcode adamwUpdate} reads besides the parameter (updating `m` and `v`). */
+export interface AdamWUpdateInputs {
+  /** Gradient, f32, same shape (and part layout) as the parameter. */
+  readonly grad: Tensor;
+  /** First moment, f32, same shape as the parameter (updated in place). */
+  readonly m: Tensor;
+  /** Second moment, f32, same shape as the parameter (updated in place). */
+  readonly v: Tensor;
+  /** The stats vector of {@linkcode gradGlobalNorm} over all gradients of this update. */
+  readonly stats: Tensor;
+}
+
 /** Hyperparameters of one {@linkcode adamwUpdate} launch. */
 export interface AdamWUpdateParams {
   /** Learning rate of this update (the schedule's value at the update count before it). */
@@ -299,9 +179,7 @@ function samePartLayout(a: Tensor, b: Tensor): boolean {
  * skipped on the GPU when `stats[applied]` is 0.
  *
  * @param param Parameter, f32 (updated in place).
- * @param grad Gradient, f32, same shape as `param`.
- * @param moments First and second moments, f32, same shape as `param` (updated in place).
- * @param stats The stats vector of {@linkcode gradGlobalNorm} over all gradients of this update.
+ * @param inputs Its gradient, moments (updated in place) and the update's stats vector.
  * @param hyper Learning rate, decays, eps, weight decay, step and clip threshold.
  * @throws {ShapeError} on mismatched shapes, dtypes or invalid hyperparameters.
  * @example
@@ -314,7 +192,7 @@ function samePartLayout(a: Tensor, b: Tensor): boolean {
  * const g = Tensor.fromArray(gpu, new Float32Array([0.5, -0.5]));
  * const m = Tensor.zeros(gpu, [2]), v = Tensor.zeros(gpu, [2]);
  * const stats = gradGlobalNorm([g]);
- * adamwUpdate(p, g, { m, v }, stats, {
+ * adamwUpdate(p, { grad: g, m, v, stats }, {
  *   learningRate: 0.1, b1: 0.9, b2: 0.999, eps: 1e-8, weightDecay: 0, step: 1, maxGradNorm: null,
  * });
  * console.log(await p.read()); // ≈ [0.9, 2.1]
@@ -323,13 +201,11 @@ function samePartLayout(a: Tensor, b: Tensor): boolean {
  */
 export function adamwUpdate(
   param: Tensor,
-  grad: Tensor,
-  moments: { readonly m: Tensor; readonly v: Tensor },
-  stats: Tensor,
+  inputs: AdamWUpdateInputs,
   hyper: AdamWUpdateParams,
 ): void {
   const kernel = "adamwUpdate";
-  const { m, v } = moments;
+  const { grad, m, v, stats } = inputs;
   const named: [string, Tensor][] = [["param", param], ["grad", grad], ["m", m], ["v", v]];
   for (const [name, t] of named) {
     expectDtype(kernel, name, t, ["f32"]);

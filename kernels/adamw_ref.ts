@@ -6,6 +6,8 @@
  * @module
  */
 
+import type { AdamWUpdateParams } from "./adamw.ts";
+
 /**
  * Global L2 norm over several arrays, accumulated in float64.
  *
@@ -23,22 +25,19 @@ export function gradGlobalNormRef(grads: readonly ArrayLike<number>[]): number {
   return Math.sqrt(s);
 }
 
-/** Hyperparameters of {@linkcode adamwUpdateRef} (same meaning as `AdamWUpdateParams`). */
-export interface AdamWRefParams {
-  /** Learning rate of this update. */
-  readonly learningRate: number;
-  /** First-moment decay. */
-  readonly b1: number;
-  /** Second-moment decay. */
-  readonly b2: number;
-  /** Added to `√v̂`. */
-  readonly eps: number;
-  /** Decoupled weight decay. */
-  readonly weightDecay: number;
-  /** 1-based update index t. */
-  readonly step: number;
-  /** Global-norm clip threshold, or null. */
-  readonly maxGradNorm: number | null;
+/** Hyperparameters of {@linkcode adamwUpdateRef}: those of `adamwUpdate`. */
+export type AdamWRefParams = AdamWUpdateParams;
+
+/** What {@linkcode adamwUpdateRef} reads besides the parameter. */
+export interface AdamWRefInputs {
+  /** Gradient values. */
+  readonly grad: ArrayLike<number>;
+  /** First moment. */
+  readonly m: ArrayLike<number>;
+  /** Second moment. */
+  readonly v: ArrayLike<number>;
+  /** Global gradient norm over all tensors of this update. */
+  readonly gradNorm: number;
 }
 
 /** Result of {@linkcode adamwUpdateRef}. */
@@ -58,15 +57,14 @@ export interface AdamWRefResult {
  * and copies of the inputs are returned, as the kernel does.
  *
  * @param param Parameter values.
- * @param grad Gradient values.
- * @param moments First and second moments.
- * @param gradNorm Global gradient norm over all tensors of this update.
+ * @param inputs Gradient values, first and second moments, and the global gradient norm over
+ *   all tensors of this update.
  * @param hyper Hyperparameters.
  * @returns The new parameter and moments.
  * @example
  * ```ts
  * import { adamwUpdateRef } from "./adamw_ref.ts";
- * const r = adamwUpdateRef([1], [0.5], { m: [0], v: [0] }, 0.5, {
+ * const r = adamwUpdateRef([1], { grad: [0.5], m: [0], v: [0], gradNorm: 0.5 }, {
  *   learningRate: 0.1, b1: 0.9, b2: 0.999, eps: 0, weightDecay: 0, step: 1, maxGradNorm: null,
  * });
  * r.param[0]; // 0.9
@@ -74,14 +72,13 @@ export interface AdamWRefResult {
  */
 export function adamwUpdateRef(
   param: ArrayLike<number>,
-  grad: ArrayLike<number>,
-  moments: { readonly m: ArrayLike<number>; readonly v: ArrayLike<number> },
-  gradNorm: number,
+  inputs: AdamWRefInputs,
   hyper: AdamWRefParams,
 ): AdamWRefResult {
+  const { grad, gradNorm } = inputs;
   const p = Float64Array.from(param);
-  const m = Float64Array.from(moments.m);
-  const v = Float64Array.from(moments.v);
+  const m = Float64Array.from(inputs.m);
+  const v = Float64Array.from(inputs.v);
   if (!Number.isFinite(gradNorm)) return { param: p, m, v, applied: false };
   const { learningRate, b1, b2, eps, weightDecay, step, maxGradNorm } = hyper;
   const clip = maxGradNorm !== null && !(gradNorm < maxGradNorm);

@@ -23,16 +23,22 @@
  * memory or barriers (slow on llvmpipe) and no large private arrays (llvmpipe compiles
  * dynamically indexed private arrays into slow code that takes a minute to build).
  *
+ * WGSL in `_attention_wgsl.ts`; the backward pass is `attentionBackward` in
+ * `attention_backward.ts`.
+ *
  * @module
  */
 
-import { expectDtype, expectShape, grid1d, Uniforms, WGSL_LINEAR } from "./_launch.ts";
+import { expectDtype, expectShape, grid1d, Uniforms } from "./_launch.ts";
+import { checkHeads, checkRanges, checkScaleWindow, shape4 } from "./_attention_launch.ts";
+import {
+  type AttentionConstants,
+  attentionSource,
+  type CacheWriteConstants,
+  cacheWriteSource,
+} from "./_attention_wgsl.ts";
 import { ShapeError } from "./errors.ts";
 import { shapeString, Tensor } from "./tensor.ts";
-export { attentionBackward } from "./attention_backward.ts";
-export type { AttentionBackwardOptions, AttentionBackwardResult } from "./attention_backward.ts";
-
-const BLOCK = 16;
 
 /** Keys and values (same shape). */
 export interface KvPair {
@@ -64,158 +70,28 @@ export interface AttentionResult {
   readonly lse: Tensor | null;
 }
 
-interface AttentionConstants extends Record<string, number | boolean> {
-  d: number;
-  w: number;
-  decode: boolean;
-  ranges: boolean;
-  lse: boolean;
-  wg: number;
-  g: number;
+/** One checked attention call: which launcher, its dimensions, options and window. */
+interface AttentionCall {
+  readonly kernel: string;
+  readonly decode: boolean;
+  /** `seq` = S (prefill) or C, the cache slots (decode). */
+  readonly dims: {
+    readonly batch: number;
+    readonly seq: number;
+    readonly heads: number;
+    readonly kvHeads: number;
+    readonly headDim: number;
+  };
+  readonly options: AttentionOptions;
+  readonly window: number;
 }
 
-const attentionSource = (c: AttentionConstants) => {
-  const T = c.w === 4 ? "vec4<f32>" : "f32";
-  const dw = c.d / c.w;
-  const qShape = c.decode ? "[B, H, D]" : "[B, S, H, D]";
-  const kShape = c.decode ? "[B, C, KvH, D] (slot = index % C)" : "[B, S, KvH, D]";
-  let binding = 4;
-  const rangesDecl = c.ranges
-    ? `@group(0) @binding(${binding++}) var<storage, read> ranges: array<i32>; // [B, 2]`
-    : "";
-  const outDecl =
-    `@group(0) @binding(${binding++}) var<storage, read_write> out: array<${T}>; // ${qShape}`;
-  const lseDecl = c.lse
-    ? `@group(0) @binding(${binding++}) var<storage, read_write> lse: array<f32>; // ${
-      c.decode ? "[B, H]" : "[B, S, H]"
-    }`
-    : "";
-  return /* wgsl */ `
-struct Params {
-  batch: u32, seq: u32, kv_heads: u32, window: u32, scale: f32,
-  neg_inf: f32,  // −∞ from the host: WGSL constant expressions must be finite
-}
-@group(0) @binding(0) var<uniform> p: Params;  // seq = S (prefill) or C (decode)
-@group(0) @binding(1) var<storage, read> q: array<${T}>; // ${qShape}
-@group(0) @binding(2) var<storage, read> k: array<${T}>; // ${kShape}
-@group(0) @binding(3) var<storage, read> v: array<${T}>; // ${kShape}
-${rangesDecl}
-${outDecl}
-${lseDecl}
-const DW: u32 = ${dw}u;
-const G: u32 = ${c.g}u;   // query heads per KV head, all handled by one invocation
-const BLK: i32 = ${BLOCK};
-${WGSL_LINEAR}
-fn dotw(a: ${T}, b: ${T}) -> f32 { return ${c.w === 4 ? "dot(a, b)" : "a * b"}; }
-fn key_base(b: u32, j: i32, kvh: u32) -> u32 {
-  let slot = ${c.decode ? "u32(j) % p.seq" : "u32(j)"};
-  return ((b * p.seq + slot) * p.kv_heads + kvh) * DW;
-}
-@compute @workgroup_size(${c.wg})
-fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
-  let row = linear_index(gid, nwg, ${c.wg}u);  // one (token, KV head); heads h = kvh·G + g
-  let kvh = row % p.kv_heads;
-  let b = row / p.kv_heads${c.decode ? "" : " / p.seq"};
-  if (b >= p.batch) { return; }
-  var start = 0;
-  var end = ${c.decode ? "1" : "i32(p.seq)"};
-  ${c.ranges ? "start = max(ranges[2u * b], 0);" : ""}
-  ${c.ranges ? `end = ${c.decode ? "ranges[2u * b + 1u]" : "min(ranges[2u * b + 1u], end)"};` : ""}
-  ${
-    c.decode
-      ? "let qi = end - 1;  // the new token is the last valid index"
-      : "let qi = i32((row / p.kv_heads) % p.seq);"
-  }
-  let base = row * G * DW;
-  // the output row doubles as the accumulator: big private arrays compile to slow code
-  for (var c = 0u; c < G * DW; c++) { out[base + c] = ${T}(0.0); }
-  if (qi < start || qi >= end) {  // no visible key: output 0${c.lse ? ", lse −∞" : ""}
-    ${c.lse ? "for (var g = 0u; g < G; g++) { lse[row * G + g] = p.neg_inf; }" : ""}
-    return;
-  }
-  var lo = start;
-  if (p.window > 0u) { lo = max(lo, qi + 1 - i32(p.window)); }
-  ${c.decode ? "lo = max(lo, qi + 1 - i32(p.seq));  // the ring keeps the last C indices" : ""}
-  var m: array<f32, G>;
-  var l: array<f32, G>;
-  var corr: array<f32, G>;
-  for (var g = 0u; g < G; g++) { m[g] = -1e30; }  // finite: exp(m − max) = 0 on the first block
-  for (var j0 = lo; j0 <= qi; j0 += BLK) {
-    let n = min(BLK, qi + 1 - j0);
-    // a full block of keys; the tail repeats key qi and is masked, so loops have fixed bounds
-    var kb: array<u32, BLK>;
-    for (var t = 0; t < BLK; t++) { kb[t] = key_base(b, min(j0 + t, qi), kvh); }
-    // subtle: zero explicitly; a var inside a loop body is not re-zeroed on every iteration here
-    var s: array<f32, G * u32(BLK)>;  // [G, BLK]
-    for (var t = 0u; t < G * u32(BLK); t++) { s[t] = 0.0; }
-    for (var c = 0u; c < DW; c++) {
-      var qc: array<${T}, G>;
-      for (var g = 0u; g < G; g++) { qc[g] = q[base + g * DW + c]; }
-      for (var t = 0; t < BLK; t++) {
-        let kc = k[kb[t] + c];
-        for (var g = 0u; g < G; g++) { s[g * u32(BLK) + u32(t)] += dotw(qc[g], kc); }
-      }
-    }
-    for (var g = 0u; g < G; g++) {
-      var bm = m[g];
-      for (var t = 0; t < BLK; t++) {
-        let x = select(-1e30, s[g * u32(BLK) + u32(t)] * p.scale, t < n);
-        s[g * u32(BLK) + u32(t)] = x;
-        bm = max(bm, x);
-      }
-      corr[g] = exp(m[g] - bm);
-      var lg = l[g] * corr[g];
-      for (var t = 0; t < BLK; t++) {
-        let e = exp(s[g * u32(BLK) + u32(t)] - bm);
-        s[g * u32(BLK) + u32(t)] = e;
-        lg += e;
-      }
-      l[g] = lg;
-      m[g] = bm;
-    }
-    for (var c = 0u; c < DW; c++) {
-      var a: array<${T}, G>;
-      for (var g = 0u; g < G; g++) { a[g] = out[base + g * DW + c] * corr[g]; }
-      for (var t = 0; t < BLK; t++) {
-        let vc = v[kb[t] + c];
-        for (var g = 0u; g < G; g++) { a[g] += s[g * u32(BLK) + u32(t)] * vc; }
-      }
-      for (var g = 0u; g < G; g++) { out[base + g * DW + c] = a[g]; }
-    }
-  }
-  for (var g = 0u; g < G; g++) {
-    for (var c = 0u; c < DW; c++) { out[base + g * DW + c] /= l[g]; }
-    ${c.lse ? "lse[row * G + g] = m[g] + log(l[g]);" : ""}
-  }
-}`;
-};
-
-function checkCommon(kernel: string, options: AttentionOptions): number {
-  if (!Number.isFinite(options.scale)) {
-    throw new ShapeError(kernel, `options.scale must be a finite number, got ${options.scale}`);
-  }
-  const window = options.window ?? 0;
-  if (!(Number.isInteger(window) && window >= 0)) {
-    throw new ShapeError(kernel, `options.window must be an integer ≥ 0, got ${window}`);
-  }
-  return window;
-}
-
-function launch(
-  kernel: string,
-  decode: boolean,
-  q: Tensor,
-  kv: KvPair,
-  dims: { batch: number; seq: number; heads: number; kvHeads: number; headDim: number },
-  options: AttentionOptions,
-  window: number,
-): AttentionResult {
+/** Checks the outputs and records the prefill or decode launch. */
+function launch(q: Tensor, kv: KvPair, call: AttentionCall): AttentionResult {
+  const { kernel, decode, options, window } = call;
   const gpu = q.gpu;
-  const { batch, seq, heads, kvHeads, headDim } = dims;
-  if (options.ranges) {
-    expectDtype(kernel, "ranges", options.ranges, ["i32"]);
-    expectShape(kernel, "ranges", options.ranges, [batch, 2]);
-  }
+  const { batch, seq, heads, kvHeads, headDim } = call.dims;
+  checkRanges(kernel, options.ranges, batch);
   if (options.out && [q, kv.k, kv.v].includes(options.out)) {
     throw new ShapeError(kernel, "out must not alias q, k or v");
   }
@@ -254,15 +130,6 @@ function launch(
   return { out, lse };
 }
 
-function checkHeads(kernel: string, heads: number, kvHeads: number): void {
-  if (kvHeads === 0 || heads % kvHeads !== 0) {
-    throw new ShapeError(
-      kernel,
-      `numHeads (${heads}) must be a positive multiple of numKvHeads (${kvHeads})`,
-    );
-  }
-}
-
 /**
  * Prefill attention: every query row of `[B, S]` sequences attends causally to the keys of its
  * own sequence.
@@ -289,14 +156,13 @@ function checkHeads(kernel: string, heads: number, kvHeads: number): void {
  */
 export function attention(q: Tensor, kv: KvPair, options: AttentionOptions): AttentionResult {
   const kernel = "attention";
-  const window = checkCommon(kernel, options);
+  const window = checkScaleWindow(kernel, options);
   for (const [name, t] of [["q", q], ["k", kv.k], ["v", kv.v]] as const) {
     expectDtype(kernel, name, t, ["f32"]);
     if (t.shape.length !== 3 && t.shape.length !== 4) {
       throw new ShapeError(kernel, `${name} must be [B, S, heads, D], got ${shapeString(t.shape)}`);
     }
   }
-  const shape4 = (t: Tensor) => (t.shape.length === 3 ? [1, ...t.shape] : [...t.shape]);
   const [batch, seq, heads, headDim] = shape4(q);
   const kvHeads = shape4(kv.k)[2];
   checkHeads(kernel, heads, kvHeads);
@@ -307,7 +173,8 @@ export function attention(q: Tensor, kv: KvPair, options: AttentionOptions): Att
     const want = [batch, seq, kvHeads, headDim].slice(4 - t.shape.length);
     expectShape(kernel, name, t, want);
   }
-  return launch(kernel, false, q, kv, { batch, seq, heads, kvHeads, headDim }, options, window);
+  const dims = { batch, seq, heads, kvHeads, headDim };
+  return launch(q, kv, { kernel, decode: false, dims, options, window });
 }
 
 /**
@@ -344,7 +211,7 @@ export function attentionDecode(
   options: AttentionOptions,
 ): AttentionResult {
   const kernel = "attentionDecode";
-  const window = checkCommon(kernel, options);
+  const window = checkScaleWindow(kernel, options);
   expectDtype(kernel, "q", q, ["f32"]);
   expectShape(kernel, "q", q, [-1, -1, -1]);
   const [batch, heads, headDim] = q.shape;
@@ -358,36 +225,8 @@ export function attentionDecode(
   if (!options.ranges) throw new ShapeError(kernel, "options.ranges ([B, 2] i32) is required");
   if (cacheLen === 0) throw new ShapeError(kernel, "the cache must have at least one slot");
   const dims = { batch, seq: cacheLen, heads, kvHeads, headDim };
-  return launch(kernel, true, q, cache, dims, options, window);
+  return launch(q, cache, { kernel, decode: true, dims, options, window });
 }
-
-const cacheWriteSource = (c: { offsets: boolean; counts: boolean }) => /* wgsl */ `
-struct Params { batch: u32, tokens: u32, cache_len: u32, row: u32 }
-@group(0) @binding(0) var<uniform> p: Params;
-@group(0) @binding(1) var<storage, read> values: array<f32>; // [B, T, KvH, D]
-${c.offsets ? "@group(0) @binding(2) var<storage, read> offsets: array<i32>; // [B]" : ""}
-${
-  c.counts
-    ? `@group(0) @binding(${c.offsets ? 3 : 2}) var<storage, read> counts: array<i32>; // [B]`
-    : ""
-}
-@group(0) @binding(${2 + Number(c.offsets) + Number(c.counts)})
-var<storage, read_write> cache: array<f32>; // [B, C, KvH, D]
-${WGSL_LINEAR}
-@compute @workgroup_size(64)
-fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
-  let idx = linear_index(gid, nwg, 64u);
-  if (idx >= p.batch * p.tokens * p.row) { return; }
-  let e = idx % p.row;
-  let t = i32((idx / p.row) % p.tokens);
-  let b = idx / (p.row * p.tokens);
-  let count = ${c.counts ? "min(counts[b], i32(p.tokens))" : "i32(p.tokens)"};
-  // subtle: only the last C valid tokens are written, so no two invocations share a slot
-  if (t >= count || t + i32(p.cache_len) < count) { return; }
-  let index = ${c.offsets ? "offsets[b] + t" : "t"};
-  if (index < 0) { return; }
-  cache[(b * p.cache_len + u32(index) % p.cache_len) * p.row + e] = values[idx];
-}`;
 
 /** Options of {@linkcode writeKvCache}. */
 export interface KvCacheWriteOptions {
@@ -441,7 +280,7 @@ export function writeKvCache(
   const gpu = cache.k.gpu;
   const tokens = values.k.shape[1];
   const row = kvHeads * headDim;
-  const constants = { offsets: !!options.offsets, counts: !!options.counts };
+  const constants: CacheWriteConstants = { offsets: !!options.offsets, counts: !!options.counts };
   const pipeline = gpu.pipelines.get(kernel, constants, cacheWriteSource);
   for (const name of ["k", "v"] as const) {
     const buffers = [values[name].binding()];

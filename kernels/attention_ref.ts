@@ -1,6 +1,7 @@
 /**
  * Plain-TS references of the attention family (float64 throughout, two-pass softmax): prefill
- * attention, decode attention on a (ring) KV cache, and the KV cache write.
+ * attention, decode attention on a (ring) KV cache, the KV cache write, and the prefill
+ * backward (softmax probabilities recomputed from the forward's logsumexp).
  *
  * @module
  */
@@ -43,14 +44,23 @@ export interface AttentionRefResult {
   readonly lse: Float64Array;
 }
 
+/** One query row and the keys it attends to (see {@linkcode attendRow}). */
+interface RowProblem {
+  /** Offset of the query row in q (and out). */
+  readonly qAt: number;
+  /** Offset of key j's row in k (and v). */
+  readonly keyAt: (j: number) => number;
+  /** The visible key indices, ascending. */
+  readonly keys: readonly number[];
+}
+
+/** Adds the softmax-weighted values of one row into `out`; returns the row's logsumexp. */
 function attendRow(
   inputs: AttentionRefInputs,
-  qAt: number,
-  keyAt: (j: number) => number,
-  keys: readonly number[],
-  o: AttentionRefOptions,
-  out: Float64Array,
+  row: RowProblem,
+  o: AttentionRefOptions & { readonly out: Float64Array },
 ): number {
+  const { qAt, keyAt, keys } = row;
   const d = o.headDim;
   const scores = keys.map((j) => {
     let s = 0;
@@ -63,7 +73,7 @@ function attendRow(
   for (const s of scores) sum += Math.exp(s - max);
   keys.forEach((j, n) => {
     const p = Math.exp(scores[n] - max) / sum;
-    for (let c = 0; c < d; c++) out[qAt + c] += p * inputs.v[keyAt(j) + c];
+    for (let c = 0; c < d; c++) o.out[qAt + c] += p * inputs.v[keyAt(j) + c];
   });
   return max + Math.log(sum);
 }
@@ -72,6 +82,40 @@ function range(lo: number, hi: number): number[] {
   const r: number[] = [];
   for (let j = lo; j <= hi; j++) r.push(j);
   return r;
+}
+
+/** A visible query row of a prefill problem (see {@linkcode prefillRows}). */
+interface PrefillRow {
+  /** Query index in its sequence. */
+  readonly i: number;
+  /** Index of the row in lse (`(b·S + i)·H + head`); times D, its offset in q. */
+  readonly row: number;
+  /** First key index it sees (it sees `lo … i`). */
+  readonly lo: number;
+  /** Offset of key j's row (its KV head) in k and v. */
+  readonly keyAt: (j: number) => number;
+}
+
+/**
+ * The query rows of a prefill problem that lie inside their sequence's range, in order
+ * (sequence, query index, head), with the keys each sees: `start ≤ j ≤ i` and `i − j < W`;
+ * query head h uses KV head `h / (H / KvH)`.
+ */
+function* prefillRows(o: AttentionRefOptions): Generator<PrefillRow> {
+  const { batch, seq, numHeads: h, numKvHeads: kvh, headDim: d } = o;
+  const window = o.window ?? 0;
+  for (let b = 0; b < batch; b++) {
+    const start = Math.max(o.ranges ? o.ranges[2 * b] : 0, 0);
+    const end = Math.min(o.ranges ? o.ranges[2 * b + 1] : seq, seq);
+    for (let i = start; i < end; i++) {
+      const lo = window > 0 ? Math.max(start, i - window + 1) : start;
+      for (let head = 0; head < h; head++) {
+        const g = Math.floor(head / (h / kvh));
+        const keyAt = (j: number) => ((b * seq + j) * kvh + g) * d;
+        yield { i, row: (b * seq + i) * h + head, lo, keyAt };
+      }
+    }
+  }
 }
 
 /**
@@ -95,22 +139,11 @@ export function attentionRef(
   inputs: AttentionRefInputs,
   options: AttentionRefOptions,
 ): AttentionRefResult {
-  const { batch, seq, numHeads: h, numKvHeads: kvh, headDim: d } = options;
-  const window = options.window ?? 0;
+  const { batch, seq, numHeads: h, headDim: d } = options;
   const out = new Float64Array(batch * seq * h * d);
   const lse = new Float64Array(batch * seq * h).fill(-Infinity);
-  for (let b = 0; b < batch; b++) {
-    const start = Math.max(options.ranges ? options.ranges[2 * b] : 0, 0);
-    const end = Math.min(options.ranges ? options.ranges[2 * b + 1] : seq, seq);
-    for (let i = start; i < end; i++) {
-      const lo = window > 0 ? Math.max(start, i - window + 1) : start;
-      for (let head = 0; head < h; head++) {
-        const g = Math.floor(head / (h / kvh));
-        const row = (b * seq + i) * h + head;
-        const keyAt = (j: number) => ((b * seq + j) * kvh + g) * d;
-        lse[row] = attendRow(inputs, row * d, keyAt, range(lo, i), options, out);
-      }
-    }
+  for (const { i, row, lo, keyAt } of prefillRows(options)) {
+    lse[row] = attendRow(inputs, { qAt: row * d, keyAt, keys: range(lo, i) }, { ...options, out });
   }
   return { out, lse };
 }
@@ -144,7 +177,10 @@ export function attentionDecodeRef(
       const g = Math.floor(head / (h / kvh));
       const row = b * h + head;
       const keyAt = (j: number) => ((b * cacheLen + (j % cacheLen)) * kvh + g) * d;
-      lse[row] = attendRow(inputs, row * d, keyAt, range(lo, i), options, out);
+      lse[row] = attendRow(inputs, { qAt: row * d, keyAt, keys: range(lo, i) }, {
+        ...options,
+        out,
+      });
     }
   }
   return { out, lse };
@@ -191,4 +227,69 @@ export function writeKvCacheRef(
       }
     }
   }
+}
+
+/** What {@linkcode attentionBackwardRef} needs of the forward (row-major). */
+export interface AttentionBackwardRefInputs extends AttentionRefInputs {
+  /** Forward output `[B, S, H, D]`. */
+  readonly out: ArrayLike<number>;
+  /** Forward logsumexp of the scaled scores `[B, S, H]` (−∞ for rows that see no key). */
+  readonly lse: ArrayLike<number>;
+}
+
+/** Gradients returned by {@linkcode attentionBackwardRef}: dq `[B, S, H, D]`, dk and dv `[B, S, KvH, D]`. */
+export type AttentionBackwardRefResult = Readonly<Record<"dq" | "dk" | "dv", Float64Array>>;
+
+/**
+ * Reference attention backward. For query row i (head h, KV head g = h / (H / KvH)) and each key
+ * j it sees (same visibility as {@linkcode attentionRef}):
+ * `P = exp(scale·q_i·k_j − lse_i)`, `D_i = dOut_i·out_i`, `dS = P·(dOut_i·v_j − D_i)`,
+ * `dq_i += scale·dS·k_j`, `dk_j += scale·dS·q_i`, `dv_j += P·dOut_i`.
+ * Rows outside `[start, end)` or with lse −∞ contribute nothing (their dq is 0).
+ *
+ * @param dOut Gradient of the loss with respect to the output `[B, S, H, D]`.
+ * @param inputs q `[B, S, H, D]`, k and v `[B, S, KvH, D]`, the forward's out and lse `[B, S, H]`.
+ * @param options Dimensions, scale, window, ranges (as for {@linkcode attentionRef}).
+ * @returns dq `[B, S, H, D]`, dk and dv `[B, S, KvH, D]`.
+ * @example
+ * ```ts
+ * import { attentionBackwardRef, attentionRef } from "./attention_ref.ts";
+ * const o = { batch: 1, seq: 2, numHeads: 1, numKvHeads: 1, headDim: 1, scale: 1 };
+ * const x = { q: [1, 1], k: [1, 2], v: [3, 5] };
+ * const { out, lse } = attentionRef(x, o);
+ * const { dv } = attentionBackwardRef([1, 0], { ...x, out, lse }, o);
+ * console.log(dv[0]); // 1 (the first query puts all its weight on the first value)
+ * ```
+ */
+export function attentionBackwardRef(
+  dOut: ArrayLike<number>,
+  inputs: AttentionBackwardRefInputs,
+  options: AttentionRefOptions,
+): AttentionBackwardRefResult {
+  const { batch, seq, numHeads: h, numKvHeads: kvh, headDim: d, scale } = options;
+  const { q, k, v, out, lse } = inputs;
+  const dq = new Float64Array(batch * seq * h * d);
+  const dk = new Float64Array(batch * seq * kvh * d);
+  const dv = new Float64Array(batch * seq * kvh * d);
+  const dot = (a: ArrayLike<number>, ai: number, b: ArrayLike<number>, bi: number) => {
+    let s = 0;
+    for (let c = 0; c < d; c++) s += a[ai + c] * b[bi + c];
+    return s;
+  };
+  for (const { i, row, lo, keyAt } of prefillRows(options)) {
+    if (lse[row] === -Infinity) continue;
+    const qi = row * d;
+    const dRow = dot(dOut, qi, out, qi);
+    for (let j = lo; j <= i; j++) {
+      const kj = keyAt(j);
+      const p = Math.exp(scale * dot(q, qi, k, kj) - lse[row]);
+      const ds = p * (dot(dOut, qi, v, kj) - dRow);
+      for (let c = 0; c < d; c++) {
+        dq[qi + c] += scale * ds * k[kj + c];
+        dk[kj + c] += scale * ds * q[qi + c];
+        dv[kj + c] += p * dOut[qi + c];
+      }
+    }
+  }
+  return { dq, dk, dv };
 }

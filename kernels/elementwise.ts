@@ -1,34 +1,14 @@
 /**
  * Elementwise kernels: `add` (residual connections, gradient accumulation) and `scale`.
- * Their float64 references are in elementwise_ref.ts.
+ * WGSL in `_elementwise_wgsl.ts`, float64 references in `elementwise_ref.ts`.
  *
  * @module
  */
 
-import { expectDtype, grid1d, Uniforms, WGSL_LINEAR } from "./_launch.ts";
+import { expectDtype, grid1d, Uniforms } from "./_launch.ts";
+import { addSource, ELEMENTWISE_WG as WG, scaleSource } from "./_elementwise_wgsl.ts";
 import { ShapeError } from "./errors.ts";
 import { shapeString, Tensor } from "./tensor.ts";
-
-const WG = 256;
-
-const addSource = (c: { inPlace: boolean }) => /* wgsl */ `
-struct Params { n: u32, alpha: f32, beta: f32 }
-@group(0) @binding(0) var<uniform> p: Params;
-${
-  c.inPlace
-    ? `@group(0) @binding(1) var<storage, read_write> a: array<f32>; // [n], also the output
-@group(0) @binding(2) var<storage, read> b: array<f32>;        // [n]`
-    : `@group(0) @binding(1) var<storage, read> a: array<f32>;        // [n]
-@group(0) @binding(2) var<storage, read> b: array<f32>;        // [n]
-@group(0) @binding(3) var<storage, read_write> out: array<f32>; // [n]`
-}
-${WGSL_LINEAR}
-@compute @workgroup_size(${WG})
-fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
-  let i = linear_index(gid, nwg, ${WG}u);
-  if (i >= p.n) { return; }
-  ${c.inPlace ? "a" : "out"}[i] = p.alpha * a[i] + p.beta * b[i];
-}`;
 
 /** Options of {@linkcode add}. */
 export interface AddOptions {
@@ -47,6 +27,18 @@ export interface AddOptions {
  * @param b Second operand (same shape).
  * @param options Weights and an optional output tensor.
  * @returns The output tensor.
+ * @throws {ShapeError} on mismatched sizes, a wrong dtype or `out` aliasing `b`.
+ * @example
+ * ```ts
+ * import { Gpu } from "./gpu.ts";
+ * import { Tensor } from "./tensor.ts";
+ * import { add } from "./elementwise.ts";
+ * const gpu = await Gpu.create();
+ * const a = Tensor.fromArray(gpu, new Float32Array([1, 2]));
+ * const b = Tensor.fromArray(gpu, new Float32Array([3, 4]));
+ * console.log(await add(a, b, { beta: -1 }).read()); // [-2, -2]
+ * gpu.destroy();
+ * ```
  */
 export function add(a: Tensor, b: Tensor, options: AddOptions = {}): Tensor {
   const kernel = "add";
@@ -73,23 +65,6 @@ export function add(a: Tensor, b: Tensor, options: AddOptions = {}): Tensor {
   });
   return out;
 }
-
-const scaleSource = (c: { inPlace: boolean }) => /* wgsl */ `
-struct Params { n: u32, factor: f32 }
-@group(0) @binding(0) var<uniform> p: Params;
-${
-  c.inPlace
-    ? "@group(0) @binding(1) var<storage, read_write> x: array<f32>; // [n], scaled in place"
-    : `@group(0) @binding(1) var<storage, read> x: array<f32>;         // [n]
-@group(0) @binding(2) var<storage, read_write> out: array<f32>; // [n]`
-}
-${WGSL_LINEAR}
-@compute @workgroup_size(${WG})
-fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
-  let i = linear_index(gid, nwg, ${WG}u);
-  if (i >= p.n) { return; }
-  ${c.inPlace ? "x" : "out"}[i] = p.factor * x[i];
-}`;
 
 /** Options of {@linkcode scale}. */
 export interface ScaleOptions {

@@ -1,5 +1,5 @@
 /**
- * Float64 references of {@linkcode geglu} and {@linkcode gegluFused} (kernels/geglu.ts).
+ * Float64 references of `geglu()` and `gegluBackward()` (kernels/geglu.ts, geglu_backward.ts).
  *
  * @module
  */
@@ -27,6 +27,11 @@ export function geluTanhRef(x: number): number {
  * @param gate Gate values.
  * @param up Up values (same length).
  * @returns The products.
+ * @example
+ * ```ts
+ * import { gegluRef } from "./geglu_ref.ts";
+ * console.log(gegluRef([1], [2])); // [1.6823839812165536]
+ * ```
  */
 export function gegluRef(gate: ArrayLike<number>, up: ArrayLike<number>): Float64Array {
   if (gate.length !== up.length) {
@@ -34,25 +39,6 @@ export function gegluRef(gate: ArrayLike<number>, up: ArrayLike<number>): Float6
   }
   const out = new Float64Array(gate.length);
   for (let i = 0; i < gate.length; i++) out[i] = geluTanhRef(gate[i]) * up[i];
-  return out;
-}
-
-/**
- * GeGLU of a fused `[rows, 2I]` gate|up array in float64.
- *
- * @param gateUp Rows of `I` gate values followed by `I` up values.
- * @param inter `I`.
- * @returns `[rows, I]`.
- */
-export function gegluFusedRef(gateUp: ArrayLike<number>, inter: number): Float64Array {
-  const rows = gateUp.length / (2 * inter);
-  const out = new Float64Array(rows * inter);
-  for (let r = 0; r < rows; r++) {
-    for (let j = 0; j < inter; j++) {
-      out[r * inter + j] = geluTanhRef(gateUp[r * 2 * inter + j]) *
-        gateUp[r * 2 * inter + inter + j];
-    }
-  }
   return out;
 }
 
@@ -86,21 +72,20 @@ export interface GegluBackwardRefResult {
 /**
  * Backward of {@linkcode gegluRef} in float64.
  *
- * @param gate Gate values.
- * @param up Up values (same length).
- * @param dy Gradient of the output (same length).
+ * @param dy Gradient of the output.
+ * @param inputs The forward's gate and up values (dy's length).
  * @returns dGate and dUp.
  * @example
  * ```ts
  * import { gegluBackwardRef } from "./geglu_ref.ts";
- * const { dGate, dUp } = gegluBackwardRef([1], [2], [1]); // [2.1659…], [0.8411…]
+ * const { dGate, dUp } = gegluBackwardRef([1], { gate: [1], up: [2] }); // [2.1659…], [0.8411…]
  * ```
  */
 export function gegluBackwardRef(
-  gate: ArrayLike<number>,
-  up: ArrayLike<number>,
   dy: ArrayLike<number>,
+  inputs: { readonly gate: ArrayLike<number>; readonly up: ArrayLike<number> },
 ): GegluBackwardRefResult {
+  const { gate, up } = inputs;
   if (gate.length !== up.length || gate.length !== dy.length) {
     throw new RangeError(`gate ${gate.length}, up ${up.length}, dy ${dy.length} differ in length`);
   }
@@ -111,34 +96,4 @@ export function gegluBackwardRef(
     dUp[i] = dy[i] * geluTanhRef(gate[i]);
   }
   return { dGate, dUp };
-}
-
-/**
- * Backward of {@linkcode gegluFusedRef} in float64: rows of `I` dGate values followed by `I`
- * dUp values.
- *
- * @param gateUp `[rows, 2I]` gate|up.
- * @param dy `[rows, I]` gradient of the output.
- * @param inter `I`.
- * @returns `[rows, 2I]`.
- */
-export function gegluFusedBackwardRef(
-  gateUp: ArrayLike<number>,
-  dy: ArrayLike<number>,
-  inter: number,
-): Float64Array {
-  const rows = dy.length / inter;
-  if (gateUp.length !== 2 * dy.length) {
-    throw new RangeError(`gateUp length ${gateUp.length} != 2 · dy length ${dy.length}`);
-  }
-  const out = new Float64Array(gateUp.length);
-  for (let r = 0; r < rows; r++) {
-    for (let j = 0; j < inter; j++) {
-      const g = gateUp[r * 2 * inter + j], u = gateUp[r * 2 * inter + inter + j];
-      const d = dy[r * inter + j];
-      out[r * 2 * inter + j] = d * u * geluTanhGradRef(g);
-      out[r * 2 * inter + inter + j] = d * geluTanhRef(g);
-    }
-  }
-  return out;
 }

@@ -20,11 +20,18 @@
  * @module
  */
 
-import { expectDtype, Uniforms } from "./_launch.ts";
+import { expectDtype, partBinding, Uniforms } from "./_launch.ts";
+import {
+  checkHead,
+  expectTokens,
+  hBinding,
+  LOOP_BUDGET,
+  paddedPartBinding,
+  tokenGrid,
+} from "./_logprobs_launch.ts";
 import { type AccConstants, accSource, dzSource } from "./_logprobs_backward_wgsl.ts";
-import { dotConstants, hBinding, LOOP_BUDGET, partBinding, tokenGrid } from "./_logprobs_wgsl.ts";
 import { ShapeError } from "./errors.ts";
-import type { BufferBinding, Gpu } from "./gpu.ts";
+import type { Gpu } from "./gpu.ts";
 import { shapeString, Tensor, type TensorPart } from "./tensor.ts";
 
 /** Upper bound of the `[T, chunk]` dz scratch. */
@@ -38,6 +45,18 @@ const MAX_CHUNK = 65536;
 
 /** Tokens at most: `logprobs_de` walks the tokens in steps of 4 (same loop cap). */
 const MAX_TOKENS = 4 * (LOOP_BUDGET - 2000);
+
+/** What the forward ran on and returned: its inputs and `tokenLogprobs(...).lse`. */
+export interface TokenLogprobsBackwardInputs {
+  /** Hidden states `[T, D]` f32 (the forward's input). */
+  readonly h: Tensor;
+  /** Tied embedding `[V, D]`, bf16 or f32; may be split into parts along V. */
+  readonly embedding: Tensor;
+  /** Target ids `[T]`, u32 or i32. */
+  readonly targets: Tensor;
+  /** The forward's logsumexp `[T]` f32. */
+  readonly lse: Tensor;
+}
 
 /** Options of {@linkcode tokenLogprobsBackward}. */
 export interface TokenLogprobsBackwardOptions {
@@ -61,19 +80,6 @@ function accTiling(gpu: Gpu, rows: number, dim: number): Pick<AccConstants, "tm"
   let tn4 = 1;
   while (tn4 < 8 && tn4 * 4 * wg < dim) tn4 *= 2;
   return { tm: rows >= 16 ? 16 : 4, tn4, wg };
-}
-
-function oneD(kernel: string, name: string, t: Tensor, tokens: number): void {
-  if (t.shape.length !== 1 || t.numel !== tokens) {
-    throw new ShapeError(
-      kernel,
-      `${name} must have shape [${tokens}], got ${shapeString(t.shape)}`,
-    );
-  }
-}
-
-function exact(part: TensorPart): BufferBinding {
-  return { buffer: part.buffer, offset: 0, size: Math.max(part.bytes, 4) };
 }
 
 /** A vocabulary chunk `[lo, hi)` inside one part of E (and of dE). */
@@ -107,11 +113,8 @@ function chunks(vocab: number, size: number, e: Tensor, d?: Tensor): Chunk[] {
  * scratch, never `[T, V]`). Deterministic. A target outside `[0, V)` contributes only the
  * softmax term (its forward log-prob is NaN).
  *
- * @param h Hidden states `[T, D]` f32 (the forward's input).
- * @param embedding Tied embedding `[V, D]`, bf16 or f32; may be split into parts along V.
- * @param targets Target ids `[T]`, u32 or i32.
- * @param lse The forward's logsumexp `[T]` f32 (`tokenLogprobs(...).lse`).
  * @param grad `d loss / d logp_t`, f32 `[T]` (zeros are cheap).
+ * @param inputs The forward's h, embedding and targets, and the logsumexp it returned.
  * @param options `dEmbedding` to accumulate into, temperature.
  * @returns dh, f32 `[T, D]` (the caller disposes it).
  * @throws {ShapeError} on mismatched shapes or dtypes.
@@ -119,15 +122,16 @@ function chunks(vocab: number, size: number, e: Tensor, d?: Tensor): Chunk[] {
  * ```ts
  * import { Gpu } from "./gpu.ts";
  * import { Tensor } from "./tensor.ts";
- * import { tokenLogprobs, tokenLogprobsBackward } from "./logprobs.ts";
+ * import { tokenLogprobs } from "./logprobs.ts";
+ * import { tokenLogprobsBackward } from "./logprobs_backward.ts";
  * const gpu = await Gpu.create();
  * const h = Tensor.fromArray(gpu, new Float32Array([1, 0]), [1, 2]);
  * const e = Tensor.fromArray(gpu, new Float32Array([1, 0, 0, 1]), [2, 2], "bf16");
  * const ids = Tensor.fromArray(gpu, new Uint32Array([0]));
- * const { logprobs, lse } = tokenLogprobs(h, e, ids);
+ * const { logprobs, lse } = tokenLogprobs({ h, embedding: e, targets: ids });
  * const grad = Tensor.fromArray(gpu, new Float32Array([1]));
  * const dE = Tensor.zeros(gpu, [2, 2]);
- * const dh = tokenLogprobsBackward(h, e, ids, lse, grad, { dEmbedding: dE });
+ * const dh = tokenLogprobsBackward(grad, { h, embedding: e, targets: ids, lse }, { dEmbedding: dE });
  * console.log(await dh.read()); // [0.269, -0.269]
  * console.log(await dE.read()); // [0.269, 0, -0.269, 0]
  * for (const t of [h, e, ids, logprobs, lse, grad, dE, dh]) t.dispose();
@@ -135,27 +139,17 @@ function chunks(vocab: number, size: number, e: Tensor, d?: Tensor): Chunk[] {
  * ```
  */
 export function tokenLogprobsBackward(
-  h: Tensor,
-  embedding: Tensor,
-  targets: Tensor,
-  lse: Tensor,
   grad: Tensor,
+  inputs: TokenLogprobsBackwardInputs,
   options: TokenLogprobsBackwardOptions = {},
 ): Tensor {
   const kernel = "tokenLogprobsBackward";
-  const c = dotConstants(kernel, h, embedding);
-  const [tokens, dim] = h.shape;
-  const vocab = embedding.shape[0];
-  expectDtype(kernel, "targets", targets, ["u32", "i32"]);
+  const { h, embedding, targets, lse } = inputs;
+  const { c, tokens, dim, vocab, temperature } = checkHead(kernel, inputs, options);
   expectDtype(kernel, "lse", lse, ["f32"]);
   expectDtype(kernel, "grad", grad, ["f32"]);
-  oneD(kernel, "targets", targets, tokens);
-  oneD(kernel, "lse", lse, tokens);
-  oneD(kernel, "grad", grad, tokens);
-  const temperature = options.temperature ?? 1;
-  if (!(temperature > 0) || !Number.isFinite(temperature)) {
-    throw new ShapeError(kernel, `temperature must be a finite number > 0, got ${temperature}`);
-  }
+  expectTokens(kernel, "lse", lse, tokens);
+  expectTokens(kernel, "grad", grad, tokens);
   const dE = options.dEmbedding;
   if (dE) {
     expectDtype(kernel, "dEmbedding", dE, ["f32"]);
@@ -215,7 +209,7 @@ export function tokenLogprobsBackward(
 
   for (const { lo, hi, e, d } of chunks(vocab, ldz, embedding, dE)) {
     const rows = hi - lo;
-    const eBinding = partBinding(e, c.pack, c.bf16);
+    const eBinding = paddedPartBinding(e, c);
     gpu.dispatch({
       pipeline: dzPipeline,
       shapes,
@@ -245,7 +239,7 @@ export function tokenLogprobsBackward(
         shapes,
         uniforms: new Uniforms().u32(rows).u32(dim).u32(tokens).u32(ldz).u32(0)
           .u32((lo - d.rowStart) * dim).build(),
-        buffers: [dz.binding(), hBinding(h, c.pack), grad.binding(), exact(d)],
+        buffers: [dz.binding(), hBinding(h, c.pack), grad.binding(), partBinding(d)],
         workgroups: [columnGroups(deC), Math.ceil(rows / deC.tm)],
       });
     }

@@ -1,17 +1,30 @@
 /**
- * Plain-TS references (float64 accumulation) for the log-prob kernels in `logprobs.ts`.
+ * Plain-TS references (float64 accumulation) of the log-prob kernels: `tokenLogprobs`
+ * (logprobs.ts) and `tokenLogprobsBackward` (logprobs_backward.ts).
  *
  * @module
  */
 
-/** Sizes of a log-prob problem. */
-export interface LogprobsDims {
+/** Sizes of a log-prob problem and the logit divisor. */
+export interface LogprobsRefOptions {
   /** Tokens T (rows of h). */
   readonly tokens: number;
   /** Hidden size D. */
   readonly dim: number;
   /** Vocabulary size V (rows of E). */
   readonly vocab: number;
+  /** Logit divisor (default 1). */
+  readonly temperature?: number;
+}
+
+/** What a log-prob reference scores (row-major). */
+export interface LogprobsRefInputs {
+  /** Hidden states `[T, D]`. */
+  readonly h: ArrayLike<number>;
+  /** Embedding `[V, D]` (pass bf16-rounded values for a bf16 kernel). */
+  readonly embedding: ArrayLike<number>;
+  /** Target ids `[T]`. */
+  readonly targets: ArrayLike<number>;
 }
 
 /** Result of {@linkcode tokenLogprobsRef}. */
@@ -22,40 +35,44 @@ export interface TokenLogprobsRef {
   readonly lse: Float64Array;
 }
 
+/** `h_t · E_v` in float64. */
+function dotRow(inputs: LogprobsRefInputs, dim: number, at: { t: number; v: number }): number {
+  const { h, embedding } = inputs;
+  let acc = 0;
+  for (let d = 0; d < dim; d++) acc += h[at.t * dim + d] * embedding[at.v * dim + d];
+  return acc;
+}
+
 /**
  * Reference for `tokenLogprobs`: `log softmax(h·Eᵀ / temperature)[target]` and the logsumexp,
  * in float64, one vocabulary row at a time (O(V) memory per token).
  *
- * @param h Hidden states `[T, D]` row-major.
- * @param embedding Embedding `[V, D]` row-major (pass bf16-rounded values for a bf16 kernel).
- * @param targets Target ids `[T]`.
- * @param dims T, D, V.
- * @param temperature Logit divisor (default 1).
+ * @param inputs h `[T, D]`, E `[V, D]` and the targets `[T]`.
+ * @param options T, D, V and the temperature.
  * @returns Log-probs and logsumexp per token.
  * @example
  * ```ts
  * import { tokenLogprobsRef } from "./logprobs_ref.ts";
- * const r = tokenLogprobsRef([1, 0], [1, 0, 0, 1], [0], { tokens: 1, dim: 2, vocab: 2 });
+ * const r = tokenLogprobsRef(
+ *   { h: [1, 0], embedding: [1, 0, 0, 1], targets: [0] },
+ *   { tokens: 1, dim: 2, vocab: 2 },
+ * );
  * console.log(r.logprobs[0]); // log(e / (e + 1)) ≈ -0.3133
  * ```
  */
 export function tokenLogprobsRef(
-  h: ArrayLike<number>,
-  embedding: ArrayLike<number>,
-  targets: ArrayLike<number>,
-  dims: LogprobsDims,
-  temperature = 1,
+  inputs: LogprobsRefInputs,
+  options: LogprobsRefOptions,
 ): TokenLogprobsRef {
-  const { tokens, dim, vocab } = dims;
+  const { tokens, dim, vocab, temperature = 1 } = options;
+  const { targets } = inputs;
   const logprobs = new Float64Array(tokens);
   const lse = new Float64Array(tokens);
   const x = new Float64Array(vocab);
   for (let t = 0; t < tokens; t++) {
     let m = -Infinity;
     for (let v = 0; v < vocab; v++) {
-      let acc = 0;
-      for (let d = 0; d < dim; d++) acc += h[t * dim + d] * embedding[v * dim + d];
-      x[v] = acc / temperature;
+      x[v] = dotRow(inputs, dim, { t, v }) / temperature;
       if (x[v] > m) m = x[v];
     }
     let s = 0;
@@ -65,31 +82,6 @@ export function tokenLogprobsRef(
     logprobs[t] = target >= 0 && target < vocab ? x[target] - lse[t] : NaN;
   }
   return { logprobs, lse };
-}
-
-/**
- * Reference for `vocabLogits`: `h·Eᵀ` in float64.
- *
- * @param h Hidden states `[T, D]` row-major.
- * @param embedding Embedding `[V, D]` row-major.
- * @param dims T, D, V.
- * @returns Logits `[T, V]` row-major.
- */
-export function vocabLogitsRef(
-  h: ArrayLike<number>,
-  embedding: ArrayLike<number>,
-  dims: LogprobsDims,
-): Float64Array {
-  const { tokens, dim, vocab } = dims;
-  const out = new Float64Array(tokens * vocab);
-  for (let t = 0; t < tokens; t++) {
-    for (let v = 0; v < vocab; v++) {
-      let acc = 0;
-      for (let d = 0; d < dim; d++) acc += h[t * dim + d] * embedding[v * dim + d];
-      out[t * vocab + v] = acc;
-    }
-  }
-  return out;
 }
 
 /** Result of {@linkcode tokenLogprobsBackwardRef}. */
@@ -106,38 +98,36 @@ export interface TokenLogprobsBackwardRef {
  * `dz_tv = grad_t · (1[v = target_t] − softmax(z_t)_v) / τ`, `dh_t = Σ_v dz_tv · E_v`,
  * `dE_v = Σ_t dz_tv · h_t`. A target outside `[0, V)` contributes only the softmax term.
  *
- * @param h Hidden states `[T, D]` row-major.
- * @param embedding Embedding `[V, D]` row-major (pass bf16-rounded values for a bf16 kernel).
- * @param targets Target ids `[T]`.
  * @param grad `d loss / d logp_t`, `[T]`.
- * @param dims T, D, V.
- * @param temperature Logit divisor (default 1).
+ * @param inputs h `[T, D]`, E `[V, D]` and the targets `[T]`.
+ * @param options T, D, V and the temperature.
  * @returns dh and dE.
  * @example
  * ```ts
  * import { tokenLogprobsBackwardRef } from "./logprobs_ref.ts";
- * const r = tokenLogprobsBackwardRef([1, 0], [1, 0, 0, 1], [0], [1], { tokens: 1, dim: 2, vocab: 2 });
+ * const r = tokenLogprobsBackwardRef(
+ *   [1],
+ *   { h: [1, 0], embedding: [1, 0, 0, 1], targets: [0] },
+ *   { tokens: 1, dim: 2, vocab: 2 },
+ * );
  * console.log(r.dh); // (1 − p0)·E0 − p1·E1 = [0.269, -0.269]
  * ```
  */
 export function tokenLogprobsBackwardRef(
-  h: ArrayLike<number>,
-  embedding: ArrayLike<number>,
-  targets: ArrayLike<number>,
   grad: ArrayLike<number>,
-  dims: LogprobsDims,
-  temperature = 1,
+  inputs: LogprobsRefInputs,
+  options: LogprobsRefOptions,
 ): TokenLogprobsBackwardRef {
-  const { tokens, dim, vocab } = dims;
+  const { tokens, dim, vocab, temperature = 1 } = options;
+  const { h, embedding, targets } = inputs;
   const dh = new Float64Array(tokens * dim);
   const dEmbedding = new Float64Array(vocab * dim);
-  const { lse } = tokenLogprobsRef(h, embedding, targets, dims, temperature);
+  const { lse } = tokenLogprobsRef(inputs, options);
   for (let t = 0; t < tokens; t++) {
     const g = grad[t] / temperature;
     if (g === 0) continue;
     for (let v = 0; v < vocab; v++) {
-      let acc = 0;
-      for (let d = 0; d < dim; d++) acc += h[t * dim + d] * embedding[v * dim + d];
+      const acc = dotRow(inputs, dim, { t, v });
       const dz = g * ((v === targets[t] ? 1 : 0) - Math.exp(acc / temperature - lse[t]));
       for (let d = 0; d < dim; d++) {
         dh[t * dim + d] += dz * embedding[v * dim + d];

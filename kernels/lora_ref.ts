@@ -1,5 +1,5 @@
 /**
- * Plain-TS reference for the fused LoRA linear (float64 accumulation).
+ * Plain-TS reference for the fused LoRA linear `loraLinear` (float64 accumulation).
  *
  * @module
  */
@@ -16,34 +16,39 @@ export interface LoraRefShape {
   readonly rank: number;
 }
 
+/** Sizes and scale of {@linkcode loraLinearRef}. */
+export interface LoraRefOptions extends LoraRefShape {
+  /** `s = alpha / r`. */
+  readonly scale: number;
+}
+
 /**
  * `y = x·Wᵀ + s·(x·Aᵀ)·Bᵀ` and `xa = x·Aᵀ`, row-major, in float64.
  *
  * @param x `[m, in]`.
- * @param w `[out, in]`.
- * @param a `[r, in]`.
- * @param b `[out, r]`.
- * @param shape Sizes.
- * @param scale `s = alpha / r`.
+ * @param weights The base weight `w` `[out, in]` and the adapter `a` `[r, in]`, `b` `[out, r]`.
+ * @param options Sizes and the scale `s`.
  * @returns `y` `[m, out]` and `xa` `[m, r]`.
  * @example
  * ```ts
  * import { loraLinearRef } from "./lora_ref.ts";
- * const { y } = loraLinearRef([1, 2], [1, 0, 0, 1], [1, 1], [1, 2], {
- *   m: 1, inDim: 2, outDim: 2, rank: 1,
- * }, 0.5);
+ * const { y } = loraLinearRef([1, 2], { w: [1, 0, 0, 1], a: [1, 1], b: [1, 2] }, {
+ *   m: 1, inDim: 2, outDim: 2, rank: 1, scale: 0.5,
+ * });
  * console.log(y); // Float64Array [2.5, 5]
  * ```
  */
 export function loraLinearRef(
   x: ArrayLike<number>,
-  w: ArrayLike<number>,
-  a: ArrayLike<number>,
-  b: ArrayLike<number>,
-  shape: LoraRefShape,
-  scale: number,
+  weights: {
+    readonly w: ArrayLike<number>;
+    readonly a: ArrayLike<number>;
+    readonly b: ArrayLike<number>;
+  },
+  options: LoraRefOptions,
 ): { y: Float64Array; xa: Float64Array } {
-  const { m, inDim, outDim, rank } = shape;
+  const { m, inDim, outDim, rank, scale } = options;
+  const { w, a, b } = weights;
   const xa = new Float64Array(m * rank);
   const y = new Float64Array(m * outDim);
   for (let t = 0; t < m; t++) {

@@ -14,7 +14,7 @@
  * @module
  */
 
-import { expectDtype, Uniforms } from "./_launch.ts";
+import { expectDtype, partBinding, Uniforms } from "./_launch.ts";
 import { ShapeError } from "./errors.ts";
 import type { Gpu } from "./gpu.ts";
 import { shapeString, Tensor } from "./tensor.ts";
@@ -165,11 +165,6 @@ function prepareOut(
   return { out: o.out ?? Tensor.empty(gpu, shape, "f32"), residual: o.residual };
 }
 
-function tensorBinding(t: Tensor, part = 0): { buffer: GPUBuffer; offset: number; size: number } {
-  const p = t.parts[part];
-  return { buffer: p.buffer, offset: 0, size: Math.max(p.bytes, 4) };
-}
-
 /** Records one dispatch of the template over b rows/elements described by the arguments. */
 function dispatchOne(
   plan: Plan,
@@ -204,7 +199,7 @@ function dispatchOne(
     .u32(ldc * m).f32(plan.alpha).u32(d.epilogue).build();
   // Binding 4 is read only in mode 2; otherwise `a` stands in (read-only twice is allowed).
   const r = d.epilogue === RESIDUAL ? plan.residual! : a;
-  const buffers = [tensorBinding(a), tensorBinding(b, part), tensorBinding(out), tensorBinding(r)];
+  const buffers = [a.parts[0], b.parts[part], out.parts[0], r.parts[0]].map(partBinding);
   gpu.dispatch({
     pipeline: gpu.pipelines.get("matmul", v, matmulSource),
     shapes: `${plan.kernel} a${shapeString(a.shape)} b${shapeString(b.shape)}:${b.dtype}` +

@@ -17,31 +17,37 @@ export interface MatmulRefShape {
   readonly k: number;
 }
 
+/** Options of {@linkcode matmulRef}: the sizes and the layout of `w`. */
+export interface MatmulRefOptions extends MatmulRefShape {
+  /** Layout of `w`: true (default) `[n, k]` (`y = x·wᵀ`), false `[k, n]` (`y = x·w`). */
+  readonly transposeB?: boolean;
+  /** Whether `w` has its own batch dim (default false: shared by every product). */
+  readonly wBatched?: boolean;
+}
+
 /**
- * Reference of `matmul(x, w)`: `y = x·wᵀ` (w `[n, k]`) or, with `transposeB = false`, `y = x·w`
+ * Reference of `matmul(x, w)`: `y = x·wᵀ` (w `[n, k]`) or, with `transposeB: false`, `y = x·w`
  * (w `[k, n]`), accumulated in float64.
  *
  * @param x `[batch, m, k]`.
  * @param w `[batch, n, k]` or `[batch, k, n]`; `batch` 1 when shared.
- * @param shape Sizes.
- * @param transposeB Layout of `w` (default true: `[n, k]`).
- * @param wBatched Whether `w` has its own batch dim (default false: shared).
+ * @param options Sizes, layout of `w` and whether it is batched.
  * @returns `[batch, m, n]`.
  * @example
  * ```ts
  * import { matmulRef } from "./matmul_ref.ts";
  * const y = matmulRef([1, 2], [3, 4, 5, 6], { m: 1, n: 2, k: 2 }); // [1·3+2·4, 1·5+2·6]
  * console.log(y); // Float64Array [11, 17]
+ * console.log(matmulRef([1, 2], [3, 4, 5, 6], { m: 1, n: 2, k: 2, transposeB: false })); // [13, 16]
  * ```
  */
 export function matmulRef(
   x: ArrayLike<number>,
   w: ArrayLike<number>,
-  shape: MatmulRefShape,
-  transposeB = true,
-  wBatched = false,
+  options: MatmulRefOptions,
 ): Float64Array {
-  const { batch = 1, m, n, k } = shape;
+  const { transposeB = true, wBatched = false } = options;
+  const { batch = 1, m, n, k } = options;
   const y = new Float64Array(batch * m * n);
   for (let b = 0; b < batch; b++) {
     const xb = b * m * k, wb = wBatched ? b * n * k : 0;
@@ -65,6 +71,11 @@ export function matmulRef(
  * @param b `[batch, k, n]`.
  * @param shape Sizes.
  * @returns `[batch, m, n]`.
+ * @example
+ * ```ts
+ * import { matmulTransARef } from "./matmul_ref.ts";
+ * console.log(matmulTransARef([1, 2], [3, 4], { m: 1, n: 1, k: 2 })); // [11]
+ * ```
  */
 export function matmulTransARef(
   a: ArrayLike<number>,

@@ -1,5 +1,6 @@
 /**
- * Float64 reference of {@linkcode rmsNorm} (kernels/rms_norm.ts).
+ * Float64 references of `rmsNorm()` and `rmsNormBackward()` (kernels/rms_norm.ts,
+ * rms_norm_backward.ts).
  *
  * @module
  */
@@ -12,26 +13,33 @@ export interface RmsNormRefResult {
   readonly rstd: Float64Array;
 }
 
+/** Options of {@linkcode rmsNormRef}. */
+export interface RmsNormRefOptions {
+  /** Added inside the square root. */
+  readonly eps: number;
+  /** Optional `[rows, D]` added to the result. */
+  readonly residual?: ArrayLike<number>;
+}
+
 /**
  * Gemma RMSNorm in float64 over rows of `w.length` values.
  *
  * @param x Input, row-major `[rows, D]` (rows = x.length / D).
  * @param w Weight `[D]` (the kernel applies `1 + w`); pass bf16-rounded values for bf16 weights.
- * @param eps Added inside the square root.
- * @param residual Optional `[rows, D]` added to the result.
+ * @param options eps and the optional residual.
  * @returns The normalised rows and the per-row `1 / rms`.
  * @example
  * ```ts
  * import { rmsNormRef } from "./rms_norm_ref.ts";
- * const { y } = rmsNormRef([3, 4], [0, 1], 0); // [0.8485…, 2.2627…]
+ * const { y } = rmsNormRef([3, 4], [0, 1], { eps: 0 }); // [0.8485…, 2.2627…]
  * ```
  */
 export function rmsNormRef(
   x: ArrayLike<number>,
   w: ArrayLike<number>,
-  eps: number,
-  residual?: ArrayLike<number>,
+  options: RmsNormRefOptions,
 ): RmsNormRefResult {
+  const { eps, residual } = options;
   const d = w.length;
   const rows = x.length / d;
   if (!Number.isInteger(rows)) {
@@ -65,25 +73,28 @@ export interface RmsNormBackwardRefResult {
  * unchanged). With `gw = dy ∘ (1 + w)`: `dx = rstd·gw − x·rstd³·(Σ_i gw_i·x_i)/D` per row and
  * `dw = Σ_rows dy ∘ x · rstd`.
  *
- * @param x Forward input, row-major `[rows, D]`.
- * @param w Weight `[D]` (bf16-rounded values for bf16 weights).
- * @param rstd The forward's per-row `1 / sqrt(mean(x²) + eps)`, `[rows]`.
  * @param dy Gradient of the output, `[rows, D]`.
+ * @param inputs The forward input x (row-major `[rows, D]`), the weight w `[D]` (bf16-rounded
+ *   values for bf16 weights) and the forward's per-row `rstd = 1 / sqrt(mean(x²) + eps)`.
  * @returns dx and dw.
  * @example
  * ```ts
  * import { rmsNormBackwardRef, rmsNormRef } from "./rms_norm_ref.ts";
- * const { rstd } = rmsNormRef([3, 4], [0, 1], 0);
- * const { dx, dw } = rmsNormBackwardRef([3, 4], [0, 1], rstd, [1, 0]);
+ * const x = [3, 4], w = [0, 1];
+ * const { rstd } = rmsNormRef(x, w, { eps: 0 });
+ * const { dx, dw } = rmsNormBackwardRef([1, 0], { x, w, rstd });
  * // dx [0.1810…, -0.1358…], dw [0.8485…, 0]
  * ```
  */
 export function rmsNormBackwardRef(
-  x: ArrayLike<number>,
-  w: ArrayLike<number>,
-  rstd: ArrayLike<number>,
   dy: ArrayLike<number>,
+  inputs: {
+    readonly x: ArrayLike<number>;
+    readonly w: ArrayLike<number>;
+    readonly rstd: ArrayLike<number>;
+  },
 ): RmsNormBackwardRefResult {
+  const { x, w, rstd } = inputs;
   const d = w.length;
   const rows = x.length / d;
   if (!Number.isInteger(rows) || dy.length !== x.length || rstd.length !== rows) {

@@ -14,15 +14,17 @@
  * sequences, `[B, S]` batches with per-sequence offsets (decoding with a cache), left padding
  * (`position = index − start`).
  *
+ * The WGSL template lives in `_rope_wgsl.ts`; the backward pass (rotation by −angle) is
+ * `ropeBackward` in `rope_backward.ts`.
+ *
  * @module
  */
 
-import { expectDtype, grid1d, Uniforms, WGSL_LINEAR } from "./_launch.ts";
+import { expectDtype, grid1d, Uniforms } from "./_launch.ts";
+import { ROPE_WG as WG, ropeSource } from "./_rope_wgsl.ts";
 import { ShapeError } from "./errors.ts";
 import type { Gpu } from "./gpu.ts";
 import { shapeString, Tensor } from "./tensor.ts";
-
-const WG = 64;
 
 /** What a {@linkcode RopeTable} tabulates. */
 export interface RopeTableConfig {
@@ -182,47 +184,11 @@ export class RopeTableCache {
   }
 }
 
-const ropeSource = (c: { inPlace: boolean }) => /* wgsl */ `
-struct Params {
-  rows: u32, heads: u32, half: u32, max_pos: u32, sin_sign: f32,
-  nan: f32,  // NaN from the host: WGSL constant expressions must be finite
-}
-@group(0) @binding(0) var<uniform> p: Params;
-${
-  c.inPlace
-    ? "@group(0) @binding(1) var<storage, read_write> x: array<f32>; // [T, H, D], rotated in place"
-    : "@group(0) @binding(1) var<storage, read> x: array<f32>;       // [T, H, D]"
-}
-@group(0) @binding(2) var<storage, read> positions: array<i32>; // [T]
-@group(0) @binding(3) var<storage, read> table: array<f32>;     // [maxPos, D]: cos | sin
-${c.inPlace ? "" : "@group(0) @binding(4) var<storage, read_write> out: array<f32>; // [T, H, D]"}
-${WGSL_LINEAR}
-@compute @workgroup_size(${WG})
-fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
-  let idx = linear_index(gid, nwg, ${WG}u);
-  if (idx >= p.rows * p.half) { return; }
-  let j = idx % p.half;
-  let row = idx / p.half;               // token * H + head
-  let d = 2u * p.half;
-  let pos = positions[row / p.heads];
-  let at = row * d + j;
-  let x1 = x[at];
-  let x2 = x[at + p.half];
-  var c = p.nan;  // marks a position outside the table
-  var s = c;
-  if (pos >= 0 && u32(pos) < p.max_pos) {
-    c = table[u32(pos) * d + j];
-    s = p.sin_sign * table[u32(pos) * d + p.half + j];
-  }
-  ${c.inPlace ? "x" : "out"}[at] = x1 * c - x2 * s;
-  ${c.inPlace ? "x" : "out"}[at + p.half] = x2 * c + x1 * s;
-}`;
-
 /** Options of {@linkcode rope}. */
 export interface RopeOptions {
   /** The cos/sin table; its base is the RoPE base of this call. */
   readonly table: RopeTable;
-  /** Rotate by −angle (the backward pass of RoPE). Default false. */
+  /** Rotate by −angle (the backward pass of RoPE, see `ropeBackward`). Default false. */
   readonly inverse?: boolean;
   /** Write here (f32, same shape as x); pass `x` itself to rotate in place. */
   readonly out?: Tensor;

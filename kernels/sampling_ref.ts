@@ -18,72 +18,7 @@
  * @module
  */
 
-import { GpuError } from "./errors.ts";
-
-/** Invalid sampling parameters; the message names the field. */
-export class SamplingOptionsError extends GpuError {
-  /**
-   * @param field The offending option.
-   * @param message What was expected and what was given.
-   */
-  constructor(field: string, message: string) {
-    super(`sample: ${field} ${message}`);
-    this.name = "SamplingOptionsError";
-  }
-}
-
-/** Sampling parameters of one call (validated and frozen by {@linkcode samplingParams}). */
-export interface SamplingParams {
-  /** Logit divisor; 0 means greedy (argmax, ties → lowest index). */
-  readonly temperature: number;
-  /** Keep the k largest logits (ties at the k-th value kept); 0 = off. */
-  readonly topK: number;
-  /** Keep the smallest top set with mass ≥ topP; 1 = off. */
-  readonly topP: number;
-  /** RNG seed (u32). */
-  readonly seed: number;
-  /** RNG step counter (u32), e.g. the decoding position. */
-  readonly step: number;
-}
-
-function isU32(v: number): boolean {
-  return Number.isInteger(v) && v >= 0 && v <= 0xffffffff;
-}
-
-/**
- * Validates sampling parameters and fills defaults (temperature 1, topK 0, topP 1, seed 0,
- * step 0).
- *
- * @param p Parameters.
- * @returns Frozen, complete parameters.
- * @throws {SamplingOptionsError} naming the invalid field.
- * @example
- * ```ts
- * import { samplingParams } from "./sampling_ref.ts";
- * const p = samplingParams({ temperature: 0.8, topK: 50, topP: 0.95, seed: 7 });
- * console.log(p.step); // 0
- * ```
- */
-export function samplingParams(p: Partial<SamplingParams> = {}): SamplingParams {
-  const temperature = p.temperature ?? 1;
-  const topK = p.topK ?? 0;
-  const topP = p.topP ?? 1;
-  const seed = p.seed ?? 0;
-  const step = p.step ?? 0;
-  if (!(temperature === 0 || (temperature > 0 && Math.fround(1 / temperature) < Infinity))) {
-    throw new SamplingOptionsError(
-      "temperature",
-      `must be 0 (greedy) or a positive number with a finite float32 inverse, got ${temperature}`,
-    );
-  }
-  if (!isU32(topK)) throw new SamplingOptionsError("topK", `must be a u32 (0 = off), got ${topK}`);
-  if (!(topP > 0 && topP <= 1)) {
-    throw new SamplingOptionsError("topP", `must be in (0, 1] (1 = off), got ${topP}`);
-  }
-  if (!isU32(seed)) throw new SamplingOptionsError("seed", `must be a u32, got ${seed}`);
-  if (!isU32(step)) throw new SamplingOptionsError("step", `must be a u32, got ${step}`);
-  return Object.freeze({ temperature, topK, topP, seed, step });
-}
+import { type SamplingParams, samplingParams } from "./sampling.ts";
 
 /** PCG output permutation (O'Neill), the hash behind {@linkcode samplingUniform}. */
 function pcgHash(v: number): number {
@@ -92,22 +27,31 @@ function pcgHash(v: number): number {
   return ((word >>> 22) ^ word) >>> 0;
 }
 
+/** Which draw {@linkcode samplingUniform} makes: the RNG counters of one row of one step. */
+export interface SamplingDraw {
+  /** RNG seed (u32). */
+  readonly seed: number;
+  /** Step counter (u32). */
+  readonly step: number;
+  /** Row of the logits batch. */
+  readonly row: number;
+}
+
 /**
  * The uniform number `sample()` draws for a row: `pcg(pcg(pcg(seed) + step) + row)`, top 24
  * bits scaled to [0, 1). Exactly the value the WGSL computes (a multiple of 2⁻²⁴).
  *
- * @param seed RNG seed (u32).
- * @param step Step counter (u32).
- * @param row Row of the logits batch.
+ * @param draw Seed, step and row.
  * @returns A uniform in [0, 1).
  * @example
  * ```ts
  * import { samplingUniform } from "./sampling_ref.ts";
- * const u = samplingUniform(1, 0, 3);
+ * const u = samplingUniform({ seed: 1, step: 0, row: 3 });
  * console.log(u >= 0 && u < 1); // true
  * ```
  */
-export function samplingUniform(seed: number, step: number, row: number): number {
+export function samplingUniform(draw: SamplingDraw): number {
+  const { seed, step, row } = draw;
   const x = pcgHash((pcgHash((pcgHash(seed >>> 0) + (step >>> 0)) >>> 0) + (row >>> 0)) >>> 0);
   return (x >>> 8) / 16777216;
 }
@@ -217,7 +161,7 @@ export function sampleRef(
     out[r] = sampleRow(
       data.subarray(r * vocab, (r + 1) * vocab),
       p,
-      samplingUniform(p.seed, p.step, r),
+      samplingUniform({ seed: p.seed, step: p.step, row: r }),
     );
   }
   return out;

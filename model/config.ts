@@ -6,22 +6,17 @@
  * @module
  */
 
+import { FieldError } from "../base/field_error.ts";
+
 /** Attention kind of one decoder layer. */
 export type LayerType = "sliding_attention" | "full_attention";
 
-/** Thrown for an invalid or unsupported configuration field; `field` names it. */
-export class ConfigError extends Error {
-  /** The offending field, as the caller spelled it (`num_attention_heads`, `numHeads`). */
-  readonly field: string;
-  /**
-   * @param field The offending field.
-   * @param message What was expected and what was received.
-   */
-  constructor(field: string, message: string) {
-    super(message);
-    this.name = "ConfigError";
-    this.field = field;
-  }
+/**
+ * Thrown for an invalid or unsupported configuration field; `field` (= `path`) names it as the
+ * caller spelled it (`num_attention_heads`, `numHeads`).
+ */
+export class ConfigError extends FieldError {
+  override readonly name: string = "ConfigError";
 }
 
 /** Validated Gemma 3 text-model hyperparameters (frozen). */
@@ -123,27 +118,39 @@ export function layerTypesFromPattern(numLayers: number, pattern: number): Layer
   );
 }
 
+/** The size fields of {@linkcode Gemma3Config}: each a positive integer. */
+export const GEMMA3_SIZE_FIELDS = [
+  "vocabSize",
+  "hiddenSize",
+  "intermediateSize",
+  "numLayers",
+  "numHeads",
+  "numKvHeads",
+  "headDim",
+  "slidingWindow",
+  "maxPositionEmbeddings",
+] as const;
+
 /** Field naming used in messages: camelCase for the builder, HF names for config.json. */
 export type FieldNames = (field: keyof Gemma3Config | "slidingWindowPattern") => string;
 
+function mustBe(name: string, expected: string, got: unknown): never {
+  throw ConfigError.mustBe(name, expected, got, JSON.stringify);
+}
+
 function positiveInt(name: string, v: unknown): void {
   if (typeof v !== "number" || !Number.isSafeInteger(v) || v <= 0) {
-    throw new ConfigError(name, `${name} must be a positive integer, got ${JSON.stringify(v)}`);
+    mustBe(name, "a positive integer", v);
   }
 }
 
 function positiveNumber(name: string, v: unknown): void {
-  if (typeof v !== "number" || !Number.isFinite(v) || v <= 0) {
-    throw new ConfigError(name, `${name} must be a positive number, got ${JSON.stringify(v)}`);
-  }
+  if (typeof v !== "number" || !Number.isFinite(v) || v <= 0) mustBe(name, "a positive number", v);
 }
 
 function tokenId(name: string, v: unknown, vocab: number): void {
   if (typeof v !== "number" || !Number.isSafeInteger(v) || v < 0 || v >= vocab) {
-    throw new ConfigError(
-      name,
-      `${name} must be a token id in [0, ${vocab}), got ${JSON.stringify(v)}`,
-    );
+    mustBe(name, `a token id in [0, ${vocab})`, v);
   }
 }
 
@@ -156,19 +163,7 @@ function tokenId(name: string, v: unknown, vocab: number): void {
  * @throws {ConfigError} Naming the first invalid field.
  */
 export function validateGemma3Config(c: Gemma3Config, name: FieldNames): Gemma3Config {
-  for (
-    const f of [
-      "vocabSize",
-      "hiddenSize",
-      "intermediateSize",
-      "numLayers",
-      "numHeads",
-      "numKvHeads",
-      "headDim",
-      "slidingWindow",
-      "maxPositionEmbeddings",
-    ] as const
-  ) positiveInt(name(f), c[f]);
+  for (const f of GEMMA3_SIZE_FIELDS) positiveInt(name(f), c[f]);
   if (c.numHeads % c.numKvHeads !== 0) {
     throw new ConfigError(
       name("numHeads"),
@@ -211,10 +206,7 @@ export function validateGemma3Config(c: Gemma3Config, name: FieldNames): Gemma3C
     }
   });
   if (typeof c.tieWordEmbeddings !== "boolean") {
-    throw new ConfigError(
-      name("tieWordEmbeddings"),
-      `${name("tieWordEmbeddings")} must be a boolean, got ${JSON.stringify(c.tieWordEmbeddings)}`,
-    );
+    mustBe(name("tieWordEmbeddings"), "a boolean", c.tieWordEmbeddings);
   }
   for (const f of ["finalLogitSoftcapping", "attnLogitSoftcapping"] as const) {
     if (c[f] !== null) {
@@ -227,20 +219,12 @@ export function validateGemma3Config(c: Gemma3Config, name: FieldNames): Gemma3C
     }
   }
   if (c.hiddenActivation !== "gelu_pytorch_tanh") {
-    throw new ConfigError(
-      name("hiddenActivation"),
-      `${name("hiddenActivation")} must be "gelu_pytorch_tanh", got ${
-        JSON.stringify(c.hiddenActivation)
-      }`,
-    );
+    mustBe(name("hiddenActivation"), '"gelu_pytorch_tanh"', c.hiddenActivation);
   }
   if (c.bosTokenId !== null) tokenId(name("bosTokenId"), c.bosTokenId, c.vocabSize);
   if (c.padTokenId !== null) tokenId(name("padTokenId"), c.padTokenId, c.vocabSize);
   if (!Array.isArray(c.eosTokenIds)) {
-    throw new ConfigError(
-      name("eosTokenIds"),
-      `${name("eosTokenIds")} must be a list of token ids, got ${JSON.stringify(c.eosTokenIds)}`,
-    );
+    mustBe(name("eosTokenIds"), "a list of token ids", c.eosTokenIds);
   }
   c.eosTokenIds.forEach((id) => tokenId(name("eosTokenIds"), id, c.vocabSize));
   return Object.freeze({

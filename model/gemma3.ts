@@ -1,6 +1,7 @@
 /**
  * Gemma 3 (text, 1B family) assembled from webtune's kernels: prefill forward, logits,
- * per-layer hidden states for debugging, and (see `generate.ts`) KV-cache generation.
+ * per-layer hidden states for debugging, and the KV-cache steps (`prefill`, `decodeStep`) that
+ * `generate.ts` drives. A model's adapter is fixed; `withLora` gives views with another one.
  *
  * @module
  */
@@ -15,8 +16,16 @@ import type { Tensor } from "../kernels/tensor.ts";
 import { ConfigError, type Gemma3Config } from "./config.ts";
 import { disposeTokenBatch, makeTokenBatch, type TokenBatch } from "./batch.ts";
 import type { Gemma3Weights } from "./gemma3_weights.ts";
-import { generate, type GenerateOptions } from "./generate.ts";
-import { type AttendFn, copyOf, decoderLayerForward, type LayerContext } from "./layer.ts";
+import { type DecoderModel, generate, type GenerateOptions } from "./generate.ts";
+import type { KvCache, KvCacheStep } from "./kv_cache.ts";
+import { decodeKvStep, prefillKvCache } from "./_kv_forward.ts";
+import {
+  type AttendFn,
+  copyOf,
+  decoderLayerForward,
+  type LayerContext,
+  type LayerStack,
+} from "./layer.ts";
 import type { LoraAdapter } from "./lora.ts";
 
 /** Per-layer activations of one sequence, read back for debugging and fixture tests. */
@@ -33,19 +42,21 @@ export interface HiddenStates {
   readonly logits: Float32Array;
 }
 
-/** A Gemma 3 model on the GPU. */
-export class Gemma3 {
+/**
+ * A Gemma 3 model on the GPU: base weights plus an optional LoRA adapter that every pass
+ * applies. Nothing switches its behaviour after construction; {@linkcode Gemma3.withLora}
+ * makes views that share the weights with another adapter (or none, the reference model).
+ */
+export class Gemma3 implements DecoderModel, LayerStack {
   /** Runtime. */
   readonly gpu: Gpu;
   /** Hyperparameters. */
   readonly config: Gemma3Config;
   /** Base weights. */
   readonly weights: Gemma3Weights;
-  /** LoRA adapter, if any. */
-  lora: LoraAdapter | null;
-  /** When false the adapter is ignored (GRPO's reference model is the same weights, LoRA off). */
-  loraEnabled = true;
-  readonly #ropes: RopeTableCache;
+  /** LoRA adapter applied to every forward pass, or null (the base model). */
+  readonly lora: LoraAdapter | null;
+  #ropes: RopeTableCache; // shared by every view made with withLora
 
   /**
    * @param gpu Runtime.
@@ -73,6 +84,38 @@ export class Gemma3 {
     this.#ropes = new RopeTableCache(gpu);
   }
 
+  /**
+   * A view of this model with another LoRA adapter (or none): a new `Gemma3` that shares the
+   * runtime, config, base weights and RoPE tables, so it costs no GPU memory. Neither model
+   * changes the other; GRPO's reference model is `model.withLora(null)`.
+   *
+   * @param adapter The adapter the view applies, or null for the base model.
+   * @returns The view.
+   * @example
+   * ```ts
+   * import { Gpu } from "../kernels/gpu.ts";
+   * import { Gemma3 } from "./gemma3.ts";
+   * import { initGemma3Weights } from "./gemma3_weights.ts";
+   * import { LoraAdapter, loraConfig } from "./lora.ts";
+   * import { gemma3Config } from "./config.ts";
+   *
+   * const gpu = await Gpu.create();
+   * const config = gemma3Config({ vocabSize: 64, hiddenSize: 32, intermediateSize: 64, numLayers: 2,
+   *   numHeads: 2, numKvHeads: 1, headDim: 16, queryPreAttnScalar: 16, eosTokenIds: [1] });
+   * const base = new Gemma3(gpu, config, initGemma3Weights(gpu, config, { seed: 1 }));
+   * const tuned = base.withLora(LoraAdapter.init(gpu, config, loraConfig({ rank: 2, alpha: 4 })));
+   * const reference = tuned.withLora(null);
+   * console.log(tuned.lora !== null, reference.lora === null, reference.weights === base.weights);
+   * // true true true
+   * gpu.destroy();
+   * ```
+   */
+  withLora(adapter: LoraAdapter | null): Gemma3 {
+    const view = new Gemma3(this.gpu, this.config, this.weights, adapter);
+    view.#ropes = this.#ropes;
+    return view;
+  }
+
   /** sqrt(hidden) rounded to float32, the embedding scale of the float32 reference. */
   get embedScale(): number {
     return Math.fround(Math.sqrt(this.config.hiddenSize));
@@ -89,7 +132,7 @@ export class Gemma3 {
     const c = this.config;
     const sliding = c.layerTypes[l] === "sliding_attention";
     const size = 2 ** Math.max(8, Math.ceil(Math.log2(Math.max(1, maxPositions))));
-    const lora = this.loraEnabled && this.lora ? this.lora.layers[l] : null;
+    const lora = this.lora ? this.lora.layers[l] : null;
     return {
       config: c,
       weights: this.weights.layers[l],
@@ -162,15 +205,11 @@ export class Gemma3 {
     onLayer?.(-1, "hidden", h);
     const attend = this.prefillAttend(batch);
     for (let l = 0; l < c.numLayers; l++) {
-      const ctx = this.layerContext(l, batch.seq);
-      decoderLayerForward(
-        ctx,
-        h,
-        batch.positions,
+      decoderLayerForward(this.layerContext(l, batch.seq), h, {
+        positions: batch.positions,
         attend,
-        false,
-        onLayer && ((n, t) => onLayer(l, n, t)),
-      );
+        trace: onLayer && ((n, t) => onLayer(l, n, t)),
+      });
       onLayer?.(l, "hidden", h);
     }
     const out = rmsNorm(h, this.weights.finalNorm, { eps: c.rmsNormEps });
@@ -189,7 +228,7 @@ export class Gemma3 {
    * ```
    */
   async logits(ids: readonly number[]): Promise<Float32Array> {
-    return (await this.#run(ids, false)).logits;
+    return (await this.#run(ids, { trace: false })).logits;
   }
 
   /**
@@ -199,10 +238,11 @@ export class Gemma3 {
    * @returns Hidden states, attention and MLP outputs, final norm and logits.
    */
   async hiddenStates(ids: readonly number[]): Promise<HiddenStates> {
-    return await this.#run(ids, true);
+    return await this.#run(ids, { trace: true });
   }
 
-  async #run(ids: readonly number[], trace: boolean): Promise<HiddenStates> {
+  async #run(ids: readonly number[], options: { trace: boolean }): Promise<HiddenStates> {
+    const { trace } = options;
     this.checkIds(ids);
     const batch = makeTokenBatch(this.gpu, [ids]);
     const traced: Record<string, Tensor[]> = { hidden: [], attnOut: [], mlpOut: [] };
@@ -229,6 +269,61 @@ export class Gemma3 {
     };
     final.dispose();
     return result;
+  }
+
+  /**
+   * KV-cache prefill: runs right-padded prompts through the model and writes each prompt's
+   * `len_b` valid K/V rows into the cache (indices `[0, len_b)`, so RoPE positions are plain
+   * indices and padding never enters a sliding layer's ring). `generate` and `DecodeSession`
+   * drive this and {@linkcode Gemma3.decodeStep}; they check the ids first (`checkIds`).
+   *
+   * @param prompts Non-empty token ids per sequence: `cache.batch` of them, each at most
+   *   `cache.maxLength` long.
+   * @param cache A cache for these sequences, not written yet.
+   * @returns f32 `[B, V]`: the logits after each prompt's last token (caller disposes).
+   * @example
+   * ```ts
+   * import { Gpu } from "../kernels/gpu.ts";
+   * import { sample } from "../kernels/sampling.ts";
+   * import { Tensor } from "../kernels/tensor.ts";
+   * import { gemma3Config } from "./config.ts";
+   * import { Gemma3 } from "./gemma3.ts";
+   * import { initGemma3Weights } from "./gemma3_weights.ts";
+   * import { KvCache } from "./kv_cache.ts";
+   *
+   * const gpu = await Gpu.create();
+   * const config = gemma3Config({ vocabSize: 64, hiddenSize: 32, intermediateSize: 64, numLayers: 2,
+   *   numHeads: 2, numKvHeads: 1, headDim: 16, queryPreAttnScalar: 16, eosTokenIds: [1] });
+   * const model = new Gemma3(gpu, config, initGemma3Weights(gpu, config, { seed: 1 }));
+   * const cache = new KvCache(gpu, config, { batch: 2, maxLength: 4 });
+   * const first = model.prefill([[2, 5, 7], [2]], cache); // [2, 64]
+   * const ids = sample(first, { temperature: 0 }); // u32 [2]
+   * // Feed the sampled tokens at indices 3 and 1 (each attends to [0, index + 1)).
+   * const positions = Tensor.fromArray(gpu, new Int32Array([3, 1]));
+   * const ranges = Tensor.fromArray(gpu, new Int32Array([0, 4, 0, 2]), [2, 2]);
+   * const next = model.decodeStep(ids, cache, { positions, ranges }); // [2, 64]
+   * console.log(next.shape); // [2, 64]
+   * for (const t of [first, ids, positions, ranges, next]) t.dispose();
+   * cache.dispose();
+   * gpu.destroy();
+   * ```
+   */
+  prefill(prompts: readonly (readonly number[])[], cache: KvCache): Tensor {
+    return prefillKvCache(this, { prompts, cache });
+  }
+
+  /**
+   * One KV-cache decode step after {@linkcode Gemma3.prefill} (see its example): feeds one
+   * token per sequence at `step.positions`, writes its K/V into the cache there and attends
+   * over `step.ranges`.
+   *
+   * @param ids u32 or i32 `[B]` token ids, e.g. straight from `sample` (no readback).
+   * @param cache The cache `prefill` filled (and earlier steps extended).
+   * @param step i32 positions `[B]` and attended ranges `[B, 2]` of the fed tokens.
+   * @returns f32 `[B, V]`: the logits after the fed tokens (caller disposes).
+   */
+  decodeStep(ids: Tensor, cache: KvCache, step: KvCacheStep): Tensor {
+    return decodeKvStep(this, { ids, cache, step });
   }
 
   /**

@@ -9,6 +9,7 @@ import { Gpu } from "../kernels/gpu.ts";
 import { loadGemma3Config } from "./config_fs.ts";
 import { Gemma3 } from "./gemma3.ts";
 import { uploadGemma3Weights } from "./gemma3_weights.ts";
+import type { LoraAdapter } from "./lora.ts";
 import { openCheckpoint } from "./safetensors_fs.ts";
 
 /** Options of {@linkcode loadGemma3}. */
@@ -37,12 +38,12 @@ export async function loadGemma3(dir: string, options: LoadGemma3Options = {}): 
   const checkpoint = await openCheckpoint(dir);
   try {
     const weights = await uploadGemma3Weights(gpu, config, checkpoint);
-    const model = new Gemma3(gpu, config, weights);
+    let adapter: LoraAdapter | null = null;
     if (options.adapter) {
       const { loadPeftAdapter } = await import("./peft_fs.ts");
-      model.lora = await loadPeftAdapter(gpu, config, options.adapter);
+      adapter = await loadPeftAdapter(gpu, config, options.adapter);
     }
-    return model;
+    return new Gemma3(gpu, config, weights, adapter);
   } finally {
     checkpoint.close();
   }

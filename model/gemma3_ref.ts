@@ -51,16 +51,19 @@ export interface RefLora {
   readonly layers: readonly Partial<Record<LoraTarget, { a: Float64Array; b: Float64Array }>>[];
 }
 
-function linear(
-  x: Float64Array,
-  rows: number,
-  inDim: number,
-  w: Float64Array,
-  outDim: number,
-  lora?: { a: Float64Array; b: Float64Array },
-  rank = 0,
-  scale = 0,
-): Float64Array {
+/** Shape of a projection and its optional LoRA pair (A `[rank, in]`, B `[out, rank]`). */
+interface LinearShape {
+  readonly rows: number;
+  readonly inDim: number;
+  readonly outDim: number;
+  readonly lora?: { a: Float64Array; b: Float64Array };
+  readonly rank?: number;
+  readonly scale?: number;
+}
+
+/** `y = x·Wᵀ (+ scale·(x·Aᵀ)·Bᵀ)`: x `[rows, in]`, W `[out, in]` → `[rows, out]`. */
+function linear(x: Float64Array, w: Float64Array, shape: LinearShape): Float64Array {
+  const { rows, inDim, outDim, lora, rank = 0, scale = 0 } = shape;
   const y = new Float64Array(rows * outDim);
   for (let t = 0; t < rows; t++) {
     for (let o = 0; o < outDim; o++) {
@@ -85,7 +88,13 @@ function linear(
   return y;
 }
 
-function rmsNorm(x: Float64Array, rows: number, dim: number, w: Float64Array, eps: number) {
+/** Gemma RMS norm of each `[dim]` row of x `[rows, dim]`, weight `(1 + w)`. */
+function rmsNorm(
+  x: Float64Array,
+  w: Float64Array,
+  shape: { readonly rows: number; readonly dim: number; readonly eps: number },
+): Float64Array {
+  const { rows, dim, eps } = shape;
   const y = new Float64Array(rows * dim);
   for (let t = 0; t < rows; t++) {
     let ss = 0;
@@ -96,7 +105,17 @@ function rmsNorm(x: Float64Array, rows: number, dim: number, w: Float64Array, ep
   return y;
 }
 
-function rope(x: Float64Array, tokens: number, heads: number, headDim: number, base: number) {
+/** Rotates x `[tokens, heads, headDim]` in place (positions 0..tokens−1, half-split pairs). */
+function rope(
+  x: Float64Array,
+  shape: {
+    readonly tokens: number;
+    readonly heads: number;
+    readonly headDim: number;
+    readonly base: number;
+  },
+): void {
+  const { tokens, heads, headDim, base } = shape;
   const half = headDim / 2;
   for (let t = 0; t < tokens; t++) {
     for (let h = 0; h < heads; h++) {
@@ -146,24 +165,19 @@ export function gemma3ForwardRef(
     const rank = lora?.rank ?? 0, scale = lora?.scale ?? 0;
     const sliding = config.layerTypes[l] === "sliding_attention";
     const base = sliding ? config.ropeLocalBaseFreq : config.ropeTheta;
-    const x = rmsNorm(h, n, d, w.input_layernorm, eps);
-    const q = rmsNorm(
-      linear(x, n, d, w.q_proj, nh * hd, lo.q_proj, rank, scale),
-      n * nh,
-      hd,
-      w.q_norm,
-      eps,
-    );
-    const k = rmsNorm(
-      linear(x, n, d, w.k_proj, nkv * hd, lo.k_proj, rank, scale),
-      n * nkv,
-      hd,
-      w.k_norm,
-      eps,
-    );
-    const v = linear(x, n, d, w.v_proj, nkv * hd, lo.v_proj, rank, scale);
-    rope(q, n, nh, hd, base);
-    rope(k, n, nkv, hd, base);
+    const x = rmsNorm(h, w.input_layernorm, { rows: n, dim: d, eps });
+    // Projection `name` of input `[n, inDim]` with this layer's LoRA pair.
+    const project = (name: LoraTarget, input: Float64Array, inDim: number, outDim: number) =>
+      linear(input, w[name], { rows: n, inDim, outDim, lora: lo[name], rank, scale });
+    // q or k: projected, per-head norm, roped: `[n, heads, hd]`.
+    const headsOf = (name: "q_proj" | "k_proj", heads: number, norm: Float64Array) => {
+      const y = rmsNorm(project(name, x, d, heads * hd), norm, { rows: n * heads, dim: hd, eps });
+      rope(y, { tokens: n, heads, headDim: hd, base });
+      return y;
+    };
+    const q = headsOf("q_proj", nh, w.q_norm);
+    const k = headsOf("k_proj", nkv, w.k_norm);
+    const v = project("v_proj", x, d, nkv * hd);
     const attn = new Float64Array(n * nh * hd);
     const scaleQk = Math.pow(config.queryPreAttnScalar, -0.5);
     for (let t = 0; t < n; t++) {
@@ -191,21 +205,21 @@ export function gemma3ForwardRef(
         }
       }
     }
-    const o = linear(attn, n, nh * hd, w.o_proj, d, lo.o_proj, rank, scale);
-    const postAttn = rmsNorm(o, n, d, w.post_attention_layernorm, eps);
+    const o = project("o_proj", attn, nh * hd, d);
+    const postAttn = rmsNorm(o, w.post_attention_layernorm, { rows: n, dim: d, eps });
     for (let i = 0; i < h.length; i++) h[i] += postAttn[i];
-    const x2 = rmsNorm(h, n, d, w.pre_feedforward_layernorm, eps);
-    const gate = linear(x2, n, d, w.gate_proj, inter, lo.gate_proj, rank, scale);
-    const up = linear(x2, n, d, w.up_proj, inter, lo.up_proj, rank, scale);
+    const x2 = rmsNorm(h, w.pre_feedforward_layernorm, { rows: n, dim: d, eps });
+    const gate = project("gate_proj", x2, d, inter);
+    const up = project("up_proj", x2, d, inter);
     for (let i = 0; i < gate.length; i++) gate[i] = geluTanh(gate[i]) * up[i];
-    const down = linear(gate, n, inter, w.down_proj, d, lo.down_proj, rank, scale);
-    const postFfw = rmsNorm(down, n, d, w.post_feedforward_layernorm, eps);
+    const down = project("down_proj", gate, inter, d);
+    const postFfw = rmsNorm(down, w.post_feedforward_layernorm, { rows: n, dim: d, eps });
     const next = new Float64Array(h.length);
     for (let i = 0; i < h.length; i++) next[i] = h[i] + postFfw[i];
     h = next;
   }
-  const hn = rmsNorm(h, n, d, weights.finalNorm, eps);
-  return linear(hn, n, d, weights.embed, config.vocabSize);
+  const hn = rmsNorm(h, weights.finalNorm, { rows: n, dim: d, eps });
+  return linear(hn, weights.embed, { rows: n, inDim: d, outDim: config.vocabSize });
 }
 
 /**
@@ -213,17 +227,27 @@ export function gemma3ForwardRef(
  * `−log softmax(logits[t])[ids[t+1]]` where `mask[t+1] = 1`.
  *
  * @param logits `[n, vocab]`.
- * @param ids Token ids (length n).
- * @param mask Loss mask per position (length n); target t+1 counts iff `mask[t+1]`.
- * @param vocab Vocabulary size.
+ * @param target Token ids (length n), the loss mask per position (length n; target t+1 counts
+ *   iff `mask[t+1]`) and the vocabulary size.
  * @returns Sum of negative log-probs and the count of counted targets.
+ * @example
+ * ```ts
+ * import { nllRef } from "./gemma3_ref.ts";
+ * // Two positions over a vocabulary of 2; only target ids[1] = 1 counts.
+ * const logits = Float64Array.from([0, 0, 5, 5]);
+ * const r = nllRef(logits, { ids: [0, 1], mask: [0, 1], vocab: 2 });
+ * console.log(r.count, r.sum.toFixed(4)); // 1 "0.6931"
+ * ```
  */
 export function nllRef(
   logits: Float64Array,
-  ids: readonly number[],
-  mask: readonly number[],
-  vocab: number,
+  target: {
+    readonly ids: readonly number[];
+    readonly mask: readonly number[];
+    readonly vocab: number;
+  },
 ): { sum: number; count: number } {
+  const { ids, mask, vocab } = target;
   let sum = 0, count = 0;
   for (let t = 0; t + 1 < ids.length; t++) {
     if (!mask[t + 1]) continue;

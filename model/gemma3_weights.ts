@@ -111,12 +111,13 @@ export function layerWeightShape(config: Gemma3Config, name: LayerWeightName): n
 
 const STORED_TO_DTYPE: Record<string, DType> = { BF16: "bf16", F32: "f32", F16: "f32" };
 
+/** Uploads one stored tensor, widened to f32 when `asF32` (norms) or kept BF16/F32 as stored. */
 async function uploadTensor(
   gpu: Gpu,
   store: TensorStore,
-  name: string,
-  asF32: boolean,
+  tensor: { readonly name: string; readonly asF32: boolean },
 ): Promise<Tensor> {
+  const { name, asF32 } = tensor;
   const info = store.info(name);
   const dtype: DType = asF32 ? "f32" : STORED_TO_DTYPE[info.dtype];
   const t = Tensor.empty(gpu, info.shape, dtype);
@@ -162,17 +163,23 @@ export async function uploadGemma3Weights(
 ): Promise<Gemma3Weights> {
   const names = checkWeights(config, store.tensors);
   const stored = (canonical: string) => names.get(canonical) ?? canonical;
-  const embed = await uploadTensor(gpu, store, stored("model.embed_tokens.weight"), false);
+  const embed = await uploadTensor(gpu, store, {
+    name: stored("model.embed_tokens.weight"),
+    asF32: false,
+  });
   const layers: Record<LayerWeightName, Tensor>[] = [];
   for (let i = 0; i < config.numLayers; i++) {
     const layer = {} as Record<LayerWeightName, Tensor>;
     for (const w of LAYER_WEIGHTS) {
       const name = stored(`model.layers.${i}.${hfLayerWeightPath(w)}.weight`);
-      layer[w] = await uploadTensor(gpu, store, name, NORM_WEIGHTS.has(w));
+      layer[w] = await uploadTensor(gpu, store, { name, asF32: NORM_WEIGHTS.has(w) });
     }
     layers.push(Object.freeze(layer));
   }
-  const finalNorm = await uploadTensor(gpu, store, stored("model.norm.weight"), true);
+  const finalNorm = await uploadTensor(gpu, store, {
+    name: stored("model.norm.weight"),
+    asF32: true,
+  });
   return Object.freeze({ embed, layers: Object.freeze(layers), finalNorm });
 }
 
@@ -193,13 +200,13 @@ function normalGenerator(seed: number): () => number {
   return () => Math.sqrt(-2 * Math.log(uniform())) * Math.cos(2 * Math.PI * uniform());
 }
 
+/** A tensor of `std · normal()` draws, in row-major order. */
 function randomTensor(
   gpu: Gpu,
   shape: readonly number[],
-  dtype: DType,
-  std: number,
-  normal: () => number,
+  draw: { readonly dtype: DType; readonly std: number; readonly normal: () => number },
 ): Tensor {
+  const { dtype, std, normal } = draw;
   const host = new Float32Array(shape.reduce((a, b) => a * b, 1));
   for (let i = 0; i < host.length; i++) host[i] = std * normal();
   const t = Tensor.empty(gpu, shape, dtype);
@@ -224,7 +231,8 @@ export function initGemma3Weights(
   const normal = normalGenerator(options.seed ?? 0);
   const dtype = options.dtype ?? "f32";
   const std = options.std ?? 0.02;
-  const embed = randomTensor(gpu, [config.vocabSize, config.hiddenSize], dtype, std, normal);
+  const draw = { dtype, std, normal };
+  const embed = randomTensor(gpu, [config.vocabSize, config.hiddenSize], draw);
   const layers: Record<LayerWeightName, Tensor>[] = [];
   for (let i = 0; i < config.numLayers; i++) {
     const layer = {} as Record<LayerWeightName, Tensor>;
@@ -232,7 +240,7 @@ export function initGemma3Weights(
       const shape = layerWeightShape(config, w);
       layer[w] = NORM_WEIGHTS.has(w)
         ? Tensor.zeros(gpu, shape, "f32")
-        : randomTensor(gpu, shape, dtype, std, normal);
+        : randomTensor(gpu, shape, draw);
     }
     layers.push(Object.freeze(layer));
   }

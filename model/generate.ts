@@ -1,7 +1,8 @@
 /**
- * KV-cache generation for Gemma 3: a {@linkcode DecodeSession} (prefill a right-padded batch of
- * prompts into the cache, then one token per sequence per step) and {@linkcode generate}
- * (batched prompts of different lengths, GPU sampling, per-sequence EOS stop, streaming).
+ * KV-cache generation over a model's public step API ({@linkcode DecoderModel}, which `Gemma3`
+ * implements): a {@linkcode DecodeSession} (prefill a right-padded batch of prompts into the
+ * cache, then one token per sequence per step) and {@linkcode generate} (batched prompts of
+ * different lengths, GPU sampling, per-sequence EOS stop, streaming).
  *
  * Layout: prompt b holds indices `[0, len_b)` (right padding, so RoPE positions are plain
  * indices); the prefill writes only its `len_b` valid K/V rows into the cache (padding never
@@ -16,17 +17,12 @@
  * @module
  */
 
-import { attentionDecode, writeKvCache } from "../kernels/attention.ts";
-import { embedding } from "../kernels/embedding.ts";
-import { matmul } from "../kernels/matmul.ts";
-import { rmsNorm } from "../kernels/rms_norm.ts";
-import { sample } from "../kernels/sampling.ts";
-import { samplingParams } from "../kernels/sampling_ref.ts";
+import { FieldError } from "../base/field_error.ts";
+import type { Gpu } from "../kernels/gpu.ts";
+import { sample, samplingParams } from "../kernels/sampling.ts";
 import { Tensor } from "../kernels/tensor.ts";
-import { disposeTokenBatch, makeTokenBatch } from "./batch.ts";
-import type { Gemma3 } from "./gemma3.ts";
-import { KvCache } from "./kv_cache.ts";
-import { type AttendFn, decoderLayerForward } from "./layer.ts";
+import type { Gemma3Config } from "./config.ts";
+import { KvCache, type KvCacheStep } from "./kv_cache.ts";
 
 /** Sampled ids are read back once per this many steps. */
 export const READBACK_EVERY = 8;
@@ -41,7 +37,7 @@ export interface GenerateOptions {
   readonly topK?: number;
   /** Nucleus mass (1 = off, default). */
   readonly topP?: number;
-  /** RNG seed (u32, default 0). Step s of row b draws `samplingUniform(seed, s, b)`. */
+  /** RNG seed (u32, default 0). Step s of row b draws `samplingUniform({ seed, step: s, row: b })`. */
   readonly seed?: number;
   /**
    * A sequence stops after generating any of these ids; the EOS id is included in its output
@@ -56,18 +52,67 @@ export interface GenerateOptions {
   readonly onToken?: (sequence: number, tokenId: number) => void;
 }
 
-/** Thrown for invalid generation inputs; names the field. */
-export class GenerateOptionsError extends Error {
-  /** The offending field. */
-  readonly field: string;
+/**
+ * The public step API that KV-cache generation drives; `Gemma3` implements it (see
+ * `Gemma3.prefill` and `Gemma3.decodeStep` for the contract of each step).
+ *
+ * @example
+ * ```ts
+ * import { Gpu } from "../kernels/gpu.ts";
+ * import { gemma3Config } from "./config.ts";
+ * import { Gemma3 } from "./gemma3.ts";
+ * import { initGemma3Weights } from "./gemma3_weights.ts";
+ * import { type DecoderModel, generate } from "./generate.ts";
+ *
+ * const gpu = await Gpu.create();
+ * const config = gemma3Config({ vocabSize: 64, hiddenSize: 32, intermediateSize: 64, numLayers: 2,
+ *   numHeads: 2, numKvHeads: 1, headDim: 16, queryPreAttnScalar: 16, eosTokenIds: [1] });
+ * const model: DecoderModel = new Gemma3(gpu, config, initGemma3Weights(gpu, config, { seed: 1 }));
+ * const [ids] = await generate(model, [[2, 5]], { maxNewTokens: 3, temperature: 0, eosIds: [] });
+ * console.log(ids.length); // 3
+ * gpu.destroy();
+ * ```
+ */
+export interface DecoderModel {
+  /** Runtime. */
+  readonly gpu: Gpu;
+  /** Hyperparameters (vocabulary size, EOS ids, layers and heads for the cache). */
+  readonly config: Gemma3Config;
   /**
-   * @param field The offending field.
+   * Throws unless every id is a valid token id of the model.
+   *
+   * @param ids Token ids.
+   * @param what Name for the message.
+   */
+  checkIds(ids: ArrayLike<number>, what?: string): void;
+  /**
+   * Runs the prompts into an empty cache.
+   *
+   * @param prompts Valid, non-empty token ids per sequence (`cache.batch` of them).
+   * @param cache The cache to fill.
+   * @returns f32 `[B, V]`: logits after each prompt's last token.
+   */
+  prefill(prompts: readonly (readonly number[])[], cache: KvCache): Tensor;
+  /**
+   * Feeds one token per sequence.
+   *
+   * @param ids u32 or i32 `[B]`.
+   * @param cache The cache.
+   * @param step Positions `[B]` and attended ranges `[B, 2]` of the fed tokens.
+   * @returns f32 `[B, V]`: logits after the fed tokens.
+   */
+  decodeStep(ids: Tensor, cache: KvCache, step: KvCacheStep): Tensor;
+}
+
+/** Thrown for invalid generation inputs; names the field. */
+export class GenerateOptionsError extends FieldError {
+  override readonly name: string = "GenerateOptionsError";
+  /**
+   * @param field The offending field (`path`).
    * @param message What was expected.
    */
   constructor(field: string, message: string) {
-    super(`${field}: ${message}`);
-    this.name = "GenerateOptionsError";
-    this.field = field;
+    super(field, `${field}: ${message}`);
   }
 }
 
@@ -85,17 +130,31 @@ export class DecodeSessionError extends Error {
  * call returns the next-token logits `[B, V]` of every sequence (caller disposes).
  *
  * @example
- * ```ts ignore
- * const session = new DecodeSession(gemma, [[2, 651], [2, 9, 10]], { maxLength: 16 });
- * const logits = session.prefill();              // [2, V]: after each prompt's last token
+ * ```ts
+ * import { Gpu } from "../kernels/gpu.ts";
+ * import { sample } from "../kernels/sampling.ts";
+ * import { gemma3Config } from "./config.ts";
+ * import { Gemma3 } from "./gemma3.ts";
+ * import { initGemma3Weights } from "./gemma3_weights.ts";
+ * import { DecodeSession } from "./generate.ts";
+ *
+ * const gpu = await Gpu.create();
+ * const config = gemma3Config({ vocabSize: 64, hiddenSize: 32, intermediateSize: 64, numLayers: 2,
+ *   numHeads: 2, numKvHeads: 1, headDim: 16, queryPreAttnScalar: 16, eosTokenIds: [1] });
+ * const gemma = new Gemma3(gpu, config, initGemma3Weights(gpu, config, { seed: 1 }));
+ * const session = new DecodeSession(gemma, [[2, 6], [2, 9, 10]], { maxLength: 16 });
+ * const logits = session.prefill(); // [2, V]: after each prompt's last token
  * const ids = sample(logits, { temperature: 0 }); // u32 [2]
- * const next = session.step(ids);                 // [2, V]: after the fed tokens
+ * const next = session.step(ids); // [2, V]: after the fed tokens
+ * console.log(session.lengths); // [3, 4]
+ * for (const t of [logits, ids, next]) t.dispose();
  * session.dispose();
+ * gpu.destroy();
  * ```
  */
 export class DecodeSession {
   /** The model. */
-  readonly model: Gemma3;
+  readonly model: DecoderModel;
   /** The cache (`maxLength` = longest prompt + tokens that will be fed back). */
   readonly cache: KvCache;
   /** Tokens in each sequence so far (prompt + fed tokens). */
@@ -112,7 +171,7 @@ export class DecodeSession {
    * @throws {GenerateOptionsError} on empty prompts, invalid ids or a too-small maxLength.
    */
   constructor(
-    model: Gemma3,
+    model: DecoderModel,
     prompts: readonly (readonly number[])[],
     options: { readonly maxLength: number },
   ) {
@@ -145,27 +204,8 @@ export class DecodeSession {
       throw new DecodeSessionError("DecodeSession.prefill() may only be called once");
     }
     this.#prefilled = true;
-    const { gpu, config: c } = this.model;
-    const batch = makeTokenBatch(gpu, this.#prompts);
-    const counts = Tensor.fromArray(gpu, Int32Array.from(this.lengths));
-    const h = embedding(this.model.weights.embed, batch.ids, { scale: this.model.embedScale });
-    const attend = this.model.prefillAttend(batch);
-    const kvShape = [batch.batch, batch.seq, c.numKvHeads, c.headDim];
-    this.#layers(h, batch.positions, (l) => (q, k, v, window, wantLse) => {
-      // subtle: counts = len_b, so right padding never pushes valid tokens out of a ring.
-      writeKvCache(this.cache.layers[l], { k: k.reshape(kvShape), v: v.reshape(kvShape) }, {
-        counts,
-      });
-      return attend(q, k, v, window, wantLse);
-    });
-    const lastRows = Tensor.fromArray(
-      gpu,
-      Int32Array.from(this.lengths, (n, b) => b * batch.seq + n - 1),
-    );
-    const last = embedding(h, lastRows); // gathers row b·S + len_b − 1: [B, D]
-    for (const t of [h, counts, lastRows]) t.dispose();
-    disposeTokenBatch(batch);
-    return this.#head(last);
+    this.#checkLogitsFit();
+    return this.model.prefill(this.#prompts, this.cache);
   }
 
   /**
@@ -178,7 +218,6 @@ export class DecodeSession {
     if (!this.#prefilled) {
       throw new DecodeSessionError("DecodeSession.step() needs prefill() first");
     }
-    const { config: c } = this.model;
     const b = this.lengths.length;
     if (ids.numel !== b) {
       throw new GenerateOptionsError("ids", `expected ${b} token ids, got ${ids.numel}`);
@@ -190,24 +229,15 @@ export class DecodeSession {
         `sequence ${full} already holds ${this.cache.maxLength} tokens, the cache's maxLength`,
       );
     }
+    this.#checkLogitsFit();
     this.#positions.write(Int32Array.from(this.lengths));
     this.#ranges.write(Int32Array.from(this.lengths.flatMap((n) => [0, n + 1])));
-    const h = embedding(this.model.weights.embed, ids, { scale: this.model.embedScale });
-    const kvShape = [b, 1, c.numKvHeads, c.headDim];
-    this.#layers(h, this.#positions, (l) => (q, k, v, window, wantLse) => {
-      const cache = this.cache.layers[l];
-      writeKvCache(cache, { k: k.reshape(kvShape), v: v.reshape(kvShape) }, {
-        offsets: this.#positions,
-      });
-      return attentionDecode(q, cache, {
-        scale: this.model.attentionScale,
-        window,
-        ranges: this.#ranges,
-        returnLse: wantLse,
-      });
+    const logits = this.model.decodeStep(ids, this.cache, {
+      positions: this.#positions,
+      ranges: this.#ranges,
     });
     for (let i = 0; i < b; i++) this.lengths[i]++;
-    return this.#head(h);
+    return logits;
   }
 
   /** Gives the cache and the step tensors back to the pool. */
@@ -217,34 +247,21 @@ export class DecodeSession {
     this.#ranges.dispose();
   }
 
-  #layers(h: Tensor, positions: Tensor, attendFor: (layer: number) => AttendFn): void {
-    for (let l = 0; l < this.model.config.numLayers; l++) {
-      const ctx = this.model.layerContext(l, this.cache.maxLength);
-      decoderLayerForward(ctx, h, positions, attendFor(l));
-    }
-  }
-
-  /** Final norm and tied head of `[B, D]` hidden rows (consumed) → logits `[B, V]`. */
-  #head(h: Tensor): Tensor {
-    const { gpu, config: c, weights } = this.model;
-    const bytes = 4 * h.shape[0] * c.vocabSize;
-    if (bytes > gpu.limits.maxStorageBufferBindingSize) {
-      h.dispose();
+  /** The `[B, V]` logits of a step must fit one storage binding. */
+  #checkLogitsFit(): void {
+    const { gpu, config: c } = this.model;
+    const b = this.lengths.length;
+    if (4 * b * c.vocabSize > gpu.limits.maxStorageBufferBindingSize) {
       throw new GenerateOptionsError(
         "prompts",
-        `${h.shape[0]} sequences × ${c.vocabSize} logits exceed one storage binding; ` +
+        `${b} sequences × ${c.vocabSize} logits exceed one storage binding; ` +
           "generate in smaller batches",
       );
     }
-    const x = rmsNorm(h, weights.finalNorm, { eps: c.rmsNormEps });
-    h.dispose();
-    const logits = matmul(x, weights.embed); // [B, V]
-    x.dispose();
-    return logits;
   }
 }
 
-function checkPrompts(model: Gemma3, prompts: readonly (readonly number[])[]): void {
+function checkPrompts(model: DecoderModel, prompts: readonly (readonly number[])[]): void {
   if (!Array.isArray(prompts) || prompts.length === 0) {
     throw new GenerateOptionsError("prompts", "expected at least one prompt");
   }
@@ -272,7 +289,7 @@ function checkPrompts(model: Gemma3, prompts: readonly (readonly number[])[]): v
  * ```
  */
 export async function generate(
-  model: Gemma3,
+  model: DecoderModel,
   prompts: readonly (readonly number[])[],
   options: GenerateOptions,
 ): Promise<number[][]> {

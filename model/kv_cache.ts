@@ -15,6 +15,17 @@ import type { Gpu } from "../kernels/gpu.ts";
 import { Tensor } from "../kernels/tensor.ts";
 import type { Gemma3Config } from "./config.ts";
 
+/**
+ * Where one decode step writes and reads in a {@linkcode KvCache}: one new token per sequence.
+ * `Gemma3.decodeStep` takes it; `DecodeSession` keeps one and rewrites it every step.
+ */
+export interface KvCacheStep {
+  /** i32 `[B]`: index of the token being fed (its RoPE position and its cache offset). */
+  readonly positions: Tensor;
+  /** i32 `[B, 2]`: the index range `[0, position + 1)` each sequence attends to. */
+  readonly ranges: Tensor;
+}
+
 /** Thrown when a cache cannot be built for the requested batch and length. */
 export class KvCacheError extends Error {
   /** @param message What is wrong. */

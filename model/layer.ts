@@ -4,8 +4,9 @@
  *   h ← h + post_attention_norm(o_proj(attn(rope(q_norm(q)), rope(k_norm(k)), v)))   x = input_norm(h)
  *   h ← h + post_feedforward_norm(down(gelu_tanh(gate(x₂)) · up(x₂)))               x₂ = pre_ffw_norm(h)
  *
- * With `save`, every intermediate the backward pass needs is kept (see {@linkcode LayerSaved});
- * without it, intermediates go back to the pool as soon as they are consumed.
+ * With `save: true`, every intermediate the backward pass needs is kept (see
+ * {@linkcode LayerSaved}); without it, intermediates go back to the pool as soon as they are
+ * consumed.
  *
  * @module
  */
@@ -16,8 +17,10 @@ import { loraLinear } from "../kernels/lora.ts";
 import { rope, type RopeTable } from "../kernels/rope.ts";
 import { geglu } from "../kernels/geglu.ts";
 import { Tensor } from "../kernels/tensor.ts";
+import type { Gpu } from "../kernels/gpu.ts";
+import type { TokenBatch } from "./batch.ts";
 import type { Gemma3Config } from "./config.ts";
-import type { LayerWeightName, LoraTarget } from "./gemma3_weights.ts";
+import type { Gemma3Weights, LayerWeightName, LoraTarget } from "./gemma3_weights.ts";
 import type { LoraPair } from "./lora.ts";
 
 /** What one layer's forward needs besides its input. */
@@ -48,6 +51,36 @@ export type AttendFn = (
   window: number,
   wantLse: boolean,
 ) => { out: Tensor; lse: Tensor | null };
+
+/**
+ * The layer-level surface of a decoder model that its passes (full forward, training,
+ * KV-cache prefill and decode) are assembled from; `Gemma3` implements it.
+ */
+export interface LayerStack {
+  /** Runtime. */
+  readonly gpu: Gpu;
+  /** Hyperparameters. */
+  readonly config: Gemma3Config;
+  /** Base weights (embedding `[V, D]`, tied with the head; final norm `[D]`; layers). */
+  readonly weights: Gemma3Weights;
+  /** Scale of the embedding output. */
+  readonly embedScale: number;
+  /** Attention scale. */
+  readonly attentionScale: number;
+  /**
+   * The context of layer `l` (weights, adapter, RoPE table, window).
+   *
+   * @param l Layer index.
+   * @param maxPositions Largest position + 1 that will be roped.
+   */
+  layerContext(l: number, maxPositions: number): LayerContext;
+  /**
+   * The prefill attention step of a padded batch.
+   *
+   * @param batch Token batch.
+   */
+  prefillAttend(batch: TokenBatch): AttendFn;
+}
 
 /** Everything a layer's backward needs. All f32, T = tokens. */
 export interface LayerSaved {
@@ -88,21 +121,28 @@ export interface LayerSaved {
   readonly loraXa: Readonly<Partial<Record<LoraTarget, Tensor>>>;
 }
 
+/** Input of {@linkcode projection}. */
+export interface ProjectionInput {
+  /** Input `[T, in]`. */
+  readonly x: Tensor;
+  /** Receives `x·Aᵀ` `[T, r]` under the projection's name when saving (otherwise it is freed). */
+  readonly xa?: Partial<Record<LoraTarget, Tensor>>;
+}
+
 /**
  * A projection with its optional LoRA update: `y = x·Wᵀ + s·(x·Aᵀ)·Bᵀ`.
  *
  * @param ctx Layer context.
  * @param name Projection.
- * @param x Input `[T, in]`.
- * @param xa Receives `x·Aᵀ` when saving (otherwise it is freed).
+ * @param input The input and where `x·Aᵀ` goes when saving.
  * @returns `[T, out]`.
+ * @example
+ * ```ts ignore
+ * const q = projection(ctx, "q_proj", { x }); // [T, H·hd]
+ * ```
  */
-export function projection(
-  ctx: LayerContext,
-  name: LoraTarget,
-  x: Tensor,
-  xa?: Partial<Record<LoraTarget, Tensor>>,
-): Tensor {
+export function projection(ctx: LayerContext, name: LoraTarget, input: ProjectionInput): Tensor {
+  const { x, xa } = input;
   const pair = ctx.lora?.[name];
   if (!pair) return matmul(x, ctx.weights[name]);
   const { y, xa: down } = loraLinear(x, { w: ctx.weights[name], ...pair }, {
@@ -113,25 +153,50 @@ export function projection(
   return y;
 }
 
+/** Options of {@linkcode decoderLayerForward}. */
+export interface LayerForwardOptions {
+  /** i32 `[T]` RoPE positions. */
+  readonly positions: Tensor;
+  /** The attention step (prefill or decode). */
+  readonly attend: AttendFn;
+  /** Keep what the backward pass needs (default false). */
+  readonly save?: boolean;
+  /**
+   * Receives `attnOut` (o_proj output `[T, D]`) and `mlpOut` (down_proj output `[T, D]`); the
+   * tensors are only valid during the call (copy them).
+   */
+  readonly trace?: (name: "attnOut" | "mlpOut", t: Tensor) => void;
+}
+
 /**
  * Runs one decoder layer on `h` `[T, D]`, updating it in place.
  *
  * @param ctx Layer context.
  * @param h Residual stream `[T, D]` (updated in place).
- * @param positions i32 `[T]` RoPE positions.
- * @param attend The attention step (prefill or decode).
- * @param save Keep what the backward pass needs.
- * @param trace Receives copies of `attnOut` (o_proj output) and `mlpOut` (down_proj output).
- * @returns The saved activations when `save`, else null.
+ * @param options Positions, the attention step, whether to save for backward, a trace.
+ * @returns The saved activations when `options.save`, else null.
+ * @example
+ * ```ts ignore
+ * decoderLayerForward(model.layerContext(l, batch.seq), h, { positions, attend });
+ * const saved = decoderLayerForward(ctx, h, { positions, attend, save: true });
+ * ```
  */
 export function decoderLayerForward(
   ctx: LayerContext,
   h: Tensor,
-  positions: Tensor,
-  attend: AttendFn,
-  save = false,
-  trace?: (name: "attnOut" | "mlpOut", t: Tensor) => void,
+  options: LayerForwardOptions & { readonly save: true },
+): LayerSaved;
+export function decoderLayerForward(
+  ctx: LayerContext,
+  h: Tensor,
+  options: LayerForwardOptions,
+): LayerSaved | null;
+export function decoderLayerForward(
+  ctx: LayerContext,
+  h: Tensor,
+  options: LayerForwardOptions,
 ): LayerSaved | null {
+  const { positions, attend, save = false, trace } = options;
   const { config: c, weights: w } = ctx;
   const tokens = h.shape[0];
   const eps = c.rmsNormEps;
@@ -142,9 +207,9 @@ export function decoderLayerForward(
   const loraXa: Partial<Record<LoraTarget, Tensor>> = {};
   const xa = save ? loraXa : undefined;
 
-  const qRaw = projection(ctx, "q_proj", x, xa); // [T, H·hd]
-  const kRaw = projection(ctx, "k_proj", x, xa); // [T, KvH·hd]
-  const vFlat = projection(ctx, "v_proj", x, xa); // [T, KvH·hd]
+  const qRaw = projection(ctx, "q_proj", { x, xa }); // [T, H·hd]
+  const kRaw = projection(ctx, "k_proj", { x, xa }); // [T, KvH·hd]
+  const vFlat = projection(ctx, "v_proj", { x, xa }); // [T, KvH·hd]
   const v = vFlat.reshape([tokens, c.numKvHeads, c.headDim]);
   const rstdQ = save ? emptyLike(gpu, [tokens * c.numHeads]) : undefined;
   const rstdK = save ? emptyLike(gpu, [tokens * c.numKvHeads]) : undefined;
@@ -156,7 +221,7 @@ export function decoderLayerForward(
   rope(q, positions, { table: ctx.rope, out: q });
   rope(k, positions, { table: ctx.rope, out: k });
   const { out: attn, lse } = attend(q, k, v, ctx.window, save);
-  const o = projection(ctx, "o_proj", attn.reshape([tokens, c.numHeads * c.headDim]), xa);
+  const o = projection(ctx, "o_proj", { x: attn.reshape([tokens, c.numHeads * c.headDim]), xa });
   if (trace) trace("attnOut", o);
   const rstdO = save ? emptyLike(gpu, [tokens]) : undefined;
   rmsNorm(o, w.post_attention_layernorm, { eps, residual: h, out: h, rstd: rstdO });
@@ -164,10 +229,10 @@ export function decoderLayerForward(
   const hMid = save ? copyOf(h) : null;
   const rstdMid = save ? emptyLike(gpu, [tokens]) : undefined;
   const x2 = rmsNorm(h, w.pre_feedforward_layernorm, { eps, rstd: rstdMid });
-  const gate = projection(ctx, "gate_proj", x2, xa);
-  const up = projection(ctx, "up_proj", x2, xa);
+  const gate = projection(ctx, "gate_proj", { x: x2, xa });
+  const up = projection(ctx, "up_proj", { x: x2, xa });
   const act = geglu(gate, up);
-  const down = projection(ctx, "down_proj", act, xa);
+  const down = projection(ctx, "down_proj", { x: act, xa });
   if (trace) trace("mlpOut", down);
   const rstdDown = save ? emptyLike(gpu, [tokens]) : undefined;
   rmsNorm(down, w.post_feedforward_layernorm, { eps, residual: h, out: h, rstd: rstdDown });

@@ -6,8 +6,10 @@
  * @module
  */
 
+import { FieldError } from "../base/field_error.ts";
 import type { Gemma3Config } from "./config.ts";
-import { type LoraConfig, loraConfig, peftName } from "./lora.ts";
+import type { Tensor } from "../kernels/tensor.ts";
+import { type LoraAdapter, type LoraConfig, loraConfig, peftName } from "./lora.ts";
 import {
   hfLayerWeightPath,
   layerWeightShape,
@@ -30,8 +32,12 @@ export type PeftErrorCode =
   | "dtype"
   | "io";
 
-/** A PEFT adapter that cannot be read or written; names the file and, where known, the tensor. */
-export class PeftError extends Error {
+/**
+ * A PEFT adapter that cannot be read or written; names the file and, where known, the tensor
+ * (`path` is `file` or `file:tensor`).
+ */
+export class PeftError extends FieldError {
+  override readonly name: string = "PeftError";
   /** Kind of problem. */
   readonly code: PeftErrorCode;
   /** The file (or folder) concerned. */
@@ -45,8 +51,10 @@ export class PeftError extends Error {
    * @param detail What was expected and what was found.
    */
   constructor(code: PeftErrorCode, file: string, tensor: string | null, detail: string) {
-    super(`${file}: ${tensor === null ? "" : `${tensor}: `}${detail}`);
-    this.name = "PeftError";
+    super(
+      tensor === null ? file : `${file}:${tensor}`,
+      `${file}: ${tensor === null ? "" : `${tensor}: `}${detail}`,
+    );
     this.code = code;
     this.file = file;
     this.tensor = tensor;
@@ -359,4 +367,78 @@ export function expectedPeftTensors(
     }
   }
   return out;
+}
+
+/** Options of {@linkcode peftAdapterFiles}. */
+export interface PeftAdapterFilesOptions {
+  /** `base_model_name_or_path` recorded in the config (default null). */
+  readonly baseModelNameOrPath?: string | null;
+  /** The destination folder, named in errors (default `"adapter"`). */
+  readonly dir?: string;
+}
+
+/** The contents of a PEFT adapter folder, ready to be written by any runtime. */
+export interface PeftAdapterFiles {
+  /** `adapter_config.json` (see {@linkcode buildPeftAdapterConfig}). */
+  readonly config: Record<string, unknown>;
+  /**
+   * `adapter_model.safetensors` tensors (F32, canonical PEFT names, A `[r, in]`, B `[out, r]`),
+   * sorted by name as `safetensors` orders them.
+   */
+  readonly tensors: readonly (readonly [string, Tensor])[];
+}
+
+/**
+ * What a PEFT folder of an adapter holds (pure: nothing is read back or written; `peft_fs.ts`
+ * writes it to disk). Layers that adapt nothing become `layers_to_transform`.
+ *
+ * @param adapter The adapter.
+ * @param options Base model name for the config; the folder for error messages.
+ * @returns The config object and the sorted tensors.
+ * @throws {PeftError} `unsupported` when layers adapt different projection sets (PEFT cannot
+ *   express that).
+ * @example
+ * ```ts
+ * import { Gpu } from "../kernels/gpu.ts";
+ * import { gemma3Config } from "./config.ts";
+ * import { LoraAdapter, loraConfig } from "./lora.ts";
+ * import { peftAdapterFiles } from "./peft.ts";
+ *
+ * const gpu = await Gpu.create();
+ * const config = gemma3Config({ vocabSize: 64, hiddenSize: 32, intermediateSize: 64, numLayers: 2,
+ *   numHeads: 2, numKvHeads: 1, headDim: 16, queryPreAttnScalar: 16, eosTokenIds: [1] });
+ * const adapter = LoraAdapter.init(gpu, config, loraConfig({ rank: 2, alpha: 4, targets: ["q_proj"] }));
+ * const files = peftAdapterFiles(adapter, { baseModelNameOrPath: "google/gemma-3-1b-it" });
+ * console.log(files.config.r, files.tensors.length); // 2 4
+ * adapter.dispose();
+ * gpu.destroy();
+ * ```
+ */
+export function peftAdapterFiles(
+  adapter: LoraAdapter,
+  options: PeftAdapterFilesOptions = {},
+): PeftAdapterFiles {
+  const dir = options.dir ?? "adapter";
+  const targets = adapter.config.targets;
+  const layers: number[] = [];
+  adapter.layers.forEach((layer, l) => {
+    const present = targets.filter((t) => layer[t] !== undefined);
+    if (present.length === 0) return;
+    if (present.length !== targets.length) {
+      throw new PeftError(
+        "unsupported",
+        dir,
+        null,
+        `layer ${l} adapts ${present.join(", ")} but the adapter's targets are ` +
+          `${targets.join(", ")}; PEFT configs give every adapted layer the same targets`,
+      );
+    }
+    layers.push(l);
+  });
+  const tensors = [...adapter.parameters()].sort(([x], [y]) => (x < y ? -1 : x > y ? 1 : 0));
+  const config = buildPeftAdapterConfig(adapter.config, {
+    baseModelNameOrPath: options.baseModelNameOrPath ?? null,
+    layers: layers.length === adapter.layers.length ? null : layers,
+  });
+  return { config, tensors };
 }

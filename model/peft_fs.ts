@@ -10,8 +10,8 @@
 import type { Gpu } from "../kernels/gpu.ts";
 import { Tensor } from "../kernels/tensor.ts";
 import { type Gemma3Config, gemma3ConfigToJson } from "./config.ts";
-import type { Gemma3 } from "./gemma3.ts";
 import {
+  type Gemma3Weights,
   hfLayerWeightPath,
   LAYER_WEIGHTS,
   LORA_TARGETS,
@@ -19,30 +19,20 @@ import {
 } from "./gemma3_weights.ts";
 import { LoraAdapter, type LoraPair } from "./lora.ts";
 import {
-  buildPeftAdapterConfig,
   type BuildPeftConfigOptions,
   expectedPeftTensors,
   parsePeftAdapterConfig,
   parsePeftTensorName,
   PEFT_CONFIG_FILE,
   PEFT_WEIGHTS_FILE,
+  peftAdapterFiles,
   PeftError,
 } from "./peft.ts";
-import { joinPath, writeTextAtomic } from "../base/atomic_fs.ts";
-import { mergeLoraWeight, toBf16Bits } from "./_merge.ts";
+import { joinPath, pathExists, writeTextAtomic } from "../base/atomic_fs.ts";
+import { mergeLoraWeight, toBf16Bits } from "./lora_merge.ts";
 import { SafetensorsError } from "./safetensors.ts";
 import { decodeFloat32 } from "./safetensors_dtype.ts";
 import { openSafetensors, type TensorSpec, writeSafetensorsStreaming } from "./safetensors_fs.ts";
-
-async function exists(path: string): Promise<boolean> {
-  try {
-    await Deno.stat(path);
-    return true;
-  } catch (e) {
-    if (e instanceof Deno.errors.NotFound) return false;
-    throw e;
-  }
-}
 
 async function readAdapterConfig(dir: string) {
   const file = joinPath(dir, PEFT_CONFIG_FILE);
@@ -84,7 +74,7 @@ const FLOAT_DTYPES: readonly string[] = ["F32", "BF16", "F16"];
  * @example
  * ```ts ignore
  * const adapter = await loadPeftAdapter(gpu, model.config, "runs/sft/adapter");
- * model.lora = adapter;
+ * const tuned = model.withLora(adapter);
  * ```
  */
 export async function loadPeftAdapter(
@@ -104,8 +94,8 @@ export async function loadPeftAdapter(
       );
     }
   }
-  if (!(await exists(file))) {
-    const bin = await exists(joinPath(dir, "adapter_model.bin"));
+  if (!(await pathExists(file))) {
+    const bin = await pathExists(joinPath(dir, "adapter_model.bin"));
     throw new PeftError(
       "io",
       file,
@@ -214,8 +204,8 @@ export type SavePeftOptions = Pick<BuildPeftConfigOptions, "baseModelNameOrPath"
 /**
  * Writes an adapter as a PEFT folder: `adapter_model.safetensors` (F32, canonical PEFT names,
  * sorted by name as `safetensors` orders them, `{"format": "pt"}` metadata) and
- * `adapter_config.json` (see `buildPeftAdapterConfig`). Each file is written atomically; the
- * folder is created when missing.
+ * `adapter_config.json` — the contents `peftAdapterFiles` builds. Each file is written
+ * atomically; the folder is created when missing.
  *
  * @param adapter The adapter.
  * @param dir Destination folder.
@@ -235,28 +225,11 @@ export async function savePeftAdapter(
   dir: string,
   options: SavePeftOptions = {},
 ): Promise<void> {
-  const targets = adapter.config.targets;
-  const layers: number[] = [];
-  adapter.layers.forEach((layer, l) => {
-    const present = targets.filter((t) => layer[t] !== undefined);
-    if (present.length === 0) return;
-    if (present.length !== targets.length) {
-      throw new PeftError(
-        "unsupported",
-        dir,
-        null,
-        `layer ${l} adapts ${present.join(", ")} but the adapter's targets are ` +
-          `${targets.join(", ")}; PEFT configs give every adapted layer the same targets`,
-      );
-    }
-    layers.push(l);
+  const { config: json, tensors: params } = peftAdapterFiles(adapter, {
+    baseModelNameOrPath: options.baseModelNameOrPath,
+    dir,
   });
-  const params = [...adapter.parameters()].sort(([x], [y]) => (x < y ? -1 : x > y ? 1 : 0));
   const specs: TensorSpec[] = params.map(([name, t]) => ({ name, dtype: "F32", shape: t.shape }));
-  const json = buildPeftAdapterConfig(adapter.config, {
-    baseModelNameOrPath: options.baseModelNameOrPath ?? null,
-    layers: layers.length === adapter.layers.length ? null : layers,
-  });
   try {
     await Deno.mkdir(dir, { recursive: true });
     await writeSafetensorsStreaming(
@@ -270,6 +243,16 @@ export async function savePeftAdapter(
     if (e instanceof PeftError || e instanceof SafetensorsError) throw e;
     throw new PeftError("io", dir, null, `cannot write the adapter: ${(e as Error).message}`);
   }
+}
+
+/** What {@linkcode saveMergedWeights} reads of a model; a `Gemma3` is one. */
+export interface MergeableModel {
+  /** Hyperparameters, written as `config.json`. */
+  readonly config: Gemma3Config;
+  /** Base weights. */
+  readonly weights: Gemma3Weights;
+  /** The adapter merged in, or null (the base weights are written). */
+  readonly lora: LoraAdapter | null;
 }
 
 /** Options of {@linkcode saveMergedWeights}. */
@@ -286,7 +269,7 @@ export interface SaveMergedOptions {
  * float64 on the host, rounded once) as a Hugging Face Gemma 3 checkpoint: `model.safetensors`
  * (HF names, `{"format": "pt"}`) and `config.json` (`gemma3ConfigToJson`, `torch_dtype` set to
  * the stored dtype), loadable by transformers' `Gemma3ForCausalLM.from_pretrained` and by
- * `loadGemma3`. Without an adapter (or with `loraEnabled` false) the base weights are written.
+ * `loadGemma3`. Without an adapter (e.g. on `model.withLora(null)`) the base weights are written.
  * Tokenizer files are not copied. Tensors are read back and written one at a time.
  *
  * @param model The model.
@@ -301,7 +284,7 @@ export interface SaveMergedOptions {
  * ```
  */
 export async function saveMergedWeights(
-  model: Gemma3,
+  model: MergeableModel,
   dir: string,
   options: SaveMergedOptions = {},
 ): Promise<void> {
@@ -309,7 +292,7 @@ export async function saveMergedWeights(
   if (dtype !== "F32" && dtype !== "BF16") {
     throw new PeftError("config", dir, "dtype", `expected "F32" or "BF16", got ${dtype}`);
   }
-  const lora = model.loraEnabled ? model.lora : null;
+  const lora = model.lora;
   const entries: { name: string; tensor: Tensor; pair?: LoraPair }[] = [
     { name: "model.embed_tokens.weight", tensor: model.weights.embed },
   ];

@@ -10,6 +10,7 @@
  * @module
  */
 
+import { FieldError } from "../base/field_error.ts";
 import type { ByteRangeReader } from "./byte_readers.ts";
 
 /** Element types webtune understands in a safetensors header (the standard set without F8/F4). */
@@ -74,8 +75,12 @@ export type SafetensorsErrorCode =
   | "invalid_tensor"
   | "io";
 
-/** Any problem with a safetensors file, index or tensor; names the file and the tensor. */
-export class SafetensorsError extends Error {
+/**
+ * Any problem with a safetensors file, index or tensor; names the file and the tensor (`path`
+ * is `file` or `file:tensor`).
+ */
+export class SafetensorsError extends FieldError {
+  override readonly name: string = "SafetensorsError";
   /** Machine-readable kind of problem. */
   readonly code: SafetensorsErrorCode;
   /** The file (or folder) concerned. */
@@ -89,8 +94,10 @@ export class SafetensorsError extends Error {
    * @param detail What was expected and what was found.
    */
   constructor(code: SafetensorsErrorCode, file: string, tensor: string | null, detail: string) {
-    super(`${file}: ${tensor === null ? "" : `tensor "${tensor}": `}${detail}`);
-    this.name = "SafetensorsError";
+    super(
+      tensor === null ? file : `${file}:${tensor}`,
+      `${file}: ${tensor === null ? "" : `tensor "${tensor}": `}${detail}`,
+    );
     this.code = code;
     this.file = file;
     this.tensor = tensor;

@@ -22,7 +22,7 @@ import {
   type Normalizer,
   type PostProcessor,
   type PreTokenizer,
-} from "./_tokenizer_pipeline.ts";
+} from "./tokenizer_pipeline.ts";
 
 export { TokenizerError };
 

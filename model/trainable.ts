@@ -44,7 +44,11 @@ export function trainableParameters(model: Gemma3, mode: "lora" | "full"): Train
   let gradientSet: GradientSet;
   if (mode === "lora") {
     const lora = model.lora;
-    if (!lora) throw new Error("LoRA training needs an adapter: set model.lora first");
+    if (!lora) {
+      throw new Error(
+        "LoRA training needs an adapter: attach one with model.withLora(adapter) first",
+      );
+    }
     for (const [name, t] of lora.parameters()) {
       params.set(name, t);
       grads.set(name, zerosLike(t));

@@ -5,19 +5,11 @@
  * @module
  */
 
-/** Thrown for an invalid training config; `field` is the dotted path, e.g. `grpo.beta`. */
-export class TrainConfigError extends Error {
-  /** Dotted path of the offending field. */
-  readonly field: string;
-  /**
-   * @param field Dotted path of the offending field.
-   * @param message What was expected and what was received (starting with the path).
-   */
-  constructor(field: string, message: string) {
-    super(message);
-    this.name = "TrainConfigError";
-    this.field = field;
-  }
+import { describeValue as describe, FieldError } from "../base/field_error.ts";
+
+/** Thrown for an invalid training config; `field` (= `path`) is the dotted path, e.g. `grpo.beta`. */
+export class TrainConfigError extends FieldError {
+  override readonly name: string = "TrainConfigError";
 }
 
 /** A JSON object read field by field; unknown keys are rejected when it is opened. */
@@ -40,7 +32,8 @@ export function openSection(
 ): Fields {
   const name = path === "" ? "the config" : path;
   if (value === null || typeof value !== "object" || Array.isArray(value)) {
-    throw new TrainConfigError(path, `${name} must be an object, got ${describe(value)}`);
+    const message = `${name} must be an object, got ${describe(value)}`;
+    throw new TrainConfigError(path, message, { expected: "an object", got: value });
   }
   const obj = value as Fields;
   for (const key of Object.keys(obj)) {
@@ -70,21 +63,8 @@ export function join(path: string, key: string): string {
   return path === "" ? key : `${path}.${key}`;
 }
 
-/**
- * @param v Any value.
- * @returns A short JSON-ish rendering for messages.
- */
-export function describe(v: unknown): string {
-  if (typeof v === "string") return JSON.stringify(v);
-  if (typeof v === "number" || typeof v === "boolean" || v === null || v === undefined) {
-    return String(v);
-  }
-  const text = JSON.stringify(v) ?? String(v);
-  return text.length > 60 ? `${text.slice(0, 57)}...` : text;
-}
-
-function fail(path: string, expected: string, v: unknown): never {
-  throw new TrainConfigError(path, `${path} must be ${expected}, got ${describe(v)}`);
+function fail(path: string, expected: string, got: unknown): never {
+  throw TrainConfigError.mustBe(path, expected, got);
 }
 
 /**
@@ -167,20 +147,19 @@ export function oneOf<T extends string>(path: string, v: unknown, allowed: reado
  * Runs a validator from another module and re-throws its field error under `path`.
  *
  * @param path Section path to prefix, e.g. `grpo`.
- * @param build The validator; its error must carry a `field` and a message that starts with it.
+ * @param build The validator; a {@linkcode FieldError} it throws is re-thrown under `path`.
  * @returns What the validator returns.
  */
 export function nested<T>(path: string, build: () => T): T {
   try {
     return build();
   } catch (e) {
-    if (e instanceof Error && typeof (e as { field?: unknown }).field === "string") {
-      const field = (e as Error & { field: string }).field;
-      const full = join(path, field);
-      const message = e.message.startsWith(field)
-        ? full + e.message.slice(field.length)
+    if (e instanceof FieldError) {
+      const full = join(path, e.path);
+      const message = e.message.startsWith(e.path)
+        ? full + e.message.slice(e.path.length)
         : `${full}: ${e.message}`;
-      throw new TrainConfigError(full, message);
+      throw new TrainConfigError(full, message, { expected: e.expected, got: e.got });
     }
     throw e;
   }

@@ -5,29 +5,21 @@
  * @module
  */
 
-import { type Gemma3Config, gemma3Config } from "../model/config.ts";
+import { GEMMA3_SIZE_FIELDS, type Gemma3Config, gemma3Config } from "../model/config.ts";
 import { int, nested, openSection, str, strOrNull, TrainConfigError } from "./_config_fields.ts";
 
-/** Sizes of the tiny Gemma 3-architecture model trained from scratch by the demo. */
-export interface DemoModelSection {
-  /** Residual width. */
-  readonly hiddenSize: number;
-  /** MLP width. */
-  readonly intermediateSize: number;
-  /** Decoder layers. */
-  readonly numLayers: number;
-  /** Query heads. */
-  readonly numHeads: number;
-  /** Key/value heads (divides `numHeads`). */
-  readonly numKvHeads: number;
-  /** Width of one head (even); queries are scaled by `headDim ** -0.5`. */
-  readonly headDim: number;
-  /** Keys a sliding-attention layer sees. */
-  readonly slidingWindow: number;
+/** The {@linkcode Gemma3Config} sizes a demo model sets: all but the vocabulary's. */
+type DemoSize = Exclude<typeof GEMMA3_SIZE_FIELDS[number], "vocabSize">;
+const DEMO_SIZES = GEMMA3_SIZE_FIELDS.filter((f): f is DemoSize => f !== "vocabSize");
+
+/**
+ * Sizes of the tiny Gemma 3-architecture model trained from scratch by the demo: the
+ * {@linkcode Gemma3Config} fields of the same names (queries are scaled by `headDim ** -0.5`),
+ * plus the layer pattern.
+ */
+export interface DemoModelSection extends Pick<Gemma3Config, DemoSize> {
   /** Layer i is global iff (i + 1) % pattern == 0 (Gemma 3: 6). */
   readonly slidingWindowPattern: number;
-  /** Longest sequence (prompt + completion) in tokens. */
-  readonly maxPositionEmbeddings: number;
 }
 
 /** Which model to train. */
@@ -44,17 +36,7 @@ export interface ModelSection {
   readonly demo: DemoModelSection | null;
 }
 
-const DEMO_KEYS = [
-  "hiddenSize",
-  "intermediateSize",
-  "numLayers",
-  "numHeads",
-  "numKvHeads",
-  "headDim",
-  "slidingWindow",
-  "slidingWindowPattern",
-  "maxPositionEmbeddings",
-];
+const DEMO_KEYS: readonly string[] = [...DEMO_SIZES, "slidingWindowPattern"];
 
 /** Token ids of the reduced vocabulary the demo model needs. */
 export interface DemoVocabIds {

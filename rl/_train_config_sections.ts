@@ -5,6 +5,7 @@
  * @module
  */
 
+import type { LoraTarget } from "../model/gemma3_weights.ts";
 import { loraConfig } from "../model/lora.ts";
 import { adamwConfig } from "./adamw_config.ts";
 import { createGrpoConfig, type GrpoConfig } from "./grpo_config.ts";
@@ -19,14 +20,124 @@ import {
   strOrNull,
   TrainConfigError,
 } from "./_config_fields.ts";
-import type {
-  DemoDataSection,
-  EvalSection,
-  GrpoSection,
-  LoraSection,
-  OptimizerSection,
-  SftSection,
-} from "./train_config.ts";
+
+/** Learning-rate schedule kinds. */
+export type ScheduleKind = "constant" | "warmup-cosine";
+
+/** AdamW and its learning-rate schedule (optax semantics, see `adamw_config.ts`). */
+export interface OptimizerSection {
+  /** Peak learning rate (≥ 0). */
+  readonly learningRate: number;
+  /** `"warmup-cosine"`: linear warmup from 0, then cosine decay to `endLearningRate`. */
+  readonly schedule: ScheduleKind;
+  /** Warmup length as a fraction of the phase's steps, in [0, 1) (recipe 0.1). */
+  readonly warmupFraction: number;
+  /** Learning rate at the end of the cosine (≥ 0; recipe 0). */
+  readonly endLearningRate: number;
+  /** First-moment decay in [0, 1). */
+  readonly b1: number;
+  /** Second-moment decay in [0, 1). */
+  readonly b2: number;
+  /** Added to `√v̂` (≥ 0). */
+  readonly eps: number;
+  /** Decoupled weight decay (≥ 0). */
+  readonly weightDecay: number;
+  /** Global-norm clip (> 0), or null for none. */
+  readonly maxGradNorm: number | null;
+}
+
+/** LoRA adapter settings (the whole section is null for full-parameter training). */
+export interface LoraSection {
+  /** Rank r (≥ 1). */
+  readonly rank: number;
+  /** Alpha (> 0); updates are scaled by alpha / r. */
+  readonly alpha: number;
+  /** Adapted projections. */
+  readonly targets: readonly LoraTarget[];
+}
+
+/** Difficulty names of the built-in arithmetic set. */
+export type DemoDifficultyName = "easy" | "medium" | "hard" | "expert";
+
+/** The built-in arithmetic set, used where a data source is `"demo"`. */
+export interface DemoDataSection {
+  /** Generator seed (integer ≥ 0). */
+  readonly seed: number;
+  /** Training problems (≥ 1). */
+  readonly trainSize: number;
+  /** Test problems (≥ 1). */
+  readonly testSize: number;
+  /** Difficulty level. */
+  readonly difficulty: DemoDifficultyName;
+}
+
+/** Supervised fine-tuning. */
+export interface SftSection {
+  /** Run the phase. */
+  readonly enabled: boolean;
+  /** `"demo"`, or an OpenThoughts file/folder/hub cache path; null until given. */
+  readonly data: string | null;
+  /** Use at most this many examples (null: all). */
+  readonly maxExamples: number | null;
+  /** Optimizer steps; null: `epochs` passes over the data (see {@linkcode sftTotalSteps}). */
+  readonly steps: number | null;
+  /** Passes over the data when `steps` is null (≥ 1). */
+  readonly epochs: number;
+  /** Sequences per micro-batch (≥ 1). */
+  readonly microBatchSize: number;
+  /** Micro-batches per optimizer step (≥ 1). */
+  readonly gradientAccumulation: number;
+  /** Longest prompt in tokens (≥ 1, < maxLength). */
+  readonly maxPromptLength: number;
+  /** Longest prompt + target in tokens; longer examples are dropped. */
+  readonly maxLength: number;
+  /** Optimizer. */
+  readonly optimizer: OptimizerSection;
+}
+
+/** GRPO: the algorithm's fields (a {@linkcode GrpoConfig}) plus data, steps and optimizer. */
+export interface GrpoSection extends GrpoConfig {
+  /** Run the phase. */
+  readonly enabled: boolean;
+  /** `"demo"`, or a GSM8K file/folder/hub cache path (train split); null until given. */
+  readonly data: string | null;
+  /** Prompts per batch (recipe BATCH_SIZE 1); each gets `numGenerations` completions. */
+  readonly batchSize: number;
+  /** Rollout batches (recipe NUM_BATCHES 3738); steps = numBatches × numIterations. */
+  readonly numBatches: number;
+  /** Completions per forward/backward micro-batch (recipe 2). */
+  readonly microBatchSize: number;
+  /** Optimizer. */
+  readonly optimizer: OptimizerSection;
+}
+
+/** Evaluation before and after the training phases (greedy by default, as the recipe). */
+export interface EvalSection {
+  /** Evaluate the model before training (`base`). */
+  readonly base: boolean;
+  /** Evaluate after SFT (`sft`; only when SFT runs). */
+  readonly afterSft: boolean;
+  /** Evaluate after GRPO (`grpo`; only when GRPO runs). */
+  readonly afterGrpo: boolean;
+  /** `"demo"` or a GSM8K path (test split); null: `grpo.data`. */
+  readonly data: string | null;
+  /** Questions evaluated (recipe: 100 test batches of 1). */
+  readonly numQuestions: number;
+  /** Questions generated together. */
+  readonly batchSize: number;
+  /** Longest prompt in tokens. */
+  readonly maxPromptLength: number;
+  /** Most new tokens per answer. */
+  readonly maxNewTokens: number;
+  /** Sampling temperature; 0 is greedy. */
+  readonly temperature: number;
+  /** Top-k (0: off). */
+  readonly topK: number;
+  /** Top-p in (0, 1]. */
+  readonly topP: number;
+  /** Completions per question (a question counts as correct when any pass is). */
+  readonly passes: number;
+}
 
 const OPTIMIZER_KEYS = [
   "learningRate",

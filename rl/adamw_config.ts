@@ -5,21 +5,12 @@
  * @module
  */
 
+import { FieldError } from "../base/field_error.ts";
 import { constantSchedule, type Schedule } from "./schedule.ts";
 
-/** Thrown on invalid optimizer configuration or misuse; `field` names the culprit. */
-export class OptimizerError extends Error {
-  /** The offending field or argument. */
-  readonly field: string;
-  /**
-   * @param field The offending field or argument.
-   * @param message What was expected and what was received.
-   */
-  constructor(field: string, message: string) {
-    super(message);
-    this.name = "OptimizerError";
-    this.field = field;
-  }
+/** Thrown on invalid optimizer configuration or misuse; `field` (= `path`) names the culprit. */
+export class OptimizerError extends FieldError {
+  override readonly name: string = "OptimizerError";
 }
 
 /** Validated AdamW hyperparameters (frozen). */
@@ -81,7 +72,7 @@ export function adamwConfig(options: AdamWOptions): AdamWConfig {
   }
   const num = (field: string, v: unknown, ok: (x: number) => boolean, want: string) => {
     if (typeof v !== "number" || !Number.isFinite(v) || !ok(v)) {
-      throw new OptimizerError(field, `${field} must be ${want}, got ${String(v)}`);
+      throw OptimizerError.mustBe(field, want, v, String);
     }
     return v;
   };

@@ -13,6 +13,7 @@
  * @module
  */
 
+import { FieldError } from "../base/field_error.ts";
 import { shapeString, type Tensor } from "../kernels/tensor.ts";
 import type { AdamWState } from "./optimizer.ts";
 
@@ -36,21 +37,18 @@ export type CheckpointErrorCode =
   | "io";
 
 /** A checkpoint that cannot be written, read or restored; names the file or tensor. */
-export class CheckpointError extends Error {
+export class CheckpointError extends FieldError {
+  override readonly name: string = "CheckpointError";
   /** Kind of problem. */
   readonly code: CheckpointErrorCode;
-  /** The file, folder or tensor concerned. */
-  readonly path: string;
   /**
    * @param code Kind of problem.
-   * @param path The file, folder or tensor concerned.
+   * @param path The file, folder or tensor concerned (`path`).
    * @param detail What was expected and what was found.
    */
   constructor(code: CheckpointErrorCode, path: string, detail: string) {
-    super(`${path}: ${detail}`);
-    this.name = "CheckpointError";
+    super(path, `${path}: ${detail}`);
     this.code = code;
-    this.path = path;
   }
 }
 
@@ -103,6 +101,74 @@ export interface CheckpointExtras {
   readonly metrics?: JsonValue;
   /** Anything else, JSON only. */
   readonly trainerState?: JsonValue;
+}
+
+/** What a checkpoint save (`saveCheckpoint` in `checkpoint_fs.ts`, a `RunStore`) writes. */
+export interface CheckpointInput extends CheckpointExtras {
+  /** Training step (integer ≥ 0); the folder is `step-<step>`. */
+  readonly step: number;
+  /** Trainable parameters by name (f32), e.g. `LoraAdapter.parameters()`. */
+  readonly params: ReadonlyMap<string, Tensor>;
+  /** `AdamW.state()`, or null/absent. */
+  readonly optimizerState?: AdamWState | null;
+}
+
+/** Options of a checkpoint save. */
+export interface SaveCheckpointOptions {
+  /** Complete checkpoints to keep, newest by step, the new one always included (default 3;
+   * `Infinity` keeps all). */
+  readonly keep?: number;
+}
+
+/**
+ * Checks a checkpoint save before anything is written: step, `keep`, f32 parameters, JSON-only
+ * trainer fields, optimizer moments matching the parameters.
+ *
+ * @param input What is about to be saved.
+ * @param keep How many checkpoints the save keeps.
+ * @throws {CheckpointError} `invalid_input` naming the offending field.
+ * @example
+ * ```ts
+ * import { checkCheckpointInput } from "./checkpoint.ts";
+ * try {
+ *   checkCheckpointInput({ step: -1, params: new Map() }, 3);
+ *   throw new Error("accepted");
+ * } catch (e) {
+ *   if ((e as Error).message !== "step: must be an integer >= 0, got -1") throw e;
+ * }
+ * ```
+ */
+export function checkCheckpointInput(input: CheckpointInput, keep: number): void {
+  const bad = (field: string, detail: string) =>
+    new CheckpointError("invalid_input", field, detail);
+  if (!Number.isSafeInteger(input.step) || input.step < 0) {
+    throw bad("step", `must be an integer >= 0, got ${input.step}`);
+  }
+  if (!(keep === Infinity || (Number.isSafeInteger(keep) && keep >= 1))) {
+    throw bad("keep", `must be an integer >= 1 or Infinity, got ${keep}`);
+  }
+  if (input.params.size === 0) throw bad("params", "must hold at least one tensor");
+  for (const [name, t] of input.params) {
+    if (t.dtype !== "f32") throw bad(`params ${name}`, `must be f32, got ${t.dtype}`);
+  }
+  for (const field of ["rng", "dataPosition", "config", "metrics", "trainerState"] as const) {
+    assertJsonValue(input[field] ?? null, field);
+  }
+  const opt = input.optimizerState;
+  if (!opt) return;
+  if (!Number.isSafeInteger(opt.stepCount) || opt.stepCount < 0) {
+    throw bad("optimizerState.stepCount", `must be an integer >= 0, got ${opt.stepCount}`);
+  }
+  for (const [name, { m, v }] of opt.moments) {
+    const p = input.params.get(name);
+    if (!p) throw bad(`optimizerState ${name}`, "has moments but no parameter of that name");
+    if (m.length !== p.numel || v.length !== p.numel) {
+      throw bad(
+        `optimizerState ${name}`,
+        `moments must hold ${p.numel} values, got ${m.length} / ${v.length}`,
+      );
+    }
+  }
 }
 
 /** What {@linkcode loadCheckpoint} (in `checkpoint_fs.ts`) returns. */

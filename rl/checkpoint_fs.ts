@@ -12,7 +12,6 @@
  * @module
  */
 
-import type { Tensor } from "../kernels/tensor.ts";
 import { joinPath, syncDir, writeTextAtomic } from "../base/atomic_fs.ts";
 import { SafetensorsError, type SafetensorsFile } from "../model/safetensors.ts";
 import {
@@ -21,13 +20,13 @@ import {
   writeSafetensorsStreaming,
 } from "../model/safetensors_fs.ts";
 import {
-  assertJsonValue,
+  checkCheckpointInput,
   CHECKPOINT_OPTIMIZER_FILE,
   CHECKPOINT_PARAMS_FILE,
   CHECKPOINT_STATE_FILE,
   checkpointDirName,
   CheckpointError,
-  type CheckpointExtras,
+  type CheckpointInput,
   type CheckpointStateJson,
   formatCheckpointState,
   type HostTensor,
@@ -36,58 +35,9 @@ import {
   momentTensorName,
   parseCheckpointDirName,
   parseCheckpointState,
+  type SaveCheckpointOptions,
 } from "./checkpoint.ts";
 import type { AdamWState } from "./optimizer.ts";
-
-/** What {@linkcode saveCheckpoint} writes. */
-export interface CheckpointInput extends CheckpointExtras {
-  /** Training step (integer ≥ 0); the folder is `step-<step>`. */
-  readonly step: number;
-  /** Trainable parameters by name (f32), e.g. `LoraAdapter.parameters()`. */
-  readonly params: ReadonlyMap<string, Tensor>;
-  /** `AdamW.state()`, or null/absent. */
-  readonly optimizerState?: AdamWState | null;
-}
-
-/** Options of {@linkcode saveCheckpoint}. */
-export interface SaveCheckpointOptions {
-  /** Complete checkpoints to keep, newest by step, the new one always included (default 3;
-   * `Infinity` keeps all). */
-  readonly keep?: number;
-}
-
-function validateInput(input: CheckpointInput, keep: number): void {
-  const bad = (field: string, detail: string) =>
-    new CheckpointError("invalid_input", field, detail);
-  if (!Number.isSafeInteger(input.step) || input.step < 0) {
-    throw bad("step", `must be an integer >= 0, got ${input.step}`);
-  }
-  if (!(keep === Infinity || (Number.isSafeInteger(keep) && keep >= 1))) {
-    throw bad("keep", `must be an integer >= 1 or Infinity, got ${keep}`);
-  }
-  if (input.params.size === 0) throw bad("params", "must hold at least one tensor");
-  for (const [name, t] of input.params) {
-    if (t.dtype !== "f32") throw bad(`params ${name}`, `must be f32, got ${t.dtype}`);
-  }
-  for (const field of ["rng", "dataPosition", "config", "metrics", "trainerState"] as const) {
-    assertJsonValue(input[field] ?? null, field);
-  }
-  const opt = input.optimizerState;
-  if (!opt) return;
-  if (!Number.isSafeInteger(opt.stepCount) || opt.stepCount < 0) {
-    throw bad("optimizerState.stepCount", `must be an integer >= 0, got ${opt.stepCount}`);
-  }
-  for (const [name, { m, v }] of opt.moments) {
-    const p = input.params.get(name);
-    if (!p) throw bad(`optimizerState ${name}`, "has moments but no parameter of that name");
-    if (m.length !== p.numel || v.length !== p.numel) {
-      throw bad(
-        `optimizerState ${name}`,
-        `moments must hold ${p.numel} values, got ${m.length} / ${v.length}`,
-      );
-    }
-  }
-}
 
 async function removeQuietly(path: string): Promise<void> {
   await Deno.remove(path, { recursive: true }).catch(() => {});
@@ -178,7 +128,7 @@ export async function saveCheckpoint(
   options: SaveCheckpointOptions = {},
 ): Promise<string> {
   const keep = options.keep ?? 3;
-  validateInput(input, keep);
+  checkCheckpointInput(input, keep);
   const name = checkpointDirName(input.step);
   const final = joinPath(runDir, name);
   const tmp = joinPath(runDir, `${name}.tmp-${crypto.randomUUID()}`);

@@ -6,21 +6,12 @@
  * @module
  */
 
+import { FieldError } from "../base/field_error.ts";
 import { SYSTEM_PROMPT } from "../data/prompt.ts";
 
-/** Thrown for an invalid evaluation option or input; `field` names it. */
-export class EvalError extends Error {
-  /** The offending field. */
-  readonly field: string;
-  /**
-   * @param field The offending field.
-   * @param message What was expected and what was received.
-   */
-  constructor(field: string, message: string) {
-    super(message);
-    this.name = "EvalError";
-    this.field = field;
-  }
+/** Thrown for an invalid evaluation option or input; `field` (= `path`) names it. */
+export class EvalError extends FieldError {
+  override readonly name: string = "EvalError";
 }
 
 /** Decoding and batching settings of an evaluation. */
@@ -60,7 +51,7 @@ export const RECIPE_EVAL_CONFIG: EvalConfig = Object.freeze({
 
 function check(field: string, value: number, ok: boolean, expected: string): void {
   if (typeof value !== "number" || !Number.isFinite(value) || !ok) {
-    throw new EvalError(field, `${field} must be ${expected}, got ${String(value)}`);
+    throw EvalError.mustBe(field, expected, value, String);
   }
 }
 
@@ -107,7 +98,7 @@ export function evalConfig(options: Partial<EvalConfig> = {}): EvalConfig {
     );
   }
   if (!Array.isArray(c.eosIds) || c.eosIds.some((id) => !isInt(id) || id < 0)) {
-    throw new EvalError("eosIds", `eosIds must be an array of token ids, got ${String(c.eosIds)}`);
+    throw EvalError.mustBe("eosIds", "an array of token ids", c.eosIds, String);
   }
   if (typeof c.systemPrompt !== "string") {
     throw new EvalError("systemPrompt", "systemPrompt must be a string");

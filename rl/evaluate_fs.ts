@@ -1,22 +1,183 @@
 /**
- * Writing evaluation results (Deno only): `<name>_summary.json` (the summary plus caller
- * metadata), `<name>_records.jsonl` (one question per line) and the run's `eval.json`
+ * Evaluation on disk (Deno only): {@linkcode evaluateModelDir} runs the recipe's evaluation of a
+ * Gemma 3 folder (optionally with a LoRA adapter) on GSM8K or the demo set and writes the
+ * results; the writers store `<name>_summary.json` (the summary plus caller metadata),
+ * `<name>_records.jsonl` (one question per line) and the run's `eval.json`
  * (`{ "base": E, "sft": E, "grpo": E }`, one entry per phase). Every file is written to a
  * temporary file and renamed over the old one, so readers never see a partial file.
  *
  * @module
  */
 
-import { joinPath, writeTextAtomic } from "../base/atomic_fs.ts";
+import { joinPath, pathExists, writeTextAtomic } from "../base/atomic_fs.ts";
+import { defaultHubCacheDir, type HubCacheEnv } from "../data/dataset_fs.ts";
+import { generateDemoSet } from "../data/demo_set.ts";
+import { loadGsm8k } from "../data/gsm8k_fs.ts";
+import { buildPrompt } from "../data/prompt.ts";
+import { loadGemma3Config } from "../model/config_fs.ts";
+import { loadGemma3 } from "../model/gemma3_fs.ts";
+import { checkModelDir, checkTokenIds, loadModelTokenizer } from "../model/model_dir_fs.ts";
 import {
+  type EvalConfig,
+  evalConfig,
   EvalError,
   type EvalPhaseEntry,
   evalPhaseEntry,
+  type EvalProgressSink,
+  type EvalQuestion,
   type EvalQuestionRecord,
   type EvalResult,
   type EvalResultSummary,
+  evalStepCount,
+  evaluate,
 } from "./evaluate.ts";
 import type { EvalSummary } from "./scoring.ts";
+
+/** An evaluation input the user can fix: a missing data or adapter folder, no questions. */
+export class EvalInputError extends Error {
+  override readonly name: string = "EvalInputError";
+}
+
+/** Where {@linkcode loadEvalQuestions} reads questions. */
+export interface EvalQuestionsOptions {
+  /** A GSM8K file or folder, `"demo"` (the built-in arithmetic set), or null: the hub cache. */
+  readonly data?: string | null;
+  /** Split (default `"test"`). */
+  readonly split?: "train" | "test";
+  /** The first N questions (default all). */
+  readonly limit?: number | null;
+  /** Decides the hub cache folder when `data` is null (e.g. `Deno.env.toObject()`). */
+  readonly env?: HubCacheEnv;
+}
+
+/** Questions and where they came from. */
+export interface EvalQuestions {
+  /** The questions. */
+  readonly questions: EvalQuestion[];
+  /** The path read, or `"demo <split> set"`. */
+  readonly source: string;
+}
+
+/**
+ * Loads evaluation questions from GSM8K (a file, folder or the hub cache) or the demo set.
+ *
+ * @param options Source, split and limit.
+ * @returns The questions and their source.
+ * @throws {EvalInputError} When the data path (or the hub cache) does not exist.
+ * @example
+ * ```ts
+ * import { loadEvalQuestions } from "./evaluate_fs.ts";
+ * const { questions, source } = await loadEvalQuestions({ data: "demo", limit: 3 });
+ * if (questions.length !== 3 || source !== "demo test set") throw new Error(source);
+ * ```
+ */
+export async function loadEvalQuestions(
+  options: EvalQuestionsOptions = {},
+): Promise<EvalQuestions> {
+  const split = options.split ?? "test";
+  const limit = options.limit ?? undefined;
+  if (options.data === "demo") {
+    const { test, train } = generateDemoSet();
+    const all = split === "test" ? test : train;
+    return { questions: all.slice(0, limit ?? all.length), source: `demo ${split} set` };
+  }
+  const path = options.data ?? defaultHubCacheDir(options.env ?? {});
+  if (!(await pathExists(path))) {
+    throw new EvalInputError(
+      options.data == null
+        ? `no --data given and the Hugging Face hub cache ${path} does not exist: pass ` +
+          "--data PATH (a GSM8K jsonl/parquet file or folder) or --data demo"
+        : `data file or folder not found: ${path}`,
+    );
+  }
+  return { questions: await loadGsm8k(path, { split, limit }), source: path };
+}
+
+/** Options of {@linkcode evaluateModelDir}: the questions, decoding settings and outputs. */
+export interface EvaluateModelDirOptions extends EvalQuestionsOptions, Partial<EvalConfig> {
+  /** PEFT LoRA adapter folder to apply, or null. */
+  readonly adapter?: string | null;
+  /** Output folder (default `runs/eval-<timestamp>`). */
+  readonly out?: string | null;
+  /** Name in `eval.json` (default `"base"`, or `"adapter"` with an adapter). */
+  readonly phase?: string;
+  /** Makes the progress sink once the number of `generate` calls is known. */
+  readonly progress?: (total: number) => EvalProgressSink;
+  /** Receives one line before the model loads (`evaluating M on N questions of S`). */
+  readonly onStart?: (line: string) => void;
+}
+
+/** What {@linkcode evaluateModelDir} did. */
+export interface EvaluateModelDirResult {
+  /** The evaluation. */
+  readonly result: EvalResult;
+  /** The summary and records files. */
+  readonly files: EvalFiles;
+  /** The updated `eval.json`. */
+  readonly evalJson: string;
+}
+
+function timestamp(): string {
+  return new Date().toISOString().replace(/[-:]/g, "").replace("T", "-").slice(0, 15);
+}
+
+/**
+ * The recipe's evaluation of a Hugging Face Gemma 3 folder: checks the inputs, loads the
+ * questions, the folder's tokenizer (checking its ids fit the model) and the model, evaluates,
+ * writes `<out>/eval_<phase>_summary.json`, `<out>/eval_<phase>_records.jsonl` and sets the
+ * phase in `<out>/eval.json`.
+ *
+ * @param model The model folder (`config.json`, `*.safetensors`, optional `tokenizer.json`).
+ * @param options Questions, adapter, decoding settings, outputs, progress.
+ * @returns The result and the files written.
+ * @throws {ModelDirError} For a missing model folder or a tokenizer that does not fit it.
+ * @throws {EvalInputError} For a missing adapter or data path, or no questions.
+ * @example
+ * ```ts ignore
+ * import { evaluateModelDir } from "./evaluate_fs.ts";
+ * const { result } = await evaluateModelDir("models/gemma-3-1b-it", { data: "demo", limit: 8 });
+ * console.log(result.summary.accuracy);
+ * ```
+ */
+export async function evaluateModelDir(
+  model: string,
+  options: EvaluateModelDirOptions = {},
+): Promise<EvaluateModelDirResult> {
+  await checkModelDir(model);
+  const adapter = options.adapter ?? null;
+  if (adapter !== null && !(await Deno.stat(adapter).catch(() => null))?.isDirectory) {
+    throw new EvalInputError(`adapter directory not found: ${adapter}`);
+  }
+  const { questions, source } = await loadEvalQuestions(options);
+  if (questions.length === 0) throw new EvalInputError(`no questions in ${source}`);
+  const tokenizer = await loadModelTokenizer(model);
+  const vocabSize = (await loadGemma3Config(model)).vocabSize;
+  for (const [i, q] of questions.entries()) {
+    const ids = tokenizer.encode(buildPrompt(q.question));
+    checkTokenIds(ids, { vocabSize, what: `question ${i}`, dir: model });
+  }
+  options.onStart?.(
+    `evaluating ${model}${adapter ? ` + ${adapter}` : ""} on ${questions.length} questions of ` +
+      source,
+  );
+  const config = evalConfig(options);
+  const gemma = await loadGemma3(model, { adapter: adapter ?? undefined });
+  try {
+    const progress = options.progress?.(evalStepCount(questions.length, config));
+    const result = await evaluate(gemma, questions, { ...config, tokenizer, progress });
+    const out = options.out ?? `runs/eval-${timestamp()}`;
+    const phase = options.phase ?? (adapter ? "adapter" : "base");
+    const files = await writeEvalResult(out, result, {
+      name: `eval_${phase}`,
+      metadata: { model, adapter, data: source, split: options.split ?? "test" },
+    });
+    const evalJson = joinPath(out, "eval.json");
+    await mergeEvalPhase(evalJson, phase, result.summary);
+    return { result, files, evalJson };
+  } finally {
+    gemma.gpu.destroy();
+  }
+}
 
 /** Options of {@linkcode writeEvalResult}. */
 export interface WriteEvalOptions {

@@ -41,6 +41,15 @@ export interface CompletionDecoder {
 
 /** Options of {@linkcode GrpoTrainer}. */
 export interface GrpoTrainerOptions {
+  /** Parameters and gradients (LoRA, or full: then the reference is `reference`, or the
+   * policy itself, which makes the KL term 0). */
+  readonly trainable: Trainable;
+  /** AdamW over `trainable.params`. */
+  readonly optimizer: AdamW;
+  /** GRPO hyperparameters. */
+  readonly config: GrpoConfig;
+  /** Completion ids → text for the reward functions. */
+  readonly decoder: CompletionDecoder;
   /** End-of-sequence ids (Gemma: 1 and 106). */
   readonly eosIds: readonly number[];
   /** Padding id (Gemma: 0). */
@@ -49,7 +58,7 @@ export interface GrpoTrainerOptions {
   readonly rewards?: CombineRewardsOptions;
   /** Base seed of the sampler; step s samples with `seed + s`. */
   readonly seed?: number;
-  /** Frozen reference model for full fine-tuning (LoRA training uses the adapter-off model). */
+  /** Frozen reference model for full fine-tuning (LoRA training uses `model.withLora(null)`). */
   readonly reference?: Gemma3 | null;
   /** Completions per forward/backward pass (default: all rows of a step in one pass). */
   readonly microBatchRows?: number;
@@ -85,27 +94,17 @@ export class GrpoTrainer {
   readonly #options: GrpoTrainerOptions;
 
   /**
-   * @param model Policy model (its LoRA adapter is the policy; LoRA off is the reference).
-   * @param trainable Parameters and gradients (LoRA, or full: then the reference is the
-   *   policy itself and β should be 0).
-   * @param optimizer AdamW over `trainable.params`.
-   * @param config GRPO hyperparameters.
-   * @param decoder Completion ids → text.
-   * @param options EOS/pad ids, rewards, seed.
+   * @param model Policy model (its LoRA adapter is the policy; `model.withLora(null)` is the
+   *   reference).
+   * @param options Trainable parameters, optimizer, config, decoder, EOS/pad ids, rewards,
+   *   seed, reference, micro-batch rows.
    */
-  constructor(
-    model: Gemma3,
-    trainable: Trainable,
-    optimizer: AdamW,
-    config: GrpoConfig,
-    decoder: CompletionDecoder,
-    options: GrpoTrainerOptions,
-  ) {
+  constructor(model: Gemma3, options: GrpoTrainerOptions) {
     this.#model = model;
-    this.#trainable = trainable;
-    this.#optimizer = optimizer;
-    this.#config = config;
-    this.#decoder = decoder;
+    this.#trainable = options.trainable;
+    this.#optimizer = options.optimizer;
+    this.#config = options.config;
+    this.#decoder = options.decoder;
     this.#options = options;
   }
 
@@ -128,7 +127,6 @@ export class GrpoTrainer {
         answers.push(p.answer);
       }
     }
-    model.loraEnabled = true;
     const generated = await model.generate(expanded, {
       maxNewTokens: c.maxNewTokens,
       temperature: c.temperature,
@@ -175,21 +173,19 @@ export class GrpoTrainer {
         const weight = c.aggregation === "token-mean"
           ? subTokens / Math.max(1, totalTokens)
           : (r1 - r0) / rows;
-        const r = await grpoGradients(
-          model,
-          this.#trainable,
-          {
-            prompts: expanded.slice(r0, r1),
-            completions: generated.slice(r0, r1),
-            mask: subMask,
-            advantages: advantages.slice(r0, r1),
-            oldLogps: oldLogps && sub(oldLogps),
-          },
-          c,
-          this.#options.padId,
-          this.#options.reference ?? null,
-          weight,
-        );
+        const r = await grpoGradients(model, {
+          prompts: expanded.slice(r0, r1),
+          completions: generated.slice(r0, r1),
+          mask: subMask,
+          advantages: advantages.slice(r0, r1),
+          oldLogps: oldLogps && sub(oldLogps),
+        }, {
+          trainable: this.#trainable,
+          config: c,
+          padId: this.#options.padId,
+          reference: this.#options.reference ?? null,
+          scale: weight,
+        });
         logpParts.push(r.logps);
         const tokenShare = subTokens / Math.max(1, totalTokens);
         loss += weight * r.result.loss;
@@ -314,29 +310,37 @@ export interface GrpoGradients {
   readonly refLogps: TokenGrid;
 }
 
+/** Options of {@linkcode grpoGradients}. */
+export interface GrpoGradientsOptions {
+  /** Gradient accumulators. */
+  readonly trainable: Trainable;
+  /** β, ε, ε_high and the aggregation. */
+  readonly config: Pick<GrpoConfig, "beta" | "epsilon" | "epsilonHigh" | "aggregation">;
+  /** Padding id. */
+  readonly padId: number;
+  /** Frozen reference model (full fine-tuning); null or absent: `model.withLora(null)` (or,
+   * without an adapter, the policy itself, which makes the KL term 0). */
+  readonly reference?: Gemma3 | null;
+  /** Multiplies the gradient (a micro-batch's share of the step's loss; default 1). */
+  readonly scale?: number;
+}
+
 /**
  * Per-token log-probs of policy and reference, the GRPO loss, and its gradient accumulated into
  * `trainable` (`+=`, so zero them first for a fresh step).
  *
- * @param model Policy (LoRA on) / reference (LoRA off) model.
- * @param trainable Gradient accumulators.
+ * @param model Policy model (`model.withLora(null)` is the reference when training LoRA).
  * @param input Rows, mask, advantages and optional old log-probs.
- * @param config β, ε, ε_high and the aggregation.
- * @param padId Padding id.
- * @param reference Frozen reference model (full fine-tuning); null: the policy with LoRA off
- *   (or, without an adapter, the policy itself, which makes the KL term 0).
- * @param scale Multiplies the gradient (a micro-batch's share of the step's loss).
+ * @param options Trainable parameters, config, pad id, reference, gradient scale.
  * @returns Loss result and the log-probs.
  */
 export async function grpoGradients(
   model: Gemma3,
-  trainable: Trainable,
   input: GrpoBatch,
-  config: Pick<GrpoConfig, "beta" | "epsilon" | "epsilonHigh" | "aggregation">,
-  padId: number,
-  reference: Gemma3 | null = null,
-  scale = 1,
+  options: GrpoGradientsOptions,
 ): Promise<GrpoGradients> {
+  const { trainable, config, padId } = options;
+  const reference = options.reference ?? null, scale = options.scale ?? 1;
   const width = input.mask.shape[1];
   const lengths = input.completions.map((c, b) => {
     let n = 0;
@@ -345,19 +349,16 @@ export async function grpoGradients(
   });
   const completions = input.completions.map((c, b) => c.slice(0, lengths[b]));
   const layout = rowLayout(model, input.prompts, completions, width, padId);
-  const wasEnabled = model.loraEnabled;
   let refLogps: TokenGrid | null = null;
   if (config.beta > 0 && reference) {
     const refPass = trainForward(reference, layout.batch, layout.targets);
     refLogps = await gatherLogps(refPass, layout);
     refPass.dispose();
   } else if (config.beta > 0 && model.lora && trainable.mode === "lora") {
-    model.loraEnabled = false;
-    const refPass = trainForward(model, layout.batch, layout.targets);
+    const refPass = trainForward(model.withLora(null), layout.batch, layout.targets);
     refLogps = await gatherLogps(refPass, layout);
     refPass.dispose();
   }
-  model.loraEnabled = wasEnabled;
   const pass = trainForward(model, layout.batch, layout.targets);
   const logps = await gatherLogps(pass, layout);
   const result = grpoLoss(

@@ -6,19 +6,11 @@
  * @module
  */
 
-/** Thrown when a GRPO configuration field is invalid; `field` names it. */
-export class GrpoConfigError extends Error {
-  /** The offending field. */
-  readonly field: string;
-  /**
-   * @param field The offending field.
-   * @param message What was expected and what was received.
-   */
-  constructor(field: string, message: string) {
-    super(message);
-    this.name = "GrpoConfigError";
-    this.field = field;
-  }
+import { FieldError } from "../base/field_error.ts";
+
+/** Thrown when a GRPO configuration field is invalid; `field` (= `path`) names it. */
+export class GrpoConfigError extends FieldError {
+  override readonly name: string = "GrpoConfigError";
 }
 
 /** How per-token losses become one number (Tunix `loss_agg_mode`). */
@@ -77,17 +69,15 @@ const KNOWN_FIELDS: readonly string[] = [...Object.keys(GRPO_RECIPE_DEFAULTS), "
 
 function requireNumber(field: string, value: unknown): number {
   if (typeof value !== "number" || !Number.isFinite(value)) {
-    throw new GrpoConfigError(field, `${field} must be a finite number, got ${String(value)}`);
+    throw GrpoConfigError.mustBe(field, "a finite number", value, String);
   }
   return value;
 }
 
 function requireInteger(field: string, value: unknown, min: number): number {
   const v = requireNumber(field, value);
-  if (!Number.isInteger(v)) {
-    throw new GrpoConfigError(field, `${field} must be an integer, got ${v}`);
-  }
-  if (v < min) throw new GrpoConfigError(field, `${field} must be >= ${min}, got ${v}`);
+  if (!Number.isInteger(v)) throw GrpoConfigError.mustBe(field, "an integer", v, String);
+  if (v < min) throw GrpoConfigError.mustBe(field, `>= ${min}`, v, String);
   return v;
 }
 
@@ -98,7 +88,7 @@ function requireRange(
   expected: string,
 ): number {
   const v = requireNumber(field, value);
-  if (!check(v)) throw new GrpoConfigError(field, `${field} must be ${expected}, got ${v}`);
+  if (!check(v)) throw GrpoConfigError.mustBe(field, expected, v, String);
   return v;
 }
 
@@ -128,10 +118,8 @@ export function createGrpoConfig(overrides: Partial<GrpoConfig> = {}): GrpoConfi
   const epsilon = requireRange("epsilon", merged.epsilon, (v) => v > 0 && v < 1, "in (0, 1)");
   const aggregation = merged.aggregation;
   if (!LOSS_AGGREGATIONS.includes(aggregation)) {
-    throw new GrpoConfigError(
-      "aggregation",
-      `aggregation must be one of ${LOSS_AGGREGATIONS.join(", ")}, got ${String(aggregation)}`,
-    );
+    const expected = `one of ${LOSS_AGGREGATIONS.join(", ")}`;
+    throw GrpoConfigError.mustBe("aggregation", expected, aggregation, String);
   }
   return Object.freeze({
     numGenerations: requireInteger("numGenerations", merged.numGenerations, 2),

@@ -221,7 +221,7 @@ export class AdamW {
       maxGradNorm: c.maxGradNorm,
     };
     this.#slots.forEach((s, i) => {
-      adamwUpdate(s.param, ordered[i], s, this.#stats, {
+      adamwUpdate(s.param, { grad: ordered[i], m: s.m, v: s.v, stats: this.#stats }, {
         ...hyper,
         weightDecay: s.decay ? c.weightDecay : 0,
       });

@@ -6,20 +6,20 @@
  * report), keeps sample completions, stops cleanly on an abort signal, and resumes a run from
  * its saved state.
  *
- * Files go through a {@linkcode RunStore} (`pipeline_fs.ts` has the folder one,
- * {@linkcode MemoryRunStore} keeps everything in memory), so this module runs in a browser.
+ * Files and checkpoints go through a `RunStore` (`run_store.ts`; `FsRunStore` in
+ * `pipeline_fs.ts` is the run folder, `MemoryRunStore` keeps everything in memory), and progress
+ * goes out as `TrainEvent`s (`train_events.ts`), so this module runs in a browser. The phases
+ * of a real run are in `phases.ts`; `train()` (`train.ts`) wires it all.
  *
  * @module
  */
 
-import {
-  MemoryLineSink,
-  type MetricsLogger,
-  type MetricsRecord,
-  parseMetricsJsonl,
-} from "./metrics.ts";
-import { ProgressReporter, type ProgressReporterOptions } from "./progress.ts";
+import type { CheckpointInput, LoadedCheckpoint } from "./checkpoint.ts";
+import type { MetricsLogger } from "./metrics.ts";
+import type { ProgressUpdate } from "./progress.ts";
 import { renderReport, type ReportEval, type ReportSample } from "./report.ts";
+import type { RunStore } from "./run_store.ts";
+import type { TrainEvent } from "./train_events.ts";
 import type { TrainConfig } from "./train_config.ts";
 import {
   EVAL_PHASE_KEYS,
@@ -44,16 +44,25 @@ export interface PhaseResume {
 /** A sample completion as a phase hands it over (`phase` defaults to the running phase). */
 export type PhaseSample = Omit<ReportSample, "phase"> & { readonly phase?: string };
 
+/** A phase's progress count (a `ProgressReporter` fits); each call becomes a `TrainEvent`. */
+export interface PhaseProgress {
+  /**
+   * @param step Units done so far.
+   * @param values Latest values to show.
+   */
+  update(step: number, values?: ProgressUpdate): void;
+  /** @param values Final values to show. */
+  finish(values?: ProgressUpdate): void;
+}
+
 /** What a running phase gets. */
 export interface PhaseContext {
   /** The phase. */
   readonly phase: PhaseName;
   /** The run's config. */
   readonly config: TrainConfig;
-  /** The run folder. */
+  /** The run folder (or the store's label). */
   readonly runDir: string;
-  /** Where this phase keeps its checkpoints: `<runDir>/checkpoints/<phase>`. */
-  readonly checkpointDir: string;
   /** Per-step metrics (`metrics.jsonl`). */
   readonly logger: MetricsLogger;
   /** Aborted on Ctrl-C: save a checkpoint and return `{ status: "interrupted" }` soon. */
@@ -63,13 +72,13 @@ export interface PhaseContext {
   /** Final checkpoint of the last finished training phase (null: the initial weights). */
   readonly weightsFrom: string | null;
   /**
-   * A progress line for this phase.
+   * A progress count for this phase (sent out as `progress-start`, `step`, `progress-end`).
    *
    * @param total Steps in the phase.
    * @param startStep Steps already done (after a resume).
-   * @returns The reporter.
+   * @returns The progress count.
    */
-  createProgress(total: number, startStep?: number): ProgressReporter;
+  createProgress(total: number, startStep?: number): PhaseProgress;
   /**
    * Keeps a sample completion (`samples.jsonl`, the report's table).
    *
@@ -77,12 +86,20 @@ export interface PhaseContext {
    */
   addSample(sample: PhaseSample): Promise<void>;
   /**
-   * Records a saved checkpoint in `pipeline.json`, so a crash resumes from it.
+   * Saves a checkpoint of this phase through the store (keeping `config.checkpoint.keep`) and
+   * records it in `pipeline.json`, so a crash resumes from it.
    *
-   * @param step Steps done.
-   * @param checkpoint The checkpoint folder.
+   * @param input Step, parameters, optimizer state and JSON trainer fields.
+   * @returns The checkpoint's reference (`<runDir>/checkpoints/<phase>/step-<N>`).
    */
-  recordCheckpoint(step: number, checkpoint: string): Promise<void>;
+  saveCheckpoint(input: CheckpointInput): Promise<string>;
+  /**
+   * Loads a checkpoint of this run (`resumeFrom.checkpoint`, `weightsFrom`).
+   *
+   * @param ref Its reference.
+   * @returns Everything saved, on the host.
+   */
+  loadCheckpoint(ref: string): Promise<LoadedCheckpoint>;
 }
 
 /** What a phase returns. */
@@ -111,95 +128,6 @@ export interface Phase {
 /** Implementations by phase name (each planned phase needs one). */
 export type PhaseSet = Readonly<Partial<Record<PhaseName, Phase>>>;
 
-/** Where a run's files go. */
-export interface RunStore {
-  /** The run folder (or a label for in-memory stores). */
-  readonly runDir: string;
-  /** @returns The saved pipeline state, or null for a new run. */
-  readState(): Promise<PipelineState | null>;
-  /** @param state Replaces `pipeline.json` (atomically). */
-  writeState(state: PipelineState): Promise<void>;
-  /** @param evals Replaces `eval.json` (atomically). */
-  writeEvals(evals: EvalFile): Promise<void>;
-  /** @param html Replaces `report.html` (atomically). */
-  writeReport(html: string): Promise<void>;
-  /** @param sample Appended to `samples.jsonl`. */
-  appendSample(sample: ReportSample): Promise<void>;
-  /** @returns Every sample kept so far. */
-  readSamples(): Promise<ReportSample[]>;
-  /** @returns Every metrics record logged so far (the logger is flushed first). */
-  readMetrics(): Promise<MetricsRecord[]>;
-}
-
-/**
- * A {@linkcode RunStore} in memory; `metrics` is the logger's sink.
- *
- * @example
- * ```ts
- * import { MemoryRunStore } from "./pipeline.ts";
- * const store = new MemoryRunStore();
- * await store.writeReport("<html></html>");
- * if (store.report !== "<html></html>") throw new Error();
- * ```
- */
-export class MemoryRunStore implements RunStore {
-  /** Label used as the run folder. */
-  readonly runDir: string;
-  /** Sink to give the run's `MetricsLogger`. */
-  readonly metrics: MemoryLineSink = new MemoryLineSink();
-  /** Last written state. */
-  state: PipelineState | null = null;
-  /** Last written `eval.json` contents. */
-  evals: EvalFile | null = null;
-  /** Last written report. */
-  report: string | null = null;
-  /** Samples kept. */
-  readonly samples: ReportSample[] = [];
-  /** Every state written, in order (tests). */
-  readonly stateHistory: PipelineState[] = [];
-
-  /** @param runDir Label used as the run folder (default `"memory"`). */
-  constructor(runDir = "memory") {
-    this.runDir = runDir;
-  }
-  /** @returns The last written state. */
-  readState(): Promise<PipelineState | null> {
-    return Promise.resolve(this.state === null ? null : structuredClone(this.state));
-  }
-  /** @param state The new state. */
-  writeState(state: PipelineState): Promise<void> {
-    this.state = structuredClone(state);
-    this.stateHistory.push(this.state);
-    return Promise.resolve();
-  }
-  /** @param evals The new evaluation results. */
-  writeEvals(evals: EvalFile): Promise<void> {
-    this.evals = structuredClone(evals);
-    return Promise.resolve();
-  }
-  /** @param html The report. */
-  writeReport(html: string): Promise<void> {
-    this.report = html;
-    return Promise.resolve();
-  }
-  /** @param sample A sample. */
-  appendSample(sample: ReportSample): Promise<void> {
-    this.samples.push(sample);
-    return Promise.resolve();
-  }
-  /** @returns The samples. */
-  readSamples(): Promise<ReportSample[]> {
-    return Promise.resolve([...this.samples]);
-  }
-  /** @returns The logged records. */
-  readMetrics(): Promise<MetricsRecord[]> {
-    return Promise.resolve(parseMetricsJsonl(this.metrics.text()));
-  }
-}
-
-/** Builds a progress reporter (e.g. one writing to stderr). */
-export type ProgressFactory = (options: ProgressReporterOptions) => ProgressReporter;
-
 /** Options of {@linkcode runPipeline}. */
 export interface RunPipelineOptions {
   /** The run's config. */
@@ -212,10 +140,8 @@ export interface RunPipelineOptions {
   readonly logger: MetricsLogger;
   /** Stops the run cleanly when aborted. */
   readonly signal?: AbortSignal;
-  /** Progress lines (default: discarded). */
-  readonly progress?: ProgressFactory;
-  /** Status lines ("phase sft done", …); default discarded. */
-  readonly onMessage?: (text: string) => void;
+  /** Receives progress, samples, checkpoints and status lines; default discarded. */
+  readonly onEvent?: (event: TrainEvent) => void;
   /** Clock (default `() => new Date()`). */
   readonly now?: () => Date;
   /** Report title (default `webtune run <runDir>`). */
@@ -237,9 +163,8 @@ export async function runPipeline(options: RunPipelineOptions): Promise<Pipeline
   const { config, store, logger } = options;
   const now = options.now ?? (() => new Date());
   const signal = options.signal ?? new AbortController().signal;
-  const say = options.onMessage ?? (() => {});
-  const progress: ProgressFactory = options.progress ??
-    ((o) => new ProgressReporter({ write: () => {} }, o));
+  const emit = options.onEvent ?? (() => {});
+  const say = (text: string) => emit({ type: "message", text });
   const saved = await store.readState();
   let state: PipelineState = saved ?? newPipelineState(plannedPhases(config), now());
   for (const phase of state.phases) {
@@ -295,26 +220,41 @@ export async function runPipeline(options: RunPipelineOptions): Promise<Pipeline
       phase,
       config,
       runDir: store.runDir,
-      checkpointDir: `${store.runDir.replace(/[/\\]+$/, "")}/checkpoints/${phase}`,
       logger,
       signal,
       resumeFrom: at && (at.step > 0 || at.checkpoint !== null)
         ? { step: at.step, checkpoint: at.checkpoint }
         : null,
       weightsFrom: weightsBefore(state, phase),
-      createProgress: (total, startStep = 0) => progress({ phase, total, startStep }),
+      createProgress: (total, startStep = 0) => {
+        emit({ type: "progress-start", phase, total, startStep });
+        return {
+          update: (step, values = {}) => emit({ type: "step", phase, step, total, values }),
+          finish: (values = {}) => emit({ type: "progress-end", phase, values }),
+        };
+      },
       addSample: (sample) => {
         const full: ReportSample = { ...sample, phase: sample.phase ?? phase };
         samples.push(full);
+        emit({ type: "sample", sample: full });
         return store.appendSample(full);
       },
-      recordCheckpoint: (step, checkpoint) => save({ current: { phase, step, checkpoint } }),
+      saveCheckpoint: async (input) => {
+        const checkpoint = await store.saveCheckpoint(phase, input, {
+          keep: config.checkpoint.keep,
+        });
+        await save({ current: { phase, step: input.step, checkpoint } });
+        emit({ type: "checkpoint", phase, step: input.step, checkpoint });
+        return checkpoint;
+      },
+      loadCheckpoint: (ref) => store.loadCheckpoint(ref),
     };
     say(
       ctx.resumeFrom
         ? `${phase}: continuing from step ${ctx.resumeFrom.step}`
         : `${phase}: starting`,
     );
+    emit({ type: "phase-start", phase, fromStep: ctx.resumeFrom?.step ?? 0 });
     let result: PhaseResult;
     let evals = state.evals;
     try {
@@ -342,6 +282,7 @@ export async function runPipeline(options: RunPipelineOptions): Promise<Pipeline
         },
       });
       say(`${phase}: interrupted at step ${result.step}`);
+      emit({ type: "phase-end", phase, status: "interrupted", step: result.step });
       break;
     }
     await save({
@@ -351,6 +292,7 @@ export async function runPipeline(options: RunPipelineOptions): Promise<Pipeline
       outputs: { ...state.outputs, [phase]: { step: result.step, checkpoint: result.checkpoint } },
     });
     say(`${phase}: done`);
+    emit({ type: "phase-end", phase, status: "completed", step: result.step });
     if (state.completed.length < state.phases.length) await report();
   }
   if (state.status === "running" && state.completed.length === state.phases.length) {

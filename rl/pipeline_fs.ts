@@ -1,21 +1,28 @@
 /**
  * The run folder on disk (Deno only): `runs/<timestamp>/` with the resolved `config.json`,
  * `pipeline.json` (where the pipeline stands), `metrics.jsonl`, `samples.jsonl`, `eval.json`,
- * `report.html`, `vocab_map.json` (demo runs) and `checkpoints/<phase>/`. JSON and HTML files
- * are replaced atomically (temporary file, fsync, rename); JSONL files are appended line by
- * line. Also: finding a checkpoint in the local Hugging Face hub cache, and checking that input
- * paths exist, with errors that name the path and how to get it.
+ * `report.html`, `vocab_map.json` (demo runs) and `checkpoints/<phase>/step-<N>/` (written by
+ * `checkpoint_fs.ts`). JSON and HTML files are replaced atomically (temporary file, fsync,
+ * rename); JSONL files are appended line by line.
  *
  * @module
  */
 
 import { joinPath, writeTextAtomic } from "../base/atomic_fs.ts";
 import { VocabMap } from "../model/vocab_map.ts";
+import type { CheckpointInput, LoadedCheckpoint, SaveCheckpointOptions } from "./checkpoint.ts";
+import { loadCheckpoint, saveCheckpoint } from "./checkpoint_fs.ts";
 import { FileLineSink, readMetricsFile } from "./metrics_fs.ts";
+import { statOrNull } from "./_stat_fs.ts";
 import type { MetricsRecord } from "./metrics.ts";
-import type { RunStore } from "./pipeline.ts";
-import { type EvalFile, parsePipelineState, type PipelineState } from "./pipeline_state.ts";
+import {
+  type EvalFile,
+  parsePipelineState,
+  type PhaseName,
+  type PipelineState,
+} from "./pipeline_state.ts";
 import type { ReportSample } from "./report.ts";
+import type { RunStore } from "./run_store.ts";
 import { createTrainConfig, type TrainConfig, TrainConfigError } from "./train_config.ts";
 
 /** File names inside a run folder. */
@@ -57,15 +64,6 @@ export class MissingInputError extends Error {
     this.name = "MissingInputError";
     this.field = field;
     this.path = path;
-  }
-}
-
-async function statOrNull(path: string): Promise<Deno.FileInfo | null> {
-  try {
-    return await Deno.stat(path);
-  } catch (e) {
-    if (e instanceof Deno.errors.NotFound || e instanceof Deno.errors.NotADirectory) return null;
-    throw e;
   }
 }
 
@@ -278,111 +276,45 @@ export class FsRunStore implements RunStore {
     }
   }
 
+  /**
+   * Saves into `checkpoints/<phase>/step-<N>/` (atomically; see `saveCheckpoint` in
+   * `checkpoint_fs.ts`), keeping the newest `keep`.
+   *
+   * @param phase The training phase.
+   * @param input What to save.
+   * @param options `keep` (default 3).
+   * @returns The checkpoint folder.
+   */
+  async saveCheckpoint(
+    phase: PhaseName,
+    input: CheckpointInput,
+    options: SaveCheckpointOptions = {},
+  ): Promise<string> {
+    const dir = `${this.runDir.replace(/[/\\]+$/, "")}/${RUN_FILES.checkpoints}/${phase}`;
+    return await saveCheckpoint(dir, input, options);
+  }
+
+  /**
+   * @param ref A checkpoint folder.
+   * @returns The checkpoint (see `loadCheckpoint` in `checkpoint_fs.ts`).
+   */
+  async loadCheckpoint(ref: string): Promise<LoadedCheckpoint> {
+    return await loadCheckpoint(ref);
+  }
+
+  /** @param map Written to `vocab_map.json` atomically. */
+  async saveVocabMap(map: VocabMap): Promise<void> {
+    await saveVocabMap(this.runDir, map);
+  }
+
+  /** @returns `vocab_map.json`, or null when absent. */
+  async loadVocabMap(): Promise<VocabMap | null> {
+    return await loadVocabMap(this.runDir);
+  }
+
   /** Closes the JSONL files. Idempotent. */
   close(): void {
     this.metricsSink.close();
     this.#samples.close();
-  }
-}
-
-async function hasModelFiles(dir: string): Promise<boolean> {
-  return (await statOrNull(joinPath(dir, "config.json")))?.isFile ?? false;
-}
-
-async function pickModelSnapshot(repoDir: string): Promise<string | null> {
-  const snapshots = joinPath(repoDir, "snapshots");
-  try {
-    const hash = (await Deno.readTextFile(joinPath(joinPath(repoDir, "refs"), "main"))).trim();
-    if (hash && await hasModelFiles(joinPath(snapshots, hash))) return joinPath(snapshots, hash);
-  } catch (e) {
-    if (!(e instanceof Deno.errors.NotFound)) throw e;
-  }
-  const names: string[] = [];
-  try {
-    for await (const e of Deno.readDir(snapshots)) if (e.isDirectory) names.push(e.name);
-  } catch (e) {
-    if (e instanceof Deno.errors.NotFound) return null;
-    throw e;
-  }
-  for (const name of names.sort()) {
-    if (await hasModelFiles(joinPath(snapshots, name))) return joinPath(snapshots, name);
-  }
-  return null;
-}
-
-/**
- * Finds a model in the Hugging Face hub cache:
- * `<cache>/models--<owner>--<name>/snapshots/<hash>` with `refs/main` naming the hash (else the
- * first snapshot, by name, that has a `config.json`).
- *
- * @param hubCacheDir The hub cache (see `defaultHubCacheDir` in `data/dataset_fs.ts`).
- * @param repoId E.g. `google/gemma-3-1b-it`.
- * @returns The snapshot folder, or null when not cached.
- */
-export async function findHubModel(hubCacheDir: string, repoId: string): Promise<string | null> {
-  return await pickModelSnapshot(joinPath(hubCacheDir, `models--${repoId.replaceAll("/", "--")}`));
-}
-
-/**
- * Resolves and checks a model folder: a folder with `config.json` and `*.safetensors`, or a
- * hub cache folder (`models--owner--name` or the cache root holding it for `repoId`) whose
- * snapshot is taken.
- *
- * @param path The `--model` path.
- * @param repoId Hub repo looked for under a cache root.
- * @returns The folder holding `config.json`.
- * @throws {MissingInputError} Naming the path and what is missing (field `model.path`).
- */
-export async function resolveModelDir(path: string, repoId: string): Promise<string> {
-  const how = `download it with \`huggingface-cli download ${repoId}\` and pass --model ` +
-    "<the folder with config.json>";
-  const info = await statOrNull(path);
-  if (!info?.isDirectory) {
-    throw new MissingInputError(
-      "model.path",
-      path,
-      `model folder ${path} does not exist; ${how}`,
-    );
-  }
-  let dir = path;
-  if (!await hasModelFiles(dir)) {
-    const nested = joinPath(dir, `models--${repoId.replaceAll("/", "--")}`);
-    const repoDir = (await statOrNull(nested))?.isDirectory ? nested : dir;
-    dir = await pickModelSnapshot(repoDir) ?? dir;
-  }
-  if (!await hasModelFiles(dir)) {
-    throw new MissingInputError(
-      "model.path",
-      path,
-      `${path} has no config.json: it is not a Hugging Face model folder; ${how}`,
-    );
-  }
-  let weights = false;
-  for await (const e of Deno.readDir(dir)) {
-    if (e.name.endsWith(".safetensors") || e.name.endsWith(".safetensors.index.json")) {
-      weights = true;
-    }
-  }
-  if (!weights) {
-    throw new MissingInputError(
-      "model.path",
-      path,
-      `${dir} has no *.safetensors weights; ${how}`,
-    );
-  }
-  return dir;
-}
-
-/**
- * Checks that a data path exists.
- *
- * @param field The config field it came from, e.g. `grpo.data`.
- * @param path The path.
- * @param hint How to get the data, appended to the message.
- * @throws {MissingInputError} Naming the field, the path and the hint.
- */
-export async function checkDataPath(field: string, path: string, hint: string): Promise<void> {
-  if (await statOrNull(path) === null) {
-    throw new MissingInputError(field, path, `${field}: ${path} does not exist; ${hint}`);
   }
 }

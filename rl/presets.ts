@@ -19,13 +19,15 @@
  * @module
  */
 
+import { describeValue } from "../base/field_error.ts";
 import type { Gemma3Config } from "../model/config.ts";
 import { LORA_TARGETS } from "../model/gemma3_weights.ts";
 import { type IdEncoder, VocabMap } from "../model/vocab_map.ts";
 import { generateDemoSet } from "../data/demo_set.ts";
 import { toSftExample } from "../data/examples.ts";
-import { describe } from "./_config_fields.ts";
 import { demoGemma3Config } from "./_train_config_model.ts";
+import { RECIPE_EVAL_CONFIG } from "./eval_config.ts";
+import { GRPO_RECIPE_DEFAULTS } from "./grpo_config.ts";
 import {
   createTrainConfig,
   type DemoDataSection,
@@ -62,6 +64,12 @@ function recipeOptimizer(): TrainConfigInput {
   };
 }
 
+/** The recipe's evaluation decoding (greedy, one pass), as preset fields. */
+function recipeEvalDecoding(): TrainConfigInput {
+  const { temperature, topK, topP, passes } = RECIPE_EVAL_CONFIG;
+  return { temperature, topK, topP, passes };
+}
+
 function gemma3_1bGsm8k(): TrainConfigInput {
   return {
     preset: "gemma3-1b-gsm8k",
@@ -86,18 +94,8 @@ function gemma3_1bGsm8k(): TrainConfigInput {
       batchSize: 1,
       numBatches: 3738,
       microBatchSize: 2,
-      numGenerations: 4,
-      numIterations: 1,
-      beta: 0.08,
-      epsilon: 0.2,
+      ...GRPO_RECIPE_DEFAULTS,
       epsilonHigh: null,
-      temperature: 0.9,
-      topK: 50,
-      topP: 1.0,
-      maxPromptLength: 256,
-      maxNewTokens: 768,
-      aggregation: "sequence-mean-token-mean",
-      advantageEpsilon: 1e-4,
       optimizer: recipeOptimizer(),
     },
     eval: {
@@ -109,10 +107,7 @@ function gemma3_1bGsm8k(): TrainConfigInput {
       batchSize: 4,
       maxPromptLength: 256,
       maxNewTokens: 768,
-      temperature: 0,
-      topK: 0,
-      topP: 1,
-      passes: 1,
+      ...recipeEvalDecoding(),
     },
     checkpoint: { everySteps: 500, keep: 4 },
     run: { outDir: "runs", seed: 42, sampleEvery: 100, samplesPerPoint: 2 },
@@ -174,18 +169,11 @@ function demo(): TrainConfigInput {
       batchSize: 4,
       numBatches: 50,
       microBatchSize: 32,
+      ...GRPO_RECIPE_DEFAULTS,
       numGenerations: 8,
-      numIterations: 1,
-      beta: 0.08,
-      epsilon: 0.2,
       epsilonHigh: null,
-      temperature: 0.9,
-      topK: 50,
-      topP: 1.0,
       maxPromptLength: 96,
       maxNewTokens: 32,
-      aggregation: "sequence-mean-token-mean",
-      advantageEpsilon: 1e-4,
       optimizer: optimizer(1e-4),
     },
     eval: {
@@ -198,10 +186,7 @@ function demo(): TrainConfigInput {
       batchSize: 25,
       maxPromptLength: 96,
       maxNewTokens: 32,
-      temperature: 0,
-      topK: 0,
-      topP: 1,
-      passes: 1,
+      ...recipeEvalDecoding(),
     },
     checkpoint: { everySteps: 100, keep: 2 },
     run: { outDir: "runs", seed: 0, sampleEvery: 20, samplesPerPoint: 2 },
@@ -213,7 +198,7 @@ function checkPresetName(name: string): PresetName {
     throw new TrainConfigError(
       "preset",
       `preset must be one of ${PRESET_NAMES.map((n) => JSON.stringify(n)).join(", ")}, got ` +
-        describe(name),
+        describeValue(name),
     );
   }
   return name as PresetName;

@@ -9,6 +9,8 @@
  * @module
  */
 
+import { FieldError } from "../base/field_error.ts";
+
 /** Where progress text goes (`\r` and `\n` included in the text). */
 export interface TextWriter {
   /** @param text Text to write as is. */
@@ -39,19 +41,9 @@ export interface ProgressState {
   readonly extra?: Readonly<Record<string, number | string>>;
 }
 
-/** Thrown for an invalid progress option or update; `field` names it. */
-export class ProgressError extends Error {
-  /** The offending field. */
-  readonly field: string;
-  /**
-   * @param field The offending field.
-   * @param message What was expected and what was received.
-   */
-  constructor(field: string, message: string) {
-    super(message);
-    this.name = "ProgressError";
-    this.field = field;
-  }
+/** Thrown for an invalid progress option or update; `field` (= `path`) names it. */
+export class ProgressError extends FieldError {
+  override readonly name: string = "ProgressError";
 }
 
 /**
@@ -212,7 +204,7 @@ class WarmEma {
 
 function checkNumber(field: string, v: number, ok: boolean, expected: string): number {
   if (typeof v !== "number" || !Number.isFinite(v) || !ok) {
-    throw new ProgressError(field, `${field} must be ${expected}, got ${String(v)}`);
+    throw ProgressError.mustBe(field, expected, v, String);
   }
   return v;
 }

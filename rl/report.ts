@@ -12,7 +12,13 @@
  * @module
  */
 
-import { barChartSvg, escapeXml, linePlotSvg, type PlotPoint, type PlotSeries } from "./_svg.ts";
+import {
+  barChartSvg,
+  escapeXml,
+  linePlotSvg,
+  type PlotPoint,
+  type PlotSeries,
+} from "./svg_plot.ts";
 import type { MetricsRecord } from "./metrics.ts";
 import { formatDuration, formatMetric } from "./progress.ts";
 

@@ -10,34 +10,26 @@
  * @module
  */
 
+import { FieldError } from "../base/field_error.ts";
+
 /** Maps the count of applied updates (integer ≥ 0) to a value, e.g. a learning rate. */
 export type Schedule = (count: number) => number;
 
-/** Thrown when a schedule parameter is invalid; `field` names it. */
-export class ScheduleError extends Error {
-  /** The offending field. */
-  readonly field: string;
-  /**
-   * @param field The offending field.
-   * @param message What was expected and what was received.
-   */
-  constructor(field: string, message: string) {
-    super(message);
-    this.name = "ScheduleError";
-    this.field = field;
-  }
+/** Thrown when a schedule parameter is invalid; `field` (= `path`) names it. */
+export class ScheduleError extends FieldError {
+  override readonly name: string = "ScheduleError";
 }
 
 function finite(field: string, v: unknown): number {
   if (typeof v !== "number" || !Number.isFinite(v)) {
-    throw new ScheduleError(field, `${field} must be a finite number, got ${String(v)}`);
+    throw ScheduleError.mustBe(field, "a finite number", v, String);
   }
   return v;
 }
 
 function checkCount(count: number): void {
   if (!Number.isFinite(count) || count < 0) {
-    throw new ScheduleError("count", `count must be a finite number ≥ 0, got ${count}`);
+    throw ScheduleError.mustBe("count", "a finite number ≥ 0", count, String);
   }
 }
 

@@ -1,6 +1,6 @@
 /**
  * Shared setup of the attention tests: the case shape, the score scale, the reference options
- * of a case, its seeded f32 inputs on the GPU, and the odd-shape sweep.
+ * of a case, its seeded f32 inputs on the GPU, the odd-shape sweep and the padded batch.
  *
  * @module
  */
@@ -52,6 +52,8 @@ export interface AttentionInputs {
   tv: Tensor;
   /** `[batch, 2]` i32, when the case has ranges. */
   tr: Tensor | undefined;
+  /** The case's reference options ({@linkcode refOptions}). */
+  ref: AttentionRefOptions;
 }
 
 /** @returns Seeded q (seed), k (seed + 1), v (seed + 2) of `c`, and their tensors. */
@@ -68,6 +70,7 @@ export function attentionInputs(gpu: Gpu, c: AttentionCase, seed: number): Atten
     tk: Tensor.fromArray(gpu, k, [batch, seq, kvHeads, headDim]),
     tv: Tensor.fromArray(gpu, v, [batch, seq, kvHeads, headDim]),
     tr: c.ranges ? Tensor.fromArray(gpu, new Int32Array(c.ranges), [batch, 2]) : undefined,
+    ref: refOptions(c),
   };
 }
 
@@ -81,4 +84,39 @@ export function* oddAttentionShapes(): Generator<AttentionShape> {
       for (const headDim of [3, 6, 10, 32]) yield { seq, heads, kvHeads, headDim };
     }
   }
+}
+
+/** A case of the sweep with the seed of its inputs. */
+export interface SeededCase {
+  readonly c: AttentionCase;
+  readonly seed: number;
+}
+
+/**
+ * The odd-shape sweep as cases: every shape of {@linkcode oddAttentionShapes} in 2 sequences
+ * with the window cycling through 0, 1, 3 and 8, then a 33-token GQA sequence under each window.
+ *
+ * @returns The cases with their seeds.
+ */
+export function* oddCases(): Generator<SeededCase> {
+  let seed = 10;
+  for (const shape of oddAttentionShapes()) {
+    const window = [0, 1, 3, 8][seed % 4];
+    yield { c: { batch: 2, ...shape, window }, seed: seed += 3 };
+  }
+  for (const window of [0, 1, 3, 8]) {
+    yield { c: { batch: 1, seq: 33, heads: 4, kvHeads: 2, headDim: 6, window }, seed: 99 };
+  }
+}
+
+/**
+ * Four sequences of 13 tokens padded every way — sequence 0 left-padded by 3, 1 right-padded to
+ * 5, 2 full, 3 empty — with 4 heads on 1 KV head of width 10.
+ *
+ * @param window Sliding window (0 = global).
+ * @returns The case.
+ */
+export function paddedCase(window: number): AttentionCase {
+  const ranges = [3, 13, 0, 5, 0, 13, 4, 4];
+  return { batch: 4, seq: 13, heads: 4, kvHeads: 1, headDim: 10, window, ranges };
 }

@@ -86,12 +86,12 @@ export async function createRun(
     );
   } else {
     model = await loadGemma3(options.fixture, { gpu });
-    model.lora = LoraAdapter.init(
+    model = model.withLora(LoraAdapter.init(
       gpu,
       model.config,
       loraConfig({ rank: 4, alpha: 8 }),
       options.seed,
-    );
+    ));
   }
   const trainable = trainableParameters(model, mode);
   const optimizer = new AdamW(gpu, trainable.params, {

@@ -50,24 +50,20 @@ class Reference {
     const lr = typeof o.learningRate === "function" ? o.learningRate(this.count) : o.learningRate;
     for (const k of this.p.keys()) {
       const decay = o.weightDecayMask === null || o.weightDecayMask(k);
-      const r = adamwUpdateRef(
-        this.p.get(k)!,
-        grads.get(k)!,
-        {
-          m: this.m.get(k)!,
-          v: this.v.get(k)!,
-        },
-        norm,
-        {
-          learningRate: lr,
-          b1: o.b1,
-          b2: o.b2,
-          eps: o.eps,
-          weightDecay: decay ? o.weightDecay : 0,
-          step: this.count + 1,
-          maxGradNorm: o.maxGradNorm,
-        },
-      );
+      const r = adamwUpdateRef(this.p.get(k)!, {
+        grad: grads.get(k)!,
+        m: this.m.get(k)!,
+        v: this.v.get(k)!,
+        gradNorm: norm,
+      }, {
+        learningRate: lr,
+        b1: o.b1,
+        b2: o.b2,
+        eps: o.eps,
+        weightDecay: decay ? o.weightDecay : 0,
+        step: this.count + 1,
+        maxGradNorm: o.maxGradNorm,
+      });
       this.p.set(k, r.param);
       this.m.set(k, r.m);
       this.v.set(k, r.v);
@@ -410,8 +406,11 @@ Deno.test("AdamW and adamwUpdate() reject bad configs, names, shapes and call or
     step: 1,
     maxGradNorm: null,
   };
-  assert.throws(() => adamwUpdate(p, wrong, { m: g, v: g }, stats, hyper), ShapeError);
-  assert.throws(() => adamwUpdate(p, g, { m: g, v: g }, stats, { ...hyper, step: 0 }), ShapeError);
+  assert.throws(() => adamwUpdate(p, { grad: wrong, m: g, v: g, stats }, hyper), ShapeError);
+  assert.throws(
+    () => adamwUpdate(p, { grad: g, m: g, v: g, stats }, { ...hyper, step: 0 }),
+    ShapeError,
+  );
   opt.dispose();
   field(() => opt.step(new Map([["p", g]])), "AdamW");
   disposeAll([p, g, wrong, stats]);
@@ -433,7 +432,10 @@ Deno.test("AdamW reproduces a two-step example worked by hand (optax formulas)",
   };
   let mv = { m: [0], v: [0] }, p: ArrayLike<number> = [1];
   [0.5, -0.25].forEach((g, i) => {
-    const r = adamwUpdateRef(p, [g], mv, Math.abs(g), { ...hyper, step: i + 1 });
+    const r = adamwUpdateRef(p, { grad: [g], ...mv, gradNorm: Math.abs(g) }, {
+      ...hyper,
+      step: i + 1,
+    });
     assert.ok(Math.abs(r.param[0] - hand[i]) < 1e-15, `ref step ${i + 1}: ${r.param[0]}`);
     mv = { m: Array.from(r.m), v: Array.from(r.v) };
     p = r.param;

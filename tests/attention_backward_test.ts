@@ -2,14 +2,15 @@ import assert from "node:assert/strict";
 import { Tensor } from "../kernels/tensor.ts";
 import { ShapeError } from "../kernels/errors.ts";
 import type { Gpu } from "../kernels/gpu.ts";
-import { attention, attentionBackward } from "../kernels/attention.ts";
-import { attentionRef } from "../kernels/attention_ref.ts";
-import { attentionBackwardRef } from "../kernels/attention_backward_ref.ts";
+import { attention } from "../kernels/attention.ts";
+import { attentionBackward } from "../kernels/attention_backward.ts";
+import { attentionBackwardRef, attentionRef } from "../kernels/attention_ref.ts";
 import { assertClose, randomArray, testGpu } from "./_helpers.ts";
 import {
   type AttentionCase,
   attentionInputs,
-  oddAttentionShapes,
+  oddCases,
+  paddedCase,
   refOptions,
   SCALE,
 } from "./_attention.ts";
@@ -32,7 +33,7 @@ Deno.test("attentionBackwardRef() matches central finite differences of attentio
     };
     const dOut = randomArray(x.q.length, seed++);
     const loss = (y: typeof x) => attentionRef(y, o).out.reduce((s, v, i) => s + v * dOut[i], 0);
-    const grads = attentionBackwardRef({ ...x, ...attentionRef(x, o), dOut }, o);
+    const grads = attentionBackwardRef(dOut, { ...x, ...attentionRef(x, o) }, o);
     const h = 1e-5;
     for (const [name, grad] of [["q", grads.dq], ["k", grads.dk], ["v", grads.dv]] as const) {
       for (let e = 0; e < grad.length; e++) {
@@ -54,14 +55,22 @@ interface Run {
   dv: Float32Array;
 }
 
+/** How a case runs: its inputs' seed, and where the forward's out/lse come from. */
+interface RunOptions {
+  /** Seed of the case's inputs (dOut: seed + 3). */
+  readonly seed: number;
+  /** Take out/lse from the forward kernel (default: attentionRef rounded to f32). */
+  readonly forwardKernel?: boolean;
+}
+
 /** Runs attentionBackward on f32 inputs; out/lse come from attentionRef (rounded to f32) or the
  * forward kernel. Returns the kernel's gradients and the reference's. */
 async function runCase(
   gpu: Gpu,
   c: AttentionCase,
-  seed: number,
-  forwardKernel = false,
+  run: RunOptions,
 ): Promise<{ got: Run; want: ReturnType<typeof attentionBackwardRef> }> {
+  const { seed, forwardKernel = false } = run;
   const { batch, seq, heads } = c;
   const { q, k, v, tq, tk, tv, tr } = attentionInputs(gpu, c, seed);
   const dOut = randomArray(q.length, seed + 3);
@@ -76,7 +85,11 @@ async function runCase(
     tout = Tensor.fromArray(gpu, Float32Array.from(r.out), tq.shape);
     tlse = Tensor.fromArray(gpu, Float32Array.from(r.lse), [batch, seq, heads]);
   }
-  const { dq, dk, dv } = attentionBackward(tq, { k: tk, v: tv }, tout, tlse, tdo, options);
+  const { dq, dk, dv } = attentionBackward(
+    tdo,
+    { q: tq, k: tk, v: tv, out: tout, lse: tlse },
+    options,
+  );
   assert.deepEqual(dq.shape, tq.shape);
   assert.deepEqual(dk.shape, tk.shape);
   assert.deepEqual(dv.shape, tv.shape);
@@ -86,18 +99,13 @@ async function runCase(
     dk: (await dk.read()) as Float32Array,
     dv: (await dv.read()) as Float32Array,
   };
-  const want = attentionBackwardRef({ q, k, v, out, lse, dOut }, refOptions(c));
+  const want = attentionBackwardRef(dOut, { q, k, v, out, lse }, refOptions(c));
   for (const t of [tq, tk, tv, tdo, tr, tout, tlse, dq, dk, dv]) t?.dispose();
   return { got, want };
 }
 
-async function check(
-  gpu: Gpu,
-  c: AttentionCase,
-  seed: number,
-  forwardKernel = false,
-): Promise<Run> {
-  const { got, want } = await runCase(gpu, c, seed, forwardKernel);
+async function check(gpu: Gpu, c: AttentionCase, run: RunOptions): Promise<Run> {
+  const { got, want } = await runCase(gpu, c, run);
   const what = `attentionBackward ${JSON.stringify(c)}`;
   assertClose(got.dq, want.dq, TOL, `${what} dq`);
   assertClose(got.dk, want.dk, TOL, `${what} dk`);
@@ -107,25 +115,16 @@ async function check(
 
 Deno.test("attentionBackward() matches attentionBackwardRef on odd shapes, GQA groups and windows", async () => {
   const gpu = await testGpu();
-  let seed = 10;
-  for (const shape of oddAttentionShapes()) {
-    const window = [0, 1, 3, 8][(seed / 3) % 4];
-    await check(gpu, { batch: 2, ...shape, window }, seed += 3);
-  }
-  for (const window of [0, 1, 3, 8]) {
-    await check(gpu, { batch: 1, seq: 33, heads: 4, kvHeads: 2, headDim: 6, window }, 99);
-  }
+  for (const { c, seed } of oddCases()) await check(gpu, c, { seed });
 });
 
 Deno.test("attentionBackward() with ranges: padding rows get 0, others match, after the forward kernel", async () => {
   const gpu = await testGpu();
-  // sequence 0 left-padded by 3, 1 right-padded to 5, 2 full, 3 empty
-  const ranges = [3, 13, 0, 5, 0, 13, 4, 4];
-  const [seq, heads, kvHeads, headDim] = [13, 4, 1, 10];
   for (const window of [0, 3]) {
     for (const forwardKernel of [false, true]) {
-      const c = { batch: 4, seq, heads, kvHeads, headDim, window, ranges };
-      const got = await check(gpu, c, 500 + window, forwardKernel);
+      const c = paddedCase(window);
+      const { seq, heads, kvHeads, headDim } = c, ranges = c.ranges!;
+      const got = await check(gpu, c, { seed: 500 + window, forwardKernel });
       for (let b = 0; b < 4; b++) {
         for (let i = 0; i < seq; i++) {
           if (i >= ranges[2 * b] && i < ranges[2 * b + 1]) continue;
@@ -145,7 +144,7 @@ Deno.test("attentionBackward() handles the Gemma 3 1B head (D 256, 4 heads, 1 KV
   const gpu = await testGpu();
   for (const window of [0, 8]) {
     const c = { batch: 1, seq: 17, heads: 4, kvHeads: 1, headDim: 256, window };
-    await check(gpu, c, 700 + window);
+    await check(gpu, c, { seed: 700 + window });
   }
 });
 
@@ -160,7 +159,8 @@ Deno.test("attentionBackward() is bit-reproducible run to run", async () => {
     window: 0,
     ranges: [0, 33, 5, 30],
   };
-  const a = (await runCase(gpu, c, 900)).got, b = (await runCase(gpu, c, 900)).got;
+  const a = (await runCase(gpu, c, { seed: 900 })).got;
+  const b = (await runCase(gpu, c, { seed: 900 })).got;
   for (const name of ["dq", "dk", "dv"] as const) {
     assert.deepEqual(new Uint32Array(a[name].buffer), new Uint32Array(b[name].buffer), name);
   }
@@ -177,10 +177,13 @@ Deno.test("attentionBackward() takes [S, H, D] like [1, S, H, D]", async () => {
   const t = (a: Float32Array, shape: number[]) => Tensor.fromArray(gpu, a, shape);
   const [tq, tk, tv] = [t(q, [s, h, d]), t(k, [s, 1, d]), t(v, [s, 1, d])];
   const [to, tl, tdo] = [t(out, [s, h, d]), t(lse, [s, h]), t(dOut, [s, h, d])];
-  const r = attentionBackward(tq, { k: tk, v: tv }, to, tl, tdo, { scale: 0.3, window: 3 });
+  const r = attentionBackward(tdo, { q: tq, k: tk, v: tv, out: to, lse: tl }, {
+    scale: 0.3,
+    window: 3,
+  });
   assert.deepEqual(r.dq.shape, [s, h, d]);
   assert.deepEqual(r.dk.shape, [s, 1, d]);
-  const want = attentionBackwardRef({ q, k, v, out, lse, dOut }, o);
+  const want = attentionBackwardRef(dOut, { q, k, v, out, lse }, o);
   assertClose(await r.dq.read(), want.dq, TOL, "dq");
   assertClose(await r.dk.read(), want.dk, TOL, "dk");
   assertClose(await r.dv.read(), want.dv, TOL, "dv");
@@ -199,14 +202,13 @@ Deno.test("attentionBackward() rejects wrong shapes, dtypes and options with Sha
     Tensor.zeros(gpu, [2, 2], "i32"), // ranges of two sequences
   ];
   const run = (over: Partial<Record<"k" | "out" | "lse" | "scale" | "ranges", unknown>>) => () =>
-    attentionBackward(
+    attentionBackward(q, {
       q,
-      { k: (over.k ?? kv.k) as Tensor, v },
-      (over.out ?? q) as Tensor,
-      (over.lse ?? lse) as Tensor,
-      q,
-      { scale: (over.scale ?? 1) as number, ranges: over.ranges as Tensor | undefined },
-    );
+      k: (over.k ?? kv.k) as Tensor,
+      v,
+      out: (over.out ?? q) as Tensor,
+      lse: (over.lse ?? lse) as Tensor,
+    }, { scale: (over.scale ?? 1) as number, ranges: over.ranges as Tensor | undefined });
   assert.throws(run({ k: bad[0] }), ShapeError);
   assert.throws(run({ out: bad[1] }), ShapeError);
   assert.throws(run({ lse: bad[2] }), ShapeError);
@@ -214,9 +216,9 @@ Deno.test("attentionBackward() rejects wrong shapes, dtypes and options with Sha
   assert.throws(run({ ranges: bad[4] }), ShapeError);
   assert.throws(run({ scale: NaN }), ShapeError);
   assert.throws(
-    () => attentionBackward(q, { k: kv.k, v }, q, lse, q, { scale: 1, window: -1 }),
+    () => attentionBackward(q, { q, k: kv.k, v, out: q, lse }, { scale: 1, window: -1 }),
     ShapeError,
   );
-  const ok = attentionBackward(q, { k: kv.k, v }, q, lse, q, { scale: 1, ranges: bad[3] });
+  const ok = attentionBackward(q, { q, k: kv.k, v, out: q, lse }, { scale: 1, ranges: bad[3] });
   for (const t of [q, kv.k, v, lse, ...bad, ok.dq, ok.dk, ok.dv]) t.dispose();
 });

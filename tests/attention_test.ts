@@ -5,13 +5,7 @@ import type { Gpu } from "../kernels/gpu.ts";
 import { attention, attentionDecode, writeKvCache } from "../kernels/attention.ts";
 import { attentionDecodeRef, attentionRef, writeKvCacheRef } from "../kernels/attention_ref.ts";
 import { assertClose, randomArray, testGpu } from "./_helpers.ts";
-import {
-  type AttentionCase,
-  attentionInputs,
-  oddAttentionShapes,
-  refOptions,
-  SCALE,
-} from "./_attention.ts";
+import { type AttentionCase, attentionInputs, oddCases, paddedCase, SCALE } from "./_attention.ts";
 
 /** Checks out and lse; lse rows that see no key must be −∞ on both sides. */
 function assertLse(got: ArrayLike<number>, want: Float64Array, what: string): void {
@@ -27,14 +21,14 @@ function assertLse(got: ArrayLike<number>, want: Float64Array, what: string): vo
 }
 
 async function checkPrefill(gpu: Gpu, c: AttentionCase, seed: number): Promise<void> {
-  const { q, k, v, tq, tk, tv, tr } = attentionInputs(gpu, c, seed);
+  const { q, k, v, tq, tk, tv, tr, ref } = attentionInputs(gpu, c, seed);
   const { out, lse } = attention(tq, { k: tk, v: tv }, {
     scale: SCALE,
     window: c.window,
     ranges: tr,
     returnLse: true,
   });
-  const want = attentionRef({ q, k, v }, refOptions(c));
+  const want = attentionRef({ q, k, v }, ref);
   const what = `attention ${JSON.stringify(c)}`;
   assertClose(await out.read(), want.out, 1e-5, what);
   assertLse(await lse!.read(), want.lse, what);
@@ -43,24 +37,12 @@ async function checkPrefill(gpu: Gpu, c: AttentionCase, seed: number): Promise<v
 
 Deno.test("attention() matches attentionRef on odd shapes, GQA groups and windows", async () => {
   const gpu = await testGpu();
-  let seed = 10;
-  for (const shape of oddAttentionShapes()) {
-    const window = [0, 1, 3, 8][seed % 4];
-    await checkPrefill(gpu, { batch: 2, ...shape, window }, seed += 3);
-  }
-  for (const window of [0, 1, 3, 8]) {
-    await checkPrefill(gpu, { batch: 1, seq: 33, heads: 4, kvHeads: 2, headDim: 6, window }, 99);
-  }
+  for (const { c, seed } of oddCases()) await checkPrefill(gpu, c, seed);
 });
 
 Deno.test("attention() with ranges: left/right padding rows are zero, others match", async () => {
   const gpu = await testGpu();
-  // sequence 0 left-padded by 3, 1 right-padded to 5, 2 full, 3 empty
-  const ranges = [3, 13, 0, 5, 0, 13, 4, 4];
-  for (const window of [0, 3]) {
-    const c = { batch: 4, seq: 13, heads: 4, kvHeads: 1, headDim: 10, window, ranges };
-    await checkPrefill(gpu, c, 500 + window);
-  }
+  for (const window of [0, 3]) await checkPrefill(gpu, paddedCase(window), 500 + window);
 });
 
 Deno.test("attention() handles the Gemma 3 1B head (D 256, 4 heads, 1 KV head)", async () => {

@@ -1,5 +1,5 @@
 import assert from "node:assert/strict";
-import { DataOptionsError } from "../data/_common.ts";
+import { DataOptionsError } from "../data/errors.ts";
 import { mixSeed, SeededRandom } from "../base/random.ts";
 import { BatchSampler, type BatchSamplerOptions } from "../data/batch_sampler.ts";
 import {

@@ -1,7 +1,7 @@
 import assert from "node:assert/strict";
-import { DataOptionsError } from "../data/_common.ts";
-import { ITEMS, PEOPLE } from "../data/_demo_templates.ts";
-import { parseJsonlText } from "../data/_jsonl.ts";
+import { DataOptionsError } from "../data/errors.ts";
+import { ITEMS, PEOPLE } from "../data/demo_templates.ts";
+import { parseJsonlText } from "../data/jsonl.ts";
 import { type DemoRecord, generateDemoSet } from "../data/demo_set.ts";
 import { toGrpoExample, toSftExample } from "../data/examples.ts";
 import { collectGsm8k } from "../data/gsm8k.ts";

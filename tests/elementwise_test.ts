@@ -1,7 +1,7 @@
 import assert from "node:assert/strict";
 import { Tensor } from "../kernels/tensor.ts";
-import { scale } from "../kernels/elementwise.ts";
-import { scaleRef } from "../kernels/elementwise_ref.ts";
+import { add, scale } from "../kernels/elementwise.ts";
+import { addRef, scaleRef } from "../kernels/elementwise_ref.ts";
 import { ShapeError } from "../kernels/errors.ts";
 import { assertClose, randomArray, testGpu } from "./_helpers.ts";
 
@@ -26,4 +26,34 @@ Deno.test("scale() rejects wrong dtypes and sizes with a ShapeError naming the k
   assert.throws(() => scale(x, 2, { out: o }), isShape);
   assert.throws(() => scale(x, Infinity), isShape);
   for (const t of [x, xi, o]) t.dispose();
+});
+
+Deno.test("add() matches its reference on odd sizes", async () => {
+  const gpu = await testGpu();
+  for (const n of [1, 3, 7, 33, 257, 1000, 70001]) {
+    const a = randomArray(n, 1), b = randomArray(n, 2);
+    const ta = Tensor.fromArray(gpu, a), tb = Tensor.fromArray(gpu, b);
+    const out = add(ta, tb, { alpha: 0.5, beta: -2 });
+    assertClose(await out.read(), addRef(a, b, { alpha: 0.5, beta: -2 }), 1e-6, `add n=${n}`);
+    for (const t of [ta, tb, out]) t.dispose();
+  }
+});
+
+Deno.test("add() rejects mismatched shapes with a ShapeError naming the kernel", async () => {
+  const gpu = await testGpu();
+  const a = Tensor.zeros(gpu, [3]), b = Tensor.zeros(gpu, [4]);
+  assert.throws(() => add(a, b), (e) => e instanceof ShapeError && /add: /.test(e.message));
+  a.dispose();
+  b.dispose();
+});
+
+Deno.test("add() works in place (out = a) and rejects out = b", async () => {
+  const gpu = await testGpu();
+  const a = randomArray(33, 7), b = randomArray(33, 8);
+  const ta = Tensor.fromArray(gpu, a), tb = Tensor.fromArray(gpu, b);
+  add(ta, tb, { out: ta, alpha: 2, beta: 0.5 });
+  assertClose(await ta.read(), addRef(a, b, { alpha: 2, beta: 0.5 }), 1e-6, "in-place add");
+  assert.throws(() => add(ta, tb, { out: tb }), ShapeError);
+  ta.dispose();
+  tb.dispose();
 });

@@ -1,7 +1,7 @@
 import assert from "node:assert/strict";
 import { Gpu } from "../kernels/gpu.ts";
 import { Tensor } from "../kernels/tensor.ts";
-import { embeddingBackward, embeddingCsr } from "../kernels/embedding.ts";
+import { embeddingBackward, embeddingCsr } from "../kernels/embedding_backward.ts";
 import { embeddingBackwardRef, embeddingRef } from "../kernels/embedding_ref.ts";
 import { ShapeError } from "../kernels/errors.ts";
 import { assertClose, randomArray, rng, testGpu } from "./_helpers.ts";
@@ -22,7 +22,7 @@ function accumulated(
   vocab: number,
   scale: number,
 ): Float64Array {
-  return embeddingBackwardRef(ids, dOut, vocab, scale).map((v, k) => v + base[k]);
+  return embeddingBackwardRef(dOut, ids, { vocab, scale }).map((v, k) => v + base[k]);
 }
 
 Deno.test("embeddingCsr() groups token positions by ascending id and drops invalid ids", () => {
@@ -40,8 +40,8 @@ Deno.test("embeddingBackwardRef() matches central finite differences of embeddin
   const table = Array.from(randomArray(vocab * d, 1));
   const dOut = Array.from(randomArray(ids.length * d, 2));
   const loss = (tab: number[]) =>
-    embeddingRef(tab, d, ids, scale).reduce((s, v, k) => s + v * dOut[k], 0);
-  const grad = embeddingBackwardRef(ids, dOut, vocab, scale);
+    embeddingRef(tab, ids, { dim: d, scale }).reduce((s, v, k) => s + v * dOut[k], 0);
+  const grad = embeddingBackwardRef(dOut, ids, { vocab, scale });
   const h = 1e-5;
   for (let k = 0; k < table.length; k++) {
     const bump = (s: number) => table.map((v, j) => (j === k ? v + s : v));
@@ -84,14 +84,14 @@ Deno.test("embeddingBackward() accumulates over calls, or overwrites with accumu
   for (const b of batches) {
     const tOut = Tensor.fromArray(gpu, b.dOut, [tokens, d]);
     embeddingBackward(tOut, b.ids, { dTable, scale: 8, accumulate: true });
-    embeddingBackwardRef(b.ids, b.dOut, vocab, 8).forEach((v, k) => want[k] += v);
+    embeddingBackwardRef(b.dOut, b.ids, { vocab, scale: 8 }).forEach((v, k) => want[k] += v);
     tOut.dispose();
   }
   assertClose(await dTable.read(), want, TOL, "two micro-batches on top of the head's gradient");
 
   const tOut = Tensor.fromArray(gpu, batches[0].dOut, [tokens, d]);
   embeddingBackward(tOut, batches[0].ids, { dTable, scale: 8, accumulate: false });
-  const fresh = embeddingBackwardRef(batches[0].ids, batches[0].dOut, vocab, 8);
+  const fresh = embeddingBackwardRef(batches[0].dOut, batches[0].ids, { vocab, scale: 8 });
   assertClose(await dTable.read(), fresh, TOL, "accumulate: false");
   embeddingBackward(tOut, [-1, 33, 2 ** 31, 40, 99, 1e9, 33], { dTable, accumulate: false });
   assert.deepEqual(await dTable.read(), new Float32Array(vocab * d), "only invalid ids: zeros");
@@ -127,7 +127,7 @@ Deno.test("embeddingBackward() scatter-adds into a dTable split across storage b
       `split V=${vocab} D=${d}`,
     );
     embeddingBackward(tOut, ids, { dTable, scale: 3, accumulate: false });
-    const fresh = embeddingBackwardRef(ids, dOut, vocab, 3);
+    const fresh = embeddingBackwardRef(dOut, ids, { vocab, scale: 3 });
     assertClose(await dTable.read(), fresh, TOL, `split V=${vocab} D=${d} accumulate: false`);
     for (const t of [dTable, tOut]) t.dispose();
   }
@@ -149,7 +149,12 @@ Deno.test("embeddingBackward() is bit-identical run to run with heavily duplicat
     dTable.dispose();
   }
   assert.deepEqual(runs[1], runs[0]);
-  assertClose(runs[0], embeddingBackwardRef(ids, dOut, vocab, 34), TOL, "duplicated ids");
+  assertClose(
+    runs[0],
+    embeddingBackwardRef(dOut, ids, { vocab, scale: 34 }),
+    TOL,
+    "duplicated ids",
+  );
   tOut.dispose();
 });
 

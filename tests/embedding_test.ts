@@ -27,7 +27,10 @@ Deno.test("embedding() matches reference on odd shapes, f32 and bf16 tables", as
       const ti = Tensor.fromArray(gpu, dtype === "f32" ? ids : Uint32Array.from(ids));
       const out = embedding(tt, ti, { scale });
       assert.deepEqual(out.shape, [tokens, d]);
-      const want = embeddingRef(dtype === "bf16" ? roundToBf16(table) : table, d, ids, scale);
+      const want = embeddingRef(dtype === "bf16" ? roundToBf16(table) : table, ids, {
+        dim: d,
+        scale,
+      });
       assertClose(await out.read(), want, TOL, `embedding V=${vocab} D=${d} T=${tokens} ${dtype}`);
       for (const t of [tt, ti, out]) t.dispose();
     }
@@ -85,7 +88,10 @@ Deno.test("embedding() gathers from a table split across storage bindings", asyn
       const dispatches = gpu.dispatchCount - before;
       assert.equal(dispatches, Math.ceil(tt.parts.length / partsPerDispatch));
       maxDispatches = Math.max(maxDispatches, dispatches);
-      const want = embeddingRef(dtype === "bf16" ? roundToBf16(table) : table, d, ids, 8);
+      const want = embeddingRef(dtype === "bf16" ? roundToBf16(table) : table, ids, {
+        dim: d,
+        scale: 8,
+      });
       assertClose(await out.read(), want, TOL, `split V=${vocab} D=${d} ${dtype}`);
       for (const t of [tt, ti, out]) t.dispose();
     }
@@ -104,11 +110,16 @@ Deno.test("embedding() writes zero rows for ids outside [0, V) without reading o
   const out = Tensor.fromArray(gpu, new Float32Array(ids.length * d).fill(7), [2, 3, d]);
   embedding(tt, ti, { out });
   const got = await out.read();
-  assertClose(got, embeddingRef(table, d, ids, 1), TOL, "invalid ids");
+  assertClose(got, embeddingRef(table, ids, { dim: d, scale: 1 }), TOL, "invalid ids");
   for (let i = d; i < 5 * d; i++) assert.equal(got[i], 0);
   const tu = Tensor.fromArray(gpu, new Uint32Array([0xffffffff, 3]));
   const o2 = embedding(tt, tu);
-  assertClose(await o2.read(), embeddingRef(table, d, [-1, 3], 1), TOL, "u32 max id");
+  assertClose(
+    await o2.read(),
+    embeddingRef(table, [-1, 3], { dim: d, scale: 1 }),
+    TOL,
+    "u32 max id",
+  );
   for (const t of [tt, ti, out, tu, o2]) t.dispose();
 });
 

@@ -1,5 +1,6 @@
 import assert from "node:assert/strict";
 import { parseEvalArgs } from "../cli/eval.ts";
+import { loadGemma3Config } from "../model/config_fs.ts";
 import { readEvalResult } from "../rl/evaluate_fs.ts";
 import { writeSmallModelDir } from "./_small_tokenizer.ts";
 
@@ -78,10 +79,14 @@ Deno.test("deno task eval: exits with a clear message for missing inputs", async
 
 Deno.test("deno task eval: refuses a tokenizer whose ids do not fit the model", async () => {
   await withTempDir(async (dir) => {
-    // The fixture folder has no tokenizer.json, so Gemma 3's (262144 ids) is used: too large.
+    // The fixture folder has no tokenizer.json, so Gemma 3's full one is used: too large.
+    const { vocabSize } = await loadGemma3Config(FIXTURE);
     const r = await runCli(["--model", FIXTURE, "--data", await writeGsm8k(dir)]);
     assert.equal(r.code, 1);
-    assert.match(r.stderr, /outside the model's vocabulary of 512: the tokenizer does not match/);
+    assert.match(
+      r.stderr,
+      new RegExp(`outside the model's vocabulary of ${vocabSize}: the tokenizer does not match`),
+    );
   });
 });
 

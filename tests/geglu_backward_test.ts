@@ -1,14 +1,7 @@
 import assert from "node:assert/strict";
 import { Tensor } from "../kernels/tensor.ts";
-import { gegluBackward, gegluFusedBackward } from "../kernels/geglu.ts";
-import {
-  gegluBackwardRef,
-  gegluFusedBackwardRef,
-  gegluFusedRef,
-  gegluRef,
-  geluTanhGradRef,
-  geluTanhRef,
-} from "../kernels/geglu_ref.ts";
+import { gegluBackward } from "../kernels/geglu_backward.ts";
+import { gegluBackwardRef, gegluRef, geluTanhGradRef, geluTanhRef } from "../kernels/geglu_ref.ts";
 import { ShapeError } from "../kernels/errors.ts";
 import { assertClose, randomArray, testGpu } from "./_helpers.ts";
 
@@ -32,23 +25,17 @@ Deno.test("geluTanhGradRef() matches central finite differences of geluTanhRef",
   assert.equal(geluTanhGradRef(-1e200), 0);
 });
 
-Deno.test("gegluBackwardRef() and gegluFusedBackwardRef() match central finite differences", () => {
+Deno.test("gegluBackwardRef() matches central finite differences", () => {
   const rows = 3, inter = 5;
   const gate = Array.from(randomArray(rows * inter, 1, 4)),
     up = Array.from(randomArray(rows * inter, 2, 3));
   const dy = Array.from(randomArray(rows * inter, 3));
   const loss = (g: number[], u: number[]) => gegluRef(g, u).reduce((s, v, k) => s + v * dy[k], 0);
-  const { dGate, dUp } = gegluBackwardRef(gate, up, dy);
+  const { dGate, dUp } = gegluBackwardRef(dy, { gate, up });
   const bump = (a: number[], k: number, s: number) => a.map((v, j) => (j === k ? v + s : v));
   for (let k = 0; k < gate.length; k++) {
     assertNear(dGate[k], central((s) => loss(bump(gate, k, s), up)), 1e-8, `dGate[${k}]`);
     assertNear(dUp[k], central((s) => loss(gate, bump(up, k, s))), 1e-8, `dUp[${k}]`);
-  }
-  const gu = Array.from(randomArray(rows * 2 * inter, 4, 4));
-  const fusedLoss = (a: number[]) => gegluFusedRef(a, inter).reduce((s, v, k) => s + v * dy[k], 0);
-  const dgu = gegluFusedBackwardRef(gu, dy, inter);
-  for (let k = 0; k < gu.length; k++) {
-    assertNear(dgu[k], central((s) => fusedLoss(bump(gu, k, s))), 1e-8, `dGateUp[${k}]`);
   }
 });
 
@@ -62,9 +49,9 @@ Deno.test("gegluBackward() matches reference on odd shapes (scalar and vec4 kern
     const tg = Tensor.fromArray(gpu, g, [rows, inter]),
       tu = Tensor.fromArray(gpu, u, [rows, inter]);
     const td = Tensor.fromArray(gpu, d, [rows, inter]);
-    const { dGate, dUp } = gegluBackward(tg, tu, td);
+    const { dGate, dUp } = gegluBackward(td, { gate: tg, up: tu });
     assert.deepEqual(dGate.shape, [rows, inter]);
-    const want = gegluBackwardRef(g, u, d);
+    const want = gegluBackwardRef(d, { gate: g, up: u });
     assertClose(await dGate.read(), want.dGate, TOL, `dGate ${rows}x${inter}`);
     assertClose(await dUp.read(), want.dUp, TOL, `dUp ${rows}x${inter}`);
     for (const t of [tg, tu, td, dGate, dUp]) t.dispose();
@@ -80,7 +67,7 @@ Deno.test("gegluBackward() follows the reference across [-12, 12] and is exact i
     const tg = Tensor.fromArray(gpu, xs, shape);
     const tu = Tensor.fromArray(gpu, xs.map(() => 2), shape);
     const td = Tensor.fromArray(gpu, xs.map(() => 1.5), shape);
-    const { dGate, dUp } = gegluBackward(tg, tu, td);
+    const { dGate, dUp } = gegluBackward(td, { gate: tg, up: tu });
     const dg = await dGate.read(), du = await dUp.read();
     xs.forEach((x, i) => {
       assert.ok(Number.isFinite(dg[i]), `dGate(${x}) finite, got ${dg[i]}`);
@@ -92,45 +79,27 @@ Deno.test("gegluBackward() follows the reference across [-12, 12] and is exact i
   }
 });
 
-Deno.test("gegluFusedBackward() matches reference on a [T, 2I] gate|up tensor", async () => {
-  const gpu = await testGpu();
-  for (const [rows, inter] of [[1, 1], [7, 3], [33, 257], [3, 1000], [1, 4], [7, 192], [257, 7]]) {
-    const gu = randomArray(rows * 2 * inter, rows * inter, 4), d = randomArray(rows * inter, 3);
-    const t = Tensor.fromArray(gpu, gu, [rows, 2 * inter]);
-    const td = Tensor.fromArray(gpu, d, [rows, inter]);
-    const dgu = gegluFusedBackward(t, td);
-    assert.deepEqual(dgu.shape, [rows, 2 * inter]);
-    const want = gegluFusedBackwardRef(gu, d, inter);
-    assertClose(await dgu.read(), want, TOL, `gegluFusedBackward ${rows}x${inter}`);
-    for (const z of [t, td, dgu]) z.dispose();
-  }
-});
-
-Deno.test("gegluBackward() and gegluFusedBackward() write into outs or over their inputs", async () => {
+Deno.test("gegluBackward() writes into outs or over its inputs", async () => {
   const gpu = await testGpu();
   for (const [rows, inter] of [[7, 33], [5, 64]]) {
     const n = rows * inter;
     const g = randomArray(n, 1, 4), u = randomArray(n, 2), d = randomArray(n, 3);
-    const want = gegluBackwardRef(g, u, d);
+    const want = gegluBackwardRef(d, { gate: g, up: u });
     const tg = Tensor.fromArray(gpu, g, [rows, inter]),
       tu = Tensor.fromArray(gpu, u, [rows, inter]);
     const td = Tensor.fromArray(gpu, d, [rows, inter]);
     const oG = Tensor.empty(gpu, [rows, inter]), oU = Tensor.empty(gpu, [rows, inter]);
-    const outs = gegluBackward(tg, tu, td, { dGate: oG, dUp: oU });
+    const outs = gegluBackward(td, { gate: tg, up: tu }, { dGate: oG, dUp: oU });
     assert.equal(outs.dGate, oG);
     assert.equal(outs.dUp, oU);
     assertClose(await oG.read(), want.dGate, TOL, "dGate out");
     assertClose(await oU.read(), want.dUp, TOL, "dUp out");
-    const same = gegluBackward(tg, tu, td, { dGate: tg, dUp: tu });
+    const same = gegluBackward(td, { gate: tg, up: tu }, { dGate: tg, dUp: tu });
     assert.equal(same.dGate, tg);
     assertClose(await tg.read(), want.dGate, TOL, "dGate over gate");
     assertClose(await tu.read(), want.dUp, TOL, "dUp over up");
 
-    const gu = randomArray(2 * n, 4, 4);
-    const tgu = Tensor.fromArray(gpu, gu, [rows, 2 * inter]);
-    assert.equal(gegluFusedBackward(tgu, td, { out: tgu }), tgu);
-    assertClose(await tgu.read(), gegluFusedBackwardRef(gu, d, inter), TOL, "fused in place");
-    for (const t of [tg, tu, td, oG, oU, tgu]) t.dispose();
+    for (const t of [tg, tu, td, oG, oU]) t.dispose();
   }
 });
 
@@ -142,7 +111,7 @@ Deno.test("gegluBackward() is bit-identical run to run", async () => {
   const td = Tensor.fromArray(gpu, randomArray(n, 3));
   const runs = [];
   for (let run = 0; run < 2; run++) {
-    const { dGate, dUp } = gegluBackward(tg, tu, td);
+    const { dGate, dUp } = gegluBackward(td, { gate: tg, up: tu });
     runs.push([await dGate.read(), await dUp.read()]);
     for (const t of [dGate, dUp]) t.dispose();
   }
@@ -154,22 +123,25 @@ Deno.test("gegluBackward() rejects wrong shapes, dtypes and aliasing with a Shap
   const gpu = await testGpu();
   const a = Tensor.zeros(gpu, [3, 4]), b = Tensor.zeros(gpu, [4, 3]), c = Tensor.zeros(gpu, [3, 4]);
   const e = Tensor.zeros(gpu, [3, 4]), bf = Tensor.zeros(gpu, [3, 4], "bf16");
-  const o = Tensor.zeros(gpu, [11]),
-    gu = Tensor.zeros(gpu, [3, 8]),
-    gu5 = Tensor.zeros(gpu, [3, 5]);
+  const o = Tensor.zeros(gpu, [11]);
   const is = (k: string) => (err: unknown) =>
     err instanceof ShapeError && err.message.startsWith(k);
-  assert.throws(() => gegluBackward(a, b, c), is("gegluBackward: "));
-  assert.throws(() => gegluBackward(a, c, b), is("gegluBackward: "));
-  assert.throws(() => gegluBackward(a, bf, c), is("gegluBackward: "));
-  assert.throws(() => gegluBackward(a, c, e, { dGate: o }), is("gegluBackward: "));
-  assert.throws(() => gegluBackward(a, c, e, { dGate: a }), is("gegluBackward: "));
-  assert.throws(() => gegluBackward(a, c, e, { dGate: e, dUp: c }), is("gegluBackward: "));
-  assert.throws(() => gegluBackward(a, a, e, { dGate: a, dUp: a }), is("gegluBackward: "));
-  assert.throws(() => gegluBackward(a, c, e, { dGate: b, dUp: b }), is("gegluBackward: "));
-  assert.throws(() => gegluFusedBackward(gu5, a), is("gegluFusedBackward: "));
-  assert.throws(() => gegluFusedBackward(gu, b), is("gegluFusedBackward: "));
-  assert.throws(() => gegluFusedBackward(gu, bf), is("gegluFusedBackward: "));
-  assert.throws(() => gegluFusedBackward(gu, a, { out: a }), is("gegluFusedBackward: "));
-  for (const t of [a, b, c, e, bf, o, gu, gu5]) t.dispose();
+  assert.throws(() => gegluBackward(c, { gate: a, up: b }), is("gegluBackward: "));
+  assert.throws(() => gegluBackward(b, { gate: a, up: c }), is("gegluBackward: "));
+  assert.throws(() => gegluBackward(c, { gate: a, up: bf }), is("gegluBackward: "));
+  assert.throws(() => gegluBackward(e, { gate: a, up: c }, { dGate: o }), is("gegluBackward: "));
+  assert.throws(() => gegluBackward(e, { gate: a, up: c }, { dGate: a }), is("gegluBackward: "));
+  assert.throws(
+    () => gegluBackward(e, { gate: a, up: c }, { dGate: e, dUp: c }),
+    is("gegluBackward: "),
+  );
+  assert.throws(
+    () => gegluBackward(e, { gate: a, up: a }, { dGate: a, dUp: a }),
+    is("gegluBackward: "),
+  );
+  assert.throws(
+    () => gegluBackward(e, { gate: a, up: c }, { dGate: b, dUp: b }),
+    is("gegluBackward: "),
+  );
+  for (const t of [a, b, c, e, bf, o]) t.dispose();
 });

@@ -1,7 +1,7 @@
 import assert from "node:assert/strict";
 import { Tensor } from "../kernels/tensor.ts";
-import { geglu, gegluFused } from "../kernels/geglu.ts";
-import { gegluFusedRef, gegluRef, geluTanhRef } from "../kernels/geglu_ref.ts";
+import { geglu } from "../kernels/geglu.ts";
+import { gegluRef, geluTanhRef } from "../kernels/geglu_ref.ts";
 import { ShapeError } from "../kernels/errors.ts";
 import { assertClose, randomArray, testGpu } from "./_helpers.ts";
 
@@ -71,18 +71,6 @@ Deno.test("geglu() matches reference on odd shapes", async () => {
   }
 });
 
-Deno.test("gegluFused() matches reference on a [T, 2I] gate|up tensor", async () => {
-  const gpu = await testGpu();
-  for (const [rows, inter] of [[1, 1], [7, 3], [33, 257], [3, 1000], [1, 4], [7, 192]]) {
-    const gu = randomArray(rows * 2 * inter, rows * inter, 4);
-    const t = Tensor.fromArray(gpu, gu, [rows, 2 * inter]);
-    const y = gegluFused(t);
-    assert.deepEqual(y.shape, [rows, inter]);
-    assertClose(await y.read(), gegluFusedRef(gu, inter), TOL, `gegluFused ${rows}x${inter}`);
-    for (const z of [t, y]) z.dispose();
-  }
-});
-
 Deno.test("geglu() writes into an out tensor", async () => {
   const gpu = await testGpu();
   const g = randomArray(70001, 1, 6), u = randomArray(70001, 2);
@@ -101,8 +89,5 @@ Deno.test("geglu() rejects wrong shapes and dtypes with a ShapeError naming the 
   assert.throws(() => geglu(a, b), is("geglu: "));
   assert.throws(() => geglu(a, bf), is("geglu: "));
   assert.throws(() => geglu(a, a, { out: o }), is("geglu: "));
-  assert.throws(() => gegluFused(c), is("gegluFused: "));
-  assert.throws(() => gegluFused(bf), is("gegluFused: "));
-  assert.throws(() => gegluFused(a, { out: o }), is("gegluFused: "));
   for (const t of [a, b, c, bf, o]) t.dispose();
 });

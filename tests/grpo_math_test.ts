@@ -10,6 +10,7 @@ import {
 } from "../rl/grpo_math.ts";
 import { grpoLoss, type GrpoLossInputs, type GrpoLossOptions } from "../rl/grpo_loss.ts";
 import { createGrpoConfig, GrpoConfigError } from "../rl/grpo_config.ts";
+import { rng } from "./_helpers.ts";
 
 // ---------------------------------------------------------------------------------------------
 // Fixture access (folder from WEBTUNE_FIXTURE; default: the shared gemma3-tiny-a set).
@@ -248,8 +249,7 @@ Deno.test("grpoLoss() with ratio 1 gives loss −mean(A) + β·KL and gradient �
 });
 
 Deno.test("grpoLoss() dLossDLogp agrees with central finite differences (both aggregations, clipped)", () => {
-  let seed = 7;
-  const rand = () => ((seed = (seed * 1103515245 + 12345) % 2147483648) / 2147483648);
+  const rand = rng(7);
   const [B, L] = [4, 6];
   const logp = Array.from({ length: B * L }, () => -0.2 - 3 * rand());
   const ref = logp.map((v) => v + (rand() - 0.5));

@@ -57,18 +57,22 @@ for (const variant of VARIANTS) {
     const oldLogps = variant.offpolicy
       ? { data: await get("old_per_token_logps_offpolicy"), shape: mask.shape }
       : undefined;
-    const r = await grpoGradients(model, trainable, {
+    const r = await grpoGradients(model, {
       prompts: fx.prompt_index_per_row.map((p) => fx.prompts[p]),
       completions: fx.completion_ids,
       mask,
       advantages,
       oldLogps,
     }, {
-      beta: hp.beta,
-      epsilon: hp.epsilon,
-      epsilonHigh: hp.epsilon_high,
-      aggregation: variant.aggregation,
-    }, hp.pad_id);
+      trainable,
+      config: {
+        beta: hp.beta,
+        epsilon: hp.epsilon,
+        epsilonHigh: hp.epsilon_high,
+        aggregation: variant.aggregation,
+      },
+      padId: hp.pad_id,
+    });
     const masked = (x: ArrayLike<number>) => Array.from(x, (v, i) => (mask.data[i] ? v : 0));
     assert.ok(maxAbsDiff(masked(r.logps.data), await get("per_token_logps")) <= 1e-4, "logps");
     assert.ok(maxAbsDiff(masked(r.refLogps.data), await get("ref_per_token_logps")) <= 1e-4, "ref");
@@ -111,34 +115,19 @@ Deno.test("grpoGradients() on row micro-batches, weighted by their share, equals
   const whole = trainableParameters(model, "lora");
   const r = await grpoGradients(
     model,
-    whole,
-    {
-      prompts,
-      completions: fx.completion_ids,
-      mask,
-      advantages,
-    },
-    config,
-    hp.pad_id,
+    { prompts, completions: fx.completion_ids, mask, advantages },
+    { trainable: whole, config, padId: hp.pad_id },
   );
   const split = trainableParameters(model, "lora");
   const rows = prompts.length, half = rows / 2, width = mask.shape[1];
   let loss = 0;
   for (const [r0, r1] of [[0, half], [half, rows]]) {
-    const part = await grpoGradients(
-      model,
-      split,
-      {
-        prompts: prompts.slice(r0, r1),
-        completions: fx.completion_ids.slice(r0, r1),
-        mask: { data: mask.data.slice(r0 * width, r1 * width), shape: [r1 - r0, width] },
-        advantages: advantages.slice(r0, r1),
-      },
-      config,
-      hp.pad_id,
-      null,
-      (r1 - r0) / rows,
-    );
+    const part = await grpoGradients(model, {
+      prompts: prompts.slice(r0, r1),
+      completions: fx.completion_ids.slice(r0, r1),
+      mask: { data: mask.data.slice(r0 * width, r1 * width), shape: [r1 - r0, width] },
+      advantages: advantages.slice(r0, r1),
+    }, { trainable: split, config, padId: hp.pad_id, reference: null, scale: (r1 - r0) / rows });
     loss += ((r1 - r0) / rows) * part.result.loss;
   }
   assert.ok(Math.abs(loss - r.result.loss) <= 1e-7, `loss ${loss} vs ${r.result.loss}`);

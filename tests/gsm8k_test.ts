@@ -1,8 +1,8 @@
 import assert from "node:assert/strict";
 import { parquetWriteBuffer } from "hyparquet-writer";
-import { DatasetFormatError, DatasetNotFoundError, type SkipReport } from "../data/_common.ts";
-import { parseJsonlText } from "../data/_jsonl.ts";
-import { readParquetRows } from "../data/_parquet.ts";
+import { DatasetFormatError, DatasetNotFoundError, type SkipReport } from "../data/errors.ts";
+import { parseJsonlText } from "../data/jsonl.ts";
+import { readParquetRows } from "../data/parquet.ts";
 import {
   collectGsm8k,
   extractHashAnswer,

@@ -1,18 +1,12 @@
 import assert from "node:assert/strict";
 import { Gpu } from "../kernels/gpu.ts";
 import { Tensor } from "../kernels/tensor.ts";
-import { tokenLogprobs, tokenLogprobsBackward } from "../kernels/logprobs.ts";
+import { tokenLogprobs } from "../kernels/logprobs.ts";
+import { tokenLogprobsBackward } from "../kernels/logprobs_backward.ts";
 import { tokenLogprobsBackwardRef, tokenLogprobsRef } from "../kernels/logprobs_ref.ts";
-import { roundToBf16 } from "../kernels/dtype.ts";
 import { ShapeError } from "../kernels/errors.ts";
-import { assertClose, randomArray, rng, testGpu } from "./_helpers.ts";
-
-const TOL = 1e-5;
-
-function randomTargets(tokens: number, vocab: number, seed: number): Int32Array {
-  const r = rng(seed);
-  return Int32Array.from({ length: tokens }, () => Math.floor(r() * vocab));
-}
+import { assertClose, randomArray, testGpu } from "./_helpers.ts";
+import { logprobsProblem, type LogprobsShape, ODD_SHAPES, TOL } from "./_logprobs.ts";
 
 /** Grads in [-1, 1) with every third one zero (masked tokens). */
 function randomGrads(tokens: number, seed: number): Float32Array {
@@ -34,37 +28,36 @@ interface Case {
 /** Runs the kernel and the reference on one case; returns dh and dE as read back. */
 async function checkBackward(
   gpu: Gpu,
-  [tokens, dim, vocab]: readonly [number, number, number],
+  shape: LogprobsShape,
   dtype: "f32" | "bf16",
   o: Case = {},
 ): Promise<{ dh: Float32Array; dE?: Float32Array; parts: [number, number] }> {
-  const h = randomArray(tokens * dim, tokens * 7 + dim, o.scale ?? 1);
-  const e32 = randomArray(vocab * dim, vocab + dim, 1);
-  const e = dtype === "bf16" ? roundToBf16(e32) : e32;
-  const targets = randomTargets(tokens, vocab, vocab * 3 + tokens);
+  const { dims, h, e, targets, th, te, tt } = logprobsProblem(gpu, shape, {
+    dtype,
+    scale: o.scale,
+  });
+  const { tokens, dim, vocab } = dims;
+  const { temperature } = o;
   const grads = o.grads ?? randomGrads(tokens, tokens + 11);
-  const dims = { tokens, dim, vocab };
-  const th = Tensor.fromArray(gpu, h, [tokens, dim]);
-  const te = Tensor.fromArray(gpu, e32, [vocab, dim], dtype);
-  const tt = Tensor.fromArray(gpu, targets, [tokens]);
   const tg = Tensor.fromArray(gpu, grads, [tokens]);
   let tl: Tensor;
   if (o.gpuLse) {
-    const fwd = tokenLogprobs(th, te, tt, { temperature: o.temperature });
+    const fwd = tokenLogprobs({ h: th, embedding: te, targets: tt }, { temperature });
     fwd.logprobs.dispose();
     tl = fwd.lse;
   } else {
-    const { lse } = tokenLogprobsRef(h, e, targets, dims, o.temperature);
+    const { lse } = tokenLogprobsRef({ h, embedding: e, targets }, { ...dims, temperature });
     tl = Tensor.fromArray(gpu, Float32Array.from(lse), [tokens]);
   }
   const mode = o.dE ?? "random";
   const dE0 = mode === "random" ? randomArray(vocab * dim, 99, 0.5) : new Float32Array(vocab * dim);
   const tdE = mode === "none" ? undefined : Tensor.fromArray(gpu, dE0, [vocab, dim]);
-  const dh = tokenLogprobsBackward(th, te, tt, tl, tg, {
-    dEmbedding: tdE,
-    temperature: o.temperature,
+  const inputs = { h: th, embedding: te, targets: tt, lse: tl };
+  const dh = tokenLogprobsBackward(tg, inputs, { dEmbedding: tdE, temperature });
+  const want = tokenLogprobsBackwardRef(grads, { h, embedding: e, targets }, {
+    ...dims,
+    temperature,
   });
-  const want = tokenLogprobsBackwardRef(h, e, targets, grads, dims, o.temperature);
   const what = `T=${tokens} D=${dim} V=${vocab} ${dtype} parts=${te.parts.length}/${
     tdE?.parts.length ?? 0
   } τ=${o.temperature ?? 1}`;
@@ -81,16 +74,15 @@ async function checkBackward(
 }
 
 Deno.test("tokenLogprobsBackwardRef() matches central finite differences of tokenLogprobsRef", () => {
-  const dims = { tokens: 3, dim: 5, vocab: 7 };
-  const temperature = 0.8;
+  const options = { tokens: 3, dim: 5, vocab: 7, temperature: 0.8 };
   const h = Array.from(randomArray(15, 1));
   const e = Array.from(randomArray(35, 2));
   const targets = [4, 0, 6];
   const grads = [0.7, 0, -1.3];
   const loss = (hh: number[], ee: number[]) =>
-    tokenLogprobsRef(hh, ee, targets, dims, temperature).logprobs
+    tokenLogprobsRef({ h: hh, embedding: ee, targets }, options).logprobs
       .reduce((s, lp, t) => s + grads[t] * lp, 0);
-  const { dh, dEmbedding } = tokenLogprobsBackwardRef(h, e, targets, grads, dims, temperature);
+  const { dh, dEmbedding } = tokenLogprobsBackwardRef(grads, { h, embedding: e, targets }, options);
   const step = 1e-5;
   const fd = (f: (x: number[]) => number, x: number[], k: number) => {
     const bump = (s: number) => x.map((v, j) => (j === k ? v + s : v));
@@ -110,17 +102,7 @@ Deno.test("tokenLogprobsBackwardRef() matches central finite differences of toke
 
 Deno.test("tokenLogprobsBackward() matches reference on odd T, D and V, f32 and bf16", async () => {
   const gpu = await testGpu();
-  const cases: [number, number, number][] = [
-    [1, 7, 33],
-    [3, 33, 257],
-    [7, 64, 1000],
-    [33, 7, 5000],
-    [33, 64, 257],
-    [3, 64, 5000],
-    [7, 33, 1000],
-    [33, 7, 33],
-  ];
-  for (const shape of cases) {
+  for (const shape of ODD_SHAPES) {
     for (const dtype of ["f32", "bf16"] as const) await checkBackward(gpu, shape, dtype);
   }
   // dh alone (LoRA training: no dEmbedding).
@@ -208,12 +190,35 @@ Deno.test("tokenLogprobsBackward() checks shapes and dtypes", async () => {
   ];
   const isShape = (err: unknown) =>
     err instanceof ShapeError && /tokenLogprobsBackward: /.test(err.message);
-  assert.throws(() => tokenLogprobsBackward(h, bad[0], ids, lse, grad), isShape);
-  assert.throws(() => tokenLogprobsBackward(h, e, bad[1], lse, grad), isShape);
-  assert.throws(() => tokenLogprobsBackward(h, e, ids, bad[1], grad), isShape);
-  assert.throws(() => tokenLogprobsBackward(h, e, ids, lse, bad[2]), isShape);
-  assert.throws(() => tokenLogprobsBackward(h, e, ids, lse, grad, { dEmbedding: bad[3] }), isShape);
-  assert.throws(() => tokenLogprobsBackward(h, e, ids, lse, grad, { dEmbedding: bad[4] }), isShape);
-  assert.throws(() => tokenLogprobsBackward(h, e, ids, lse, grad, { temperature: -1 }), isShape);
+  assert.throws(
+    () => tokenLogprobsBackward(grad, { h, embedding: bad[0], targets: ids, lse }),
+    isShape,
+  );
+  assert.throws(
+    () => tokenLogprobsBackward(grad, { h, embedding: e, targets: bad[1], lse }),
+    isShape,
+  );
+  assert.throws(
+    () => tokenLogprobsBackward(grad, { h, embedding: e, targets: ids, lse: bad[1] }),
+    isShape,
+  );
+  assert.throws(
+    () => tokenLogprobsBackward(bad[2], { h, embedding: e, targets: ids, lse }),
+    isShape,
+  );
+  assert.throws(
+    () =>
+      tokenLogprobsBackward(grad, { h, embedding: e, targets: ids, lse }, { dEmbedding: bad[3] }),
+    isShape,
+  );
+  assert.throws(
+    () =>
+      tokenLogprobsBackward(grad, { h, embedding: e, targets: ids, lse }, { dEmbedding: bad[4] }),
+    isShape,
+  );
+  assert.throws(
+    () => tokenLogprobsBackward(grad, { h, embedding: e, targets: ids, lse }, { temperature: -1 }),
+    isShape,
+  );
   for (const t of [h, e, ids, lse, grad, ...bad]) t.dispose();
 });

@@ -1,37 +1,30 @@
 import assert from "node:assert/strict";
 import { Gpu } from "../kernels/gpu.ts";
 import { Tensor } from "../kernels/tensor.ts";
-import { tokenLogprobs, vocabLogits } from "../kernels/logprobs.ts";
-import { tokenLogprobsRef, vocabLogitsRef } from "../kernels/logprobs_ref.ts";
-import { roundToBf16 } from "../kernels/dtype.ts";
+import { tokenLogprobs } from "../kernels/logprobs.ts";
+import { tokenLogprobsRef } from "../kernels/logprobs_ref.ts";
 import { ShapeError } from "../kernels/errors.ts";
-import { assertClose, randomArray, rng, testGpu } from "./_helpers.ts";
+import { assertClose, randomArray, testGpu } from "./_helpers.ts";
+import {
+  logprobsProblem,
+  type LogprobsShape,
+  ODD_SHAPES,
+  type ProblemOptions,
+  TOL,
+} from "./_logprobs.ts";
 
-const TOL = 1e-5;
-
-function randomTargets(tokens: number, vocab: number, seed: number): Int32Array {
-  const r = rng(seed);
-  return Int32Array.from({ length: tokens }, () => Math.floor(r() * vocab));
-}
-
+/** Checks tokenLogprobs() on one problem against the reference; returns E's tensor. */
 async function checkLogprobs(
   gpu: Gpu,
-  tokens: number,
-  dim: number,
-  vocab: number,
-  dtype: "f32" | "bf16",
-  options: { temperature?: number; scale?: number; targets?: Int32Array } = {},
+  shape: LogprobsShape,
+  options: ProblemOptions & { readonly temperature?: number },
 ): Promise<Tensor> {
-  const h = randomArray(tokens * dim, tokens * 7 + dim, options.scale ?? 1);
-  const e32 = randomArray(vocab * dim, vocab + dim, 1);
-  const e = dtype === "bf16" ? roundToBf16(e32) : e32;
-  const targets = options.targets ?? randomTargets(tokens, vocab, vocab * 3 + tokens);
-  const th = Tensor.fromArray(gpu, h, [tokens, dim]);
-  const te = Tensor.fromArray(gpu, e32, [vocab, dim], dtype);
-  const tt = Tensor.fromArray(gpu, targets, [tokens]);
-  const got = tokenLogprobs(th, te, tt, { temperature: options.temperature });
-  const want = tokenLogprobsRef(h, e, targets, { tokens, dim, vocab }, options.temperature);
-  const what = `T=${tokens} D=${dim} V=${vocab} ${dtype} parts=${te.parts.length}`;
+  const { dims, h, e, targets, th, te, tt } = logprobsProblem(gpu, shape, options);
+  const { temperature } = options;
+  const got = tokenLogprobs({ h: th, embedding: te, targets: tt }, { temperature });
+  const want = tokenLogprobsRef({ h, embedding: e, targets }, { ...dims, temperature });
+  const what = `T=${dims.tokens} D=${dims.dim} V=${dims.vocab} ${options.dtype} ` +
+    `parts=${te.parts.length}`;
   assertClose(await got.logprobs.read(), want.logprobs, TOL, `logprobs ${what}`);
   assertClose(await got.lse.read(), want.lse, TOL, `lse ${what}`);
   for (const t of [th, tt, got.logprobs, got.lse]) t.dispose();
@@ -40,18 +33,9 @@ async function checkLogprobs(
 
 Deno.test("tokenLogprobs() matches float64 reference on odd T, D and V, f32 and bf16", async () => {
   const gpu = await testGpu();
-  const cases: [number, number, number][] = [
-    [1, 1, 1],
-    [3, 7, 33],
-    [7, 33, 257],
-    [5, 8, 1000],
-    [33, 16, 257],
-    [2, 6, 1000],
-    [9, 64, 4097],
-  ];
-  for (const [tokens, dim, vocab] of cases) {
+  for (const shape of ODD_SHAPES) {
     for (const dtype of ["f32", "bf16"] as const) {
-      (await checkLogprobs(gpu, tokens, dim, vocab, dtype)).dispose();
+      (await checkLogprobs(gpu, shape, { dtype })).dispose();
     }
   }
 });
@@ -59,7 +43,7 @@ Deno.test("tokenLogprobs() matches float64 reference on odd T, D and V, f32 and 
 Deno.test("tokenLogprobs() matches float64 reference at V = 262144", async () => {
   const gpu = await testGpu();
   for (const [dim, dtype] of [[16, "bf16"], [7, "f32"]] as const) {
-    (await checkLogprobs(gpu, 3, dim, 262144, dtype, { scale: 2 })).dispose();
+    (await checkLogprobs(gpu, [3, dim, 262144], { dtype, scale: 2 })).dispose();
   }
 });
 
@@ -69,7 +53,7 @@ Deno.test("tokenLogprobs() handles E split into parts along V", async () => {
   for (
     const [tokens, dim, vocab, dtype] of [[5, 33, 3001, "bf16"], [3, 16, 20000, "f32"]] as const
   ) {
-    const e = await checkLogprobs(gpu, tokens, dim, vocab, dtype);
+    const e = await checkLogprobs(gpu, [tokens, dim, vocab], { dtype });
     assert.ok(e.parts.length > 1, "E should be split");
     e.dispose();
   }
@@ -79,24 +63,25 @@ Deno.test("tokenLogprobs() handles E split into parts along V", async () => {
   const edges = probe.parts.flatMap((p) => [p.rowStart, p.rowStart + p.rows - 1]);
   probe.dispose();
   const targets = Int32Array.from(edges);
-  (await checkLogprobs(gpu, targets.length, dim, vocab, "bf16", { targets })).dispose();
+  (await checkLogprobs(gpu, [targets.length, dim, vocab], { dtype: "bf16", targets })).dispose();
   gpu.destroy();
 });
 
 Deno.test("tokenLogprobs() applies the temperature and stays exact for large logits", async () => {
   const gpu = await testGpu();
-  (await checkLogprobs(gpu, 4, 33, 1000, "f32", { temperature: 0.7 })).dispose();
-  (await checkLogprobs(gpu, 4, 33, 1000, "bf16", { temperature: 2.5, scale: 3 })).dispose();
+  (await checkLogprobs(gpu, [4, 33, 1000], { dtype: "f32", temperature: 0.7 })).dispose();
+  (await checkLogprobs(gpu, [4, 33, 1000], { dtype: "bf16", temperature: 2.5, scale: 3 }))
+    .dispose();
   // Logits of magnitude ~100: the online max must keep exp() in range.
-  (await checkLogprobs(gpu, 3, 64, 8197, "f32", { scale: 12 })).dispose();
-  (await checkLogprobs(gpu, 17, 36, 8197, "bf16", { scale: 12 })).dispose();
+  (await checkLogprobs(gpu, [3, 64, 8197], { dtype: "f32", scale: 12 })).dispose();
+  (await checkLogprobs(gpu, [17, 36, 8197], { dtype: "bf16", scale: 12 })).dispose();
 });
 
 Deno.test("tokenLogprobs() shrinks its chunks for very wide D and stays exact", async () => {
   // D = 4501 (odd, unpacked) walks 4501-long dot loops: the kernel must take fewer steps per
   // chunk to stay under llvmpipe's 65535 loop iterations per invocation.
   const gpu = await testGpu();
-  (await checkLogprobs(gpu, 2, 4501, 4001, "bf16", { scale: 0.2 })).dispose();
+  (await checkLogprobs(gpu, [2, 4501, 4001], { dtype: "bf16", scale: 0.2 })).dispose();
 });
 
 Deno.test("tokenLogprobs() returns NaN for out-of-range targets and checks shapes", async () => {
@@ -104,7 +89,7 @@ Deno.test("tokenLogprobs() returns NaN for out-of-range targets and checks shape
   const h = Tensor.fromArray(gpu, randomArray(6, 1), [2, 3]);
   const e = Tensor.fromArray(gpu, randomArray(15, 2), [5, 3], "bf16");
   const bad = Tensor.fromArray(gpu, new Int32Array([5, -1]), [2]);
-  const { logprobs, lse } = tokenLogprobs(h, e, bad);
+  const { logprobs, lse } = tokenLogprobs({ h, embedding: e, targets: bad });
   const lp = await logprobs.read();
   assert.ok(Number.isNaN(lp[0]) && Number.isNaN(lp[1]));
   assert.ok(Number.isFinite((await lse.read())[0]));
@@ -112,35 +97,12 @@ Deno.test("tokenLogprobs() returns NaN for out-of-range targets and checks shape
   const wrongT = Tensor.zeros(gpu, [3], "u32");
   const f = Tensor.zeros(gpu, [2], "f32");
   const isShape = (e: unknown) => e instanceof ShapeError && /tokenLogprobs: /.test(e.message);
-  assert.throws(() => tokenLogprobs(h, wrongD, bad), isShape);
-  assert.throws(() => tokenLogprobs(h, e, wrongT), isShape);
-  assert.throws(() => tokenLogprobs(h, e, f), isShape);
-  assert.throws(() => tokenLogprobs(h, e, bad, { temperature: 0 }), isShape);
+  assert.throws(() => tokenLogprobs({ h, embedding: wrongD, targets: bad }), isShape);
+  assert.throws(() => tokenLogprobs({ h, embedding: e, targets: wrongT }), isShape);
+  assert.throws(() => tokenLogprobs({ h, embedding: e, targets: f }), isShape);
+  assert.throws(
+    () => tokenLogprobs({ h, embedding: e, targets: bad }, { temperature: 0 }),
+    isShape,
+  );
   for (const t of [h, e, bad, logprobs, lse, wrongD, wrongT, f]) t.dispose();
-});
-
-Deno.test("vocabLogits() matches float64 reference, including a split embedding", async () => {
-  for (const cap of [undefined, 65536]) {
-    const gpu = cap ? await Gpu.create({ maxStorageBufferBindingSize: cap }) : await testGpu();
-    for (
-      const [tokens, dim, vocab, dtype] of [
-        [1, 7, 33, "bf16"],
-        [3, 33, 1000, "f32"],
-        [4, 16, 2049, "bf16"],
-        [5, 1, 257, "f32"],
-      ] as const
-    ) {
-      const h = randomArray(tokens * dim, 3 + dim);
-      const e32 = randomArray(vocab * dim, 5 + vocab);
-      const th = Tensor.fromArray(gpu, h, [tokens, dim]);
-      const te = Tensor.fromArray(gpu, e32, [vocab, dim], dtype);
-      const out = vocabLogits(th, te);
-      assert.deepEqual(out.shape, [tokens, vocab]);
-      const e = dtype === "bf16" ? roundToBf16(e32) : e32;
-      const what = `vocabLogits ${tokens}x${dim}x${vocab} ${dtype} parts=${te.parts.length}`;
-      assertClose(await out.read(), vocabLogitsRef(h, e, { tokens, dim, vocab }), TOL, what);
-      for (const t of [th, te, out]) t.dispose();
-    }
-    if (cap) gpu.destroy();
-  }
 });

@@ -27,7 +27,7 @@ Deno.test("loraLinear() matches reference for ranks 1, 3, 4 and odd widths, f32 
         assert.deepEqual(y.shape, [m, outDim]);
         assert.deepEqual(xa.shape, [m, rank]);
         const wRef = dtype === "bf16" ? roundToBf16(w) : w;
-        const ref = loraLinearRef(x, wRef, a, b, { m, inDim, outDim, rank }, scale);
+        const ref = loraLinearRef(x, { w: wRef, a, b }, { m, inDim, outDim, rank, scale });
         const what = `m=${m} in=${inDim} out=${outDim} r=${rank} ${dtype}`;
         assertClose(await y.read(), ref.y, TOL, `y ${what}`);
         assertClose(await xa.read(), ref.xa, TOL, `xa ${what}`);
@@ -59,7 +59,7 @@ Deno.test("loraLinear() adds a residual, writes into out/xaOut and takes batched
   });
   assert.equal(y, out);
   assert.equal(xa, xaOut);
-  const ref = loraLinearRef(x, roundToBf16(w), a, b, { m, inDim, outDim, rank }, 2);
+  const ref = loraLinearRef(x, { w: roundToBf16(w), a, b }, { m, inDim, outDim, rank, scale: 2 });
   assertClose(await y.read(), ref.y.map((v, i) => v + r[i]), TOL, "y + residual");
   assertClose(await xa.read(), ref.xa, TOL, "xa");
   for (const t of [tx, tw, ta, tb, tr, out, xaOut]) t.dispose();
@@ -78,7 +78,13 @@ Deno.test("loraLinear() works with a split base weight", async () => {
       a: Tensor.fromArray(gpu, a, [rank, inDim]),
       b: Tensor.fromArray(gpu, b, [outDim, rank]),
     }, { scale: 0.5 });
-    const ref = loraLinearRef(x, roundToBf16(w), a, b, { m, inDim, outDim, rank }, 0.5);
+    const ref = loraLinearRef(x, { w: roundToBf16(w), a, b }, {
+      m,
+      inDim,
+      outDim,
+      rank,
+      scale: 0.5,
+    });
     assertClose(await y.read(), ref.y, TOL, "split W");
   } finally {
     gpu.destroy();

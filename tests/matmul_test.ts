@@ -25,42 +25,31 @@ const SHAPES: [number, number, number][] = [
   [1, 7, 1000],
 ];
 
-Deno.test("matmul() x·Wᵀ matches reference on odd shapes, f32 and bf16 W", async () => {
-  const gpu = await testGpu();
-  let seed = 1;
+/** Checks matmul() against matmulRef on every {@linkcode SHAPES} entry, f32 and bf16 W. */
+async function checkSweep(gpu: Gpu, run: { transposeB: boolean; seed: number }): Promise<void> {
+  const { transposeB } = run;
+  let seed = run.seed;
   for (const [m, n, k] of SHAPES) {
     for (const dtype of ["f32", "bf16"] as const) {
       const x = randomArray(m * k, seed++), w = randomArray(n * k, seed++);
       const tx = Tensor.fromArray(gpu, x, [m, k]);
-      const tw = Tensor.fromArray(gpu, w, [n, k], dtype);
-      const y = matmul(tx, tw);
+      const tw = Tensor.fromArray(gpu, w, transposeB ? [n, k] : [k, n], dtype);
+      const y = matmul(tx, tw, { transposeB });
       assert.deepEqual(y.shape, [m, n]);
       const wRef = dtype === "bf16" ? roundToBf16(w) : w;
-      assertClose(await y.read(), matmulRef(x, wRef, { m, n, k }), TOL, `${m}x${n}x${k} ${dtype}`);
+      const want = matmulRef(x, wRef, { m, n, k, transposeB });
+      assertClose(await y.read(), want, TOL, `${m}x${n}x${k} ${dtype}`);
       for (const t of [tx, tw, y]) t.dispose();
     }
   }
+}
+
+Deno.test("matmul() x·Wᵀ matches reference on odd shapes, f32 and bf16 W", async () => {
+  await checkSweep(await testGpu(), { transposeB: true, seed: 1 });
 });
 
 Deno.test("matmul() x·W (transposeB: false) matches reference on odd shapes", async () => {
-  const gpu = await testGpu();
-  let seed = 100;
-  for (const [m, n, k] of SHAPES) {
-    for (const dtype of ["f32", "bf16"] as const) {
-      const x = randomArray(m * k, seed++), w = randomArray(k * n, seed++);
-      const tx = Tensor.fromArray(gpu, x, [m, k]);
-      const tw = Tensor.fromArray(gpu, w, [k, n], dtype);
-      const y = matmul(tx, tw, { transposeB: false });
-      const wRef = dtype === "bf16" ? roundToBf16(w) : w;
-      assertClose(
-        await y.read(),
-        matmulRef(x, wRef, { m, n, k }, false),
-        TOL,
-        `${m}x${n}x${k} ${dtype}`,
-      );
-      for (const t of [tx, tw, y]) t.dispose();
-    }
-  }
+  await checkSweep(await testGpu(), { transposeB: false, seed: 100 });
 });
 
 Deno.test("matmulTransA() aᵀ·b matches reference on odd shapes", async () => {
@@ -94,7 +83,7 @@ Deno.test("matmul() gives the same results with every tiling", async () => {
   const tx = Tensor.fromArray(gpu, x, [m, k]);
   const wNt = Tensor.fromArray(gpu, w, [n, k], "bf16"), wNn = Tensor.fromArray(gpu, w, [k, n]);
   const wantNt = matmulRef(x, roundToBf16(w), { m, n, k });
-  const wantNn = matmulRef(x, w, { m, n, k }, false);
+  const wantNn = matmulRef(x, w, { m, n, k, transposeB: false });
   const production = matmulTiling(gpu, { m: 1024, n: 1024, k: 1024 });
   const tilings = [
     { rows: 1, colVec4s: 2, workgroupSize: 16 },
@@ -126,12 +115,17 @@ Deno.test("matmul() batches rank-3 W and flattens leading dims of x for a 2-D W"
   const tw = Tensor.fromArray(gpu, w, [batch, n, k]);
   const y = matmul(tx, tw);
   assert.deepEqual(y.shape, [batch, m, n]);
-  assertClose(await y.read(), matmulRef(x, w, { batch, m, n, k }, true, true), TOL, "batched nt");
+  assertClose(
+    await y.read(),
+    matmulRef(x, w, { batch, m, n, k, wBatched: true }),
+    TOL,
+    "batched nt",
+  );
   const twn = Tensor.fromArray(gpu, w, [batch, k, n]);
   const yn = matmul(tx, twn, { transposeB: false });
   assertClose(
     await yn.read(),
-    matmulRef(x, w, { batch, m, n, k }, false, true),
+    matmulRef(x, w, { batch, m, n, k, transposeB: false, wBatched: true }),
     TOL,
     "batched nn",
   );
@@ -208,12 +202,12 @@ Deno.test("matmul() reads a split W part by part (x·Wᵀ with wRows, and x·W)"
         transposeB: false,
         residual: Tensor.fromArray(gpu, r, [2, nn]),
       });
-      const ref = matmulRef(
-        x2,
-        dtype === "bf16" ? roundToBf16(w2) : w2,
-        { m: 2, n: nn, k: kk },
-        false,
-      );
+      const ref = matmulRef(x2, dtype === "bf16" ? roundToBf16(w2) : w2, {
+        m: 2,
+        n: nn,
+        k: kk,
+        transposeB: false,
+      });
       assertClose(await y.read(), ref.map((v, i) => v + r[i]), TOL, `split nn ${dtype}`);
       tw2.dispose();
     }

@@ -1,8 +1,8 @@
 import assert from "node:assert/strict";
 import { parquetWriteBuffer } from "hyparquet-writer";
 import { parquetMetadata } from "hyparquet";
-import type { SkipReport } from "../data/_common.ts";
-import { parseJsonlText } from "../data/_jsonl.ts";
+import type { SkipReport } from "../data/errors.ts";
+import { parseJsonlText } from "../data/jsonl.ts";
 import {
   collectOpenThoughts,
   extractBoxed,

@@ -10,7 +10,7 @@ import {
   type LoraTarget,
 } from "../model/gemma3_weights.ts";
 import { LoraAdapter, loraConfig } from "../model/lora.ts";
-import { f64ToBf16Bits, mergeLoraWeight } from "../model/_merge.ts";
+import { f64ToBf16Bits, mergeLoraWeight } from "../model/lora_merge.ts";
 import {
   parsePeftAdapterConfig,
   parsePeftTensorName,
@@ -107,10 +107,9 @@ Deno.test("loadGemma3({ adapter }) reproduces the fixture's LoRA logits and targ
   }
 });
 
-Deno.test("Gemma3 with loraEnabled = false gives the fixture's base target log-probs", async () => {
+Deno.test("Gemma3.withLora(null) gives the fixture's base target log-probs", async () => {
   const gpu = await testGpu();
-  const model = await loadGemma3(FIXTURE, { gpu, adapter: FIXTURE });
-  model.loraEnabled = false;
+  const model = (await loadGemma3(FIXTURE, { gpu, adapter: FIXTURE })).withLora(null);
   const { ids, ref } = await loraCase();
   const base = ref.get("base_target_logprobs")!, lora = ref.get("target_logprobs")!;
   for (let b = 0; b < ids.length; b++) {

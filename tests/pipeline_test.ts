@@ -1,8 +1,8 @@
 import assert from "node:assert/strict";
 import { trainMain } from "../cli/train.ts";
+import type { Tensor } from "../kernels/tensor.ts";
 import { MetricsLogger } from "../rl/metrics.ts";
 import {
-  MemoryRunStore,
   type Phase,
   type PhaseContext,
   type PhaseResult,
@@ -14,10 +14,11 @@ import {
   FsRunStore,
   loadRunConfig,
   MissingInputError,
-  resolveModelDir,
   RUN_FILES,
   runFolderName,
 } from "../rl/pipeline_fs.ts";
+import { MemoryRunStore } from "../rl/run_store.ts";
+import { resolveModelDir } from "../rl/train_config_fs.ts";
 import {
   type PhaseName,
   PipelineError,
@@ -53,6 +54,17 @@ interface FakeOptions {
   readonly crash?: { phase: PhaseName; step: number };
 }
 
+/** A one-value f32 parameter the stores can checkpoint without a GPU. */
+function hostParam(value: number): Tensor {
+  const read = () => Promise.resolve(new Float32Array([value]));
+  return { dtype: "f32", shape: [1], numel: 1, read } as unknown as Tensor;
+}
+
+/** Saves a checkpoint whose one parameter holds the step. */
+function saveStep(ctx: PhaseContext, step: number): Promise<string> {
+  return ctx.saveCheckpoint({ step, params: new Map([["w", hostParam(step)]]) });
+}
+
 /** Fake phases: training ones log a loss per step, checkpoint every 2 steps, honour the signal. */
 function fakePhases(seen: Seen, options: FakeOptions = {}): PhaseSet {
   const steps = options.steps ?? 5;
@@ -69,18 +81,17 @@ function fakePhases(seen: Seen, options: FakeOptions = {}): PhaseSet {
         await ctx.logger.log(phase, step, { loss: 1 / step, lr: 1e-3 });
         bar.update(step, { loss: 1 / step });
         if (step % 2 === 0) {
-          checkpoint = `${ctx.checkpointDir}/step-${step}`;
-          await ctx.recordCheckpoint(step, checkpoint);
+          checkpoint = await saveStep(ctx, step);
           await ctx.addSample({ step, prompt: `q${step}`, completion: `<answer>${step}</answer>` });
         }
         if (options.after?.phase === phase && options.after.step === step) options.after.action();
         if (ctx.signal.aborted) {
-          checkpoint = `${ctx.checkpointDir}/step-${step}`;
+          checkpoint = await saveStep(ctx, step);
           return { status: "interrupted", step, checkpoint };
         }
       }
       bar.finish();
-      return { status: "completed", step: steps, checkpoint: `${ctx.checkpointDir}/final` };
+      return { status: "completed", step: steps, checkpoint: await saveStep(ctx, steps) };
     },
   });
   const evaluation = (phase: PhaseName): Phase => ({
@@ -165,12 +176,15 @@ Deno.test("runPipeline() runs every phase and writes eval.json, pipeline.json, r
     assert.deepEqual(samples, ["sft:2", "sft:4", "grpo:2", "grpo:4"]);
     // Each phase starts from the last finished training phase's final checkpoint.
     const from = (p: PhaseName) => seen.contexts.get(p)!.weightsFrom;
-    const ck = (p: string) => `${store.runDir}/checkpoints/${p}/final`;
+    const ck = (p: string) => `${store.runDir}/checkpoints/${p}/step-5`;
     assert.deepEqual(
       [from("base-eval"), from("sft"), from("sft-eval"), from("grpo"), from("grpo-eval")],
       [null, null, ck("sft"), ck("sft"), ck("grpo")],
     );
-    assert.equal(seen.contexts.get("sft")!.checkpointDir, `${store.runDir}/checkpoints/sft`);
+    // Checkpoints go through the store into <runDir>/checkpoints/<phase>/step-N.
+    assert.ok((await Deno.stat(`${ck("sft")}/state.json`)).isFile);
+    const final = await seen.contexts.get("grpo-eval")!.loadCheckpoint(ck("grpo"));
+    assert.deepEqual([final.step, ...final.params.get("w")!.data], [5, 5]);
     assert.equal(seen.contexts.get("sft")!.resumeFrom, null);
   });
 });
@@ -218,6 +232,7 @@ Deno.test("runPipeline() stops on abort: pipeline.json says interrupted at phase
     assert.deepEqual(saved.completed, ["base-eval"]);
     assert.deepEqual(Object.keys(await readJson(`${store.runDir}/${RUN_FILES.evals}`)), ["base"]);
     assert.ok((await Deno.stat(`${store.runDir}/${RUN_FILES.report}`)).isFile);
+    assert.equal((await store.loadCheckpoint(`${store.runDir}/checkpoints/sft/step-3`)).step, 3);
 
     // Resume: base-eval is not run again; sft continues from step 3 and its checkpoint.
     const again = newSeen();
@@ -302,6 +317,8 @@ Deno.test("runPipeline() records a crash, keeps the report, resumes from the las
     step: 4,
     checkpoint: "memory/checkpoints/grpo/step-4",
   });
+  const kept = await store.loadCheckpoint("memory/checkpoints/grpo/step-4");
+  assert.deepEqual([...kept.params.get("w")!.data], [4]);
   assert.equal(state.status, "completed");
   assert.equal(state.error, null);
 });
@@ -380,13 +397,13 @@ interface CliRun {
 
 async function runCli(
   args: string[],
-  phases: (config: TrainConfig) => PhaseSet,
+  phases: () => PhaseSet,
   extra: { hubCache?: string; interrupt?: (fire: () => void) => void } = {},
 ): Promise<CliRun> {
   const out: string[] = [], err: string[] = [];
   const code = await trainMain(args, {
     env: { HF_HUB_CACHE: extra.hubCache ?? "/nonexistent-hub-cache" },
-    createPhases: (config) => Promise.resolve(phases(config)),
+    phases: () => phases(),
     out: (l) => out.push(l),
     err: (l) => err.push(l),
     onInterrupt: (handler) => {

@@ -1,5 +1,5 @@
 import assert from "node:assert/strict";
-import { barChartSvg, escapeXml, formatTick, linePlotSvg, niceTicks } from "../rl/_svg.ts";
+import { barChartSvg, escapeXml, formatTick, linePlotSvg, niceTicks } from "../rl/svg_plot.ts";
 import type { MetricsRecord } from "../rl/metrics.ts";
 import { renderReport, type ReportInput, reportPlots } from "../rl/report.ts";
 import { rng } from "./_helpers.ts";

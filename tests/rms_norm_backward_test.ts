@@ -1,18 +1,16 @@
 import assert from "node:assert/strict";
 import { Tensor } from "../kernels/tensor.ts";
-import { rmsNorm, rmsNormBackward, type RmsNormStrategy } from "../kernels/rms_norm.ts";
+import { rmsNorm, type RmsNormStrategy } from "../kernels/rms_norm.ts";
+import { rmsNormBackward } from "../kernels/rms_norm_backward.ts";
 import { rmsNormBackwardRef, rmsNormRef } from "../kernels/rms_norm_ref.ts";
 import { roundToBf16 } from "../kernels/dtype.ts";
 import { ShapeError } from "../kernels/errors.ts";
 import { assertClose, randomArray, testGpu } from "./_helpers.ts";
-
-const TOL = 1e-5;
-const EPS = 1e-6;
-const STRATEGIES: readonly RmsNormStrategy[] = ["row", "workgroup"];
+import { EPS, ODD_SHAPES, STRATEGIES, TOL } from "./_rms_norm.ts";
 
 /** Float32 rstd of the reference forward: what the forward kernel hands to the backward. */
 function rstdF32(x: ArrayLike<number>, w: ArrayLike<number>, eps = EPS): Float32Array {
-  return Float32Array.from(rmsNormRef(x, w, eps).rstd);
+  return Float32Array.from(rmsNormRef(x, w, { eps }).rstd);
 }
 
 Deno.test("rmsNormBackwardRef() matches central finite differences of rmsNormRef", () => {
@@ -20,8 +18,8 @@ Deno.test("rmsNormBackwardRef() matches central finite differences of rmsNormRef
     const x = Array.from(randomArray(rows * d, d, 2)), w = Array.from(randomArray(d, 3, 0.5));
     const dy = Array.from(randomArray(rows * d, 4));
     const loss = (xs: number[], ws: number[]) =>
-      rmsNormRef(xs, ws, eps).y.reduce((s, v, k) => s + v * dy[k], 0);
-    const { dx, dw } = rmsNormBackwardRef(x, w, rmsNormRef(x, w, eps).rstd, dy);
+      rmsNormRef(xs, ws, { eps }).y.reduce((s, v, k) => s + v * dy[k], 0);
+    const { dx, dw } = rmsNormBackwardRef(dy, { x, w, rstd: rmsNormRef(x, w, { eps }).rstd });
     const h = 1e-5;
     const central = (f: (s: number) => number) => (f(h) - f(-h)) / (2 * h);
     for (let k = 0; k < x.length; k++) {
@@ -37,30 +35,19 @@ Deno.test("rmsNormBackwardRef() matches central finite differences of rmsNormRef
 
 Deno.test("rmsNormBackward() matches reference on odd shapes, f32/bf16 w, both strategies", async () => {
   const gpu = await testGpu();
-  const cases: [number, number][] = [
-    [1, 1],
-    [3, 3],
-    [7, 7],
-    [1, 33],
-    [33, 257],
-    [7, 1000],
-    [257, 33],
-    [3, 1152],
-    [257, 7],
-  ];
-  for (const [rows, d] of cases) {
+  for (const [rows, d] of ODD_SHAPES) {
     const x = randomArray(rows * d, rows * 31 + d, 3), dy = randomArray(rows * d, rows + 5);
     const w32 = randomArray(d, d + 7, 0.5), dw0 = randomArray(d, 9, 2);
     const tx = Tensor.fromArray(gpu, x, [rows, d]), tdy = Tensor.fromArray(gpu, dy, [rows, d]);
     for (const dtype of ["f32", "bf16"] as const) {
       const w = dtype === "bf16" ? roundToBf16(w32) : w32;
       const rstd = rstdF32(x, w);
-      const want = rmsNormBackwardRef(x, w, rstd, dy);
+      const want = rmsNormBackwardRef(dy, { x, w, rstd });
       const wantDw = want.dw.map((v, i) => v + dw0[i]);
       const tw = Tensor.fromArray(gpu, w32, [d], dtype), tr = Tensor.fromArray(gpu, rstd);
       for (const strategy of STRATEGIES) {
         const dw = Tensor.fromArray(gpu, dw0);
-        const dx = rmsNormBackward(tx, tw, tr, tdy, { dw, strategy });
+        const dx = rmsNormBackward(tdy, { x: tx, w: tw, rstd: tr }, { dw, strategy });
         assert.deepEqual(dx.shape, [rows, d]);
         const what = `rmsNormBackward ${rows}x${d} ${dtype} ${strategy}`;
         assertClose(await dx.read(), want.dx, TOL, `${what} dx`);
@@ -82,10 +69,10 @@ Deno.test("rmsNormBackward() stays within 1e-5 on wide rows with outliers, after
   const tx = Tensor.fromArray(gpu, x, [rows, d]), tw = Tensor.fromArray(gpu, w);
   const tdy = Tensor.fromArray(gpu, dy, [rows, d]), tr = Tensor.empty(gpu, [rows]);
   rmsNorm(tx, tw, { rstd: tr }).dispose();
-  const want = rmsNormBackwardRef(x, w, await tr.read(), dy);
+  const want = rmsNormBackwardRef(dy, { x, w, rstd: await tr.read() });
   for (const strategy of STRATEGIES) {
     const dw = Tensor.zeros(gpu, [d]);
-    const dx = rmsNormBackward(tx, tw, tr, tdy, { dw, strategy });
+    const dx = rmsNormBackward(tdy, { x: tx, w: tw, rstd: tr }, { dw, strategy });
     assertClose(await dx.read(), want.dx, TOL, `outliers dx ${strategy}`);
     assertClose(await dw.read(), want.dw, TOL, `outliers dw ${strategy}`);
     for (const t of [dx, dw]) t.dispose();
@@ -99,12 +86,12 @@ Deno.test("rmsNormBackward() handles per-head q/k norms ([T, H, headDim] with w 
     const x = randomArray(t * h * hd, t + h + hd, 2), dy = randomArray(t * h * hd, hd, 1);
     const w = randomArray(hd, hd, 0.5);
     const rstd = rstdF32(x, roundToBf16(w));
-    const want = rmsNormBackwardRef(x, roundToBf16(w), rstd, dy);
+    const want = rmsNormBackwardRef(dy, { x, w: roundToBf16(w), rstd });
     const tx = Tensor.fromArray(gpu, x, [t, h, hd]), tdy = Tensor.fromArray(gpu, dy, [t, h, hd]);
     const tw = Tensor.fromArray(gpu, w, [hd], "bf16"), tr = Tensor.fromArray(gpu, rstd, [t, h]);
     for (const strategy of STRATEGIES) {
       const dw = Tensor.zeros(gpu, [hd]);
-      const dx = rmsNormBackward(tx, tw, tr, tdy, { dw, strategy });
+      const dx = rmsNormBackward(tdy, { x: tx, w: tw, rstd: tr }, { dw, strategy });
       assert.deepEqual(dx.shape, [t, h, hd]);
       assertClose(await dx.read(), want.dx, TOL, `heads ${t}x${h}x${hd} ${strategy} dx`);
       assertClose(await dw.read(), want.dw, TOL, `heads ${t}x${h}x${hd} ${strategy} dw`);
@@ -122,7 +109,7 @@ for (const strategy of STRATEGIES) {
     const batches = [1, 2].map((seed) => {
       const x = randomArray(rows * d, seed, 2), dy = randomArray(rows * d, seed + 10);
       const rstd = rstdF32(x, w);
-      return { x, dy, rstd, want: rmsNormBackwardRef(x, w, rstd, dy) };
+      return { x, dy, rstd, want: rmsNormBackwardRef(dy, { x, w, rstd }) };
     });
     const dw = Tensor.zeros(gpu, [d]);
     const dh0 = randomArray(rows * d, 3, 5);
@@ -131,7 +118,12 @@ for (const strategy of STRATEGIES) {
       const tx = Tensor.fromArray(gpu, b.x, [rows, d]), tr = Tensor.fromArray(gpu, b.rstd);
       const tdy = Tensor.fromArray(gpu, b.dy, [rows, d]);
       assert.equal(
-        rmsNormBackward(tx, tw, tr, tdy, { dw, out: dh, accumulateDx: true, strategy }),
+        rmsNormBackward(tdy, { x: tx, w: tw, rstd: tr }, {
+          dw,
+          out: dh,
+          accumulateDx: true,
+          strategy,
+        }),
         dh,
       );
       for (const t of [tx, tr, tdy]) t.dispose();
@@ -144,7 +136,10 @@ for (const strategy of STRATEGIES) {
     // In place over dy, with dw still reading the original dy (it runs first).
     const tx = Tensor.fromArray(gpu, b1.x, [rows, d]), tr = Tensor.fromArray(gpu, b1.rstd);
     const tdy = Tensor.fromArray(gpu, b1.dy, [rows, d]), dw1 = Tensor.zeros(gpu, [d]);
-    assert.equal(rmsNormBackward(tx, tw, tr, tdy, { dw: dw1, out: tdy, strategy }), tdy);
+    assert.equal(
+      rmsNormBackward(tdy, { x: tx, w: tw, rstd: tr }, { dw: dw1, out: tdy, strategy }),
+      tdy,
+    );
     assertClose(await tdy.read(), b1.want.dx, TOL, "dx in place over dy");
     assertClose(await dw1.read(), b1.want.dw, TOL, "dw with in-place dx");
     for (const t of [tw, dw, dh, tx, tr, tdy, dw1]) t.dispose();
@@ -159,9 +154,9 @@ Deno.test("rmsNormBackward() skips dw when not asked (frozen weights): one dispa
   const tx = Tensor.fromArray(gpu, x, [rows, d]), tdy = Tensor.fromArray(gpu, dy, [rows, d]);
   const tw = Tensor.fromArray(gpu, w), tr = Tensor.fromArray(gpu, rstd);
   const before = gpu.dispatchCount;
-  const dx = rmsNormBackward(tx, tw, tr, tdy);
+  const dx = rmsNormBackward(tdy, { x: tx, w: tw, rstd: tr });
   assert.equal(gpu.dispatchCount - before, 1);
-  assertClose(await dx.read(), rmsNormBackwardRef(x, w, rstd, dy).dx, TOL, "dx only");
+  assertClose(await dx.read(), rmsNormBackwardRef(dy, { x, w, rstd }).dx, TOL, "dx only");
   for (const t of [tx, tdy, tw, tr, dx]) t.dispose();
 });
 
@@ -170,15 +165,15 @@ Deno.test("rmsNormBackward() is bit-identical run to run (two-stage dw over many
   const rows = 1500, d = 257; // 24 blocks of 63 rows in the first dw stage
   const x = randomArray(rows * d, 7, 3), dy = randomArray(rows * d, 8), w = randomArray(d, 9);
   const rstd = rstdF32(x, w);
-  const want = rmsNormBackwardRef(x, w, rstd, dy);
+  const want = rmsNormBackwardRef(dy, { x, w, rstd });
   const tx = Tensor.fromArray(gpu, x, [rows, d]), tdy = Tensor.fromArray(gpu, dy, [rows, d]);
   const tw = Tensor.fromArray(gpu, w, [d], "bf16"), tr = Tensor.fromArray(gpu, rstd);
-  const wantBf16 = rmsNormBackwardRef(x, roundToBf16(w), rstd, dy);
+  const wantBf16 = rmsNormBackwardRef(dy, { x, w: roundToBf16(w), rstd });
   for (const strategy of STRATEGIES) {
     const runs = [];
     for (let run = 0; run < 2; run++) {
       const dw = Tensor.zeros(gpu, [d]);
-      const dx = rmsNormBackward(tx, tw, tr, tdy, { dw, strategy });
+      const dx = rmsNormBackward(tdy, { x: tx, w: tw, rstd: tr }, { dw, strategy });
       runs.push({ dx: await dx.read(), dw: await dw.read() });
       for (const t of [dx, dw]) t.dispose();
     }
@@ -199,22 +194,28 @@ Deno.test("rmsNormBackward() rejects wrong shapes, dtypes and aliasing with a Sh
   const xi = Tensor.zeros(gpu, [3, 8], "i32"), o = Tensor.zeros(gpu, [25]);
   const dwBf = Tensor.zeros(gpu, [8], "bf16"), dw = Tensor.zeros(gpu, [8]);
   const isShape = (e: unknown) => e instanceof ShapeError && /^rmsNormBackward: /.test(e.message);
-  assert.throws(() => rmsNormBackward(x, w7, r, dy), isShape);
-  assert.throws(() => rmsNormBackward(xi, w, r, dy), isShape);
-  assert.throws(() => rmsNormBackward(x, w, r4, dy), isShape);
-  assert.throws(() => rmsNormBackward(x, w, r, dy7), isShape);
-  assert.throws(() => rmsNormBackward(x, w, r, dy, { dw: dwBad }), isShape);
-  assert.throws(() => rmsNormBackward(x, w, r, dy, { dw: dwBf }), isShape);
-  assert.throws(() => rmsNormBackward(x, w, r, dy, { out: o }), isShape);
-  assert.throws(() => rmsNormBackward(x, w, r, dy, { out: x }), isShape);
-  assert.throws(() => rmsNormBackward(x, w, r, dy, { accumulateDx: true }), isShape);
+  assert.throws(() => rmsNormBackward(dy, { x, w: w7, rstd: r }), isShape);
+  assert.throws(() => rmsNormBackward(dy, { x: xi, w, rstd: r }), isShape);
+  assert.throws(() => rmsNormBackward(dy, { x, w, rstd: r4 }), isShape);
+  assert.throws(() => rmsNormBackward(dy7, { x, w, rstd: r }), isShape);
+  assert.throws(() => rmsNormBackward(dy, { x, w, rstd: r }, { dw: dwBad }), isShape);
+  assert.throws(() => rmsNormBackward(dy, { x, w, rstd: r }, { dw: dwBf }), isShape);
+  assert.throws(() => rmsNormBackward(dy, { x, w, rstd: r }, { out: o }), isShape);
+  assert.throws(() => rmsNormBackward(dy, { x, w, rstd: r }, { out: x }), isShape);
+  assert.throws(() => rmsNormBackward(dy, { x, w, rstd: r }, { accumulateDx: true }), isShape);
   const x1 = Tensor.zeros(gpu, [1, 8]),
     r1 = Tensor.zeros(gpu, [1]),
     dy1 = Tensor.zeros(gpu, [1, 8]);
-  assert.throws(() => rmsNormBackward(x1, w, r1, dy1, { dw: x1.reshape([8]) }), isShape);
-  assert.throws(() => rmsNormBackward(x1, w, r1, dy1, { dw, out: dw.reshape([1, 8]) }), isShape);
   assert.throws(
-    () => rmsNormBackward(x, w, r, dy, { strategy: "fast" as RmsNormStrategy }),
+    () => rmsNormBackward(dy1, { x: x1, w, rstd: r1 }, { dw: x1.reshape([8]) }),
+    isShape,
+  );
+  assert.throws(
+    () => rmsNormBackward(dy1, { x: x1, w, rstd: r1 }, { dw, out: dw.reshape([1, 8]) }),
+    isShape,
+  );
+  assert.throws(
+    () => rmsNormBackward(dy, { x, w, rstd: r }, { strategy: "fast" as RmsNormStrategy }),
     isShape,
   );
   for (const t of [x, w, r, dy, w7, r4, dy7, dwBad, xi, o, dwBf, dw, x1, r1, dy1]) t.dispose();

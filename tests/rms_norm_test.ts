@@ -5,24 +5,11 @@ import { rmsNormRef } from "../kernels/rms_norm_ref.ts";
 import { roundToBf16 } from "../kernels/dtype.ts";
 import { ShapeError } from "../kernels/errors.ts";
 import { assertClose, randomArray, testGpu } from "./_helpers.ts";
-
-const TOL = 1e-5;
-const EPS = 1e-6;
-const STRATEGIES: readonly RmsNormStrategy[] = ["row", "workgroup"];
+import { EPS, ODD_SHAPES, STRATEGIES, TOL } from "./_rms_norm.ts";
 
 Deno.test("rmsNorm() matches reference for odd widths and rows, f32/bf16 w, both strategies", async () => {
   const gpu = await testGpu();
-  const cases: [number, number][] = [
-    [1, 1],
-    [3, 3],
-    [7, 7],
-    [1, 33],
-    [33, 257],
-    [7, 1000],
-    [3, 1152],
-    [257, 64],
-  ];
-  for (const [rows, d] of cases) {
+  for (const [rows, d] of ODD_SHAPES) {
     for (const [dtype, strategy] of STRATEGIES.flatMap((s) => [["f32", s], ["bf16", s]] as const)) {
       const x = randomArray(rows * d, rows * 31 + d, 3);
       const w32 = randomArray(d, d + 7, 0.5);
@@ -32,7 +19,7 @@ Deno.test("rmsNorm() matches reference for odd widths and rows, f32/bf16 w, both
       const y = rmsNorm(tx, tw, { eps: EPS, strategy });
       assert.deepEqual(y.shape, [rows, d]);
       const what = `rmsNorm ${rows}x${d} ${dtype} ${strategy}`;
-      assertClose(await y.read(), rmsNormRef(x, w, EPS).y, TOL, what);
+      assertClose(await y.read(), rmsNormRef(x, w, { eps: EPS }).y, TOL, what);
       for (const t of [tx, tw, y]) t.dispose();
     }
   }
@@ -45,7 +32,7 @@ Deno.test("rmsNorm() stays within 1e-5 on wide rows with a large dynamic range",
   for (let i = 0; i < x.length; i += 97) x[i] *= 300; // outliers, as in real hidden states
   const w = randomArray(d, 5, 0.5);
   const tx = Tensor.fromArray(gpu, x, [rows, d]), tw = Tensor.fromArray(gpu, w);
-  const want = rmsNormRef(x, w, EPS).y;
+  const want = rmsNormRef(x, w, { eps: EPS }).y;
   for (const strategy of STRATEGIES) {
     const y = rmsNorm(tx, tw, { strategy });
     assertClose(await y.read(), want, TOL, `rmsNorm outliers ${strategy}`);
@@ -66,7 +53,7 @@ Deno.test("rmsNorm() normalises per head for q/k norms ([T, H, headDim] with w [
     const tw = Tensor.fromArray(gpu, w, [hd], "bf16");
     const y = rmsNorm(tx, tw, { eps: EPS, strategy });
     assert.deepEqual(y.shape, [t, h, hd]);
-    const want = rmsNormRef(x, roundToBf16(w), EPS).y;
+    const want = rmsNormRef(x, roundToBf16(w), { eps: EPS }).y;
     assertClose(await y.read(), want, TOL, `rmsNorm heads ${t}x${h}x${hd} ${strategy}`);
     for (const z of [tx, tw, y]) z.dispose();
   }
@@ -78,7 +65,7 @@ for (const strategy of STRATEGIES) {
     const rows = 7, d = 257;
     const x = randomArray(rows * d, 1, 2), res = randomArray(rows * d, 2, 20);
     const w = randomArray(d, 3, 0.5);
-    const want = rmsNormRef(x, w, EPS, res).y;
+    const want = rmsNormRef(x, w, { eps: EPS, residual: res }).y;
     const tw = Tensor.fromArray(gpu, w);
 
     const tx = Tensor.fromArray(gpu, x, [rows, d]), tr = Tensor.fromArray(gpu, res, [rows, d]);
@@ -97,7 +84,7 @@ for (const strategy of STRATEGIES) {
 
     const tx3 = Tensor.fromArray(gpu, x, [rows, d]);
     rmsNorm(tx3, tw, { out: tx3, strategy });
-    assertClose(await tx3.read(), rmsNormRef(x, w, EPS).y, TOL, "plain norm in place");
+    assertClose(await tx3.read(), rmsNormRef(x, w, { eps: EPS }).y, TOL, "plain norm in place");
     for (const t of [tw, tx, tr, y, tx2, tr2, tx3]) t.dispose();
   });
 
@@ -108,7 +95,7 @@ for (const strategy of STRATEGIES) {
     const tx = Tensor.fromArray(gpu, x, [rows, d]), tw = Tensor.fromArray(gpu, w, [d], "bf16");
     const rstd = Tensor.empty(gpu, [rows]);
     const y = rmsNorm(tx, tw, { eps: 1e-3, rstd, strategy });
-    const want = rmsNormRef(x, roundToBf16(w), 1e-3);
+    const want = rmsNormRef(x, roundToBf16(w), { eps: 1e-3 });
     const got = await rstd.read();
     for (let r = 0; r < rows; r++) {
       assert.ok(Math.abs(got[r] - want.rstd[r]) <= TOL * want.rstd[r], `rstd row ${r}`);

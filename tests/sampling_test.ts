@@ -1,15 +1,10 @@
 import assert from "node:assert/strict";
 import { Gpu } from "../kernels/gpu.ts";
 import { Tensor } from "../kernels/tensor.ts";
-import { sample, type SampleOptions } from "../kernels/sampling.ts";
-import {
-  keyValue,
-  orderedKey,
-  sampleRef,
-  SamplingOptionsError,
-  samplingUniform,
-} from "../kernels/sampling_ref.ts";
+import { sample, type SampleOptions, SamplingOptionsError } from "../kernels/sampling.ts";
+import { keyValue, orderedKey, sampleRef, samplingUniform } from "../kernels/sampling_ref.ts";
 import { ShapeError } from "../kernels/errors.ts";
+import { FieldError } from "../base/field_error.ts";
 import { randomArray, testGpu } from "./_helpers.ts";
 
 async function gpuSample(
@@ -242,7 +237,9 @@ Deno.test("sample() rejects bad options and shapes naming the field", async () =
   for (const [o, field] of bad) {
     assert.throws(
       () => sample(t, o),
-      (e) => e instanceof SamplingOptionsError && e.message.includes(field),
+      (e) =>
+        e instanceof SamplingOptionsError && e instanceof FieldError && e.path === field &&
+        e.message.includes(field),
     );
   }
   const small = Tensor.zeros(gpu, [3], "u32");
@@ -256,14 +253,14 @@ Deno.test("sample() rejects bad options and shapes naming the field", async () =
 });
 
 Deno.test("samplingUniform() is deterministic, in [0, 1) and spread; orderedKey() orders floats", () => {
-  const us = Array.from({ length: 20000 }, (_, i) => samplingUniform(7, 1, i));
-  assert.equal(samplingUniform(7, 1, 5), us[5]);
+  const us = Array.from({ length: 20000 }, (_, i) => samplingUniform({ seed: 7, step: 1, row: i }));
+  assert.equal(samplingUniform({ seed: 7, step: 1, row: 5 }), us[5]);
   assert.ok(us.every((u) => u >= 0 && u < 1 && Number.isInteger(u * 2 ** 24)));
   const mean = us.reduce((a, b) => a + b, 0) / us.length;
   assert.ok(Math.abs(mean - 0.5) < 0.01, `mean ${mean}`);
   assert.ok(new Set(us).size > 19900);
-  assert.notEqual(samplingUniform(7, 2, 5), us[5]);
-  assert.notEqual(samplingUniform(8, 1, 5), us[5]);
+  assert.notEqual(samplingUniform({ seed: 7, step: 2, row: 5 }), us[5]);
+  assert.notEqual(samplingUniform({ seed: 8, step: 1, row: 5 }), us[5]);
   const xs = [-Infinity, -3.5, -1e-30, -0, 0, 1e-30, 2, Infinity];
   const keys = xs.map(orderedKey);
   for (let i = 1; i < keys.length; i++) assert.ok(keys[i] > keys[i - 1], `${xs[i]}`);

@@ -1,7 +1,8 @@
 import assert from "node:assert/strict";
 import { Tokenizer, TokenizerError } from "../model/tokenizer.ts";
 import { defaultTokenizerFileUrl, loadDefaultTokenizer } from "../model/tokenizer_fs.ts";
-import { splitOnString } from "../model/_tokenizer_pipeline.ts";
+import { splitOnString } from "../model/tokenizer_pipeline.ts";
+import { rng } from "./_helpers.ts";
 
 // Golden cases from HF tokenizers (Rust) 0.23.2; see ../../shared/fixtures/README.md.
 const CASES_PATH = Deno.env.get("WEBTUNE_TOKENIZER_CASES") ??
@@ -119,17 +120,6 @@ Deno.test("encode() is unchanged by its word cache; long pieces and byte runs ro
   assert.equal(tok.idToToken(ids[0]), "<0xF4>");
   assert.equal(tok.decode(ids), rare);
 });
-
-/** Seeded PRNG (mulberry32). */
-function rng(seed: number): () => number {
-  let s = seed >>> 0;
-  return () => {
-    s = (s + 0x6d2b79f5) >>> 0;
-    let t = Math.imul(s ^ (s >>> 15), s | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
 // Not generated, since they do not round-trip by design: "▁" (U+2581) decodes to " "; special
 // token strings ("<bos>", "<end_of_turn>", …) vanish under skipSpecialTokens; lone surrogates

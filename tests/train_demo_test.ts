@@ -6,12 +6,10 @@
 
 import assert from "node:assert/strict";
 import { trainMain } from "../cli/train.ts";
-import { createPhases } from "../cli/_phases.ts";
 import type { MetricsLogger } from "../rl/metrics.ts";
 import type { Phase, PhaseContext, PhaseSet } from "../rl/pipeline.ts";
 import { RUN_FILES } from "../rl/pipeline_fs.ts";
 import { ProgressReporter } from "../rl/progress.ts";
-import type { TrainConfig } from "../rl/train_config.ts";
 
 /** A few steps per phase; small enough for a CPU adapter, long enough to checkpoint twice. */
 const SHORT_DEMO = [
@@ -58,10 +56,7 @@ async function runTrain(
   const out: string[] = [], err: string[] = [];
   const code = await trainMain(args, {
     env: { HF_HUB_CACHE: "/nonexistent-hub-cache" },
-    createPhases: async (config: TrainConfig, runDir: string) => {
-      const phases = await createPhases(config, runDir);
-      return options.wrap ? options.wrap(phases) : phases;
-    },
+    phases: options.wrap,
     out: (l) => out.push(l),
     err: (l) => err.push(l),
     onInterrupt: (handler) => {

@@ -40,12 +40,11 @@ const positionMasks = SEQUENCES.map((s, b) => s.map((_, t) => (t >= PROMPT_LENGT
 function refLoss(weights: RefWeights): number {
   let sum = 0, count = 0;
   SEQUENCES.forEach((ids, b) => {
-    const r = nllRef(
-      gemma3ForwardRef(TINY_CONFIG, weights, ids),
+    const r = nllRef(gemma3ForwardRef(TINY_CONFIG, weights, ids), {
       ids,
-      positionMasks[b],
-      TINY_CONFIG.vocabSize,
-    );
+      mask: positionMasks[b],
+      vocab: TINY_CONFIG.vocabSize,
+    });
     sum += r.sum;
     count += r.count;
   });

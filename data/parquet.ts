@@ -12,7 +12,8 @@ import {
   parquetReadObjects,
   parquetSchema,
 } from "hyparquet";
-import { DatasetFormatError, type RawRow } from "./_common.ts";
+import type { RawRow } from "./_common.ts";
+import { DatasetFormatError } from "./errors.ts";
 
 /** A random-access byte source (hyparquet's AsyncBuffer); an `ArrayBuffer` is one. */
 export interface ParquetByteSource {
@@ -82,7 +83,7 @@ export async function parquetColumnNames(
  * @example
  * ```ts
  * import { parquetWriteBuffer } from "hyparquet-writer";
- * import { readParquetRows } from "./_parquet.ts";
+ * import { readParquetRows } from "./parquet.ts";
  * const buf = parquetWriteBuffer({ columnData: [{ name: "q", data: ["a", "b"], type: "STRING" }] });
  * const rows = [];
  * for await (const row of readParquetRows(buf, "mem.parquet")) rows.push(row.value);

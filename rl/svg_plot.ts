@@ -87,7 +87,7 @@ const LEGEND_ROW = 18;
  * @returns The text with `& < > " '` replaced by entities.
  * @example
  * ```ts
- * import { escapeXml } from "./_svg.ts";
+ * import { escapeXml } from "./svg_plot.ts";
  * if (escapeXml("<a & 'b'>") !== "&lt;a &amp; &#39;b&#39;&gt;") throw new Error("bad");
  * ```
  */
@@ -121,7 +121,7 @@ function niceNumber(x: number, round: boolean): number {
  * @returns Ascending ticks, at least two.
  * @example
  * ```ts
- * import { niceTicks } from "./_svg.ts";
+ * import { niceTicks } from "./svg_plot.ts";
  * if (niceTicks(0.13, 0.97).join() !== "0,0.2,0.4,0.6,0.8,1") throw new Error("bad");
  * ```
  */
@@ -249,7 +249,7 @@ function yAxis(ticks: number[], sy: (y: number) => number, x0: number, x1: numbe
  * @returns The `<svg>…</svg>` markup.
  * @example
  * ```ts
- * import { linePlotSvg } from "./_svg.ts";
+ * import { linePlotSvg } from "./svg_plot.ts";
  * const svg = linePlotSvg({ title: "loss", series: [{ name: "sft", points: [[0, 2], [1, 1.5]] }] });
  * if (!svg.startsWith("<svg")) throw new Error("bad");
  * ```
@@ -345,7 +345,7 @@ export function linePlotSvg(options: LinePlotOptions): string {
  * @returns The `<svg>…</svg>` markup.
  * @example
  * ```ts
- * import { barChartSvg } from "./_svg.ts";
+ * import { barChartSvg } from "./svg_plot.ts";
  * const svg = barChartSvg({
  *   title: "accuracy",
  *   barNames: ["accuracy"],

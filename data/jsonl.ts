@@ -6,7 +6,8 @@
  * @module
  */
 
-import { DatasetFormatError, type RawRow } from "./_common.ts";
+import type { RawRow } from "./_common.ts";
+import { DatasetFormatError } from "./errors.ts";
 
 function parseLine(text: string, file: string, line: number): unknown {
   try {
@@ -26,7 +27,7 @@ function parseLine(text: string, file: string, line: number): unknown {
  * @throws {DatasetFormatError} On a line that is not valid JSON.
  * @example
  * ```ts
- * import { parseJsonlText } from "./_jsonl.ts";
+ * import { parseJsonlText } from "./jsonl.ts";
  * const rows = [...parseJsonlText('{"a":1}\n\n{"a":2}\n', "x.jsonl")];
  * if (rows[1].line !== 3) throw new Error("line numbers count blank lines");
  * ```

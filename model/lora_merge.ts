@@ -15,7 +15,7 @@
  * @returns The merged weight `[out, in]` in float64.
  * @example
  * ```ts
- * import { mergeLoraWeight } from "./_merge.ts";
+ * import { mergeLoraWeight } from "./lora_merge.ts";
  * const w = mergeLoraWeight(new Float32Array([1, 0, 0, 1]), new Float32Array([1, 2]),
  *   new Float32Array([3, 4]), { out: 2, in: 2, rank: 1, scale: 0.5 });
  * console.log(w); // Float64Array [2.5, 3, 2, 5]
@@ -67,7 +67,7 @@ const u32 = new Uint32Array(f32.buffer);
  * @returns The bf16 bit pattern.
  * @example
  * ```ts
- * import { f64ToBf16Bits } from "./_merge.ts";
+ * import { f64ToBf16Bits } from "./lora_merge.ts";
  * // 1 + 2^-8 + 2^-30 is just above the midpoint between two bf16 values: rounds up.
  * console.log(f64ToBf16Bits(1 + 2 ** -8 + 2 ** -30).toString(16)); // "3f81"
  * ```

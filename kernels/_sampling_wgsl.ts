@@ -1,0 +1,203 @@
+/**
+ * WGSL template of the sampling kernel (`sampling.ts` holds the launcher and the design): one
+ * workgroup per row of logits, max → top-k bisection → top-p bisection → inverse-CDF draw.
+ *
+ * @module
+ */
+
+/** Elements per loop iteration: llvmpipe ends any invocation's loops after 65535 iterations in
+ * total, so each pass over a row must take few iterations. */
+export const UNROLL = 8;
+/** WGSL literal of "no index". */
+const NONE = "0xffffffffu";
+
+/** WGSL: `body` (which sees the element index `j`) over j = lid, lid + WG, … < n, unrolled. */
+function strided(body: string, wg: number): string {
+  const steps = Array.from(
+    { length: UNROLL },
+    (_, u) => `{ let j = i + ${u * wg}u; if (j < n) { ${body} } }`,
+  );
+  return `for (var i = lid; i < n; i += ${wg * UNROLL}u) {\n      ${steps.join("\n      ")}\n    }`;
+}
+
+/** WGSL: `body` over j = lo … hi − 1 in order, unrolled; leaves early once `until` holds. */
+function blocked(body: string, until?: string): string {
+  const steps = Array.from(
+    { length: UNROLL },
+    (_, u) => `{ let j = i + ${u}u; if (j < hi) { ${body.replaceAll("NONE_ID", NONE)} } }`,
+  );
+  const exit = until ? `\n      if (${until.replaceAll("NONE_ID", NONE)}) { break; }` : "";
+  return `for (var i = lo; i < hi; i += ${UNROLL}u) {\n      ${
+    steps.join("\n      ")
+  }${exit}\n    }`;
+}
+
+/** WGSL: a workgroup tree reduction of one u32/f32 per invocation, result uniform. */
+function reducer(
+  name: string,
+  type: "u32" | "f32",
+  op: (a: string, b: string) => string,
+  wg: number,
+): string {
+  const buf = type === "u32" ? "red_u" : "red_f";
+  return `
+fn ${name}(lid: u32, v: ${type}) -> ${type} {
+  ${buf}[lid] = v;
+  workgroupBarrier();
+  for (var off = ${wg / 2}u; off > 0u; off >>= 1u) {
+    if (lid < off) { ${buf}[lid] = ${op(`${buf}[lid]`, `${buf}[lid + off]`)}; }
+    workgroupBarrier();
+  }
+  let r = workgroupUniformLoad(&${buf}[0]);
+  workgroupBarrier();
+  return r;
+}`;
+}
+
+export interface SampleConstants extends Record<string, number> {
+  /** Invocations per workgroup (a power of two ≥ 2). */
+  wg: number;
+  /** Elements per loop iteration. */
+  unroll: number;
+}
+
+/**
+ * WGSL of the sampling kernel.
+ *
+ * @param c Workgroup size and unroll.
+ * @returns The WGSL source.
+ */
+export const sampleSource = (c: SampleConstants): string => /* wgsl */ `
+struct Params {
+  vocab: u32, row_start: u32, out_offset: u32, top_k: u32,
+  inv_temp: f32, top_p: f32, seed: u32, step: u32, greedy: u32,
+}
+@group(0) @binding(0) var<uniform> p: Params;
+@group(0) @binding(1) var<storage, read> logits: array<u32>;    // [rows, V] f32 bits, this part
+@group(0) @binding(2) var<storage, read_write> out: array<u32>; // [out_offset + B] token ids
+
+var<workgroup> red_u: array<u32, ${c.wg}>;
+var<workgroup> red_f: array<f32, ${c.wg}>;
+var<workgroup> prefix: array<f32, ${c.wg}>;
+var<workgroup> block_last: array<u32, ${c.wg}>;
+var<workgroup> total: f32;
+var<workgroup> picked: u32;
+
+${reducer("reduce_max_u", "u32", (a, b) => `max(${a}, ${b})`, c.wg)}
+${reducer("reduce_min_u", "u32", (a, b) => `min(${a}, ${b})`, c.wg)}
+${reducer("reduce_sum_u", "u32", (a, b) => `${a} + ${b}`, c.wg)}
+${reducer("reduce_sum_f", "f32", (a, b) => `${a} + ${b}`, c.wg)}
+
+// PCG output permutation; mirrored by samplingUniform() in sampling_ref.ts.
+fn pcg(v: u32) -> u32 {
+  let state = v * 747796405u + 2891336453u;
+  let word = ((state >> ((state >> 28u) + 4u)) ^ state) * 277803737u;
+  return (word >> 22u) ^ word;
+}
+
+// IEEE total order as u32 order; NaN ranks as -inf (mirrored by orderedKey()).
+fn key_at(i: u32) -> u32 {
+  let b = logits[i];
+  if ((b & 0x7fffffffu) > 0x7f800000u) { return 0x007fffffu; }
+  return select(b | 0x80000000u, ~b, (b & 0x80000000u) != 0u);
+}
+
+fn key_value(k: u32) -> f32 {
+  return bitcast<f32>(select(~k, k & 0x7fffffffu, k >= 0x80000000u));
+}
+
+fn weight(k: u32, lmax: f32) -> f32 {
+  return exp((key_value(k) - lmax) * p.inv_temp);
+}
+
+@compute @workgroup_size(${c.wg})
+fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
+  let n = p.vocab;
+  let base = wid.x * n;
+  var km = 0u;
+  ${strided("km = max(km, key_at(base + j));", c.wg)}
+  let kmax = reduce_max_u(lid, km);
+  var chosen = 0u;
+  if (p.greedy != 0u) {
+    var first = ${NONE};
+    ${strided("if (key_at(base + j) == kmax) { first = min(first, j); }", c.wg)}
+    chosen = reduce_min_u(lid, first);
+  } else {
+    var tk = 0u;
+    if (p.top_k > 0u && p.top_k < n) {
+      // Largest key with at least k keys ≥ it: the k-th largest key.
+      for (var b = 0u; b < 32u; b++) {
+        let cand = tk | (0x80000000u >> b);
+        var c = 0u;
+        ${strided("c += select(0u, 1u, key_at(base + j) >= cand);", c.wg)}
+        if (reduce_sum_u(lid, c) >= p.top_k) { tk = cand; }
+      }
+    }
+    let lmax = key_value(kmax);
+    var tp = tk;
+    if (p.top_p < 1.0) {
+      var s = 0.0;
+      ${strided("let k = key_at(base + j); if (k >= tk) { s += weight(k, lmax); }", c.wg)}
+      let need = p.top_p * reduce_sum_f(lid, s);
+      // subtle: candidates below tk evaluate the same mass as tk itself (the same sums in the
+      // same order), so the predicate holds at tk and the result is never below it.
+      // The answer lies in [tk, kmax]: the bits above their highest differing bit are fixed.
+      let nbits = select(firstLeadingBit(tk ^ kmax) + 1u, 0u, tk == kmax);
+      var t = select(kmax & ~((1u << (nbits & 31u)) - 1u), 0u, nbits == 32u);
+      for (var q = 0u; q < nbits; q++) {
+        let bit = 1u << (nbits - 1u - q);
+        let cand = max(t | bit, tk);
+        var m = 0.0;
+        ${strided("let k = key_at(base + j); if (k >= cand) { m += weight(k, lmax); }", c.wg)}
+        if (reduce_sum_f(lid, m) >= need) { t = t | bit; }
+      }
+      tp = max(t, tk);
+    }
+    // Inverse CDF in index order over contiguous blocks.
+    let per = (n + ${c.wg - 1}u) / ${c.wg}u;
+    let lo = min(lid * per, n);
+    let hi = min(lo + per, n);
+    var bs = 0.0;
+    var last = ${NONE};
+    ${
+  blocked(
+    "let k = key_at(base + j); if (k >= tp) { let w = weight(k, lmax); bs += w; " +
+      "if (w > 0.0) { last = j; } }",
+  )
+}
+    red_f[lid] = bs;
+    block_last[lid] = last;
+    workgroupBarrier();
+    if (lid == 0u) {
+      var acc = 0.0;
+      var last_all = ${NONE};
+      // subtle: a runtime bound, so LLVM does not unroll this loop (slow llvmpipe compiles).
+      for (var q = 0u; q < min(${c.wg}u, n + ${c.wg}u); q++) {
+        prefix[q] = acc;
+        acc += red_f[q];
+        if (block_last[q] != ${NONE}) { last_all = block_last[q]; }
+      }
+      total = acc;
+      picked = last_all; // fallback when rounding puts the goal at the very end
+    }
+    workgroupBarrier();
+    let u = f32(pcg(pcg(pcg(p.seed) + p.step) + p.row_start + wid.x) >> 8u) * (1.0 / 16777216.0);
+    let goal = u * total;
+    let pre = prefix[lid];
+    // subtle: pre + bs is the same f32 add invocation 0 made, so the intervals tile [0, total).
+    if (pre <= goal && goal < pre + bs) {
+      var r = 0.0;
+      var found = ${NONE};
+      ${
+  blocked(
+    "if (found == NONE_ID) { let k = key_at(base + j); if (k >= tp) { " +
+      "r += weight(k, lmax); if (pre + r > goal) { found = j; } } }",
+    "found != NONE_ID",
+  )
+}
+      if (found != ${NONE}) { picked = found; }
+    }
+    chosen = workgroupUniformLoad(&picked);
+  }
+  if (lid == 0u) { out[p.out_offset + p.row_start + wid.x] = chosen; }
+}`;

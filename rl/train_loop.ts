@@ -1,0 +1,136 @@
+/**
+ * The one training-phase loop, shared by SFT and GRPO: per unit of work (an SFT optimizer step,
+ * a GRPO rollout batch) it checks the abort signal (then saves a checkpoint and stops), runs the
+ * step, logs its metrics, moves the progress count, keeps samples every `run.sampleEvery` units,
+ * saves a checkpoint every `checkpoint.everySteps` steps and at the end; a GPU out-of-memory
+ * error becomes a {@linkcode TrainMemoryError} saying which settings fit; the optimizer and the
+ * trained parameters are freed however it ends.
+ *
+ * @module
+ */
+
+import { GpuOutOfMemoryError } from "../kernels/errors.ts";
+import type { Gemma3 } from "../model/gemma3.ts";
+import type { Trainable } from "../model/trainable.ts";
+import type { JsonValue } from "./checkpoint.ts";
+import { type StepShape, trainMemoryError } from "./memory_estimate.ts";
+import type { AdamW } from "./optimizer.ts";
+import type { PhaseContext, PhaseResult, PhaseSample } from "./pipeline.ts";
+import type { ProgressUpdate } from "./progress.ts";
+
+/** What one unit of a training phase produced. */
+export interface TrainingStepResult {
+  /** Logged to `metrics.jsonl` at the unit's step. */
+  readonly metrics: Record<string, number>;
+  /** Shown on the progress line. */
+  readonly progress: ProgressUpdate;
+  /**
+   * The samples to keep when this unit is a sampling point (called only then).
+   *
+   * @param step The unit's step.
+   * @returns The samples.
+   */
+  samples(step: number): Promise<readonly PhaseSample[]>;
+}
+
+/** What differs between the training phases. */
+export interface TrainingLoop {
+  /** The model trained. */
+  readonly model: Gemma3;
+  /** Its trained parameters (freed when the loop ends). */
+  readonly params: Trainable;
+  /** AdamW over them (freed when the loop ends). */
+  readonly optimizer: AdamW;
+  /** Units in the phase. */
+  readonly total: number;
+  /** Units already done (when continuing an interrupted phase). */
+  readonly start: number;
+  /**
+   * The step a unit count stands for (logs, checkpoints, `pipeline.json`).
+   *
+   * @param units Units done.
+   * @returns Steps done (SFT: the same; GRPO: rollout batches × iterations).
+   */
+  stepOf(units: number): number;
+  /**
+   * Runs one unit.
+   *
+   * @param unit Its index (units done before it).
+   * @returns Metrics, progress values, samples.
+   */
+  run(unit: number): Promise<TrainingStepResult>;
+  /** @returns Where the data stream stands, for the checkpoint (null: nothing to save). */
+  dataPosition(): JsonValue;
+  /** Batch shape of a step, for the out-of-memory advice. */
+  readonly shape: Pick<StepShape, "rows" | "seqLen" | "newTokens">;
+  /** Called after every unit (e.g. to note that the weights changed). */
+  onStep(): void;
+  /** Frees what the phase holds besides the optimizer and the parameters. */
+  dispose?(): void;
+}
+
+/**
+ * Runs (or continues) a training phase.
+ *
+ * @param ctx The phase's context: config, logger, progress, samples, checkpoints, signal.
+ * @param loop What the phase does per unit.
+ * @returns `completed` with the final checkpoint, or `interrupted` with the one saved on abort.
+ * @throws {TrainMemoryError} When the GPU ran out of memory (other errors pass through).
+ */
+export async function runTrainingLoop(
+  ctx: PhaseContext,
+  loop: TrainingLoop,
+): Promise<PhaseResult> {
+  const { config } = ctx;
+  const progress = ctx.createProgress(loop.total, loop.start);
+  let units = loop.start;
+  let last: Record<string, number> | null = null;
+  const checkpoint = async (metrics: Record<string, number> | null) =>
+    await ctx.saveCheckpoint({
+      step: loop.stepOf(units),
+      params: loop.params.params,
+      optimizerState: await loop.optimizer.state(),
+      dataPosition: loop.dataPosition(),
+      metrics,
+      rng: { seed: config.run.seed, step: loop.stepOf(units) },
+    });
+  try {
+    while (units < loop.total) {
+      if (ctx.signal.aborted) {
+        const saved = await checkpoint(null);
+        return { status: "interrupted", step: loop.stepOf(units), checkpoint: saved };
+      }
+      const r = await loop.run(units);
+      loop.onStep();
+      units++;
+      const step = loop.stepOf(units);
+      last = r.metrics;
+      await ctx.logger.log(ctx.phase, step, r.metrics);
+      progress.update(units, r.progress);
+      if (config.run.sampleEvery > 0 && units % config.run.sampleEvery === 0) {
+        for (const sample of await r.samples(step)) await ctx.addSample(sample);
+      }
+      if (step % config.checkpoint.everySteps === 0 && units < loop.total) {
+        await checkpoint(last);
+      }
+    }
+    progress.finish();
+    const saved = await checkpoint(last);
+    return { status: "completed", step: loop.stepOf(units), checkpoint: saved };
+  } catch (e) {
+    if (!(e instanceof GpuOutOfMemoryError)) throw e;
+    const { model, params } = loop;
+    const shape: StepShape = {
+      ...loop.shape,
+      mode: params.mode,
+      loraRank: config.lora?.rank,
+      weightBytes: model.weights.layers[0].q_proj.dtype === "bf16" ? 2 : 4,
+    };
+    const phase = ctx.phase === "sft" ? "sft" : "grpo";
+    throw trainMemoryError(model.config, shape, e.allocatedBytes + e.requestedBytes, phase);
+  } finally {
+    loop.optimizer.dispose();
+    loop.params.dispose();
+    loop.dispose?.();
+  }
+}
