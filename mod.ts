@@ -32,6 +32,9 @@ export * from "./web.ts";
 
 // base: disk access (Deno)
 
+// kernels: setting up a WebGPU adapter on a fresh machine (Deno)
+export * from "./kernels/webgpu_setup_fs.ts";
+
 // model: disk access (Deno)
 export * from "./model/config_fs.ts";
 export * from "./model/gemma3_fs.ts";
@@ -43,9 +46,13 @@ export * from "./model/tokenizer_fs.ts";
 // rl: disk access (Deno)
 export * from "./rl/checkpoint_fs.ts";
 export * from "./rl/evaluate_fs.ts";
+export * from "./rl/export_fs.ts";
+export * from "./rl/export_source_fs.ts";
+export * from "./rl/generate_fs.ts";
 export * from "./rl/metrics_fs.ts";
 export * from "./rl/pipeline_fs.ts";
 export * from "./rl/run_inputs_fs.ts";
+export * from "./rl/run_validation_fs.ts";
 export * from "./rl/train_config_fs.ts";
 
 // data: disk access (Deno)

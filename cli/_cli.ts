@@ -12,37 +12,6 @@ export class UsageError extends Error {
   override readonly name: string = "UsageError";
 }
 
-/** Constructor of a script's usage-error class. */
-export type UsageErrorClass = new (message: string) => Error;
-
-/**
- * Parses `args` strictly (no positionals, no unknown flags) against `options`.
- *
- * @param args Arguments after the script name.
- * @param options node:util `parseArgs` option table.
- * @param usageError Class thrown on a parse error, with node's message.
- * @returns The parsed flag values.
- * @example
- * ```ts
- * import { parseFlags } from "./_cli.ts";
- * const v = parseFlags(["--model", "m"], { model: { type: "string" } }, Error);
- * if (v.model !== "m") throw new Error();
- * ```
- */
-export function parseFlags<T extends ParseArgsOptionsConfig>(
-  args: readonly string[],
-  options: T,
-  usageError: UsageErrorClass,
-): ReturnType<
-  typeof parseArgs<{ args: string[]; strict: true; allowPositionals: false; options: T }>
->["values"] {
-  try {
-    return parseArgs({ args: [...args], strict: true, allowPositionals: false, options }).values;
-  } catch (err) {
-    throw new usageError((err as Error).message);
-  }
-}
-
 /** A flag's kind: text (`strings`: repeatable), switch, or a number >= 0 (`int`: an integer). */
 export type FlagKind = "string" | "strings" | "boolean" | "int" | "number";
 
@@ -108,7 +77,12 @@ export function parseFlagTable<T extends Record<string, FlagSpec>>(
       multiple: kind === "strings",
     };
   }
-  const raw = parseFlags(args, options, UsageError) as Record<string, unknown>;
+  let raw: Record<string, unknown>;
+  try {
+    raw = parseArgs({ args: [...args], strict: true, allowPositionals: false, options }).values;
+  } catch (err) {
+    throw new UsageError((err as Error).message);
+  }
   if (raw.help) return null;
   const values: Record<string, unknown> = {};
   for (const [name, [kind]] of Object.entries(table)) {
@@ -132,15 +106,20 @@ export interface Command<T> {
   readonly usage: string;
   /** Parses the arguments; null means `--help`; throws {@linkcode UsageError}. */
   readonly parse: (args: readonly string[]) => T | null;
-  /** Does the work. */
-  readonly run: (parsed: T) => Promise<void>;
+  /** Does the work; a number it returns is the exit code (default 0). */
+  readonly run: (parsed: T) => Promise<number | void>;
   /** Errors printed without their class name (input problems the user can fix). */
   readonly plainErrors?: readonly (abstract new (...args: never[]) => Error)[];
+  /** Writes a line to stdout (default `console.log`). */
+  readonly out?: (line: string) => void;
+  /** Writes a line to stderr (default `console.error`). */
+  readonly err?: (line: string) => void;
 }
 
 /**
  * Runs a script: a usage error prints it with the usage (exit code 2), `--help` prints the
- * usage (0), a failure prints `error: Name: message` (1), success returns 0.
+ * usage (0), a failure prints `error: Name: message` (1; a plain error without its name),
+ * success returns what `run` returned, or 0.
  *
  * @param args Arguments after the script name.
  * @param command Usage, parser and work.
@@ -153,26 +132,26 @@ export interface Command<T> {
  * ```
  */
 export async function runCommand<T>(args: readonly string[], command: Command<T>): Promise<number> {
+  const { out = console.log, err = console.error } = command;
   let parsed: T | null;
   try {
     parsed = command.parse(args);
-  } catch (err) {
-    if (!(err instanceof UsageError)) throw err;
-    console.error(`error: ${err.message}\n\n${command.usage}`);
+  } catch (e) {
+    if (!(e instanceof UsageError)) throw e;
+    err(`error: ${e.message}\n\n${command.usage}`);
     return 2;
   }
   if (parsed === null) {
-    console.log(command.usage);
+    out(command.usage);
     return 0;
   }
   try {
-    await command.run(parsed);
-    return 0;
-  } catch (err) {
+    return (await command.run(parsed)) ?? 0;
+  } catch (e) {
     // Typed library errors (ConfigError, SafetensorsError, …) carry the whole story.
-    const e = err as Error;
+    const error = e as Error;
     const plain = command.plainErrors?.some((c) => e instanceof c) ?? false;
-    console.error(`error: ${plain ? "" : `${e.name}: `}${e.message}`);
+    err(`error: ${plain ? "" : `${error.name}: `}${error.message}`);
     return 1;
   }
 }

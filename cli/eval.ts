@@ -1,6 +1,9 @@
 /**
- * `deno task eval`: the recipe's evaluation of a Gemma 3 folder (optionally with a LoRA adapter)
- * on GSM8K or the built-in demo set, through `evaluateModelDir` (`rl/evaluate_fs.ts`).
+ * `deno task eval`: the recipe's evaluation of a Gemma 3 folder (optionally with a LoRA adapter),
+ * a run folder (`runs/<id>`: the export of its last finished training phase, or `--phase`) or an
+ * export folder, on GSM8K or the built-in demo set, through `evaluateModelDir`
+ * (`rl/evaluate_fs.ts`). A run's export is evaluated with the run's own settings unless flags
+ * say otherwise, so it reproduces the run's `eval.json`.
  *
  * @module
  */
@@ -8,24 +11,20 @@
 import { FieldError } from "../base/field_error.ts";
 import { ModelDirError } from "../model/model_dir_fs.ts";
 import { evalConfig } from "../rl/eval_config.ts";
+import { formatEvalResult } from "../rl/evaluate.ts";
 import {
   EvalInputError,
   evaluateModelDir,
   type EvaluateModelDirOptions,
 } from "../rl/evaluate_fs.ts";
-import { consoleProgressTarget } from "../rl/metrics_fs.ts";
-import { ProgressReporter } from "../rl/progress.ts";
+import { consoleProgress } from "../rl/metrics_fs.ts";
+import type { ProgressReporter } from "../rl/progress.ts";
 import { parseFlagTable, runCommand, UsageError, usageText } from "./_cli.ts";
 
 const FLAGS = {
-  model: ["string", "DIR", "Hugging Face Gemma 3 folder (config.json + model.safetensors)"],
+  model: ["string", "DIR", "Hugging Face Gemma 3 folder, run folder (runs/<id>) or export folder"],
   adapter: ["string", "DIR", "PEFT LoRA adapter folder to apply"],
-  data: [
-    "string",
-    "PATH|demo",
-    "GSM8K file/folder/hub cache (default: the Hugging Face hub " +
-    'cache),\nor "demo" for the built-in arithmetic test set',
-  ],
+  data: ["string", "PATH|demo", 'GSM8K file/folder/hub cache (default the hub cache) or "demo"'],
   split: ["string", "NAME", "train or test (default test)"],
   limit: ["int", "N", "evaluate the first N questions"],
   "batch-size": ["int", "B", "prompts per generate call (default 8)"],
@@ -36,15 +35,27 @@ const FLAGS = {
   "top-p": ["number", "P", "nucleus mass (default 1 = off)"],
   seed: ["int", "S", "seed of pass 0 (default 0)"],
   out: ["string", "DIR", "output folder (default runs/eval-<timestamp>)"],
-  phase: ["string", "NAME", 'name in eval.json (default "base", or "adapter" with --adapter)'],
+  phase: [
+    "string",
+    "NAME",
+    "run folder: the export, sft or grpo (default the last finished); also\n" +
+    "the name in eval.json (default the export's phase, base or adapter)",
+  ],
 } as const;
 const USAGE = usageText(
-  "usage: deno task eval --model DIR [--adapter DIR] [--data PATH|demo] [options]",
+  "usage: deno task eval --model DIR|runs/<id> [--phase sft|grpo] [--data PATH|demo] [options]",
   FLAGS,
 );
 
-/** Parsed command line of `deno task eval`: the model folder and the evaluation's options. */
-export type EvalArgs = EvaluateModelDirOptions & { readonly model: string };
+/**
+ * Parsed command line of `deno task eval`: the model folder and the evaluation's options (unset
+ * ones filled with the recipe's values), and which options the flags set (`explicit`: for a run
+ * folder or export, the others are the run's own).
+ */
+export type EvalArgs = EvaluateModelDirOptions & {
+  readonly model: string;
+  readonly explicit: readonly (keyof EvaluateModelDirOptions)[];
+};
 
 /**
  * Parses and validates the command line; unset settings take the recipe's values.
@@ -62,23 +73,17 @@ export type EvalArgs = EvaluateModelDirOptions & { readonly model: string };
 export function parseEvalArgs(args: readonly string[]): EvalArgs | null {
   const v = parseFlagTable(args, FLAGS);
   if (v === null) return null;
-  if (!v.model) throw new UsageError("--model DIR is required");
-  const split = v.split ?? "test";
+  const { model, adapter = null, data = null, split = "test", limit = null, out = null } = v;
+  if (!model) throw new UsageError("--model DIR is required");
   if (split !== "train" && split !== "test") {
     throw new UsageError(`--split must be train or test, got "${split}"`);
   }
-  if (v.limit === 0) throw new UsageError("--limit must be >= 1, got 0");
+  if (limit === 0) throw new UsageError("--limit must be >= 1, got 0");
+  const phase = v.phase ?? (adapter ? "adapter" : "base");
+  const explicit = Object.keys(v).filter((k) => k !== "model") as EvalArgs["explicit"];
   try {
-    return Object.freeze({
-      ...evalConfig(v),
-      model: v.model,
-      adapter: v.adapter ?? null,
-      data: v.data ?? null,
-      split,
-      limit: v.limit ?? null,
-      out: v.out ?? null,
-      phase: v.phase ?? (v.adapter ? "adapter" : "base"),
-    });
+    const options: EvaluateModelDirOptions = { ...evalConfig(v), adapter, data, split, limit, out };
+    return Object.freeze({ ...options, model, phase, explicit: Object.freeze(explicit) });
   } catch (err) {
     if (!(err instanceof FieldError)) throw err;
     const flag = err.path.replace(/[A-Z]/g, (c) => `-${c.toLowerCase()}`);
@@ -86,27 +91,37 @@ export function parseEvalArgs(args: readonly string[]): EvalArgs | null {
   }
 }
 
+/**
+ * The options of `evaluateModelDir` that the command line set (the other fields of `args` are
+ * the recipe's defaults, which for a run's export give way to the run's own settings).
+ *
+ * @param args Parsed command line.
+ * @returns Only the options given as flags.
+ * @example
+ * ```ts
+ * import { explicitEvalOptions, parseEvalArgs } from "./eval.ts";
+ * const o = explicitEvalOptions(parseEvalArgs(["--model", "runs/x", "--limit", "5"])!);
+ * console.log(o); // { limit: 5 }
+ * ```
+ */
+export function explicitEvalOptions(args: EvalArgs): EvaluateModelDirOptions {
+  return Object.fromEntries(args.explicit.map((k) => [k, args[k]]));
+}
+
 async function run(a: EvalArgs): Promise<void> {
-  const { writer, interactive } = consoleProgressTarget();
+  const progress = consoleProgress();
   let bar: ProgressReporter | undefined;
   const { result, files, evalJson } = await evaluateModelDir(a.model, {
-    ...a,
+    ...explicitEvalOptions(a),
     env: Deno.env.toObject(),
     onStart: (line) => console.error(line),
-    progress: (total) => bar = new ProgressReporter(writer, { phase: "eval", total, interactive }),
+    progress: (total) => bar = progress({ phase: "eval", total }),
   });
   bar?.finish();
-  const s = result.summary;
-  const pct = (x: number) => `${(100 * x).toFixed(1)}%`;
-  console.log(
-    `accuracy ${pct(s.accuracy)} (${s.numCorrect}/${s.n}) | partial ${pct(s.partialAccuracy)} ` +
-      `| format ${pct(s.formatAccuracy)} | passes ${s.passes} | ` +
-      `${s.generatedTokens} tokens in ${s.seconds.toFixed(1)} s`,
-  );
+  console.log(formatEvalResult(result.summary));
   console.log(`wrote ${files.summary}, ${files.records}, ${evalJson}`);
 }
 
-if (import.meta.main) {
-  const plainErrors = [EvalInputError, ModelDirError];
-  Deno.exit(await runCommand(Deno.args, { usage: USAGE, parse: parseEvalArgs, run, plainErrors }));
-}
+const plainErrors = [EvalInputError, ModelDirError];
+const command = { usage: USAGE, parse: parseEvalArgs, run, plainErrors };
+if (import.meta.main) Deno.exit(await runCommand(Deno.args, command));

@@ -1,29 +1,25 @@
 /**
- * `deno task generate`: streams a Gemma 3 continuation of a prompt. The tokenizer and chat
- * template come from the model folder (`model/model_dir_fs.ts`); text is printed as tokens
+ * `deno task generate`: streams a Gemma 3 continuation of a prompt from a model folder, a run
+ * folder (`runs/<id>`: the export of its last finished training phase, or `--phase`) or an
+ * export folder, through `generateFromModelDir` (`rl/generate_fs.ts`). Text is printed as tokens
  * arrive (every 8 tokens: the generator reads ids back once per 8 steps), a summary goes to
  * stderr.
  *
  * @module
  */
 
-import { loadGemma3Config } from "../model/config_fs.ts";
-import { loadGemma3 } from "../model/gemma3_fs.ts";
-import type { GenerateOptions } from "../model/generate.ts";
-import {
-  checkModelDir,
-  checkTokenIds,
-  encodePrompt,
-  loadModelTokenizer,
-  ModelDirError,
-} from "../model/model_dir_fs.ts";
-import { TextStream } from "../model/text_stream.ts";
+import { ModelDirError } from "../model/model_dir_fs.ts";
+import { generateFromModelDir, type GenerateFromModelDirOptions } from "../rl/generate_fs.ts";
+import { consoleProgressTarget } from "../rl/metrics_fs.ts";
 import { parseFlagTable, runCommand, UsageError, usageText } from "./_cli.ts";
 
 const FLAGS = {
-  model: ["string", "DIR", "Hugging Face Gemma 3 folder (config.json + model.safetensors)"],
+  model: ["string", "DIR", "Hugging Face Gemma 3 folder, run folder (runs/<id>) or export folder"],
+  phase: ["string", "NAME", "run folder: the export, sft or grpo (default the last finished)"],
+  adapter: ["string", "DIR", "PEFT LoRA adapter folder to apply to a model folder"],
   prompt: ["string", "TEXT", "prompt text"],
   chat: ["boolean", "", "wrap the prompt in the chat template (one user turn)"],
+  recipe: ["boolean", "", "wrap the prompt in the recipe's prompt, as training and eval do"],
   "max-new-tokens": ["int", "N", "tokens to generate at most (default 128)"],
   temperature: ["number", "T", "0 = greedy (default 0)"],
   "top-k": ["int", "K", "keep the K most likely tokens (default 0 = off)"],
@@ -31,15 +27,14 @@ const FLAGS = {
   seed: ["int", "S", "sampling seed (default 0)"],
 } as const;
 const USAGE = usageText(
-  `usage: deno task generate --model DIR --prompt "…" [--chat] [--max-new-tokens N]
-       [--temperature T] [--top-k K] [--top-p P] [--seed S]`,
+  'usage: deno task generate --model DIR|runs/<id> --prompt "…" [options]',
   FLAGS,
 );
 
-/** Parsed command line of `deno task generate`: folder, prompt, chat switch and sampling. */
+/** Parsed command line of `deno task generate`: folder, prompt, what to load and sampling. */
 export type GenerateArgs =
-  & { readonly model: string; readonly prompt: string; readonly chat: boolean }
-  & Required<Pick<GenerateOptions, "maxNewTokens" | "temperature" | "topK" | "topP" | "seed">>;
+  & { readonly model: string; readonly prompt: string }
+  & Required<Omit<GenerateFromModelDirOptions, "onText" | "gpu">>;
 
 /**
  * Parses the command line.
@@ -61,43 +56,23 @@ export function parseGenerateArgs(args: readonly string[]): GenerateArgs | null 
   if (v.prompt === undefined) throw new UsageError("--prompt TEXT is required");
   const topP = v.topP ?? 1;
   if (topP === 0 || topP > 1) throw new UsageError(`--top-p must be in (0, 1], got ${topP}`);
-  const defaults = { chat: false, maxNewTokens: 128, temperature: 0, topK: 0, seed: 0 };
-  return Object.freeze({ ...defaults, ...v, model: v.model, prompt: v.prompt, topP });
-}
-
-function write(text: string): void {
-  const bytes = new TextEncoder().encode(text);
-  for (let at = 0; at < bytes.length;) at += Deno.stdout.writeSync(bytes.subarray(at));
+  if (v.chat && v.recipe) throw new UsageError("--chat and --recipe exclude each other");
+  const defaults = { chat: false, recipe: false, phase: null, adapter: null };
+  const sampling = { maxNewTokens: 128, temperature: 0, topK: 0, topP, seed: 0 };
+  return Object.freeze({ ...defaults, ...sampling, ...v, model: v.model, prompt: v.prompt });
 }
 
 async function run(a: GenerateArgs): Promise<void> {
-  await checkModelDir(a.model);
-  const tokenizer = await loadModelTokenizer(a.model);
-  const ids = await encodePrompt(a.model, a.prompt, { tokenizer, chat: a.chat });
-  checkTokenIds(ids, { vocabSize: (await loadGemma3Config(a.model)).vocabSize });
-  const model = await loadGemma3(a.model);
-  try {
-    const stream = new TextStream(tokenizer, write);
-    const started = performance.now();
-    const { maxNewTokens, temperature, topK, topP, seed } = a;
-    const onToken = (_sequence: number, id: number) => stream.push(id);
-    await model.generate([ids], { maxNewTokens, temperature, topK, topP, seed, onToken });
-    stream.finish();
-    const seconds = (performance.now() - started) / 1000;
-    write("\n");
-    const n = stream.tokens.length;
-    console.error(
-      `[${n} tokens after a ${ids.length}-token prompt: ${seconds.toFixed(2)} s, ` +
-        `${(n / seconds).toFixed(2)} tokens/s]`,
-    );
-  } finally {
-    model.gpu.destroy();
-  }
-}
-
-if (import.meta.main) {
-  const plainErrors = [ModelDirError];
-  Deno.exit(
-    await runCommand(Deno.args, { usage: USAGE, parse: parseGenerateArgs, run, plainErrors }),
+  const { write } = consoleProgressTarget("stdout").writer;
+  const r = await generateFromModelDir(a.model, a.prompt, { ...a, onText: write });
+  write("\n");
+  const n = r.tokens.length;
+  console.error(
+    `[${n} tokens after a ${r.promptTokens}-token prompt: ${r.seconds.toFixed(2)} s, ` +
+      `${(n / r.seconds).toFixed(2)} tokens/s]`,
   );
 }
+
+const plainErrors = [ModelDirError];
+const command = { usage: USAGE, parse: parseGenerateArgs, run, plainErrors };
+if (import.meta.main) Deno.exit(await runCommand(Deno.args, command));

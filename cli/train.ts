@@ -1,60 +1,57 @@
 /**
- * `deno task train`: SFT → GRPO → evaluation as one pipeline, configured by a preset, a JSON
- * config file and flags (flags override the file, which overrides the preset), with progress
- * lines, a run folder (`runs/<timestamp>/`) and a report. Ctrl-C saves a checkpoint and exits;
- * `--resume runs/<id>` continues. The run itself is `train()` (`rl/train_fs.ts`).
- *
- *   deno task train                          # the demo: tiny model, built-in arithmetic set
- *   deno task train --preset gemma3-1b-gsm8k --model DIR --sft-data PATH --data PATH
- *   deno task train --resume runs/2026-05-01T12-00-00
+ * `deno task train`: flags → config (`resolveRunConfig`) → checks (`validateRunFs`) → run folder
+ * → `train()` (`rl/train_fs.ts`), with progress lines on stderr and the eval summary on stdout.
+ * Ctrl-C or SIGTERM saves a checkpoint and exits (130 / 143); `--resume` continues exactly.
  *
  * @module
  */
 
+import { FieldError } from "../base/field_error.ts";
 import type { HubCacheEnv } from "../data/dataset_fs.ts";
 import { DatasetNotFoundError } from "../data/errors.ts";
+import { formatEvalSummary } from "../rl/evaluate.ts";
 import { TrainMemoryError } from "../rl/memory_estimate.ts";
-import { consoleProgressTarget } from "../rl/metrics_fs.ts";
+import { consoleProgress } from "../rl/metrics_fs.ts";
 import type { PhaseSet } from "../rl/pipeline.ts";
-import { createRunDir, loadRunConfig, MissingInputError, RUN_FILES } from "../rl/pipeline_fs.ts";
-import { PipelineError } from "../rl/pipeline_state.ts";
-import { PRESET_NAMES, type TrainConfigInput } from "../rl/presets.ts";
-import { ProgressReporter } from "../rl/progress.ts";
-import { type TrainConfig, TrainConfigError } from "../rl/train_config.ts";
 import {
-  checkInputPaths,
-  resolveRunConfig,
-  type ResolveRunConfigOptions,
-} from "../rl/train_config_fs.ts";
+  createRunDir,
+  loadRunConfig,
+  loadRunState,
+  MissingInputError,
+  RUN_FILES,
+} from "../rl/pipeline_fs.ts";
+import { type EvalFile, PipelineError } from "../rl/pipeline_state.ts";
+import { PRESET_NAMES, type TrainConfigInput } from "../rl/presets.ts";
+import type { ValidatedRun } from "../rl/run_validation.ts";
+import { validateRunFs } from "../rl/run_validation_fs.ts";
+import type { TrainConfig } from "../rl/train_config.ts";
+import { resolveRunConfig, type ResolveRunConfigOptions } from "../rl/train_config_fs.ts";
 import { type ProgressFactory, progressLines } from "../rl/train_events.ts";
 import { train } from "../rl/train_fs.ts";
-import { parseFlags } from "./_cli.ts";
+import { parseFlagTable, runCommand, UsageError, usageText } from "./_cli.ts";
 
-const USAGE = `usage: deno task train [--preset NAME] [--config FILE.json] [--model DIR]
-       [--sft-data PATH] [--data PATH] [--out DIR] [--seed N] [--set path=value]...
-       deno task train --resume RUN_DIR
+const FLAGS = {
+  preset: ["string", "NAME", PRESET_NAMES.join(" | ")],
+  config: ["string", "FILE", 'JSON config overriding the preset (may name its "preset")'],
+  model: ["string", "DIR", "Hugging Face Gemma 3 folder (config.json + *.safetensors)"],
+  "sft-data": ["string", "PATH", "OpenThoughts-114k file, folder or hub cache folder"],
+  data: ["string", "PATH", "GSM8K file, folder or hub cache folder (train: GRPO, test: eval)"],
+  out: ["string", "DIR", "parent of the run folder (default runs)"],
+  seed: ["int", "N", "run seed"],
+  set: ["strings", "path=value", "any config field, e.g. grpo.beta=0.04 (repeatable; JSON values)"],
+  resume: ["string", "RUN_DIR", "continue an interrupted run with its saved config"],
+  "print-config": ["boolean", "", "print the resolved config as JSON and exit (no run starts)"],
+} as const;
+const USAGE = usageText(
+  `usage: deno task train [--preset NAME] [--config FILE.json] [--model DIR] [--sft-data PATH]
+       [--data PATH] [--out DIR] [--seed N] [--set path=value]... [--print-config]
+       deno task train --resume RUN_DIR [--print-config]`,
+  FLAGS,
+) + `
 
-  --preset NAME      ${PRESET_NAMES.join(" | ")} (default: demo, or gemma3-1b-gsm8k
-                     when --model is given)
-  --config FILE      JSON config overriding the preset (may name its "preset")
-  --model DIR        Hugging Face Gemma 3 folder (config.json + *.safetensors)
-  --sft-data PATH    OpenThoughts-114k file, folder or hub cache folder
-  --data PATH        GSM8K file, folder or hub cache folder (train for GRPO, test for eval)
-  --out DIR          parent of the run folder (default runs)
-  --seed N           run seed
-  --set path=value   any config field, e.g. --set grpo.beta=0.04 (repeatable; JSON values)
-  --resume RUN_DIR   continue an interrupted run with its saved config
-
-Precedence: preset < --config file < flags < --set. Ctrl-C saves a checkpoint and exits.`;
-
-/** A command-line mistake: printed with the usage, exit code 2. */
-export class TrainUsageError extends Error {
-  /** @param message What is wrong. */
-  constructor(message: string) {
-    super(message);
-    this.name = "TrainUsageError";
-  }
-}
+Precedence: preset (default demo; gemma3-1b-gsm8k with --model) < --config < flags < --set.
+Every check the config and inputs allow runs before the run folder is made. Ctrl-C (SIGINT)
+or SIGTERM saves a checkpoint and exits 130 or 143; --resume continues exactly.`;
 
 /** Parsed command line of `deno task train`. */
 export interface TrainArgs {
@@ -62,6 +59,8 @@ export interface TrainArgs {
   readonly resume: string | null;
   /** A new run's `--preset`, `--config`, dedicated flags and `--set` overrides. */
   readonly config: ResolveRunConfigOptions;
+  /** `--print-config`: print the resolved config and exit. */
+  readonly printConfig: boolean;
 }
 
 /**
@@ -69,7 +68,7 @@ export interface TrainArgs {
  *
  * @param args Arguments after the script name.
  * @returns The options, or null for `--help`.
- * @throws {TrainUsageError} For unknown or malformed options, or config flags with `--resume`.
+ * @throws {UsageError} For unknown or malformed options, or config flags with `--resume`.
  * @example
  * ```ts
  * import { parseTrainArgs } from "./train.ts";
@@ -78,26 +77,11 @@ export interface TrainArgs {
  * ```
  */
 export function parseTrainArgs(args: readonly string[]): TrainArgs | null {
-  const v = parseFlags(args, {
-    preset: { type: "string" },
-    config: { type: "string" },
-    model: { type: "string" },
-    "sft-data": { type: "string" },
-    data: { type: "string" },
-    out: { type: "string" },
-    resume: { type: "string" },
-    seed: { type: "string" },
-    set: { type: "string", multiple: true },
-    help: { type: "boolean", short: "h" },
-  }, TrainUsageError);
-  if (v.help) return null;
-  const seed = v.seed === undefined ? undefined : Number(v.seed);
-  if (seed !== undefined && (v.seed!.trim() === "" || !Number.isSafeInteger(seed) || seed < 0)) {
-    throw new TrainUsageError(`--seed must be an integer >= 0, got "${v.seed}"`);
-  }
-  const { resume = null, help: _, set: sets = [], ...configFlags } = v;
+  const v = parseFlagTable(args, FLAGS);
+  if (v === null) return null;
+  const { resume = null, printConfig = false, set: sets = [], ...configFlags } = v;
   if (resume !== null && (Object.keys(configFlags).length > 0 || sets.length > 0)) {
-    throw new TrainUsageError(
+    throw new UsageError(
       "--resume continues a run exactly, with its saved config.json; drop the other options " +
         "(edit RUN_DIR/config.json to change the run)",
     );
@@ -105,15 +89,16 @@ export function parseTrainArgs(args: readonly string[]): TrainArgs | null {
   // The dedicated flags as a config tree (`--data` feeds both GRPO and evaluation).
   const flags: TrainConfigInput = {};
   if (v.model !== undefined) flags.model = { path: v.model };
-  if (v["sft-data"] !== undefined) flags.sft = { data: v["sft-data"] };
+  if (v.sftData !== undefined) flags.sft = { data: v.sftData };
   if (v.data !== undefined) flags.grpo = { data: v.data };
   if (v.data !== undefined) flags.eval = { data: v.data };
   const run: TrainConfigInput = {};
   if (v.out !== undefined) run.outDir = v.out;
-  if (seed !== undefined) run.seed = seed;
+  if (v.seed !== undefined) run.seed = v.seed;
   if (Object.keys(run).length > 0) flags.run = run;
   return {
     resume,
+    printConfig,
     config: {
       preset: v.preset ?? null,
       defaultPreset: v.model !== undefined ? "gemma3-1b-gsm8k" : "demo",
@@ -123,6 +108,15 @@ export function parseTrainArgs(args: readonly string[]): TrainArgs | null {
     },
   };
 }
+
+/** The signals that stop a run with a checkpoint. */
+export type StopSignal = "SIGINT" | "SIGTERM";
+
+/** Exit codes of a run stopped by a signal: 128 + the signal's number, as a shell reports it. */
+export const STOP_EXIT_CODES: Readonly<Record<StopSignal, number>> = Object.freeze({
+  SIGINT: 130,
+  SIGTERM: 143,
+});
 
 /** What {@linkcode trainMain} uses from the outside world (injectable for tests). */
 export interface TrainEnvironment {
@@ -136,128 +130,126 @@ export interface TrainEnvironment {
   readonly err: (line: string) => void;
   /** Progress lines. */
   readonly progress: ProgressFactory;
-  /**
-   * Installs a Ctrl-C (and SIGTERM) handler.
-   *
-   * @param handler Called on each signal.
-   * @returns Removes the handler.
-   */
-  readonly onInterrupt: (handler: () => void) => () => void;
+  /** Installs a Ctrl-C (SIGINT) and SIGTERM handler; returns its removal. */
+  readonly onInterrupt: (handler: (signal: StopSignal) => void) => () => void;
   /** Clock. */
   readonly now: () => Date;
 }
 
-function defaultEnvironment(): TrainEnvironment {
-  const target = consoleProgressTarget("stderr");
-  const signals: Deno.Signal[] = Deno.build.os === "windows" ? ["SIGINT"] : ["SIGINT", "SIGTERM"];
-  return {
-    env: Deno.env.toObject(),
-    out: (line) => console.log(line),
-    err: (line) => console.error(line),
-    progress: (o) => new ProgressReporter(target.writer, { ...o, interactive: target.interactive }),
-    onInterrupt: (handler) => {
-      for (const s of signals) Deno.addSignalListener(s, handler);
-      return () => signals.forEach((s) => Deno.removeSignalListener(s, handler));
-    },
-    now: () => new Date(),
-  };
+function onSignals(handler: (signal: StopSignal) => void): () => void {
+  const signals: StopSignal[] = Deno.build.os === "windows" ? ["SIGINT"] : ["SIGINT", "SIGTERM"];
+  const listeners = signals.map((s) => [s, () => handler(s)] as const);
+  for (const [s, listener] of listeners) Deno.addSignalListener(s, listener);
+  return () => listeners.forEach(([s, listener]) => Deno.removeSignalListener(s, listener));
 }
 
-const percent = (x: number) => `${(100 * x).toFixed(1)} %`;
+/** Errors reported by their message alone; before the run starts they give exit code 2. */
+const isKnown = (e: unknown): e is Error =>
+  e instanceof FieldError || e instanceof TrainMemoryError || e instanceof MissingInputError ||
+  e instanceof PipelineError || e instanceof DatasetNotFoundError;
 
-const KNOWN_ERRORS = [
-  TrainConfigError,
-  TrainMemoryError,
-  MissingInputError,
-  TrainUsageError,
-  PipelineError,
-  DatasetNotFoundError,
-];
+function printResult(io: TrainEnvironment, runDir: string, evals: EvalFile): void {
+  for (const line of formatEvalSummary(evals)) io.out(line);
+  io.out(`report: ${runDir}/${RUN_FILES.report}`);
+}
 
 /**
- * Runs `deno task train`.
+ * Runs `deno task train`: parses the flags, resolves the config (or reads a resumed run's),
+ * checks everything the config and the inputs allow (`validateRunFs`), and only then makes the
+ * run folder and trains. Ctrl-C or SIGTERM stops with a checkpoint; a second one quits at once.
  *
  * @param args Arguments after the script name.
  * @param overrides Replacements for parts of the environment (tests).
- * @returns Exit code: 0 completed, 130 interrupted (resumable), 2 usage, config or missing
- *   input, 1 failure.
+ * @returns Exit code: 0 completed (or `--help`, `--print-config`, `--resume` of a finished
+ *   run), 130 / 143 stopped by SIGINT / SIGTERM (resumable), 2 usage, config or input error
+ *   (nothing was started), 1 failure during the run.
+ * @example
+ * ```ts
+ * import { trainMain } from "./train.ts";
+ * const lines: string[] = [];
+ * const code = await trainMain(["--help"], { out: (l) => lines.push(l) });
+ * if (code !== 0 || !lines[0].startsWith("usage: deno task train")) throw new Error();
+ * ```
  */
 export async function trainMain(
   args: readonly string[],
   overrides: Partial<TrainEnvironment> = {},
 ): Promise<number> {
-  const io: TrainEnvironment = { ...defaultEnvironment(), ...overrides };
-  let config: TrainConfig, runDir: string | null = null;
+  const io: TrainEnvironment = {
+    env: Deno.env.toObject(),
+    out: (line) => console.log(line),
+    err: (line) => console.error(line),
+    progress: consoleProgress("stderr"),
+    onInterrupt: onSignals,
+    now: () => new Date(),
+    ...overrides,
+  };
+  const { out, err } = io, run = (a: TrainArgs) => runTrain(a, io);
+  return await runCommand(args, { usage: USAGE, parse: parseTrainArgs, run, out, err });
+}
+
+async function runTrain(a: TrainArgs, io: TrainEnvironment): Promise<number> {
+  let runDir = a.resume?.replace(/[/\\]+$/, "") ?? null;
+  let config: TrainConfig, validated: ValidatedRun;
   try {
-    const parsed = parseTrainArgs(args);
-    if (parsed === null) {
-      io.out(USAGE);
+    config = runDir !== null
+      ? await loadRunConfig(runDir)
+      : await resolveRunConfig({ ...a.config, env: io.env, onNote: io.err });
+    if (a.printConfig) {
+      io.out(JSON.stringify(config, null, 2));
       return 0;
     }
-    if (parsed.resume !== null) {
-      runDir = parsed.resume.replace(/[/\\]+$/, "");
-      config = await loadRunConfig(runDir);
-      await checkInputPaths(config);
-    } else {
-      config = await resolveRunConfig({ ...parsed.config, env: io.env, onNote: io.err });
+    const state = runDir === null ? null : await loadRunState(runDir);
+    if (state?.status === "completed") {
+      io.out(`${runDir} is already complete (finished ${state.updatedAt}); nothing to resume`);
+      printResult(io, runDir!, state.evals);
+      return 0;
     }
+    validated = await validateRunFs(config);
   } catch (e) {
-    if (!KNOWN_ERRORS.some((k) => e instanceof k)) throw e;
-    io.err(`error: ${(e as Error).message}`);
-    if (e instanceof TrainUsageError) io.err(`\n${USAGE}`);
+    if (!isKnown(e)) throw e;
+    io.err(`error: ${e.message}`);
     return 2;
   }
-  io.out(`resolved config (preset ${config.preset}):`);
-  io.out(JSON.stringify(config, null, 2));
-  runDir ??= await createRunDir(config.run.outDir, io.now());
-  io.err(`run folder: ${runDir}`);
 
   const controller = new AbortController();
-  let interrupts = 0;
-  const removeHandler = io.onInterrupt(() => {
-    if (++interrupts === 1) {
-      io.err("\nstopping: saving a checkpoint (press Ctrl-C again to quit at once)");
-      controller.abort();
-    } else {
+  let stoppedBy: StopSignal | null = null;
+  const removeHandler = io.onInterrupt((signal) => {
+    if (stoppedBy !== null) {
       io.err("quitting without a checkpoint");
-      Deno.exit(130);
+      Deno.exit(STOP_EXIT_CODES[signal]);
     }
+    stoppedBy = signal;
+    const again = signal === "SIGINT" ? "press Ctrl-C again" : `send ${signal} again`;
+    io.err(`\nstopping (${signal}): saving a checkpoint (${again} to quit at once)`);
+    controller.abort();
   });
-  const bars = progressLines(io.progress);
   try {
-    const result = await train(config, {
-      runDir,
-      signal: controller.signal,
-      onEvent: (e) => e.type === "message" ? io.err(e.text) : bars(e),
-      now: io.now,
-      phases: io.phases,
-    });
-    for (const key of ["base", "sft", "grpo"] as const) {
-      const e = result.eval[key];
-      if (!e) continue;
-      io.out(
-        `${key.padEnd(5)} accuracy ${percent(e.accuracy)}  partial ${percent(e.partialAccuracy)}` +
-          `  format ${percent(e.formatAccuracy)}  (n=${e.n})`,
-      );
-    }
-    io.out(`report: ${runDir}/${RUN_FILES.report}`);
-    if (result.status === "interrupted") {
-      const at = result.state.current;
+    runDir ??= await createRunDir(config.run.outDir, io.now());
+    io.err(`preset ${config.preset}, run folder ${runDir}`);
+    const bars = progressLines(io.progress);
+    try {
+      const result = await train(config, {
+        runDir,
+        validated,
+        signal: controller.signal,
+        onEvent: (e) => e.type === "message" ? io.err(e.text) : bars(e),
+        now: io.now,
+        phases: io.phases,
+      });
+      printResult(io, runDir, result.eval);
+      if (result.status !== "interrupted") return 0;
+      const at = result.state.current, where = at ? ` at ${at.phase} step ${at.step}` : "";
+      io.err(`interrupted${where}; continue with: deno task train --resume ${runDir}`);
+      return STOP_EXIT_CODES[stoppedBy ?? "SIGINT"];
+    } catch (e) {
+      io.err(`error: ${isKnown(e) ? e.message : (e as Error).stack ?? String(e)}`);
       io.err(
-        `interrupted${at ? ` at ${at.phase} step ${at.step}` : ""}; continue with: ` +
+        `the run's state is in ${runDir}/${RUN_FILES.pipeline}; after fixing the cause: ` +
           `deno task train --resume ${runDir}`,
       );
-      return 130;
+      return 1;
     }
-    return 0;
-  } catch (e) {
-    const known = KNOWN_ERRORS.some((k) => e instanceof k);
-    io.err(`error: ${known ? (e as Error).message : (e as Error).stack ?? String(e)}`);
-    io.err(
-      `the run's state is in ${runDir}/${RUN_FILES.pipeline}; after fixing the cause: ` +
-        `deno task train --resume ${runDir}`,
-    );
-    return 1;
   } finally {
     removeHandler();
   }

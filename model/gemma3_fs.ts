@@ -8,7 +8,7 @@
 import { Gpu } from "../kernels/gpu.ts";
 import { loadGemma3Config } from "./config_fs.ts";
 import { Gemma3 } from "./gemma3.ts";
-import { uploadGemma3Weights } from "./gemma3_weights.ts";
+import { disposeGemma3Weights, uploadGemma3Weights } from "./gemma3_weights.ts";
 import type { LoraAdapter } from "./lora.ts";
 import { openCheckpoint } from "./safetensors_fs.ts";
 
@@ -26,6 +26,9 @@ export interface LoadGemma3Options {
  * @param dir Folder with `config.json` and `model.safetensors` (or an index with shards).
  * @param options Runtime and optional adapter.
  * @returns The model on the GPU.
+ * @throws {SafetensorsError} when a file is damaged (its tensors do not cover its data section
+ *   exactly, like the reference library checks) or a weight holds NaN or ±Infinity
+ *   (`non_finite`, naming the file and tensor).
  * @example
  * ```ts ignore
  * const gemma = await loadGemma3("models/gemma-3-1b-it");
@@ -41,7 +44,12 @@ export async function loadGemma3(dir: string, options: LoadGemma3Options = {}): 
     let adapter: LoraAdapter | null = null;
     if (options.adapter) {
       const { loadPeftAdapter } = await import("./peft_fs.ts");
-      adapter = await loadPeftAdapter(gpu, config, options.adapter);
+      try {
+        adapter = await loadPeftAdapter(gpu, config, options.adapter);
+      } catch (e) {
+        disposeGemma3Weights(weights);
+        throw e;
+      }
     }
     return new Gemma3(gpu, config, weights, adapter);
   } finally {

@@ -10,7 +10,7 @@ import type { DType } from "../kernels/dtype.ts";
 import type { Gpu } from "../kernels/gpu.ts";
 import { Tensor } from "../kernels/tensor.ts";
 import type { Gemma3Config } from "./config.ts";
-import { decodeFloat32 } from "./safetensors_dtype.ts";
+import { checkFinite, decodeFloat32 } from "./safetensors_dtype.ts";
 import type { TensorStore } from "./safetensors.ts";
 import { checkWeights } from "./weights.ts";
 
@@ -125,23 +125,31 @@ async function uploadTensor(
   const storedBytes = info.byteLength / Math.max(1, info.shape.reduce((a, b) => a * b, 1));
   const direct = dtype === "bf16" && info.dtype === "BF16" ||
     dtype === "f32" && info.dtype === "F32";
-  for (const part of t.parts) {
-    // subtle: one part at a time, so the host never holds more than one binding's worth of data
-    const bytes = new Uint8Array(part.rows * rowElems * storedBytes);
-    await store.readRange(name, part.rowStart * rowElems * storedBytes, bytes);
-    let data: Uint8Array;
-    if (direct) {
-      data = bytes;
-    } else {
-      const f = decodeFloat32(info.dtype, bytes);
-      data = new Uint8Array(f.buffer, f.byteOffset, f.byteLength);
+  try {
+    for (const part of t.parts) {
+      // subtle: one part at a time, so the host never holds more than one binding's worth of data
+      const bytes = new Uint8Array(part.rows * rowElems * storedBytes);
+      await store.readRange(name, part.rowStart * rowElems * storedBytes, bytes);
+      // NaN/Inf are refused while the bytes pass through here anyway (no second read).
+      const finite = { file: info.file, tensor: name, elementOffset: part.rowStart * rowElems };
+      let data: Uint8Array;
+      if (direct) {
+        checkFinite(info.dtype, bytes, finite);
+        data = bytes;
+      } else {
+        const f = decodeFloat32(info.dtype, bytes, { finite });
+        data = new Uint8Array(f.buffer, f.byteOffset, f.byteLength);
+      }
+      if (data.byteLength % 4 !== 0) {
+        const padded = new Uint8Array(Math.ceil(data.byteLength / 4) * 4);
+        padded.set(data);
+        data = padded;
+      }
+      gpu.write(part.buffer, 0, data);
     }
-    if (data.byteLength % 4 !== 0) {
-      const padded = new Uint8Array(Math.ceil(data.byteLength / 4) * 4);
-      padded.set(data);
-      data = padded;
-    }
-    gpu.write(part.buffer, 0, data);
+  } catch (e) {
+    t.dispose();
+    throw e;
   }
   return t;
 }
@@ -155,6 +163,7 @@ async function uploadTensor(
  * @param store The checkpoint (single file or sharded).
  * @returns GPU weights.
  * @throws {WeightError} naming a missing or mis-shaped tensor.
+ * @throws {SafetensorsError} `non_finite` naming the file and tensor holding a NaN or ±Infinity.
  */
 export async function uploadGemma3Weights(
   gpu: Gpu,
@@ -163,24 +172,31 @@ export async function uploadGemma3Weights(
 ): Promise<Gemma3Weights> {
   const names = checkWeights(config, store.tensors);
   const stored = (canonical: string) => names.get(canonical) ?? canonical;
-  const embed = await uploadTensor(gpu, store, {
-    name: stored("model.embed_tokens.weight"),
-    asF32: false,
-  });
-  const layers: Record<LayerWeightName, Tensor>[] = [];
-  for (let i = 0; i < config.numLayers; i++) {
-    const layer = {} as Record<LayerWeightName, Tensor>;
-    for (const w of LAYER_WEIGHTS) {
-      const name = stored(`model.layers.${i}.${hfLayerWeightPath(w)}.weight`);
-      layer[w] = await uploadTensor(gpu, store, { name, asF32: NORM_WEIGHTS.has(w) });
+  const uploaded: Tensor[] = [];
+  const upload = async (canonical: string, asF32: boolean) => {
+    const t = await uploadTensor(gpu, store, { name: stored(canonical), asF32 });
+    uploaded.push(t);
+    return t;
+  };
+  try {
+    const embed = await upload("model.embed_tokens.weight", false);
+    const layers: Record<LayerWeightName, Tensor>[] = [];
+    for (let i = 0; i < config.numLayers; i++) {
+      const layer = {} as Record<LayerWeightName, Tensor>;
+      for (const w of LAYER_WEIGHTS) {
+        layer[w] = await upload(
+          `model.layers.${i}.${hfLayerWeightPath(w)}.weight`,
+          NORM_WEIGHTS.has(w),
+        );
+      }
+      layers.push(Object.freeze(layer));
     }
-    layers.push(Object.freeze(layer));
+    const finalNorm = await upload("model.norm.weight", true);
+    return Object.freeze({ embed, layers: Object.freeze(layers), finalNorm });
+  } catch (e) {
+    for (const t of uploaded) t.dispose();
+    throw e;
   }
-  const finalNorm = await uploadTensor(gpu, store, {
-    name: stored("model.norm.weight"),
-    asF32: true,
-  });
-  return Object.freeze({ embed, layers: Object.freeze(layers), finalNorm });
 }
 
 /** Options of {@linkcode initGemma3Weights}. */

@@ -1,6 +1,7 @@
 /**
  * A Hugging Face Gemma 3 folder as the scripts use it (Deno only): the folder check, its
- * tokenizer (`tokenizer.json`, else Gemma 3's built-in one), its chat template
+ * tokenizer (`tokenizer.json`, else Gemma 3's built-in one) — made compact by the folder's
+ * `vocab_map.json` when it has one (the demo model's export) —, its chat template
  * (`tokenizer_config.json`, else Gemma 3's) and the check that the tokenizer's ids fit the
  * model's vocabulary.
  *
@@ -11,6 +12,25 @@ import { joinPath, pathExists } from "../base/atomic_fs.ts";
 import { ChatTemplate, type TokenizerConfig } from "./chat_template.ts";
 import { Tokenizer } from "./tokenizer.ts";
 import { loadDefaultChatTemplate, loadDefaultTokenizer } from "./tokenizer_fs.ts";
+import { compactCodec, type IdCodec, VocabMap, VocabMapError } from "./vocab_map.ts";
+
+/**
+ * The tokenizer (and generation) files of a Hugging Face model folder that an export of a model
+ * trained from it copies, when present.
+ */
+export const TOKENIZER_FILES: readonly string[] = Object.freeze([
+  "tokenizer.json",
+  "tokenizer.model",
+  "tokenizer_config.json",
+  "special_tokens_map.json",
+  "added_tokens.json",
+  "chat_template.jinja",
+  "chat_template.json",
+  "generation_config.json",
+]);
+
+/** The file of a model folder whose model reads compact ids (see `vocab_map.ts`). */
+export const VOCAB_MAP_FILE = "vocab_map.json";
 
 /** A model folder that is missing, is not a Hugging Face folder, or whose tokenizer does not fit. */
 export class ModelDirError extends Error {
@@ -70,7 +90,7 @@ export async function loadModelTokenizer(dir: string): Promise<Tokenizer> {
  */
 export async function loadModelChatTemplate(
   dir: string,
-  tokenizer: Tokenizer,
+  tokenizer: IdCodec,
 ): Promise<ChatTemplate> {
   const path = joinPath(dir, "tokenizer_config.json");
   const local = (await pathExists(path))
@@ -81,10 +101,66 @@ export async function loadModelChatTemplate(
     : await loadDefaultChatTemplate(tokenizer);
 }
 
+/** A model folder's tokenizer as its model reads it. */
+export interface ModelCodec {
+  /**
+   * Encodes and decodes the model's ids: the tokenizer itself, or, with a vocabulary map, a
+   * compact codec whose `encode` throws {@linkcode ModelDirError} for text outside the map.
+   */
+  readonly codec: IdCodec;
+  /** The real tokenizer. */
+  readonly tokenizer: Tokenizer;
+  /** The folder's `vocab_map.json`, or null. */
+  readonly vocabMap: VocabMap | null;
+}
+
+/**
+ * The tokenizer of a model folder as its model reads it: {@linkcode loadModelTokenizer}, wrapped
+ * in a compact codec when the folder holds a `vocab_map.json` (the demo model's export).
+ *
+ * @param dir The model folder.
+ * @returns The codec, the real tokenizer and the map.
+ * @throws {ModelDirError} For a malformed `vocab_map.json`.
+ * @example
+ * ```ts ignore
+ * import { loadModelCodec } from "./model_dir_fs.ts";
+ * const { codec } = await loadModelCodec("runs/2026-05-01T12-00-00/export/grpo");
+ * codec.encode("2 + 3 = ?"); // compact ids
+ * ```
+ */
+export async function loadModelCodec(dir: string): Promise<ModelCodec> {
+  const tokenizer = await loadModelTokenizer(dir);
+  const path = joinPath(dir, VOCAB_MAP_FILE);
+  if (!(await pathExists(path))) return { codec: tokenizer, tokenizer, vocabMap: null };
+  let vocabMap: VocabMap;
+  try {
+    vocabMap = VocabMap.fromJSON(await Deno.readTextFile(path));
+  } catch (e) {
+    throw new ModelDirError(`${path}: ${(e as Error).message}`);
+  }
+  const compact = compactCodec(tokenizer, vocabMap);
+  const codec: IdCodec = {
+    encode(text, options) {
+      try {
+        return compact.encode(text, options);
+      } catch (e) {
+        if (!(e instanceof VocabMapError)) throw e;
+        const id = tokenizer.encode(text, options).find((i) => !vocabMap.has(i));
+        throw new ModelDirError(
+          `the text holds the token ${JSON.stringify(tokenizer.decode([id ?? 0]))} (id ${id}), ` +
+            `which is not in ${path} (the ${vocabMap.size} tokens this model was trained on)`,
+        );
+      }
+    },
+    decode: (ids, options) => compact.decode(ids, options),
+  };
+  return { codec, tokenizer, vocabMap };
+}
+
 /** Options of {@linkcode encodePrompt}. */
 export interface EncodePromptOptions {
-  /** The model folder's tokenizer. */
-  readonly tokenizer: Tokenizer;
+  /** The model folder's tokenizer (the `codec` of {@linkcode loadModelCodec}). */
+  readonly tokenizer: IdCodec;
   /** Wrap the prompt in one user turn of the folder's chat template and open the model's turn. */
   readonly chat?: boolean;
 }

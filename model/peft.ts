@@ -7,15 +7,18 @@
  */
 
 import { FieldError } from "../base/field_error.ts";
-import type { Gemma3Config } from "./config.ts";
+import { type Gemma3Config, gemma3ConfigToJson } from "./config.ts";
 import type { Tensor } from "../kernels/tensor.ts";
-import { type LoraAdapter, type LoraConfig, loraConfig, peftName } from "./lora.ts";
+import { type LoraAdapter, type LoraConfig, loraConfig, type LoraPair, peftName } from "./lora.ts";
 import {
+  type Gemma3Weights,
   hfLayerWeightPath,
+  LAYER_WEIGHTS,
   layerWeightShape,
   LORA_TARGETS,
   type LoraTarget,
 } from "./gemma3_weights.ts";
+import { mergeLoraWeight, toBf16Bits } from "./lora_merge.ts";
 
 /** File name of a PEFT adapter's config. */
 export const PEFT_CONFIG_FILE = "adapter_config.json";
@@ -441,4 +444,134 @@ export function peftAdapterFiles(
     layers: layers.length === adapter.layers.length ? null : layers,
   });
   return { config, tensors };
+}
+
+/** What a merged export reads of a model; a `Gemma3` (or a `withLora` view of one) is one. */
+export interface MergeableModel {
+  /** Hyperparameters, written as `config.json`. */
+  readonly config: Gemma3Config;
+  /** Base weights. */
+  readonly weights: Gemma3Weights;
+  /** The adapter merged in, or null (the base weights are written). */
+  readonly lora: LoraAdapter | null;
+}
+
+/** Stored dtype of a merged or full-model export. */
+export type ModelExportDtype = "F32" | "BF16";
+
+/** One tensor of a model export: its safetensors header entry and how to get its values. */
+export interface ModelExportTensor {
+  /** Hugging Face name, e.g. `model.layers.0.self_attn.q_proj.weight`. */
+  readonly name: string;
+  /** Stored dtype. */
+  readonly dtype: ModelExportDtype;
+  /** `[out, in]` for projections, `[vocab, hidden]` for the embedding, `[hidden]` for norms. */
+  readonly shape: readonly number[];
+  /**
+   * Reads the tensor back from the GPU (merging the LoRA update when it has one) and rounds it
+   * once to the stored dtype.
+   *
+   * @returns Float32 values (`F32`) or bf16 bit patterns (`BF16`).
+   */
+  read(): Promise<Float32Array | Uint16Array>;
+}
+
+/**
+ * The tensors of a model's Hugging Face checkpoint with its LoRA update merged in
+ * (`W + (alpha/r)·B·A`, computed in float64 on the host, then one rounding to the stored dtype:
+ * bf16 round-to-nearest-even, see `lora_merge.ts`), sorted by name as `safetensors` orders
+ * them. Without an adapter the model's own weights are described (a full fine-tune's export).
+ * Nothing is read before a tensor's `read()` is called, so a writer holds one tensor at a time.
+ *
+ * @param model The model (a `Gemma3`, or a `withLora(adapter)` view).
+ * @param dtype Stored dtype.
+ * @returns One entry per tensor (tied models have no `lm_head`).
+ * @throws {PeftError} `config` for a dtype other than `F32` / `BF16`.
+ * @example
+ * ```ts
+ * import { Gpu } from "../kernels/gpu.ts";
+ * import { gemma3Config } from "./config.ts";
+ * import { Gemma3 } from "./gemma3.ts";
+ * import { initGemma3Weights } from "./gemma3_weights.ts";
+ * import { mergedModelTensors } from "./peft.ts";
+ *
+ * const gpu = await Gpu.create();
+ * const config = gemma3Config({ vocabSize: 64, hiddenSize: 32, intermediateSize: 64, numLayers: 1,
+ *   numHeads: 2, numKvHeads: 1, headDim: 16, queryPreAttnScalar: 16, eosTokenIds: [1] });
+ * const model = new Gemma3(gpu, config, initGemma3Weights(gpu, config));
+ * const tensors = mergedModelTensors(model, "BF16");
+ * console.log(tensors[0].name, (await tensors[0].read()).length); // model.embed_tokens.weight 2048
+ * gpu.destroy();
+ * ```
+ */
+export function mergedModelTensors(
+  model: MergeableModel,
+  dtype: ModelExportDtype,
+): ModelExportTensor[] {
+  if (dtype !== "F32" && dtype !== "BF16") {
+    throw new PeftError(
+      "config",
+      "model.safetensors",
+      "dtype",
+      `expected "F32" or "BF16", got ${dtype}`,
+    );
+  }
+  const lora = model.lora;
+  const entries: { name: string; tensor: Tensor; pair?: LoraPair }[] = [
+    { name: "model.embed_tokens.weight", tensor: model.weights.embed },
+  ];
+  model.weights.layers.forEach((layer, l) => {
+    for (const w of LAYER_WEIGHTS) {
+      const pair = (LORA_TARGETS as readonly string[]).includes(w)
+        ? lora?.layers[l]?.[w as LoraTarget]
+        : undefined;
+      entries.push({
+        name: `model.layers.${l}.${hfLayerWeightPath(w)}.weight`,
+        tensor: layer[w],
+        pair,
+      });
+    }
+  });
+  entries.push({ name: "model.norm.weight", tensor: model.weights.finalNorm });
+  entries.sort((x, y) => (x.name < y.name ? -1 : x.name > y.name ? 1 : 0));
+  return entries.map(({ name, tensor, pair }) => ({
+    name,
+    dtype,
+    shape: tensor.shape,
+    async read() {
+      const w = (await tensor.read()) as Float32Array;
+      if (!pair || !lora) return dtype === "F32" ? w : toBf16Bits(w);
+      const [out, inDim] = tensor.shape;
+      const merged = mergeLoraWeight(
+        w,
+        (await pair.a.read()) as Float32Array,
+        (await pair.b.read()) as Float32Array,
+        { out, in: inDim, rank: lora.config.rank, scale: lora.scale },
+      );
+      return dtype === "F32" ? Float32Array.from(merged) : toBf16Bits(merged);
+    },
+  }));
+}
+
+/**
+ * The `config.json` of a model export: `gemma3ConfigToJson` with `torch_dtype` set to the
+ * stored dtype (`float32` or `bfloat16`), as transformers' `Gemma3ForCausalLM` reads it.
+ *
+ * @param config The model's config.
+ * @param dtype Stored dtype.
+ * @returns A JSON-serialisable object.
+ * @example
+ * ```ts
+ * import { gemma3Config } from "./config.ts";
+ * import { modelExportConfigJson } from "./peft.ts";
+ * const config = gemma3Config({ vocabSize: 64, hiddenSize: 32, intermediateSize: 64, numLayers: 1,
+ *   numHeads: 2, numKvHeads: 1, headDim: 16, queryPreAttnScalar: 16, eosTokenIds: [1] });
+ * console.log(modelExportConfigJson(config, "F32").torch_dtype); // "float32"
+ * ```
+ */
+export function modelExportConfigJson(
+  config: Gemma3Config,
+  dtype: ModelExportDtype,
+): Record<string, unknown> {
+  return { ...gemma3ConfigToJson(config), torch_dtype: dtype === "F32" ? "float32" : "bfloat16" };
 }

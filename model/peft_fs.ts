@@ -9,18 +9,15 @@
 
 import type { Gpu } from "../kernels/gpu.ts";
 import { Tensor } from "../kernels/tensor.ts";
-import { type Gemma3Config, gemma3ConfigToJson } from "./config.ts";
-import {
-  type Gemma3Weights,
-  hfLayerWeightPath,
-  LAYER_WEIGHTS,
-  LORA_TARGETS,
-  type LoraTarget,
-} from "./gemma3_weights.ts";
+import type { Gemma3Config } from "./config.ts";
+import type { LoraTarget } from "./gemma3_weights.ts";
 import { LoraAdapter, type LoraPair } from "./lora.ts";
 import {
   type BuildPeftConfigOptions,
   expectedPeftTensors,
+  type MergeableModel,
+  mergedModelTensors,
+  modelExportConfigJson,
   parsePeftAdapterConfig,
   parsePeftTensorName,
   PEFT_CONFIG_FILE,
@@ -29,7 +26,6 @@ import {
   PeftError,
 } from "./peft.ts";
 import { joinPath, pathExists, writeTextAtomic } from "../base/atomic_fs.ts";
-import { mergeLoraWeight, toBf16Bits } from "./lora_merge.ts";
 import { SafetensorsError } from "./safetensors.ts";
 import { decodeFloat32 } from "./safetensors_dtype.ts";
 import { openSafetensors, type TensorSpec, writeSafetensorsStreaming } from "./safetensors_fs.ts";
@@ -70,7 +66,8 @@ const FLOAT_DTYPES: readonly string[] = ["F32", "BF16", "F16"];
  * @param dir Adapter folder.
  * @returns The adapter (f32 tensors).
  * @throws {PeftError} naming the file, tensor and expectation.
- * @throws {SafetensorsError} when the weights file itself is malformed.
+ * @throws {SafetensorsError} when the weights file itself is malformed, or `non_finite` when a
+ *   weight holds NaN or ±Infinity.
  * @example
  * ```ts ignore
  * const adapter = await loadPeftAdapter(gpu, model.config, "runs/sft/adapter");
@@ -179,7 +176,9 @@ export async function loadPeftAdapter(
           `expected F32, BF16 or F16, got ${info.dtype}`,
         );
       }
-      const values = decodeFloat32(info.dtype, await st.read(name));
+      const values = decodeFloat32(info.dtype, await st.read(name), {
+        finite: { file, tensor: name }, // NaN/Inf refused while widening
+      });
       const t = Tensor.fromArray(gpu, values, e.shape);
       uploaded.push(t);
       if (e.which === "A") {
@@ -245,15 +244,7 @@ export async function savePeftAdapter(
   }
 }
 
-/** What {@linkcode saveMergedWeights} reads of a model; a `Gemma3` is one. */
-export interface MergeableModel {
-  /** Hyperparameters, written as `config.json`. */
-  readonly config: Gemma3Config;
-  /** Base weights. */
-  readonly weights: Gemma3Weights;
-  /** The adapter merged in, or null (the base weights are written). */
-  readonly lora: LoraAdapter | null;
-}
+export type { MergeableModel } from "./peft.ts";
 
 /** Options of {@linkcode saveMergedWeights}. */
 export interface SaveMergedOptions {
@@ -292,42 +283,10 @@ export async function saveMergedWeights(
   if (dtype !== "F32" && dtype !== "BF16") {
     throw new PeftError("config", dir, "dtype", `expected "F32" or "BF16", got ${dtype}`);
   }
-  const lora = model.lora;
-  const entries: { name: string; tensor: Tensor; pair?: LoraPair }[] = [
-    { name: "model.embed_tokens.weight", tensor: model.weights.embed },
-  ];
-  model.weights.layers.forEach((layer, l) => {
-    for (const w of LAYER_WEIGHTS) {
-      const pair = (LORA_TARGETS as readonly string[]).includes(w)
-        ? lora?.layers[l]?.[w as LoraTarget]
-        : undefined;
-      entries.push({
-        name: `model.layers.${l}.${hfLayerWeightPath(w)}.weight`,
-        tensor: layer[w],
-        pair,
-      });
-    }
-  });
-  entries.push({ name: "model.norm.weight", tensor: model.weights.finalNorm });
-  entries.sort((x, y) => (x.name < y.name ? -1 : x.name > y.name ? 1 : 0));
-  const specs: TensorSpec[] = entries.map((e) => ({ name: e.name, dtype, shape: e.tensor.shape }));
-  const produce = async (i: number) => {
-    const { tensor, pair } = entries[i];
-    const w = (await tensor.read()) as Float32Array;
-    if (!pair || !lora) return dtype === "F32" ? w : toBf16Bits(w);
-    const [out, inDim] = tensor.shape;
-    const merged = mergeLoraWeight(
-      w,
-      (await pair.a.read()) as Float32Array,
-      (await pair.b.read()) as Float32Array,
-      { out, in: inDim, rank: lora.config.rank, scale: lora.scale },
-    );
-    return dtype === "F32" ? Float32Array.from(merged) : toBf16Bits(merged);
-  };
-  const config = {
-    ...gemma3ConfigToJson(model.config),
-    torch_dtype: dtype === "F32" ? "float32" : "bfloat16",
-  };
+  const tensors = mergedModelTensors(model, dtype);
+  const specs: TensorSpec[] = tensors.map(({ name, dtype, shape }) => ({ name, dtype, shape }));
+  const produce = (i: number) => tensors[i].read();
+  const config = modelExportConfigJson(model.config, dtype);
   try {
     await Deno.mkdir(dir, { recursive: true });
     await writeSafetensorsStreaming(joinPath(dir, "model.safetensors"), specs, produce, {

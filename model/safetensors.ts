@@ -68,6 +68,9 @@ export type SafetensorsErrorCode =
   | "shape_mismatch"
   | "out_of_bounds"
   | "overlap"
+  | "gap"
+  | "trailing_data"
+  | "non_finite"
   | "missing_tensor"
   | "missing_file"
   | "missing_shard"
@@ -306,23 +309,58 @@ function parseEntry(
   });
 }
 
-function checkOverlaps(file: string, tensors: readonly TensorInfo[], dataStart: number): void {
-  const sorted = tensors.filter((t) => t.byteLength > 0)
-    .sort((a, b) => a.byteOffset - b.byteOffset);
-  for (let i = 1; i < sorted.length; i++) {
-    const prev = sorted[i - 1];
-    const cur = sorted[i];
-    if (cur.byteOffset < prev.byteOffset + prev.byteLength) {
-      const range = (t: TensorInfo) =>
-        `[${t.byteOffset - dataStart}, ${t.byteOffset - dataStart + t.byteLength}]`;
+/**
+ * The reference library's coverage rule: sorted by offsets, the tensors tile the data section
+ * exactly — the first starts at 0, each starts where the previous ends, the last ends where the
+ * file ends. A header length that is off (the JSON still parsing thanks to its space padding)
+ * shifts every tensor and leaves a byte over, so it is refused here rather than read skewed.
+ */
+function checkCoverage(file: string, tensors: readonly TensorInfo[], header: {
+  readonly dataStart: number;
+  readonly dataSize: number;
+}): void {
+  const { dataStart, dataSize } = header;
+  const begin = (t: TensorInfo) => t.byteOffset - dataStart;
+  const end = (t: TensorInfo) => begin(t) + t.byteLength;
+  const range = (t: TensorInfo) => `[${begin(t)}, ${end(t)}]`;
+  const sorted = [...tensors].sort((a, b) => begin(a) - begin(b) || end(a) - end(b));
+  let covered = 0;
+  let prev: TensorInfo | null = null;
+  for (const t of sorted) {
+    if (begin(t) < covered) {
       throw new SafetensorsError(
         "overlap",
         file,
-        cur.name,
-        `data_offsets ${range(cur)} overlap tensor "${prev.name}" at ${range(prev)}; ` +
-          "expected disjoint byte ranges",
+        t.name,
+        `data_offsets ${range(t)} overlap tensor "${prev!.name}" at ${range(prev!)}; ` +
+          `expected it to start at ${covered}, where "${prev!.name}" ends`,
       );
     }
+    if (begin(t) > covered) {
+      throw new SafetensorsError(
+        "gap",
+        file,
+        t.name,
+        `data_offsets ${range(t)} leave bytes [${covered}, ${begin(t)}) of the data section ` +
+          `to no tensor; expected it to start at ${covered}` +
+          (prev === null ? " (the data section's start)" : `, where "${prev.name}" ends`),
+      );
+    }
+    covered = end(t);
+    prev = t;
+  }
+  if (covered !== dataSize) {
+    const last = prev === null
+      ? "no tensor"
+      : `the last tensor, "${prev.name}", ends at ${covered}`;
+    throw new SafetensorsError(
+      "trailing_data",
+      file,
+      prev?.name ?? null,
+      `the data section (after the ${dataStart - 8}-byte header) is ${dataSize} bytes, but ` +
+        `${last}; expected the tensors to cover it exactly (is the header length field off, ` +
+        "or were bytes appended?)",
+    );
   }
 }
 
@@ -333,8 +371,12 @@ function checkOverlaps(file: string, tensors: readonly TensorInfo[], dataStart: 
  * @param json The N header bytes (UTF-8 JSON, possibly space-padded).
  * @param fileSize Total file size (bounds the data section).
  * @returns The validated header, offsets made absolute.
+ * Validation follows the reference implementation: the header is UTF-8 JSON starting with `{`;
+ * each tensor's byte span matches its dtype and shape; sorted by offsets, the tensors cover
+ * the data section exactly, without gaps, overlaps or trailing bytes (header order is free).
+ *
  * @throws {SafetensorsError} `invalid_json`, `invalid_header`, `unknown_dtype`,
- *   `shape_mismatch`, `out_of_bounds` or `overlap`.
+ *   `shape_mismatch`, `out_of_bounds`, `overlap`, `gap` or `trailing_data`.
  * @example
  * ```ts
  * import { parseHeader } from "./safetensors.ts";
@@ -347,15 +389,34 @@ export function parseHeader(file: string, json: Uint8Array, fileSize: number): S
   const headerLength = json.length;
   const dataStart = 8 + headerLength;
   const dataSize = fileSize - dataStart;
+  let text: string;
   let raw: unknown;
   try {
-    raw = JSON.parse(new TextDecoder("utf-8", { fatal: true }).decode(json));
+    text = new TextDecoder("utf-8", { fatal: true }).decode(json);
   } catch (e) {
     throw new SafetensorsError(
       "invalid_json",
       file,
       null,
-      `header is not valid UTF-8 JSON (${(e as Error).message})`,
+      `header is not valid UTF-8 (${(e as Error).message})`,
+    );
+  }
+  if (!text.startsWith("{")) {
+    throw new SafetensorsError(
+      "invalid_header",
+      file,
+      null,
+      `header must be a JSON object starting with "{", got ${JSON.stringify(text.slice(0, 16))}`,
+    );
+  }
+  try {
+    raw = JSON.parse(text);
+  } catch (e) {
+    throw new SafetensorsError(
+      "invalid_json",
+      file,
+      null,
+      `header is not valid JSON (${(e as Error).message})`,
     );
   }
   if (!isPlainObject(raw)) {
@@ -367,7 +428,7 @@ export function parseHeader(file: string, json: Uint8Array, fileSize: number): S
     if (name === "__metadata__") metadata = parseMetadata(file, entry);
     else tensors.set(name, parseEntry(file, name, entry, dataStart, dataSize));
   }
-  checkOverlaps(file, [...tensors.values()], dataStart);
+  checkCoverage(file, [...tensors.values()], { dataStart, dataSize });
   return Object.freeze({ headerLength, dataStart, tensors, metadata });
 }
 

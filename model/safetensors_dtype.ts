@@ -97,33 +97,176 @@ export function numberToF16Bits(x: number): number {
   return sign | ((e + 15) << 10) | m;
 }
 
+/** Where checked values come from: the file and tensor a non-finite value is reported in. */
+export interface FiniteCheck {
+  /** The file (as opened). */
+  readonly file: string;
+  /** The tensor's name. */
+  readonly tensor: string;
+  /** Index within the tensor of the first element checked (a tensor read in parts; 0). */
+  readonly elementOffset?: number;
+}
+
+/** Options of {@linkcode decodeFloat32}. */
+export interface DecodeFloat32Options {
+  /** Refuse NaN and ±Infinity (checked in the decoding loop), reported as in this tensor. */
+  readonly finite?: FiniteCheck;
+}
+
+/** The value of a 16-bit float pattern (for messages). */
+function halfValue(dtype: SafetensorsDtype, bits: number): number {
+  if (dtype === "F16") return f16BitsToNumber(bits);
+  return new Float32Array(new Uint32Array([bits << 16]).buffer)[0];
+}
+
+function nonFinite(check: FiniteCheck, index: number, value: number): SafetensorsError {
+  return new SafetensorsError(
+    "non_finite",
+    check.file,
+    check.tensor,
+    `element ${(check.elementOffset ?? 0) + index} is ${value}; expected finite values ` +
+      "(the file is damaged, or was saved from a run that diverged)",
+  );
+}
+
+const BF16_EXP = 0x7f80;
+const F16_EXP = 0x7c00;
+const F32_EXP = 0x7f800000;
+
+/** The first NaN or ±Infinity found by {@linkcode findNonFinite}. */
+export interface NonFiniteValue {
+  /** Its element index in the bytes given. */
+  readonly index: number;
+  /** NaN, Infinity or -Infinity. */
+  readonly value: number;
+}
+
+/**
+ * Finds the first NaN or ±Infinity among raw F32, F64, BF16 or F16 bytes by their exponent
+ * bits (all ones), without decoding: one look at each 32-bit word, no copy. Other dtypes hold
+ * no such values.
+ *
+ * @param dtype The stored dtype.
+ * @param bytes Raw little-endian bytes (whole elements).
+ * @returns The first one, or null when all values are finite.
+ * @example
+ * ```ts
+ * import { findNonFinite } from "./safetensors_dtype.ts";
+ * console.log(findNonFinite("BF16", new Uint8Array([0x80, 0x3f, 0x80, 0xff]))); // { index: 1, value: -Infinity }
+ * ```
+ */
+export function findNonFinite(dtype: SafetensorsDtype, bytes: Uint8Array): NonFiniteValue | null {
+  if (dtype !== "F32" && dtype !== "BF16" && dtype !== "F16" && dtype !== "F64") return null;
+  const n = checkLength(dtype, bytes);
+  // Whole 32-bit words when aligned (the usual case); unaligned bytes go element by element.
+  const aligned4 = bytes.byteOffset % 4 === 0;
+  const words = aligned4 ? Math.floor(bytes.length / 4) : 0;
+  const u32 = new Uint32Array(bytes.buffer, aligned4 ? bytes.byteOffset : 0, words);
+  const view = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
+  if (dtype === "F32" || dtype === "F64") {
+    const size = dtype === "F32" ? 4 : 8;
+    const read = (i: number) =>
+      size === 4 ? view.getFloat32(i * 4, true) : view.getFloat64(i * 8, true);
+    if (size === 4) {
+      for (let i = 0; i < words; i++) {
+        if ((u32[i] & F32_EXP) === F32_EXP) return { index: i, value: read(i) };
+      }
+    }
+    for (let i = size === 4 ? words : 0; i < n; i++) {
+      const v = read(i);
+      if (!Number.isFinite(v)) return { index: i, value: v };
+    }
+    return null;
+  }
+  const exp = dtype === "BF16" ? BF16_EXP : F16_EXP;
+  const at = (i: number) => ({ index: i, value: halfValue(dtype, view.getUint16(i * 2, true)) });
+  // Two 16-bit values per word, element 2i in the low half.
+  for (let i = 0; i < words; i++) {
+    const w = u32[i];
+    if ((w & exp) === exp) return at(2 * i);
+    if (((w >>> 16) & exp) === exp) return at(2 * i + 1);
+  }
+  for (let i = 2 * words; i < n; i++) {
+    if ((view.getUint16(i * 2, true) & exp) === exp) return at(i);
+  }
+  return null;
+}
+
+/**
+ * Refuses a NaN or ±Infinity among raw F32, F64, BF16 or F16 bytes ({@linkcode findNonFinite}),
+ * for bytes that go to the GPU as stored.
+ *
+ * @param dtype The stored dtype.
+ * @param bytes Raw little-endian bytes (whole elements).
+ * @param check The file and tensor to name, and the first element's index in the tensor.
+ * @throws {SafetensorsError} `non_finite` naming the file, tensor, element and value.
+ * @example
+ * ```ts
+ * import { checkFinite } from "./safetensors_dtype.ts";
+ * const where = { file: "w.safetensors", tensor: "w" };
+ * checkFinite("BF16", new Uint8Array([0x80, 0x3f]), where); // 1.0: fine
+ * try {
+ *   checkFinite("BF16", new Uint8Array([0xc0, 0x7f]), where);
+ * } catch (e) {
+ *   console.log((e as Error).message); // w.safetensors: tensor "w": element 0 is NaN; …
+ * }
+ * ```
+ */
+export function checkFinite(dtype: SafetensorsDtype, bytes: Uint8Array, check: FiniteCheck): void {
+  const bad = findNonFinite(dtype, bytes);
+  if (bad !== null) throw nonFinite(check, bad.index, bad.value);
+}
+
 /**
  * Decodes F32, BF16 or F16 bytes to float32 values (bf16/f16 widen exactly).
  *
  * @param dtype `F32`, `BF16` or `F16`.
  * @param bytes Raw little-endian bytes.
+ * @param options `finite`: refuse NaN and ±Infinity, naming this file and tensor.
  * @returns A new Float32Array.
- * @throws {SafetensorsError} `invalid_tensor` for another dtype or a partial element.
+ * @throws {SafetensorsError} `invalid_tensor` for another dtype or a partial element;
+ *   `non_finite` with `finite` set.
  * @example
  * ```ts
  * import { decodeFloat32 } from "./safetensors_dtype.ts";
  * console.log(decodeFloat32("BF16", new Uint8Array([0x80, 0x3f]))); // Float32Array [1]
  * ```
  */
-export function decodeFloat32(dtype: SafetensorsDtype, bytes: Uint8Array): Float32Array {
+export function decodeFloat32(
+  dtype: SafetensorsDtype,
+  bytes: Uint8Array,
+  options: DecodeFloat32Options = {},
+): Float32Array {
   const n = checkLength(dtype, bytes);
-  if (dtype === "F32") return new Float32Array(aligned(bytes));
+  const check = options.finite;
+  if (dtype === "F32") {
+    const out = new Float32Array(aligned(bytes));
+    if (check) checkFinite(dtype, new Uint8Array(out.buffer), check);
+    return out;
+  }
   if (dtype === "BF16") {
     const src = new Uint16Array(aligned(bytes));
     const out = new Float32Array(n);
     const outBits = new Uint32Array(out.buffer);
-    for (let i = 0; i < n; i++) outBits[i] = src[i] << 16;
+    if (check) {
+      for (let i = 0; i < n; i++) {
+        const b = src[i];
+        if ((b & BF16_EXP) === BF16_EXP) throw nonFinite(check, i, halfValue(dtype, b));
+        outBits[i] = b << 16;
+      }
+    } else {
+      for (let i = 0; i < n; i++) outBits[i] = src[i] << 16;
+    }
     return out;
   }
   if (dtype === "F16") {
     const src = new Uint16Array(aligned(bytes));
     const out = new Float32Array(n);
-    for (let i = 0; i < n; i++) out[i] = f16BitsToNumber(src[i]);
+    for (let i = 0; i < n; i++) {
+      const v = f16BitsToNumber(src[i]);
+      if (check && !Number.isFinite(v)) throw nonFinite(check, i, v);
+      out[i] = v;
+    }
     return out;
   }
   throw new SafetensorsError(

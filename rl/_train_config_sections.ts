@@ -137,6 +137,15 @@ export interface EvalSection {
   readonly topP: number;
   /** Completions per question (a question counts as correct when any pass is). */
   readonly passes: number;
+  /**
+   * Periodic evaluation during SFT and GRPO: every this many steps (0: off, the default), the
+   * current weights are evaluated on all `numQuestions` eval questions with the settings above
+   * (greedy unless `temperature` is set), and the step's `metrics.jsonl` row gets
+   * `eval_accuracy`, `eval_partial_accuracy` and `eval_format_accuracy` (the report plots
+   * them). It changes neither the weights nor any training random stream, so the training
+   * numbers are the same as without it; each one costs as much as a phase evaluation.
+   */
+  readonly everySteps: number;
 }
 
 const OPTIMIZER_KEYS = [
@@ -297,7 +306,8 @@ export function evalSection(v: unknown): EvalSection {
     "topK",
     "topP",
     "passes",
-  ]);
+    "everySteps",
+  ], ["everySteps"]);
   return Object.freeze({
     base: bool("eval.base", o.base),
     afterSft: bool("eval.afterSft", o.afterSft),
@@ -311,5 +321,28 @@ export function evalSection(v: unknown): EvalSection {
     topK: int("eval.topK", o.topK, 0),
     topP: num("eval.topP", o.topP, (x) => x > 0 && x <= 1, "in (0, 1]"),
     passes: int("eval.passes", o.passes, 1),
+    // subtle: optional, so the config.json of runs made before the field existed still loads
+    everySteps: o.everySteps === undefined ? 0 : int("eval.everySteps", o.everySteps, 0),
   });
+}
+
+/** What a finished training phase writes to `export/<phase>/` (see `export.ts`). */
+export interface ExportSection {
+  /**
+   * LoRA runs: besides the PEFT adapter, also write `export/<phase>/merged/`, the base model
+   * with the adapter merged in (a Hugging Face folder, bf16 like the base, with the base
+   * folder's tokenizer files). Default false. Full fine-tuning always exports the model folder,
+   * so there it must stay false.
+   */
+  readonly merged: boolean;
+}
+
+/**
+ * @param v The `export` section, or undefined (absent from runs made before it existed).
+ * @returns The validated section (`{ merged: false }` when absent).
+ */
+export function exportSection(v: unknown): ExportSection {
+  if (v === undefined) return Object.freeze({ merged: false });
+  const o = openSection(v, "export", ["merged"]);
+  return Object.freeze({ merged: bool("export.merged", o.merged) });
 }

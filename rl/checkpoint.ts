@@ -34,6 +34,7 @@ export type CheckpointErrorCode =
   | "corrupt"
   | "missing"
   | "mismatch"
+  | "non_finite"
   | "io";
 
 /** A checkpoint that cannot be written, read or restored; names the file or tensor. */

@@ -14,6 +14,7 @@
 
 import { joinPath, syncDir, writeTextAtomic } from "../base/atomic_fs.ts";
 import { SafetensorsError, type SafetensorsFile } from "../model/safetensors.ts";
+import { findNonFinite } from "../model/safetensors_dtype.ts";
 import {
   openSafetensors,
   type TensorSpec,
@@ -241,8 +242,17 @@ async function readTensor(st: SafetensorsFile, name: string, shape: readonly num
       }]`,
     );
   }
-  const bytes = await st.read(name);
-  return new Float32Array(bytes.buffer, bytes.byteOffset, bytes.byteLength / 4).slice();
+  const bytes = await st.read(name); // a fresh, aligned array of exactly this tensor
+  const bad = findNonFinite("F32", bytes);
+  if (bad !== null) {
+    throw new CheckpointError(
+      "non_finite",
+      st.path,
+      `tensor "${name}": element ${bad.index} is ${bad.value}; expected finite values (the ` +
+        "file is damaged, or was saved from a run that diverged)",
+    );
+  }
+  return new Float32Array(bytes.buffer, bytes.byteOffset, bytes.byteLength / 4);
 }
 
 async function openTensorFile(dir: string, file: string, size: number | undefined) {
@@ -271,7 +281,8 @@ async function openTensorFile(dir: string, file: string, size: number | undefine
  * @param dir A `step-<N>` folder (e.g. from {@linkcode latestCheckpoint}).
  * @returns Everything saved; pass `optimizerState` to `AdamW.loadState` and the checkpoint to
  *   `restoreParams`.
- * @throws {CheckpointError} `missing` or `corrupt`, naming the file.
+ * @throws {CheckpointError} `missing` or `corrupt`, naming the file; `non_finite` naming the
+ *   file and the tensor (a parameter or an AdamW moment) that holds NaN or ±Infinity.
  */
 export async function loadCheckpoint(dir: string): Promise<LoadedCheckpoint> {
   const stateFile = joinPath(dir, CHECKPOINT_STATE_FILE);

@@ -324,3 +324,61 @@ export async function evaluate(
     records,
   };
 }
+
+/** A fraction as a percentage with one decimal: `0.5` → `50.0`. */
+const percent = (x: number): string => (100 * x).toFixed(1);
+
+/**
+ * The lines `deno task train` prints for a run's `eval.json`: one per evaluation, in pipeline
+ * order (base, sft, grpo).
+ *
+ * @param evals A run's `eval.json` (`TrainResult.eval`).
+ * @returns One line per evaluation that ran.
+ * @example
+ * ```ts
+ * import { formatEvalSummary } from "./evaluate.ts";
+ * const base = { accuracy: 0.5, partialAccuracy: 0.75, formatAccuracy: 1, n: 4 };
+ * const [line] = formatEvalSummary({ base });
+ * if (line !== "base  accuracy 50.0 %  partial 75.0 %  format 100.0 %  (n=4)") throw new Error(line);
+ * ```
+ */
+export function formatEvalSummary(
+  evals: Readonly<Partial<Record<"base" | "sft" | "grpo", EvalPhaseEntry>>>,
+): string[] {
+  const lines: string[] = [];
+  for (const key of ["base", "sft", "grpo"] as const) {
+    const e = evals[key];
+    if (!e) continue;
+    lines.push(
+      `${key.padEnd(5)} accuracy ${percent(e.accuracy)} %  partial ${percent(e.partialAccuracy)}` +
+        ` %  format ${percent(e.formatAccuracy)} %  (n=${e.n})`,
+    );
+  }
+  return lines;
+}
+
+/**
+ * The line `deno task eval` prints for one evaluation: the fractions with counts, passes and
+ * generation speed.
+ *
+ * @param s The summary of {@linkcode evaluate}.
+ * @returns One line.
+ * @example
+ * ```ts
+ * import { formatEvalResult } from "./evaluate.ts";
+ * import { scoreQuestion, summarizeEval } from "./scoring.ts";
+ * const good = "<reasoning>2+2</reasoning>\n<answer>4</answer>";
+ * const scores = summarizeEval([scoreQuestion({ index: 0, prompt: "", answer: "4", completions: [good] })]);
+ * const line = formatEvalResult({ ...scores, generatedTokens: 12, seconds: 0.5 });
+ * if (!line.startsWith("accuracy 100.0% (1/1) | partial 100.0% | format 100.0% | passes 1 |")) {
+ *   throw new Error(line);
+ * }
+ * ```
+ */
+export function formatEvalResult(
+  s: EvalSummary & Pick<EvalResultSummary, "generatedTokens" | "seconds">,
+): string {
+  return `accuracy ${percent(s.accuracy)}% (${s.numCorrect}/${s.n}) | partial ` +
+    `${percent(s.partialAccuracy)}% | format ${percent(s.formatAccuracy)}% | passes ` +
+    `${s.passes} | ${s.generatedTokens} tokens in ${s.seconds.toFixed(1)} s`;
+}

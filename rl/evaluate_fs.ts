@@ -1,7 +1,7 @@
 /**
  * Evaluation on disk (Deno only): {@linkcode evaluateModelDir} runs the recipe's evaluation of a
- * Gemma 3 folder (optionally with a LoRA adapter) on GSM8K or the demo set and writes the
- * results; the writers store `<name>_summary.json` (the summary plus caller metadata),
+ * Gemma 3 folder (optionally with a LoRA adapter), a run's export or a run folder (see
+ * `export_source_fs.ts`) on GSM8K or the demo set and writes the results; the writers store `<name>_summary.json` (the summary plus caller metadata),
  * `<name>_records.jsonl` (one question per line) and the run's `eval.json`
  * (`{ "base": E, "sft": E, "grpo": E }`, one entry per phase). Every file is written to a
  * temporary file and renamed over the old one, so readers never see a partial file.
@@ -11,12 +11,12 @@
 
 import { joinPath, pathExists, writeTextAtomic } from "../base/atomic_fs.ts";
 import { defaultHubCacheDir, type HubCacheEnv } from "../data/dataset_fs.ts";
-import { generateDemoSet } from "../data/demo_set.ts";
+import { type DemoSetOptions, generateDemoSet } from "../data/demo_set.ts";
 import { loadGsm8k } from "../data/gsm8k_fs.ts";
 import { buildPrompt } from "../data/prompt.ts";
 import { loadGemma3Config } from "../model/config_fs.ts";
 import { loadGemma3 } from "../model/gemma3_fs.ts";
-import { checkModelDir, checkTokenIds, loadModelTokenizer } from "../model/model_dir_fs.ts";
+import { checkTokenIds, loadModelCodec } from "../model/model_dir_fs.ts";
 import {
   type EvalConfig,
   evalConfig,
@@ -31,6 +31,7 @@ import {
   evalStepCount,
   evaluate,
 } from "./evaluate.ts";
+import { resolveModelSource, runEvalSettings } from "./export_source_fs.ts";
 import type { EvalSummary } from "./scoring.ts";
 
 /** An evaluation input the user can fix: a missing data or adapter folder, no questions. */
@@ -48,6 +49,8 @@ export interface EvalQuestionsOptions {
   readonly limit?: number | null;
   /** Decides the hub cache folder when `data` is null (e.g. `Deno.env.toObject()`). */
   readonly env?: HubCacheEnv;
+  /** The demo set's generator settings for `data: "demo"` (default the built-in set's). */
+  readonly demoData?: DemoSetOptions;
 }
 
 /** Questions and where they came from. */
@@ -77,7 +80,7 @@ export async function loadEvalQuestions(
   const split = options.split ?? "test";
   const limit = options.limit ?? undefined;
   if (options.data === "demo") {
-    const { test, train } = generateDemoSet();
+    const { test, train } = generateDemoSet(options.demoData);
     const all = split === "test" ? test : train;
     return { questions: all.slice(0, limit ?? all.length), source: `demo ${split} set` };
   }
@@ -93,13 +96,21 @@ export async function loadEvalQuestions(
   return { questions: await loadGsm8k(path, { split, limit }), source: path };
 }
 
-/** Options of {@linkcode evaluateModelDir}: the questions, decoding settings and outputs. */
+/**
+ * Options of {@linkcode evaluateModelDir}: the questions, decoding settings and outputs. For a
+ * run folder or a run's export, unset questions and decoding settings are the run's own
+ * (`eval.*`, `run.seed`, the model's end ids), so the evaluation repeats the run's.
+ */
 export interface EvaluateModelDirOptions extends EvalQuestionsOptions, Partial<EvalConfig> {
-  /** PEFT LoRA adapter folder to apply, or null. */
+  /** PEFT LoRA adapter folder to apply to a model folder, or null. */
   readonly adapter?: string | null;
   /** Output folder (default `runs/eval-<timestamp>`). */
   readonly out?: string | null;
-  /** Name in `eval.json` (default `"base"`, or `"adapter"` with an adapter). */
+  /**
+   * Name in `eval.json` (default: a run export's phase, else `"base"`, or `"adapter"` with an
+   * adapter). For a run folder also the training phase whose export is evaluated (`sft` or
+   * `grpo`; default the last finished one).
+   */
   readonly phase?: string;
   /** Makes the progress sink once the number of `generate` calls is known. */
   readonly progress?: (total: number) => EvalProgressSink;
@@ -121,55 +132,77 @@ function timestamp(): string {
   return new Date().toISOString().replace(/[-:]/g, "").replace("T", "-").slice(0, 15);
 }
 
+/** `options` with undefined fields removed (so they do not hide the run's settings). */
+function defined<T extends object>(options: T): Partial<T> {
+  return Object.fromEntries(
+    Object.entries(options).filter(([, v]) => v !== undefined),
+  ) as Partial<T>;
+}
+
 /**
- * The recipe's evaluation of a Hugging Face Gemma 3 folder: checks the inputs, loads the
- * questions, the folder's tokenizer (checking its ids fit the model) and the model, evaluates,
- * writes `<out>/eval_<phase>_summary.json`, `<out>/eval_<phase>_records.jsonl` and sets the
- * phase in `<out>/eval.json`.
+ * The recipe's evaluation of a model: checks the inputs, loads the questions, the folder's
+ * tokenizer (compact for a model with `vocab_map.json`; checking its ids fit the model) and the
+ * model, evaluates, writes `<out>/eval_<phase>_summary.json`, `<out>/eval_<phase>_records.jsonl`
+ * and sets the phase in `<out>/eval.json`. `model` may be a run folder (its export of `phase`,
+ * default the last finished training phase) or a run's export folder: then the run's own
+ * evaluation settings apply where `options` leaves them unset, and the accuracy equals the run's
+ * `eval.json` entry for that phase.
  *
- * @param model The model folder (`config.json`, `*.safetensors`, optional `tokenizer.json`).
+ * @param model A Hugging Face model folder (`config.json`, `*.safetensors`, optional
+ *   `tokenizer.json`), a run folder or an export folder.
  * @param options Questions, adapter, decoding settings, outputs, progress.
  * @returns The result and the files written.
- * @throws {ModelDirError} For a missing model folder or a tokenizer that does not fit it.
+ * @throws {ModelDirError} For a missing model folder or export, or a tokenizer that does not fit.
  * @throws {EvalInputError} For a missing adapter or data path, or no questions.
  * @example
  * ```ts ignore
  * import { evaluateModelDir } from "./evaluate_fs.ts";
  * const { result } = await evaluateModelDir("models/gemma-3-1b-it", { data: "demo", limit: 8 });
  * console.log(result.summary.accuracy);
+ * const again = await evaluateModelDir("runs/2026-05-01T12-00-00"); // the run's grpo export
  * ```
  */
 export async function evaluateModelDir(
   model: string,
   options: EvaluateModelDirOptions = {},
 ): Promise<EvaluateModelDirResult> {
-  await checkModelDir(model);
-  const adapter = options.adapter ?? null;
-  if (adapter !== null && !(await Deno.stat(adapter).catch(() => null))?.isDirectory) {
-    throw new EvalInputError(`adapter directory not found: ${adapter}`);
+  const given = options.adapter ?? null;
+  if (given !== null && !(await Deno.stat(given).catch(() => null))?.isDirectory) {
+    throw new EvalInputError(`adapter directory not found: ${given}`);
   }
-  const { questions, source } = await loadEvalQuestions(options);
-  if (questions.length === 0) throw new EvalInputError(`no questions in ${source}`);
-  const tokenizer = await loadModelTokenizer(model);
-  const vocabSize = (await loadGemma3Config(model)).vocabSize;
+  const source = await resolveModelSource(model, { phase: options.phase, adapter: given });
+  const adapter = source.adapter;
+  const fromRun = source.run ? runEvalSettings(source.run.config) : {};
+  const settings: EvaluateModelDirOptions = { ...fromRun, ...defined(options) };
+  const { questions, source: from } = await loadEvalQuestions(settings);
+  if (questions.length === 0) throw new EvalInputError(`no questions in ${from}`);
+  const { codec, vocabMap } = await loadModelCodec(source.model);
+  const modelConfig = await loadGemma3Config(source.model);
+  const vocabSize = modelConfig.vocabSize;
   for (const [i, q] of questions.entries()) {
-    const ids = tokenizer.encode(buildPrompt(q.question));
-    checkTokenIds(ids, { vocabSize, what: `question ${i}`, dir: model });
+    const ids = codec.encode(buildPrompt(q.question));
+    checkTokenIds(ids, { vocabSize, what: `question ${i}`, dir: source.model });
   }
-  options.onStart?.(
-    `evaluating ${model}${adapter ? ` + ${adapter}` : ""} on ${questions.length} questions of ` +
-      source,
-  );
-  const config = evalConfig(options);
-  const gemma = await loadGemma3(model, { adapter: adapter ?? undefined });
+  options.onStart?.(`evaluating ${source.label} on ${questions.length} questions of ${from}`);
+  // subtle: a run (and a compact-vocabulary model) stops at its own end ids, not Gemma 3's.
+  const eosIds = settings.eosIds ??
+    (source.run || vocabMap ? [...modelConfig.eosTokenIds] : undefined);
+  const config = evalConfig({ ...settings, eosIds });
+  const gemma = await loadGemma3(source.model, { adapter: adapter ?? undefined });
   try {
     const progress = options.progress?.(evalStepCount(questions.length, config));
-    const result = await evaluate(gemma, questions, { ...config, tokenizer, progress });
+    const result = await evaluate(gemma, questions, { ...config, tokenizer: codec, progress });
     const out = options.out ?? `runs/eval-${timestamp()}`;
-    const phase = options.phase ?? (adapter ? "adapter" : "base");
+    const phase = options.phase ?? source.run?.phase ?? (adapter ? "adapter" : "base");
     const files = await writeEvalResult(out, result, {
       name: `eval_${phase}`,
-      metadata: { model, adapter, data: source, split: options.split ?? "test" },
+      metadata: {
+        model: source.model,
+        adapter,
+        run: source.run?.dir ?? null,
+        data: from,
+        split: settings.split ?? "test",
+      },
     });
     const evalJson = joinPath(out, "eval.json");
     await mergeEvalPhase(evalJson, phase, result.summary);

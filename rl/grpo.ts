@@ -74,6 +74,8 @@ export interface GrpoStepResult {
   readonly completions: readonly string[];
   /** Total reward per completion. */
   readonly rewards: readonly number[];
+  /** Each reward function's (unweighted) score per completion, by function name. */
+  readonly rewardsPerFunction: Readonly<Record<string, readonly number[]>>;
 }
 
 /** Where completion token j of row b is predicted: the row `b·S + promptLen + j − 1`. */
@@ -232,7 +234,13 @@ export class GrpoTrainer {
       tokens_per_second: tokens / Math.max(1e-9, rolloutSeconds + trainSeconds),
     };
     for (const [name, ms] of Object.entries(rm.perFunction)) metrics[`reward/${name}`] = ms.mean;
-    return { loss: last.loss, metrics, completions, rewards: rewards.total };
+    return {
+      loss: last.loss,
+      metrics,
+      completions,
+      rewards: rewards.total,
+      rewardsPerFunction: rewards.perFunction,
+    };
   }
 }
 

@@ -7,7 +7,7 @@
  */
 
 import { type LineSink, type MetricsRecord, parseMetricsJsonl } from "./metrics.ts";
-import type { TextWriter } from "./progress.ts";
+import { ProgressReporter, type ProgressReporterOptions, type TextWriter } from "./progress.ts";
 
 /** Options of {@linkcode FileLineSink.open}. */
 export interface FileLineSinkOptions {
@@ -135,4 +135,25 @@ export function consoleProgressTarget(
     },
     interactive: target.isTerminal(),
   };
+}
+
+/**
+ * Progress bars on the console: a factory of {@linkcode ProgressReporter}s writing to stderr
+ * (default) or stdout, with `\r` updates when the stream is a terminal.
+ *
+ * @param stream Which stream to write to.
+ * @returns Builds one reporter per phase (`interactive` is the stream's).
+ * @example
+ * ```ts
+ * import { consoleProgress } from "./metrics_fs.ts";
+ * const bar = consoleProgress()({ phase: "sft", total: 2 });
+ * bar.update(1, { loss: 2.1 });
+ * bar.finish();
+ * ```
+ */
+export function consoleProgress(
+  stream: "stderr" | "stdout" = "stderr",
+): (options: ProgressReporterOptions) => ProgressReporter {
+  const { writer, interactive } = consoleProgressTarget(stream);
+  return (options) => new ProgressReporter(writer, { interactive, ...options });
 }

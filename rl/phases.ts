@@ -7,7 +7,8 @@
  * `ctx.resumeFrom`), log every step with `ctx.logger`, count progress with
  * `ctx.createProgress`, save checkpoints with `ctx.saveCheckpoint` every
  * `config.checkpoint.everySteps` steps, keep samples every `config.run.sampleEvery` steps, and
- * when `ctx.signal` is aborted save a checkpoint and return `{ status: "interrupted" }`.
+ * when `ctx.signal` is aborted save a checkpoint and return `{ status: "interrupted" }`. A
+ * training phase that completes writes its export (`export/<phase>/`, see `export.ts`).
  *
  * @module
  */
@@ -19,14 +20,80 @@ import { Gemma3 } from "../model/gemma3.ts";
 import { disposeGemma3Weights } from "../model/gemma3_weights.ts";
 import { copyOf } from "../model/layer.ts";
 import type { IdCodec } from "../model/vocab_map.ts";
-import { evalPhaseEntry, evaluate } from "./evaluate.ts";
+import {
+  evalPhaseEntry,
+  type EvalResult,
+  evalStepCount,
+  evaluate,
+  type EvaluateOptions,
+} from "./evaluate.ts";
+import { writePhaseExport } from "./export.ts";
 import { GrpoTrainer } from "./grpo.ts";
 import { AdamW } from "./optimizer.ts";
 import type { Phase, PhaseContext, PhaseSample, PhaseSet } from "./pipeline.ts";
 import { loadResumePoint, loadStartWeights, type RunSession, runTrainable } from "./run_session.ts";
+import { scoreResponse } from "./scoring.ts";
 import { SftTrainer } from "./sft.ts";
 import { runTrainingLoop } from "./train_loop.ts";
 import { grpoTotalSteps, phaseAdamW, sftTotalSteps } from "./train_config.ts";
+
+/** Where an evaluation's batches are counted (`evaluate()`'s progress sink). */
+type EvalProgress = NonNullable<EvaluateOptions["progress"]>;
+
+/**
+ * The recipe's evaluation of the run's eval questions with the `eval` settings, on the model's
+ * current weights (a phase evaluation and the periodic one of `eval.everySteps` alike). Nothing
+ * here draws from a training random stream: greedy decoding, or the GPU sampler's own seeds.
+ */
+async function evaluateRun(
+  session: RunSession,
+  ctx: PhaseContext,
+  options: {
+    readonly model: Gemma3;
+    readonly progress: EvalProgress;
+    readonly signal: AbortSignal;
+  },
+): Promise<EvalResult> {
+  const { model, progress, signal } = options;
+  const config = ctx.config, e = config.eval;
+  return await evaluate(model, await session.inputs.evalExamples(), {
+    tokenizer: await session.inputs.codec(),
+    maxNewTokens: e.maxNewTokens,
+    batchSize: e.batchSize,
+    passes: e.passes,
+    temperature: e.temperature,
+    topK: e.topK,
+    topP: e.topP,
+    seed: config.run.seed,
+    eosIds: [...model.config.eosTokenIds],
+    progress,
+    signal,
+  });
+}
+
+/**
+ * The periodic evaluation of a training phase (`eval.everySteps`), as metrics of the step:
+ * `eval_accuracy`, `eval_partial_accuracy`, `eval_format_accuracy` on all the eval questions.
+ * It re-renders the live report between batches but moves no progress count.
+ */
+function periodicEvaluation(
+  session: RunSession,
+  ctx: PhaseContext,
+  model: Gemma3,
+): (signal: AbortSignal) => Promise<Record<string, number>> {
+  return async (signal) => {
+    const { summary } = await evaluateRun(session, ctx, {
+      model,
+      progress: { update: () => ctx.refreshReport() },
+      signal,
+    });
+    return {
+      eval_accuracy: summary.accuracy,
+      eval_partial_accuracy: summary.partialAccuracy,
+      eval_format_accuracy: summary.formatAccuracy,
+    };
+  };
+}
 
 /**
  * The evaluation phase: the recipe's greedy evaluation of the eval questions.
@@ -43,24 +110,9 @@ export function evalPhase(session: RunSession): Phase {
       await loadStartWeights(session, ctx, params);
       await loadResumePoint(session, ctx, params);
       params.dispose();
-      const codec = await session.inputs.codec();
       const questions = await session.inputs.evalExamples();
-      const e = config.eval;
-      const batches = Math.ceil(questions.length / e.batchSize) * e.passes;
-      const progress = ctx.createProgress(batches);
-      const result = await evaluate(model, questions, {
-        tokenizer: codec,
-        maxNewTokens: e.maxNewTokens,
-        batchSize: e.batchSize,
-        passes: e.passes,
-        temperature: e.temperature,
-        topK: e.topK,
-        topP: e.topP,
-        seed: config.run.seed,
-        eosIds: [...model.config.eosTokenIds],
-        progress,
-        signal: ctx.signal,
-      });
+      const progress = ctx.createProgress(evalStepCount(questions.length, config.eval));
+      const result = await evaluateRun(session, ctx, { model, progress, signal: ctx.signal });
       progress.finish();
       for (const r of result.records.slice(0, config.run.samplesPerPoint)) {
         await ctx.addSample({
@@ -68,6 +120,7 @@ export function evalPhase(session: RunSession): Phase {
           prompt: r.question,
           completion: r.completions[0],
           answer: r.answer,
+          correct: r.correct,
         });
       }
       return {
@@ -97,12 +150,11 @@ async function evalPromptSamples(
     temperature: 0,
     eosIds: [...model.config.eosTokenIds],
   });
-  return questions.map((q, i) => ({
-    step,
-    prompt: q.question,
-    completion: codec.decode(out[i], { skipSpecialTokens: true }),
-    answer: q.answer,
-  }));
+  return questions.map((q, i) => {
+    const completion = codec.decode(out[i], { skipSpecialTokens: true });
+    const correct = scoreResponse(completion, q.answer).correct;
+    return { step, prompt: q.question, completion, answer: q.answer, correct };
+  });
 }
 
 /**
@@ -144,7 +196,7 @@ export function sftPhase(session: RunSession): Phase {
         )
         : new BatchIterator(sequences, iteratorOptions);
       const trainer = new SftTrainer(model, params, optimizer);
-      return await runTrainingLoop(ctx, {
+      const result = await runTrainingLoop(ctx, {
         model,
         params,
         optimizer,
@@ -154,6 +206,7 @@ export function sftPhase(session: RunSession): Phase {
         dataPosition: () => ({ ...iterator.state() }),
         shape: { rows: sft.microBatchSize, seqLen: sft.maxLength },
         onStep: () => session.trained = true,
+        evaluate: periodicEvaluation(session, ctx, model),
         async run() {
           const t0 = performance.now();
           const micro = Array.from({ length: sft.gradientAccumulation }, () => iterator.next());
@@ -174,6 +227,8 @@ export function sftPhase(session: RunSession): Phase {
           };
         },
       });
+      if (result.status === "completed") await writePhaseExport(session, ctx);
+      return result;
     },
   };
 }
@@ -236,7 +291,7 @@ export function grpoPhase(session: RunSession): Phase {
         microBatchRows: g.microBatchSize,
       });
       const order = promptOrder(examples.length, config.run.seed);
-      return await runTrainingLoop(ctx, {
+      const result = await runTrainingLoop(ctx, {
         model,
         params,
         optimizer,
@@ -250,6 +305,7 @@ export function grpoPhase(session: RunSession): Phase {
           newTokens: g.maxNewTokens,
         },
         onStep: () => session.trained = true,
+        evaluate: periodicEvaluation(session, ctx, model),
         dispose: () => reference && disposeGemma3Weights(reference.weights),
         async run(batch) {
           const picked = Array.from(
@@ -276,10 +332,16 @@ export function grpoPhase(session: RunSession): Phase {
                 completion: r.completions[0],
                 answer: prompts[0].answer,
                 reward: r.rewards[0],
+                rewards: Object.fromEntries(
+                  Object.entries(r.rewardsPerFunction).map(([name, v]) => [name, v[0]]),
+                ),
+                correct: scoreResponse(r.completions[0], prompts[0].answer).correct,
               }]),
           };
         },
       });
+      if (result.status === "completed") await writePhaseExport(session, ctx);
+      return result;
     },
   };
 }

@@ -2,9 +2,15 @@
  * The training pipeline: runs the planned phases (`base-eval → sft → sft-eval → grpo →
  * grpo-eval`, each optional per config) through injected {@linkcode Phase} implementations,
  * records where it stands in `pipeline.json` after every phase and checkpoint, writes
- * `eval.json` and re-renders `report.html` after every phase (so a crash still leaves a
- * report), keeps sample completions, stops cleanly on an abort signal, and resumes a run from
- * its saved state.
+ * `eval.json`, re-renders `report.html` after every phase (so a crash still leaves a report)
+ * and while a phase runs — at the first step boundary, then at the first boundary (training
+ * step, evaluation batch) at least `reportEveryMs` (30 s) after the last render —, keeps sample
+ * completions, stops cleanly on an abort signal, and resumes a run from its saved state.
+ *
+ * The live report costs no file reads: the metrics are read from the store once when the
+ * pipeline starts and after each phase, and in between taken from the logger's in-memory
+ * records (`MetricsLogger.records()`); samples are kept in memory (the latest
+ * `REPORT_SAMPLES_PER_PHASE` per phase).
  *
  * Files and checkpoints go through a `RunStore` (`run_store.ts`; `FsRunStore` in
  * `pipeline_fs.ts` is the run folder, `MemoryRunStore` keeps everything in memory), and progress
@@ -15,15 +21,24 @@
  */
 
 import type { CheckpointInput, LoadedCheckpoint } from "./checkpoint.ts";
+import type { ExportFile } from "./export_files.ts";
 import type { MetricsLogger } from "./metrics.ts";
 import type { ProgressUpdate } from "./progress.ts";
-import { renderReport, type ReportEval, type ReportSample } from "./report.ts";
+import {
+  latestSamples,
+  renderReport,
+  REPORT_SAMPLES_PER_PHASE,
+  type ReportEval,
+  type ReportSample,
+} from "./report.ts";
 import type { RunStore } from "./run_store.ts";
+import { ReportWriter } from "./_report_writer.ts";
 import type { TrainEvent } from "./train_events.ts";
 import type { TrainConfig } from "./train_config.ts";
 import {
   EVAL_PHASE_KEYS,
   type EvalFile,
+  keptOnResume,
   newPipelineState,
   type PhaseName,
   PipelineError,
@@ -80,6 +95,14 @@ export interface PhaseContext {
    */
   createProgress(total: number, startStep?: number): PhaseProgress;
   /**
+   * Re-renders `report.html` when at least `reportEveryMs` passed since the last render (call
+   * it at step boundaries and between evaluation batches; every `update` of a progress count
+   * from {@linkcode PhaseContext.createProgress} calls it). Returns at once: the render is
+   * written in the background (in order with the other report writes); a failed write is
+   * reported once as a message and does not stop the run.
+   */
+  refreshReport(): void;
+  /**
    * Keeps a sample completion (`samples.jsonl`, the report's table).
    *
    * @param sample The sample.
@@ -100,6 +123,14 @@ export interface PhaseContext {
    * @returns Everything saved, on the host.
    */
   loadCheckpoint(ref: string): Promise<LoadedCheckpoint>;
+  /**
+   * Writes this (training) phase's export through the store (`export/<phase>/`, see
+   * `export.ts`).
+   *
+   * @param files The files.
+   * @returns The export's reference (`<runDir>/export/<phase>`).
+   */
+  writeExport(files: readonly ExportFile[]): Promise<string>;
 }
 
 /** What a phase returns. */
@@ -146,12 +177,24 @@ export interface RunPipelineOptions {
   readonly now?: () => Date;
   /** Report title (default `webtune run <runDir>`). */
   readonly title?: string;
+  /**
+   * Least milliseconds between two renders of `report.html` while a phase runs (default
+   * {@linkcode DEFAULT_REPORT_EVERY_MS}; 0: at every step boundary).
+   */
+  readonly reportEveryMs?: number;
+  /** Milliseconds of a monotonic clock for `reportEveryMs` (default `performance.now`). */
+  readonly reportClock?: () => number;
 }
+
+/** Default least time between two renders of `report.html` during a phase: 30 s. */
+export const DEFAULT_REPORT_EVERY_MS = 30_000;
 
 /**
  * Runs, or resumes, the pipeline. A new run starts at the first planned phase; a run whose
- * store holds a state continues at its `current` phase, handing that phase `resumeFrom`; a
- * completed run only re-renders its report.
+ * store holds a state continues at its `current` phase, handing that phase `resumeFrom`, after
+ * dropping the metrics and samples written past that point (`keptOnResume`), so each
+ * `(phase, step)` is logged once; a completed run only re-renders its report. A phase that the
+ * signal stops by throwing its reason (an evaluation) is `interrupted`, not `failed`.
  *
  * @param options Config, phases, store, logger, signal, progress, clock.
  * @returns The final state: `completed`, or `interrupted` at `current`.
@@ -172,7 +215,18 @@ export async function runPipeline(options: RunPipelineOptions): Promise<Pipeline
       throw new PipelineError(`no implementation was given for the ${phase} phase`);
     }
   }
-  const samples = await store.readSamples();
+  if (saved !== null && saved.status !== "completed") {
+    // Rows past the checkpoint it resumes from (a kill -9 between checkpoints) are redone.
+    const dropped = await store.retainRows(keptOnResume(saved));
+    if (dropped.metrics + dropped.samples > 0) {
+      say(
+        `dropped ${dropped.metrics} metrics rows and ${dropped.samples} samples written after ` +
+          "the last checkpoint; those steps run again",
+      );
+    }
+  }
+  const perPhase = REPORT_SAMPLES_PER_PHASE;
+  let samples = latestSamples(await store.readSamples(), perPhase);
   const title = options.title ?? `webtune run ${store.runDir}`;
 
   let writes: Promise<void> = Promise.resolve();
@@ -182,18 +236,28 @@ export async function runPipeline(options: RunPipelineOptions): Promise<Pipeline
     writes = writes.then(() => store.writeState(snapshot));
     return writes;
   };
-  const report = async (): Promise<void> => {
-    await logger.flush().catch(() => {});
-    await store.writeReport(renderReport({
-      title,
-      config,
-      metrics: await store.readMetrics(),
-      evals: state.evals,
-      samples,
-      startedAt: state.startedAt,
-      finishedAt: state.status === "completed" ? state.updatedAt : undefined,
-    }));
-  };
+
+  const reports = new ReportWriter({
+    store,
+    logger,
+    render: (metrics) =>
+      renderReport({
+        title,
+        config,
+        metrics,
+        evals: state.evals,
+        samples,
+        samplesPerPhase: perPhase,
+        startedAt: state.startedAt,
+        finishedAt: state.status === "completed" ? state.updatedAt : undefined,
+      }),
+    everyMs: options.reportEveryMs ?? DEFAULT_REPORT_EVERY_MS,
+    clock: options.reportClock ?? (() => performance.now()),
+    onLiveError: (e) => say(`report.html was not updated: ${e instanceof Error ? e.message : e}`),
+  });
+  const report = () => reports.write();
+  const refreshReport = () => reports.refresh();
+  await reports.sync();
 
   if (state.status === "completed") {
     await report();
@@ -229,13 +293,18 @@ export async function runPipeline(options: RunPipelineOptions): Promise<Pipeline
       createProgress: (total, startStep = 0) => {
         emit({ type: "progress-start", phase, total, startStep });
         return {
-          update: (step, values = {}) => emit({ type: "step", phase, step, total, values }),
+          update: (step, values = {}) => {
+            emit({ type: "step", phase, step, total, values });
+            refreshReport();
+          },
           finish: (values = {}) => emit({ type: "progress-end", phase, values }),
         };
       },
+      refreshReport,
       addSample: (sample) => {
         const full: ReportSample = { ...sample, phase: sample.phase ?? phase };
         samples.push(full);
+        if (samples.length > 10 * perPhase) samples = latestSamples(samples, perPhase);
         emit({ type: "sample", sample: full });
         return store.appendSample(full);
       },
@@ -248,6 +317,7 @@ export async function runPipeline(options: RunPipelineOptions): Promise<Pipeline
         return checkpoint;
       },
       loadCheckpoint: (ref) => store.loadCheckpoint(ref),
+      writeExport: (files) => store.writeExport(phase, files),
     };
     say(
       ctx.resumeFrom
@@ -267,10 +337,14 @@ export async function runPipeline(options: RunPipelineOptions): Promise<Pipeline
         await store.writeEvals(evals);
       }
     } catch (error) {
-      const message = error instanceof Error ? `${error.name}: ${error.message}` : String(error);
-      await save({ status: "failed", error: `${phase}: ${message}` });
-      await report().catch(() => {});
-      throw error;
+      if (!(signal.aborted && error === signal.reason)) {
+        const message = error instanceof Error ? `${error.name}: ${error.message}` : String(error);
+        await save({ status: "failed", error: `${phase}: ${message}` });
+        await report().catch(() => {});
+        throw error;
+      }
+      // Stopped by the signal mid-phase (an evaluation): it runs again from where it started.
+      result = { status: "interrupted", step: at?.step ?? 0, checkpoint: at?.checkpoint ?? null };
     }
     if (result.status === "interrupted") {
       await save({

@@ -1,9 +1,11 @@
 /**
  * The run folder on disk (Deno only): `runs/<timestamp>/` with the resolved `config.json`,
  * `pipeline.json` (where the pipeline stands), `metrics.jsonl`, `samples.jsonl`, `eval.json`,
- * `report.html`, `vocab_map.json` (demo runs) and `checkpoints/<phase>/step-<N>/` (written by
- * `checkpoint_fs.ts`). JSON and HTML files are replaced atomically (temporary file, fsync,
- * rename); JSONL files are appended line by line.
+ * `report.html`, `vocab_map.json` (demo runs), `checkpoints/<phase>/step-<N>/` (written by
+ * `checkpoint_fs.ts`) and `export/<phase>/` (each finished training phase's export). JSON and
+ * HTML files are replaced atomically (temporary file, fsync, rename); JSONL files are appended
+ * line by line, and a resumed run first drops (atomically) the rows written after the checkpoint
+ * it continues from (`retainRows`).
  *
  * @module
  */
@@ -12,17 +14,20 @@ import { joinPath, writeTextAtomic } from "../base/atomic_fs.ts";
 import { VocabMap } from "../model/vocab_map.ts";
 import type { CheckpointInput, LoadedCheckpoint, SaveCheckpointOptions } from "./checkpoint.ts";
 import { loadCheckpoint, saveCheckpoint } from "./checkpoint_fs.ts";
+import type { ExportFile } from "./export_files.ts";
+import { writeExportFolder } from "./export_fs.ts";
 import { FileLineSink, readMetricsFile } from "./metrics_fs.ts";
 import { statOrNull } from "./_stat_fs.ts";
-import type { MetricsRecord } from "./metrics.ts";
+import type { LineSink, MetricsRecord } from "./metrics.ts";
 import {
   type EvalFile,
   parsePipelineState,
   type PhaseName,
   type PipelineState,
+  type RunRow,
 } from "./pipeline_state.ts";
 import type { ReportSample } from "./report.ts";
-import type { RunStore } from "./run_store.ts";
+import { type DroppedRows, exportRef, type RunStore } from "./run_store.ts";
 import { createTrainConfig, type TrainConfig, TrainConfigError } from "./train_config.ts";
 
 /** File names inside a run folder. */
@@ -35,6 +40,7 @@ export const RUN_FILES: Readonly<{
   report: "report.html";
   vocabMap: "vocab_map.json";
   checkpoints: "checkpoints";
+  exports: "export";
 }> = Object.freeze(
   {
     config: "config.json",
@@ -45,6 +51,7 @@ export const RUN_FILES: Readonly<{
     report: "report.html",
     vocabMap: "vocab_map.json",
     checkpoints: "checkpoints",
+    exports: "export",
   } as const,
 );
 
@@ -157,6 +164,30 @@ export async function loadRunConfig(runDir: string): Promise<TrainConfig> {
 }
 
 /**
+ * Reads a run folder's `pipeline.json` (where the run stands).
+ *
+ * @param runDir Run folder.
+ * @returns The state, or null when the run has not started a phase yet.
+ * @throws {PipelineError} For a malformed file.
+ * @example
+ * ```ts
+ * import { loadRunState } from "./pipeline_fs.ts";
+ * const dir = await Deno.makeTempDir();
+ * if (await loadRunState(dir) !== null) throw new Error();
+ * await Deno.remove(dir);
+ * ```
+ */
+export async function loadRunState(runDir: string): Promise<PipelineState | null> {
+  const path = joinPath(runDir, RUN_FILES.pipeline);
+  try {
+    return parsePipelineState(await Deno.readTextFile(path), path);
+  } catch (e) {
+    if (e instanceof Deno.errors.NotFound) return null;
+    throw e;
+  }
+}
+
+/**
  * Saves the demo vocabulary as `vocab_map.json`.
  *
  * @param runDir Run folder.
@@ -195,17 +226,46 @@ function parseJsonl<T>(text: string): T[] {
   return out;
 }
 
+/**
+ * The lines of a JSONL text that `keep` accepts (a last line cut short by a crash is dropped).
+ *
+ * @returns The kept lines and how many rows were dropped (the cut line not counted).
+ * @throws {SyntaxError} For a malformed line other than the last.
+ */
+function filterJsonl(
+  text: string,
+  keep: (row: RunRow) => boolean,
+): { kept: string[]; dropped: number; changed: boolean } {
+  const lines = text.split("\n").filter((l) => l.trim() !== "");
+  const kept: string[] = [];
+  let dropped = 0, cut = false;
+  lines.forEach((line, i) => {
+    let row: RunRow;
+    try {
+      row = JSON.parse(line);
+    } catch (e) {
+      if (i !== lines.length - 1) throw e;
+      cut = true;
+      return;
+    }
+    if (keep(row)) kept.push(line);
+    else dropped++;
+  });
+  return { kept, dropped, changed: dropped > 0 || cut };
+}
+
 /** A {@linkcode RunStore} over a run folder. Close it when the run ends. */
 export class FsRunStore implements RunStore {
   /** The run folder. */
   readonly runDir: string;
   /** Appends to `metrics.jsonl`; give it to the run's `MetricsLogger`. */
-  readonly metricsSink: FileLineSink;
-  readonly #samples: FileLineSink;
+  readonly metricsSink: LineSink = { append: (line) => this.#metrics.append(line) };
+  #metrics: FileLineSink;
+  #samples: FileLineSink;
 
   private constructor(runDir: string, metrics: FileLineSink, samples: FileLineSink) {
     this.runDir = runDir;
-    this.metricsSink = metrics;
+    this.#metrics = metrics;
     this.#samples = samples;
   }
 
@@ -227,13 +287,7 @@ export class FsRunStore implements RunStore {
 
   /** @returns `pipeline.json`, or null when absent. */
   async readState(): Promise<PipelineState | null> {
-    const path = joinPath(this.runDir, RUN_FILES.pipeline);
-    try {
-      return parsePipelineState(await Deno.readTextFile(path), path);
-    } catch (e) {
-      if (e instanceof Deno.errors.NotFound) return null;
-      throw e;
-    }
+    return await loadRunState(this.runDir);
   }
 
   /** @param state Written to `pipeline.json` atomically. */
@@ -312,9 +366,52 @@ export class FsRunStore implements RunStore {
     return await loadVocabMap(this.runDir);
   }
 
+  /**
+   * Writes `export/<phase>/` as a whole (see `writeExportFolder` in `export_fs.ts`).
+   *
+   * @param phase The training phase.
+   * @param files The files.
+   * @returns The export folder.
+   */
+  async writeExport(phase: PhaseName, files: readonly ExportFile[]): Promise<string> {
+    return await writeExportFolder(exportRef(this.runDir, phase), files);
+  }
+
+  /**
+   * Rewrites `metrics.jsonl` and `samples.jsonl` with the rows `keep` accepts, each atomically
+   * (temporary file, fsync, rename), then appends to the new files. Files with nothing to drop
+   * are left alone.
+   *
+   * @param keep True for a row to keep.
+   * @returns How many metrics rows and samples were dropped.
+   */
+  async retainRows(keep: (row: RunRow) => boolean): Promise<DroppedRows> {
+    const rewrite = async (name: string, sink: FileLineSink) => {
+      const path = joinPath(this.runDir, name);
+      let text: string;
+      try {
+        text = await Deno.readTextFile(path);
+      } catch (e) {
+        if (e instanceof Deno.errors.NotFound) return { dropped: 0, sink };
+        throw e;
+      }
+      const { kept, dropped, changed } = filterJsonl(text, keep);
+      if (!changed) return { dropped, sink };
+      await writeTextAtomic(path, kept.map((line) => line + "\n").join(""));
+      // subtle: the open file is the replaced one; appends must go to the new file
+      sink.close();
+      return { dropped, sink: await FileLineSink.open(path) };
+    };
+    const metrics = await rewrite(RUN_FILES.metrics, this.#metrics);
+    this.#metrics = metrics.sink;
+    const samples = await rewrite(RUN_FILES.samples, this.#samples);
+    this.#samples = samples.sink;
+    return { metrics: metrics.dropped, samples: samples.dropped };
+  }
+
   /** Closes the JSONL files. Idempotent. */
   close(): void {
-    this.metricsSink.close();
+    this.#metrics.close();
     this.#samples.close();
   }
 }

@@ -136,6 +136,47 @@ export function weightsBefore(state: PipelineState, phase: PhaseName): string | 
   return weights;
 }
 
+/** A row of `metrics.jsonl` or `samples.jsonl`: each names the phase and step that wrote it. */
+export interface RunRow {
+  /** The phase, e.g. `"sft"` or `"grpo-eval"`. */
+  readonly phase?: unknown;
+  /** The step within the phase (evaluation samples: 0). */
+  readonly step?: unknown;
+}
+
+/**
+ * Which rows of `metrics.jsonl` and `samples.jsonl` a resumed run keeps: the rows of finished
+ * phases, and those of the phase it continues up to the step of the checkpoint it continues
+ * from. Everything after that point is written again by the resumed run, so it is dropped: the
+ * steps done after the last checkpoint before a `kill -9`, an evaluation that was cut short, and
+ * rows of any phase that had not finished. Rows naming no phase of the pipeline are kept.
+ *
+ * @param state The saved state the run resumes from.
+ * @returns The filter (true: keep the row).
+ * @example
+ * ```ts
+ * import { keptOnResume, newPipelineState } from "./pipeline_state.ts";
+ * const state = {
+ *   ...newPipelineState(["base-eval", "sft", "sft-eval"], new Date(0)),
+ *   completed: ["base-eval" as const],
+ *   current: { phase: "sft" as const, step: 2, checkpoint: "runs/a/checkpoints/sft/step-2" },
+ * };
+ * const keep = keptOnResume(state);
+ * const rows = [["base-eval", 0], ["sft", 2], ["sft", 3], ["sft-eval", 0]] as const;
+ * const kept = rows.filter(([phase, step]) => keep({ phase, step }));
+ * if (kept.length !== 2 || kept[1][1] !== 2) throw new Error();
+ * ```
+ */
+export function keptOnResume(state: PipelineState): (row: RunRow) => boolean {
+  const done = new Set<unknown>(state.completed);
+  const at = state.current;
+  return (row) => {
+    if (!isPhase(row.phase) || done.has(row.phase)) return true;
+    return at !== null && at.checkpoint !== null && row.phase === at.phase &&
+      typeof row.step === "number" && row.step <= at.step;
+  };
+}
+
 /**
  * A fresh state for a new run.
  *

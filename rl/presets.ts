@@ -111,6 +111,7 @@ function gemma3_1bGsm8k(): TrainConfigInput {
     },
     checkpoint: { everySteps: 500, keep: 4 },
     run: { outDir: "runs", seed: 42, sampleEvery: 100, samplesPerPoint: 2 },
+    export: { merged: false },
   };
 }
 
@@ -190,6 +191,7 @@ function demo(): TrainConfigInput {
     },
     checkpoint: { everySteps: 100, keep: 2 },
     run: { outDir: "runs", seed: 0, sampleEvery: 20, samplesPerPoint: 2 },
+    export: { merged: false },
   };
 }
 

@@ -1,26 +1,38 @@
 /**
  * The run report: one self-contained `report.html` (inline CSS and SVG, no script, no network —
  * a Content-Security-Policy forbids fetching anything) with the evaluation results per phase,
- * training curves per phase, sample completions and the resolved config.
+ * training curves per phase (the periodic evaluation of `eval.everySteps` and the GPU memory
+ * among them), the metrics that stayed constant, the latest sample completions of each phase
+ * (with each reward function's value and whether the answer was right) and the resolved config.
  *
- * Plots are chosen by the metric names present (see `METRIC_KEYS` in `metrics.ts`): `loss`,
- * `reward_mean`, `reward/<fn>` (one line per reward function), `kl_mean`,
- * `completion_length_mean|min|max`, `lr`, `grad_norm`, `tokens_per_second`; every other numeric
- * key gets its own plot under "Other metrics". A plot whose keys never occur in a phase is left
- * out. When a (phase, step) occurs more than once (a resumed run), the last record wins.
+ * Which plots are drawn is decided in `report_plots.ts` (by the metric names present; constant
+ * metrics such as `applied` get a one-line note instead of a plot).
  *
  * @module
  */
 
-import {
-  barChartSvg,
-  escapeXml,
-  linePlotSvg,
-  type PlotPoint,
-  type PlotSeries,
-} from "./svg_plot.ts";
+import { formatBytes } from "../kernels/errors.ts";
+import { barChartSvg, escapeXml, linePlotSvg } from "./svg_plot.ts";
 import type { MetricsRecord } from "./metrics.ts";
 import { formatDuration, formatMetric } from "./progress.ts";
+import {
+  metricsByPhase,
+  type ReportConstant,
+  reportConstants,
+  type ReportPlot,
+  reportPlots,
+} from "./report_plots.ts";
+
+export {
+  metricsByPhase,
+  type ReportConstant,
+  reportConstants,
+  type ReportPlot,
+  reportPlots,
+} from "./report_plots.ts";
+
+/** Samples per phase the report shows (the latest ones; `samples.jsonl` keeps all). */
+export const REPORT_SAMPLES_PER_PHASE = 20;
 
 /** One evaluation's summary; fractions in [0, 1] (`EvalSummary` from `scoring.ts` fits). */
 export interface ReportEval {
@@ -48,6 +60,10 @@ export interface ReportSample {
   readonly reward?: number | null;
   /** Reference answer, if known. */
   readonly answer?: string | null;
+  /** Whether the answer was right (`scoreResponse(completion, answer).correct`), if scored. */
+  readonly correct?: boolean | null;
+  /** Each reward function's value for this completion, by function name (GRPO samples). */
+  readonly rewards?: Readonly<Record<string, number>> | null;
 }
 
 /** Input of {@linkcode renderReport}. */
@@ -60,122 +76,17 @@ export interface ReportInput {
   readonly metrics: readonly MetricsRecord[];
   /** Evaluation summaries by phase, e.g. `{ base, sft, grpo }`. */
   readonly evals?: Readonly<Record<string, ReportEval>>;
-  /** Sample completions, shown in the given order. */
+  /**
+   * Sample completions in the order they were kept; the report shows the latest
+   * `samplesPerPhase` of each phase.
+   */
   readonly samples?: readonly ReportSample[];
+  /** Samples shown per phase (default {@linkcode REPORT_SAMPLES_PER_PHASE}). */
+  readonly samplesPerPhase?: number;
   /** Run start (ISO text, epoch ms or Date). */
   readonly startedAt?: string | number | Date;
   /** Run end (ISO text, epoch ms or Date). */
   readonly finishedAt?: string | number | Date;
-}
-
-/** One plot the report draws for one phase. */
-export interface ReportPlot {
-  /** Phase whose records it shows. */
-  readonly phase: string;
-  /** Plot title. */
-  readonly title: string;
-  /** Lines, named after their metric keys. */
-  readonly series: readonly PlotSeries[];
-  /** Debiased-EMA weight of the line drawn over the raw values (0: none; more for long runs). */
-  readonly smoothing: number;
-}
-
-interface PlotSpec {
-  readonly title: string;
-  readonly keys: (present: readonly string[]) => string[];
-  readonly smooth: boolean;
-}
-
-const exact = (...names: string[]) => (present: readonly string[]) =>
-  names.filter((n) => present.includes(n));
-const prefixed = (prefix: string) => (present: readonly string[]) =>
-  present.filter((k) => k.startsWith(prefix));
-
-const PLOT_SPECS: readonly PlotSpec[] = [
-  { title: "Loss", keys: exact("loss"), smooth: true },
-  { title: "Mean reward", keys: exact("reward_mean"), smooth: true },
-  { title: "Reward per function (mean)", keys: prefixed("reward/"), smooth: true },
-  { title: "KL to reference (mean)", keys: exact("kl_mean"), smooth: true },
-  {
-    title: "Completion length (tokens)",
-    keys: exact("completion_length_mean", "completion_length_min", "completion_length_max"),
-    smooth: true,
-  },
-  { title: "Learning rate", keys: exact("lr"), smooth: false },
-  { title: "Gradient norm", keys: exact("grad_norm"), smooth: true },
-  { title: "Throughput (tokens/s)", keys: exact("tokens_per_second"), smooth: true },
-];
-
-/** Keys never plotted: record identity, wall time, and stds that the means' plots cover. */
-const NOT_PLOTTED = (k: string): boolean =>
-  k === "phase" || k === "step" || k === "time" || k.startsWith("reward_std/");
-
-const SMOOTH_FROM_POINTS = 30;
-
-/** EMA weight for `n` points: 0.6 for short runs, an effective window of ~n/20 for long ones. */
-function smoothingFor(n: number): number {
-  return n < SMOOTH_FROM_POINTS ? 0 : Math.min(0.995, Math.max(0.6, 1 - 20 / n));
-}
-
-/** Records of each phase, in order of first appearance, deduplicated by step (last wins). */
-function byPhase(metrics: readonly MetricsRecord[]): Map<string, MetricsRecord[]> {
-  const phases = new Map<string, Map<number, MetricsRecord>>();
-  for (const r of metrics) {
-    if (typeof r.phase !== "string" || typeof r.step !== "number") continue;
-    let steps = phases.get(r.phase);
-    if (steps === undefined) phases.set(r.phase, steps = new Map());
-    steps.set(r.step, r);
-  }
-  const out = new Map<string, MetricsRecord[]>();
-  for (const [phase, steps] of phases) {
-    out.set(phase, [...steps.values()].sort((a, b) => (a.step as number) - (b.step as number)));
-  }
-  return out;
-}
-
-/**
- * Chooses the report's plots from the metric names present (see the module doc).
- *
- * @param metrics Per-step records.
- * @returns Plots per phase, phases in order of first appearance.
- * @example
- * ```ts
- * import { reportPlots } from "./report.ts";
- * const plots = reportPlots([
- *   { phase: "grpo", step: 1, loss: 0.1, "reward/checkAnswer": 1.5, "reward/checkNumbers": 0 },
- * ]);
- * if (plots.map((p) => p.title).join() !== "Loss,Reward per function (mean)") throw new Error();
- * ```
- */
-export function reportPlots(metrics: readonly MetricsRecord[]): ReportPlot[] {
-  const plots: ReportPlot[] = [];
-  for (const [phase, records] of byPhase(metrics)) {
-    const present: string[] = [];
-    for (const r of records) {
-      for (const [k, v] of Object.entries(r)) {
-        if (!NOT_PLOTTED(k) && typeof v === "number" && !present.includes(k)) present.push(k);
-      }
-    }
-    const series = (key: string): PlotSeries => ({
-      name: key,
-      points: records.map((r): PlotPoint => {
-        const v = r[key];
-        return [r.step as number, typeof v === "number" && Number.isFinite(v) ? v : null];
-      }),
-    });
-    const used = new Set<string>();
-    const add = (title: string, keys: string[], smooth: boolean) => {
-      if (keys.length === 0) return;
-      keys.forEach((k) => used.add(k));
-      const s = keys.map(series);
-      const longest = Math.max(...s.map((x) => x.points.filter(([, y]) => y !== null).length));
-      const smoothing = smooth ? smoothingFor(longest) : 0;
-      plots.push({ phase, title, series: s, smoothing });
-    };
-    for (const spec of PLOT_SPECS) add(spec.title, spec.keys(present), spec.smooth);
-    for (const k of present) if (!used.has(k)) add(k, [k], false);
-  }
-  return plots;
 }
 
 function formatDate(value: string | number | Date | undefined): string | null {
@@ -249,26 +160,63 @@ function summarySection(phases: Map<string, MetricsRecord[]>): string {
     `</tr></thead><tbody>${rows.join("")}</tbody></table>`;
 }
 
-function curvesSection(plots: readonly ReportPlot[]): string {
-  if (plots.length === 0) return `<p class="muted">No training metrics were logged.</p>`;
-  let out = "";
-  let phase: string | null = null;
-  for (const p of plots) {
-    if (p.phase !== phase) {
-      if (phase !== null) out += `</div>`;
-      out += `<h3>${escapeXml(p.phase)}</h3><div class="plots">`;
-      phase = p.phase;
-    }
-    out += linePlotSvg({
-      title: `${p.phase}: ${p.title}`,
-      series: p.series,
-      smoothing: p.smoothing,
-    });
-  }
-  return out + `</div>`;
+/** A constant's value as the report notes it (GPU bytes in KiB/MiB/GiB). */
+function constantText(c: ReportConstant): string {
+  return c.key.startsWith("gpu_bytes_") ? formatBytes(c.value) : formatMetric(c.value);
 }
 
-function samplesSection(samples: readonly ReportSample[]): string {
+function curvesSection(
+  phases: readonly string[],
+  plots: readonly ReportPlot[],
+  constants: readonly ReportConstant[],
+): string {
+  if (phases.length === 0) return `<p class="muted">No training metrics were logged.</p>`;
+  let out = "";
+  for (const phase of phases) {
+    out += `<h3>${escapeXml(phase)}</h3>`;
+    const own = plots.filter((p) => p.phase === phase);
+    if (own.length > 0) {
+      out += `<div class="plots">` + own.map((p) =>
+        linePlotSvg({ title: `${p.phase}: ${p.title}`, series: p.series, smoothing: p.smoothing })
+      ).join("") + `</div>`;
+    }
+    const fixed = constants.filter((c) => c.phase === phase);
+    if (fixed.length > 0) {
+      out += `<p class="muted constants">Constant, not plotted: ` +
+        fixed.map((c) => `${escapeXml(c.key)} = ${constantText(c)}`).join(" · ") + `</p>`;
+    }
+  }
+  return out;
+}
+
+/**
+ * The latest `perPhase` samples of each phase, in their original order.
+ *
+ * @param samples Samples in the order they were kept.
+ * @param perPhase Samples kept per phase (default {@linkcode REPORT_SAMPLES_PER_PHASE}).
+ * @returns The kept samples.
+ * @example
+ * ```ts
+ * import { latestSamples } from "./report.ts";
+ * const s = [1, 2, 3].map((step) => ({ phase: "grpo", step, prompt: "p", completion: "c" }));
+ * if (latestSamples(s, 2).map((x) => x.step).join() !== "2,3") throw new Error();
+ * ```
+ */
+export function latestSamples<T extends Pick<ReportSample, "phase">>(
+  samples: readonly T[],
+  perPhase: number = REPORT_SAMPLES_PER_PHASE,
+): T[] {
+  const seen = new Map<string, number>();
+  const keep: boolean[] = new Array(samples.length).fill(false);
+  for (let i = samples.length - 1; i >= 0; i--) {
+    const n = seen.get(samples[i].phase) ?? 0;
+    if (n < perPhase) keep[i] = true;
+    seen.set(samples[i].phase, n + 1);
+  }
+  return samples.filter((_, i) => keep[i]);
+}
+
+function samplesSection(samples: readonly ReportSample[], perPhase: number): string {
   if (samples.length === 0) return `<p class="muted">No samples were recorded.</p>`;
   const cell = (v: unknown): string =>
     v === null || v === undefined
@@ -276,14 +224,36 @@ function samplesSection(samples: readonly ReportSample[]): string {
       : typeof v === "number"
       ? formatMetric(v)
       : escapeXml(String(v));
-  const rows = samples.map((s) =>
-    `<tr><td>${escapeXml(s.phase)}</td><td class="num">${cell(s.step)}</td>` +
-    `<td class="num">${cell(s.reward)}</td><td>${cell(s.answer)}</td>` +
-    `<td><details><summary>prompt</summary><pre>${escapeXml(s.prompt)}</pre></details>` +
-    `<pre>${escapeXml(s.completion)}</pre></td></tr>`
-  );
-  return `<table class="samples"><thead><tr><th>phase</th><th>step</th><th>reward</th>` +
-    `<th>answer</th><th>completion</th></tr></thead><tbody>${rows.join("")}</tbody></table>`;
+  const right = (v: boolean | null | undefined): string =>
+    v === true
+      ? `<td class="right">yes</td>`
+      : v === false
+      ? `<td class="wrong">no</td>`
+      : `<td>–</td>`;
+  const rewards = (r: ReportSample["rewards"]): string =>
+    r ? Object.entries(r).map(([k, v]) => `${escapeXml(k)} ${cell(v)}`).join("<br/>") : "–";
+  const totals = new Map<string, number>();
+  for (const s of samples) totals.set(s.phase, (totals.get(s.phase) ?? 0) + 1);
+  let out = "";
+  const shown = latestSamples(samples, perPhase);
+  for (const [phase, total] of totals) {
+    const own = shown.filter((s) => s.phase === phase);
+    const note = own.length < total
+      ? ` <span class="muted">(latest ${own.length} of ${total})</span>`
+      : "";
+    const rows = own.map((s) =>
+      `<tr><td class="num">${cell(s.step)}</td>${right(s.correct)}` +
+      `<td class="num">${cell(s.reward)}</td><td class="rewards">${rewards(s.rewards)}</td>` +
+      `<td>${cell(s.answer)}</td>` +
+      `<td><details><summary>prompt</summary><pre>${escapeXml(s.prompt)}</pre></details>` +
+      `<pre>${escapeXml(s.completion)}</pre></td></tr>`
+    );
+    out += `<h3>${escapeXml(phase)}${note}</h3>` +
+      `<table class="samples"><thead><tr><th>step</th><th>right</th><th>reward</th>` +
+      `<th>per function</th><th>answer</th><th>completion</th></tr></thead>` +
+      `<tbody>${rows.join("")}</tbody></table>`;
+  }
+  return out;
 }
 
 const STYLE = `
@@ -303,6 +273,9 @@ pre { white-space: pre-wrap; word-break: break-word; margin: 0; font-size: 12px;
 pre.config { background: #fff; border: 1px solid #ddd; padding: 8px; max-height: 600px;
   overflow: auto; }
 summary { cursor: pointer; color: #0072b2; font-size: 12px; }
+td.right { color: #009e73; font-weight: 600; }
+td.wrong { color: #d55e00; }
+td.rewards { font-size: 12px; white-space: nowrap; }
 `;
 
 /**
@@ -325,7 +298,7 @@ summary { cursor: pointer; color: #0072b2; font-size: 12px; }
  * ```
  */
 export function renderReport(input: ReportInput): string {
-  const phases = byPhase(input.metrics);
+  const phases = metricsByPhase(input.metrics);
   const started = formatDate(input.startedAt);
   const finished = formatDate(input.finishedAt);
   const meta: string[] = [];
@@ -353,9 +326,9 @@ ${summarySection(phases)}
 <h2>Evaluation</h2>
 ${evalSection(input.evals ?? {})}
 <h2>Training curves</h2>
-${curvesSection(reportPlots(input.metrics))}
+${curvesSection([...phases.keys()], reportPlots(input.metrics), reportConstants(input.metrics))}
 <h2>Sample completions</h2>
-${samplesSection(input.samples ?? [])}
+${samplesSection(input.samples ?? [], input.samplesPerPhase ?? REPORT_SAMPLES_PER_PHASE)}
 <h2>Config</h2>
 <pre class="config">${escapeXml(configJson(input.config))}</pre>
 </body>

@@ -19,9 +19,11 @@ import {
 import type { Gsm8kOptions, Gsm8kRecord } from "../data/gsm8k.ts";
 import type { OpenThoughtsOptions, OpenThoughtsRecord } from "../data/open_thoughts.ts";
 import type { Gpu } from "../kernels/gpu.ts";
+import type { Gemma3Config } from "../model/config.ts";
 import type { Gemma3 } from "../model/gemma3.ts";
 import type { Tokenizer } from "../model/tokenizer.ts";
 import { compactCodec, type IdCodec, type VocabMap } from "../model/vocab_map.ts";
+import type { ExportFile } from "./export_files.ts";
 import { demoVocabMap } from "./presets.ts";
 import type { RunStore } from "./run_store.ts";
 import { DEMO_SOURCE, evalDataSource, type TrainConfig } from "./train_config.ts";
@@ -62,6 +64,30 @@ export interface InputSources {
    * @returns The records.
    */
   loadGsm8k(path: string, options: Gsm8kOptions): Promise<readonly Gsm8kRecord[]>;
+  /**
+   * The tokenizer files an export carries (`tokenizer.json`, `tokenizer_config.json`, … of the
+   * model folder; Gemma 3's own for the demo). Optional: without it exports have none, and
+   * loaders fall back to Gemma 3's built-in tokenizer.
+   *
+   * @param modelPath `model.path`: a model folder, or `"demo"`.
+   * @returns The files present (read while the export is written).
+   */
+  tokenizerFiles?(modelPath: string): Promise<readonly ExportFile[]>;
+  /**
+   * A model folder's config (vocabulary size, context length) without its weights. Optional:
+   * without it `validateRun` skips the checks that need the model's sizes.
+   *
+   * @param path The folder (`model.path`).
+   * @returns The config.
+   */
+  modelConfig?(path: string): Promise<Gemma3Config>;
+  /**
+   * Names the tokenizer that `tokenizer(modelPath)` returns (its file), for messages.
+   *
+   * @param modelPath `model.path`.
+   * @returns E.g. `models/gemma-3-1b-it/tokenizer.json`.
+   */
+  tokenizerLabel?(modelPath: string | null): Promise<string>;
 }
 
 /** Thrown when a run needs an input its {@linkcode InputSources} cannot provide. */
@@ -105,6 +131,50 @@ export function staticInputSources(options: { readonly tokenizer?: Tokenizer }):
     loadOpenThoughts: (path) => unavailable("sft.data", `reading ${path}`),
     loadGsm8k: (path) => unavailable("grpo.data", `reading ${path}`),
   };
+}
+
+/**
+ * Wraps input sources so that each tokenizer, model config and GSM8K split is read once: what
+ * `validateRun` reads before a run starts is what the run then uses. Other calls (and optional
+ * methods) go to `sources` unchanged.
+ *
+ * @param sources The sources to wrap.
+ * @returns The caching sources.
+ * @example
+ * ```ts
+ * import { cachedInputSources, staticInputSources } from "./run_inputs.ts";
+ * import { loadDefaultTokenizer } from "../model/tokenizer_fs.ts";
+ * const tokenizer = await loadDefaultTokenizer();
+ * const sources = cachedInputSources(staticInputSources({ tokenizer }));
+ * if (await sources.tokenizer("demo") !== tokenizer) throw new Error();
+ * ```
+ */
+export function cachedInputSources(sources: InputSources): InputSources {
+  const memo = new Map<string, Promise<unknown>>();
+  const once = <T>(key: string, load: () => Promise<T>): Promise<T> => {
+    let value = memo.get(key) as Promise<T> | undefined;
+    if (value === undefined) {
+      value = load();
+      memo.set(key, value);
+      // A failed read is tried again next time.
+      value.catch(() => memo.delete(key));
+    }
+    return value;
+  };
+  const cached: Partial<InputSources> = {
+    tokenizer: (modelPath) => once(`tokenizer\0${modelPath}`, () => sources.tokenizer(modelPath)),
+    loadGsm8k: (path, options) =>
+      options.onSkip !== undefined ? sources.loadGsm8k(path, options) : once(
+        `gsm8k\0${path}\0${options.split}\0${options.config}\0${options.limit}`,
+        () => sources.loadGsm8k(path, options),
+      ),
+  };
+  const modelConfig = sources.modelConfig;
+  if (modelConfig) {
+    cached.modelConfig = (path) => once(`config\0${path}`, () => modelConfig.call(sources, path));
+  }
+  // subtle: inherit the rest, so methods of a class instance keep working
+  return Object.assign(Object.create(sources), cached) as InputSources;
 }
 
 /** A run's inputs, each loaded once, on first use. */
@@ -205,8 +275,16 @@ export function createRunInputs(
       return (await demoSet()).test.slice(0, n).map((r) => toGrpoExample(r));
     }
     if (source === null) throw new Error("eval.data is not set");
-    const records = await sources.loadGsm8k(source, { split: "test", limit: n });
-    return records.map((r) => toGrpoExample(r));
+    // The whole split (one read, shared with validateRun through cachedInputSources).
+    const records = await sources.loadGsm8k(source, { split: "test" });
+    if (records.length < n) {
+      throw new InputSourceError(
+        "eval.numQuestions",
+        `eval.numQuestions must be <= ${records.length}, the test questions in ${source}, got ${n}`,
+        { expected: `<= ${records.length}`, got: n },
+      );
+    }
+    return records.slice(0, n).map((r) => toGrpoExample(r));
   });
   return {
     config,

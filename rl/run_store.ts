@@ -1,6 +1,6 @@
 /**
  * Where a training run's files go: the {@linkcode RunStore} interface (state, evaluations,
- * report, samples, metrics, checkpoints and the demo vocabulary) and
+ * report, samples, metrics, checkpoints, the demo vocabulary and exports) and
  * {@linkcode MemoryRunStore}, which keeps all of it in memory (tests, browsers). The run folder
  * on disk is `FsRunStore` in `pipeline_fs.ts`.
  *
@@ -18,9 +18,10 @@ import {
   type LoadedCheckpoint,
   type SaveCheckpointOptions,
 } from "./checkpoint.ts";
+import { checkExportFileName, type ExportFile, readExportFile } from "./export_files.ts";
 import type { AdamWState } from "./optimizer.ts";
 import { type LineSink, MemoryLineSink, type MetricsRecord, parseMetricsJsonl } from "./metrics.ts";
-import type { EvalFile, PhaseName, PipelineState } from "./pipeline_state.ts";
+import type { EvalFile, PhaseName, PipelineState, RunRow } from "./pipeline_state.ts";
 import type { ReportSample } from "./report.ts";
 
 /** Where a run's files go. */
@@ -43,6 +44,15 @@ export interface RunStore {
   readSamples(): Promise<ReportSample[]>;
   /** @returns Every metrics record logged so far (the logger is flushed first). */
   readMetrics(): Promise<MetricsRecord[]>;
+  /**
+   * Keeps only the rows of `metrics.jsonl` and `samples.jsonl` that `keep` accepts, each file
+   * replaced as a whole (atomically); a last line cut short by a crash goes too. A resumed run
+   * calls it before writing the steps past its checkpoint again (`keptOnResume`).
+   *
+   * @param keep True for a row to keep.
+   * @returns How many metrics rows and samples were dropped.
+   */
+  retainRows(keep: (row: RunRow) => boolean): Promise<DroppedRows>;
   /**
    * Saves a checkpoint of a phase as `checkpoints/<phase>/step-<N>` (atomically, replacing one
    * of the same step), then keeps only the newest `keep` of that phase.
@@ -70,6 +80,39 @@ export interface RunStore {
   saveVocabMap(map: VocabMap): Promise<void>;
   /** @returns The saved vocabulary, or null when the run has none. */
   loadVocabMap(): Promise<VocabMap | null>;
+  /**
+   * Writes a finished training phase's export as `export/<phase>/` (see `export.ts`), replacing
+   * an earlier one of that phase as a whole: readers see the old folder or the new one.
+   *
+   * @param phase The training phase (`sft` or `grpo`).
+   * @param files The files, each produced while it is written.
+   * @returns The export's reference (its folder, `<runDir>/export/<phase>`).
+   */
+  writeExport(phase: PhaseName, files: readonly ExportFile[]): Promise<string>;
+}
+
+/**
+ * The reference of a phase's export in a run: `<runDir>/export/<phase>`.
+ *
+ * @param runDir The run folder or label.
+ * @param phase The training phase.
+ * @returns The reference.
+ * @example
+ * ```ts
+ * import { exportRef } from "./run_store.ts";
+ * if (exportRef("runs/a/", "grpo") !== "runs/a/export/grpo") throw new Error();
+ * ```
+ */
+export function exportRef(runDir: string, phase: PhaseName): string {
+  return `${runDir.replace(/[/\\]+$/, "")}/export/${phase}`;
+}
+
+/** What {@linkcode RunStore.retainRows} dropped. */
+export interface DroppedRows {
+  /** Rows of `metrics.jsonl`. */
+  readonly metrics: number;
+  /** Rows of `samples.jsonl`. */
+  readonly samples: number;
 }
 
 /**
@@ -137,6 +180,8 @@ export class MemoryRunStore implements RunStore {
   readonly checkpoints: Map<string, LoadedCheckpoint> = new Map();
   /** The saved demo vocabulary. */
   vocabMap: VocabMap | null = null;
+  /** Exports by phase: file name (`merged/config.json`, …) → bytes. */
+  readonly exports: Map<PhaseName, Map<string, Uint8Array>> = new Map();
 
   /** @param runDir Label used as the run folder (default `"memory"`). */
   constructor(runDir = "memory") {
@@ -178,6 +223,22 @@ export class MemoryRunStore implements RunStore {
   /** @returns The logged records. */
   readMetrics(): Promise<MetricsRecord[]> {
     return Promise.resolve(parseMetricsJsonl(this.metrics.text()));
+  }
+  /**
+   * @param keep True for a row to keep.
+   * @returns How many metrics rows and samples were dropped.
+   */
+  retainRows(keep: (row: RunRow) => boolean): Promise<DroppedRows> {
+    const lines = this.metrics.lines;
+    const keptLines = lines.filter((line) => keep(JSON.parse(line)));
+    const keptSamples = this.samples.filter((sample) => keep(sample));
+    const dropped = {
+      metrics: lines.length - keptLines.length,
+      samples: this.samples.length - keptSamples.length,
+    };
+    lines.splice(0, lines.length, ...keptLines);
+    this.samples.splice(0, this.samples.length, ...keptSamples);
+    return Promise.resolve(dropped);
   }
 
   /**
@@ -248,5 +309,20 @@ export class MemoryRunStore implements RunStore {
   /** @returns The saved vocabulary or null. */
   loadVocabMap(): Promise<VocabMap | null> {
     return Promise.resolve(this.vocabMap);
+  }
+
+  /**
+   * Keeps the export's bytes in {@linkcode MemoryRunStore.exports}, replacing the phase's
+   * earlier export once every file is produced.
+   *
+   * @param phase The training phase.
+   * @param files The files.
+   * @returns `<runDir>/export/<phase>`.
+   */
+  async writeExport(phase: PhaseName, files: readonly ExportFile[]): Promise<string> {
+    const out = new Map<string, Uint8Array>();
+    for (const file of files) out.set(checkExportFileName(file.name), await readExportFile(file));
+    this.exports.set(phase, out);
+    return exportRef(this.runDir, phase);
   }
 }

@@ -18,6 +18,7 @@ import type { EvalFile, PipelineState } from "./pipeline_state.ts";
 import { createRunInputs, type InputSources, staticInputSources } from "./run_inputs.ts";
 import { createRunSession } from "./run_session.ts";
 import type { RunStore } from "./run_store.ts";
+import { type ValidatedRun, validateRun } from "./run_validation.ts";
 import type { TrainConfig } from "./train_config.ts";
 import type { TrainEvent } from "./train_events.ts";
 
@@ -44,6 +45,17 @@ export interface TrainOptions {
   readonly now?: () => Date;
   /** Title of `report.html` (default `webtune <preset> run <runDir>`). */
   readonly title?: string;
+  /**
+   * Least milliseconds between two renders of `report.html` while a phase runs (default 30 s;
+   * 0: at every step boundary).
+   */
+  readonly reportEveryMs?: number;
+  /**
+   * What `validateRun()` (`validateRunFs()` in Deno) returned for this config object: the run
+   * uses the sources holding what it read and is not checked again. Without it, `train()`
+   * validates first (a completed run, which only re-renders its report, is not checked).
+   */
+  readonly validated?: ValidatedRun;
   /**
    * Replaces or wraps phase implementations (tests).
    *
@@ -76,13 +88,16 @@ function reportingSink(sink: LineSink, emit: (event: TrainEvent) => void): LineS
 }
 
 /**
- * Runs, or resumes, a training run in a store (any runtime). A failing phase is recorded in
- * the store (status `failed`, resumable) and its error rethrown.
+ * Runs, or resumes, a training run in a store (any runtime). The run is checked first
+ * (`validateRun`: config, inputs, lengths, tokenizer), so a mistake is reported before the
+ * store is written. A failing phase is recorded in the store (status `failed`, resumable) and
+ * its error rethrown.
  *
  * @param config The run's config (`resolveTrainConfig`).
  * @param options `store` (required here), `signal`, `onEvent`, `tokenizer`, `sources`, `gpu`.
  * @returns Status, evaluations, store label and final state.
- * @throws {FieldError} When `options.store` is missing.
+ * @throws {FieldError} When `options.store` is missing, or from `validateRun` (a
+ *   `TrainConfigError`, `InputSourceError` or `TokenizerMismatchError` naming the field).
  * @example
  * ```ts
  * import { train } from "./train.ts";
@@ -109,7 +124,12 @@ export async function train(config: TrainConfig, options: TrainOptions): Promise
     );
   }
   const emit = options.onEvent ?? (() => {});
-  const sources = options.sources ?? staticInputSources({ tokenizer: options.tokenizer });
+  let sources = options.sources ?? staticInputSources({ tokenizer: options.tokenizer });
+  if (options.validated?.config === config) {
+    sources = options.validated.sources;
+  } else if ((await store.readState())?.status !== "completed") {
+    sources = (await validateRun(config, { sources })).sources;
+  }
   const inputs = createRunInputs(config, { sources, store });
   const session = createRunSession(inputs, { gpu: options.gpu });
   const defaults = createPhases(session);
@@ -123,6 +143,7 @@ export async function train(config: TrainConfig, options: TrainOptions): Promise
       onEvent: emit,
       now: options.now,
       title: options.title ?? `webtune ${config.preset} run ${store.runDir}`,
+      reportEveryMs: options.reportEveryMs,
     });
     return {
       status: state.status === "completed" ? "completed" : "interrupted",

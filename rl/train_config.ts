@@ -1,9 +1,9 @@
 /**
  * The configuration of a `deno task train` run as one frozen, validated, JSON-serialisable tree:
- * model, LoRA, demo data, SFT, GRPO, evaluation, checkpointing and run settings. Built by
- * {@linkcode createTrainConfig} from a complete tree (a preset merged with a config file and
- * command-line overrides, see `presets.ts`); every error names the field's dotted path, e.g.
- * `grpo.numGenerations must be >= 2, got 1`.
+ * model, LoRA, demo data, SFT, GRPO, evaluation, checkpointing, run settings and exports.
+ * Built by {@linkcode createTrainConfig} from a complete tree (a preset merged with a config
+ * file and command-line overrides, see `presets.ts`); every error names the field's dotted path,
+ * e.g. `grpo.numGenerations must be >= 2, got 1`.
  *
  * The tree holds only data (no functions), so the resolved config is saved as `config.json`
  * in the run folder and a resumed run reads it back through the same validation.
@@ -13,10 +13,11 @@
 
 import { type AdamWConfig, adamwConfig } from "./adamw_config.ts";
 import { type Fields, int, openSection, str, TrainConfigError } from "./_config_fields.ts";
-import { demoData, evalSection, grpo, lora, sft } from "./_train_config_sections.ts";
+import { demoData, evalSection, exportSection, grpo, lora, sft } from "./_train_config_sections.ts";
 import type {
   DemoDataSection,
   EvalSection,
+  ExportSection,
   GrpoSection,
   LoraSection,
   OptimizerSection,
@@ -35,6 +36,7 @@ export type {
   DemoDataSection,
   DemoDifficultyName,
   EvalSection,
+  ExportSection,
   GrpoSection,
   LoraSection,
   OptimizerSection,
@@ -82,6 +84,8 @@ export interface TrainConfig {
   readonly checkpoint: CheckpointSection;
   /** Run settings. */
   readonly run: RunSection;
+  /** What each finished training phase exports (`export/<phase>/`). */
+  readonly export: ExportSection;
 }
 
 const ROOT_KEYS = [
@@ -94,9 +98,17 @@ const ROOT_KEYS = [
   "eval",
   "checkpoint",
   "run",
+  "export",
 ];
 function checkCrossFields(c: TrainConfig): void {
   const demo = c.model.demo;
+  if (c.export.merged && c.lora === null) {
+    throw new TrainConfigError(
+      "export.merged",
+      "export.merged must be false when lora is null: a full fine-tune's export already is " +
+        "the whole model folder (nothing to merge)",
+    );
+  }
   if (c.model.path === DEMO_SOURCE) {
     if (c.lora !== null) {
       throw new TrainConfigError(
@@ -116,27 +128,71 @@ function checkCrossFields(c: TrainConfig): void {
     }
   }
   if (demo !== null && c.model.path === DEMO_SOURCE) {
-    const limit = demo.maxPositionEmbeddings;
-    const fits: [string, string, number][] = [
-      ["sft.maxLength", "sft.maxLength", c.sft.maxLength],
-      [
-        "grpo.maxNewTokens",
-        "grpo.maxPromptLength + grpo.maxNewTokens",
-        c.grpo.maxPromptLength + c.grpo.maxNewTokens,
-      ],
-      [
-        "eval.maxNewTokens",
-        "eval.maxPromptLength + eval.maxNewTokens",
-        c.eval.maxPromptLength + c.eval.maxNewTokens,
-      ],
-    ];
-    for (const [field, what, n] of fits) {
-      if (n > limit) {
-        throw new TrainConfigError(
-          field,
-          `${what} must be <= model.demo.maxPositionEmbeddings (${limit}), got ${n}`,
-        );
-      }
+    checkContextLengths(c, demo.maxPositionEmbeddings, "model.demo.maxPositionEmbeddings");
+  }
+  const e = c.eval;
+  if (e.passes > 1 && e.temperature === 0) {
+    throw new TrainConfigError(
+      "eval.passes",
+      `eval.passes must be 1 with greedy decoding (eval.temperature 0: every pass gives the ` +
+        `same answer); set eval.temperature > 0 for several passes, got ${e.passes}`,
+      { expected: "1 when eval.temperature is 0", got: e.passes },
+    );
+  }
+  const testSize = c.demoData.testSize;
+  if (evalDataSource(c) === DEMO_SOURCE && usesEvalQuestions(c) && e.numQuestions > testSize) {
+    throw new TrainConfigError(
+      "eval.numQuestions",
+      `eval.numQuestions must be <= demoData.testSize (${testSize}), the questions of the demo ` +
+        `test set, got ${e.numQuestions}`,
+      { expected: `<= ${testSize}`, got: e.numQuestions },
+    );
+  }
+}
+
+/**
+ * Checks that the sequences a run builds fit the model's context: `sft.maxLength`,
+ * `grpo.maxPromptLength + grpo.maxNewTokens` and `eval.maxPromptLength + eval.maxNewTokens`.
+ *
+ * @param config The config.
+ * @param limit The model's `maxPositionEmbeddings`.
+ * @param limitName Where the limit comes from, for the message (e.g. a `config.json`).
+ * @throws {TrainConfigError} Naming the field that overflows, the limit and the length.
+ * @example
+ * ```ts
+ * import { checkContextLengths, TrainConfigError } from "./train_config.ts";
+ * import { presetConfig } from "./presets.ts";
+ * const config = presetConfig("gemma3-1b-gsm8k");
+ * checkContextLengths(config, 32768, "config.json");
+ * try {
+ *   checkContextLengths(config, 512, "config.json");
+ *   throw new Error("accepted");
+ * } catch (e) {
+ *   if (!(e instanceof TrainConfigError) || e.field !== "sft.maxLength") throw e;
+ * }
+ * ```
+ */
+export function checkContextLengths(config: TrainConfig, limit: number, limitName: string): void {
+  const c = config;
+  const fits: [string, string, number][] = [
+    ["sft.maxLength", "sft.maxLength", c.sft.maxLength],
+    [
+      "grpo.maxNewTokens",
+      "grpo.maxPromptLength + grpo.maxNewTokens",
+      c.grpo.maxPromptLength + c.grpo.maxNewTokens,
+    ],
+    [
+      "eval.maxNewTokens",
+      "eval.maxPromptLength + eval.maxNewTokens",
+      c.eval.maxPromptLength + c.eval.maxNewTokens,
+    ],
+  ];
+  for (const [field, what, n] of fits) {
+    if (n > limit) {
+      throw new TrainConfigError(field, `${what} must be <= ${limitName} (${limit}), got ${n}`, {
+        expected: `<= ${limit}`,
+        got: n,
+      });
     }
   }
 }
@@ -163,7 +219,8 @@ function checkCrossFields(c: TrainConfig): void {
  * ```
  */
 export function createTrainConfig(input: unknown): TrainConfig {
-  const o = openSection(input, "", ROOT_KEYS);
+  // subtle: `export` is optional, so the config.json of runs made before it existed still loads
+  const o = openSection(input, "", ROOT_KEYS, ["export"]);
   const config: TrainConfig = Object.freeze({
     preset: str("preset", o.preset),
     model: validateModelSection(o.model),
@@ -182,6 +239,7 @@ export function createTrainConfig(input: unknown): TrainConfig {
       sampleEvery: int("run.sampleEvery", s.sampleEvery, 0),
       samplesPerPoint: int("run.samplesPerPoint", s.samplesPerPoint, 1),
     }))(openSection(o.run, "run", ["outDir", "seed", "sampleEvery", "samplesPerPoint"]))),
+    export: exportSection(o.export),
   });
   checkCrossFields(config);
   return config;
@@ -267,6 +325,26 @@ export function evalDataSource(config: TrainConfig): string | null {
   return config.eval.data ?? config.grpo.data;
 }
 
+/**
+ * Whether a run reads the evaluation questions: an evaluation phase, the periodic evaluation
+ * (`eval.everySteps`), or SFT samples (`run.sampleEvery`: greedy answers to the first eval
+ * questions).
+ *
+ * @param config The config.
+ * @returns True when `eval.data` (or `grpo.data`) must provide the questions.
+ * @example
+ * ```ts
+ * import { usesEvalQuestions } from "./train_config.ts";
+ * import { presetConfig } from "./presets.ts";
+ * if (!usesEvalQuestions(presetConfig("demo"))) throw new Error();
+ * ```
+ */
+export function usesEvalQuestions(config: TrainConfig): boolean {
+  const { eval: e, sft, grpo } = config;
+  return e.base || (sft.enabled && e.afterSft) || (grpo.enabled && e.afterGrpo) ||
+    e.everySteps > 0 || (sft.enabled && config.run.sampleEvery > 0);
+}
+
 /** Where to get each kind of input, for error messages. */
 export const INPUT_HINTS: Readonly<Record<"model" | "sft" | "grpo" | "eval", string>> = Object
   .freeze({
@@ -297,9 +375,7 @@ export function requireInputs(config: TrainConfig): void {
   if (config.grpo.enabled && config.grpo.data === null) {
     throw new TrainConfigError("grpo.data", `grpo.data is not set: ${INPUT_HINTS.grpo}`);
   }
-  const evals = config.eval.base || (config.sft.enabled && config.eval.afterSft) ||
-    (config.grpo.enabled && config.eval.afterGrpo);
-  if (evals && evalDataSource(config) === null) {
+  if (usesEvalQuestions(config) && evalDataSource(config) === null) {
     throw new TrainConfigError("eval.data", `eval.data is not set: ${INPUT_HINTS.eval}`);
   }
 }

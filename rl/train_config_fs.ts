@@ -8,7 +8,15 @@
  */
 
 import { joinPath } from "../base/atomic_fs.ts";
-import { defaultHubCacheDir, type HubCacheEnv } from "../data/dataset_fs.ts";
+import {
+  defaultHubCacheDir,
+  type HubCacheEnv,
+  resolveDatasetFiles,
+  type ResolveDatasetOptions,
+} from "../data/dataset_fs.ts";
+import { DatasetNotFoundError } from "../data/errors.ts";
+import { GSM8K_REPO_IDS } from "../data/gsm8k_fs.ts";
+import { OPEN_THOUGHTS_REPO_IDS } from "../data/open_thoughts_fs.ts";
 import { MissingInputError } from "./pipeline_fs.ts";
 import { resolveTrainConfig, type TrainConfigInput } from "./presets.ts";
 import {
@@ -19,6 +27,7 @@ import {
   requireInputs,
   type TrainConfig,
   TrainConfigError,
+  usesEvalQuestions,
 } from "./train_config.ts";
 import { statOrNull } from "./_stat_fs.ts";
 
@@ -136,7 +145,9 @@ export async function resolveRunConfig(
 }
 
 /**
- * Checks that the model folder and every data path an enabled phase reads exist.
+ * Checks that the model folder and every data path an enabled phase reads exist, and that each
+ * data path holds the files of the split it is read for (GSM8K train for GRPO and test for
+ * evaluation, OpenThoughts train for SFT).
  *
  * @param config The config.
  * @throws {MissingInputError} Naming the field, the path and how to get the data.
@@ -151,15 +162,32 @@ export async function checkInputPaths(config: TrainConfig): Promise<void> {
   if (config.model.path !== null && config.model.path !== DEMO_SOURCE) {
     await resolveModelDir(config.model.path, config.model.hubRepoId);
   }
-  const evals = config.eval.base || (config.sft.enabled && config.eval.afterSft) ||
-    (config.grpo.enabled && config.eval.afterGrpo);
-  const inputs: [string, string | null, boolean, string][] = [
-    ["sft.data", config.sft.data, config.sft.enabled, INPUT_HINTS.sft],
-    ["grpo.data", config.grpo.data, config.grpo.enabled, INPUT_HINTS.grpo],
-    ["eval.data", evalDataSource(config), evals, INPUT_HINTS.eval],
+  const inputs: [string, string | null, boolean, string, ResolveDatasetOptions][] = [
+    ["sft.data", config.sft.data, config.sft.enabled, INPUT_HINTS.sft, {
+      repoIds: OPEN_THOUGHTS_REPO_IDS,
+      configDirs: ["data"],
+      split: "train",
+    }],
+    ["grpo.data", config.grpo.data, config.grpo.enabled, INPUT_HINTS.grpo, {
+      repoIds: GSM8K_REPO_IDS,
+      configDirs: ["main"],
+      split: "train",
+    }],
+    ["eval.data", evalDataSource(config), usesEvalQuestions(config), INPUT_HINTS.eval, {
+      repoIds: GSM8K_REPO_IDS,
+      configDirs: ["main"],
+      split: "test",
+    }],
   ];
-  for (const [field, path, used, hint] of inputs) {
-    if (used && path !== null && path !== DEMO_SOURCE) await checkDataPath(field, path, hint);
+  for (const [field, path, used, hint, dataset] of inputs) {
+    if (!used || path === null || path === DEMO_SOURCE) continue;
+    await checkDataPath(field, path, hint);
+    try {
+      await resolveDatasetFiles(path, dataset);
+    } catch (e) {
+      if (!(e instanceof DatasetNotFoundError)) throw e;
+      throw new MissingInputError(field, path, `${field}: ${e.message}; ${hint}`);
+    }
   }
 }
 

@@ -14,10 +14,12 @@ import {
   createRunDir,
   FsRunStore,
   loadRunConfig,
+  loadRunState,
   RUN_FILES,
   saveRunConfig,
 } from "./pipeline_fs.ts";
 import { fsInputSources } from "./run_inputs_fs.ts";
+import { validateRunFs } from "./run_validation_fs.ts";
 import { train as trainInStore, type TrainOptions, type TrainResult } from "./train.ts";
 import { type TrainConfig, TrainConfigError } from "./train_config.ts";
 import { statOrNull } from "./_stat_fs.ts";
@@ -63,15 +65,20 @@ async function prepareRunDir(runDir: string, config: TrainConfig): Promise<void>
 }
 
 /**
- * Runs, or resumes, a training run in a folder (Deno). A new folder (or none: a new
- * `<config.run.outDir>/<timestamp>/`) gets `config.json`; a folder holding a run continues
- * where it stopped (its `config.json` must equal `config`: pass `await loadRunConfig(runDir)`).
- * Aborting `options.signal` saves a checkpoint and returns status `interrupted`.
+ * Runs, or resumes, a training run in a folder (Deno). The run is checked first
+ * (`validateRunFs`: paths, config, datasets, lengths, tokenizer), before any folder is made. A
+ * new folder (or none: a new `<config.run.outDir>/<timestamp>/`) gets `config.json`; a folder
+ * holding a run continues where it stopped (its `config.json` must equal `config`: pass
+ * `await loadRunConfig(runDir)`), dropping metrics and samples written after the checkpoint
+ * it continues from. Aborting `options.signal` saves a checkpoint and returns status
+ * `interrupted`.
  *
  * @param config The run's config (`resolveTrainConfig`, `loadRunConfig`).
  * @param options `runDir` or `store`, `signal`, `onEvent`, and `tokenizer`, `sources`, `gpu`.
  * @returns Status, `eval.json`'s contents, the run folder and the final state.
- * @throws {TrainConfigError} When the folder holds a run with another config.
+ * @throws {TrainConfigError} When the folder holds a run with another config, or from
+ *   `validateRunFs` (with `MissingInputError`, `InputSourceError`, `TokenizerMismatchError`):
+ *   then no folder was made.
  * @example
  * ```ts
  * import { train } from "./train_fs.ts";
@@ -95,12 +102,24 @@ export async function train(config: TrainConfig, options: TrainOptions = {}): Pr
     }
     return await trainInStore(config, { ...options, sources });
   }
+  const saved = options.runDir === undefined ? null : await loadRunState(options.runDir);
+  let validated = options.validated?.config === config ? options.validated : undefined;
+  // Checked before the folder is made or written (a completed run only re-renders its report).
+  if (validated === undefined && saved?.status !== "completed") {
+    validated = await validateRunFs(config, { sources });
+  }
   const runDir = options.runDir ??
     await createRunDir(config.run.outDir, (options.now ?? (() => new Date()))());
   await prepareRunDir(runDir, config);
   const store = await FsRunStore.open(runDir);
   try {
-    return await trainInStore(config, { ...options, runDir: undefined, store, sources });
+    return await trainInStore(config, {
+      ...options,
+      runDir: undefined,
+      store,
+      sources: validated?.sources ?? sources,
+      validated,
+    });
   } finally {
     store.close();
   }

@@ -1,8 +1,10 @@
 /**
  * The one training-phase loop, shared by SFT and GRPO: per unit of work (an SFT optimizer step,
  * a GRPO rollout batch) it checks the abort signal (then saves a checkpoint and stops), runs the
- * step, logs its metrics, moves the progress count, keeps samples every `run.sampleEvery` units,
- * saves a checkpoint every `checkpoint.everySteps` steps and at the end; a GPU out-of-memory
+ * step, evaluates every `eval.everySteps` steps (when set), logs its metrics with the GPU bytes
+ * in use, moves the progress count (which may re-render the live report), keeps samples every
+ * `run.sampleEvery` units, saves a checkpoint every `checkpoint.everySteps` steps and at the
+ * end; a GPU out-of-memory
  * error becomes a {@linkcode TrainMemoryError} saying which settings fit; the optimizer and the
  * trained parameters are freed however it ends.
  *
@@ -10,6 +12,7 @@
  */
 
 import { GpuOutOfMemoryError } from "../kernels/errors.ts";
+import type { Gpu } from "../kernels/gpu.ts";
 import type { Gemma3 } from "../model/gemma3.ts";
 import type { Trainable } from "../model/trainable.ts";
 import type { JsonValue } from "./checkpoint.ts";
@@ -67,6 +70,44 @@ export interface TrainingLoop {
   onStep(): void;
   /** Frees what the phase holds besides the optimizer and the parameters. */
   dispose?(): void;
+  /**
+   * The periodic evaluation (`eval.everySteps`): evaluates the current weights without changing
+   * them or drawing from the training's random streams.
+   *
+   * @param signal Stops the evaluation (it then rejects).
+   * @returns Metrics to log with the step, e.g. `eval_accuracy`.
+   */
+  evaluate?(signal: AbortSignal): Promise<Record<string, number>>;
+}
+
+/**
+ * The GPU bytes a metrics row records (from the device's `AllocationTracker`): held by live
+ * tensors, held by the device (live and pooled), and the most the device held so far.
+ *
+ * @param gpu The device (`model.gpu`).
+ * @returns `gpu_bytes_in_use`, `gpu_bytes_allocated`, `gpu_bytes_peak`.
+ * @example
+ * ```ts
+ * import { gpuBytesMetrics } from "./train_loop.ts";
+ * const gpu = {
+ *   memory: () => ({
+ *     allocatedBytes: 300,
+ *     peakAllocatedBytes: 400,
+ *     inUseBytes: 200,
+ *     peakInUseBytes: 250,
+ *     buffers: 3,
+ *   }),
+ * };
+ * if (gpuBytesMetrics(gpu).gpu_bytes_in_use !== 200) throw new Error();
+ * ```
+ */
+export function gpuBytesMetrics(gpu: Pick<Gpu, "memory">): Record<string, number> {
+  const m = gpu.memory();
+  return {
+    gpu_bytes_in_use: m.inUseBytes,
+    gpu_bytes_allocated: m.allocatedBytes,
+    gpu_bytes_peak: m.peakAllocatedBytes,
+  };
 }
 
 /**
@@ -102,11 +143,30 @@ export async function runTrainingLoop(
       }
       const r = await loop.run(units);
       loop.onStep();
+      const before = loop.stepOf(units);
       units++;
       const step = loop.stepOf(units);
       last = r.metrics;
-      await ctx.logger.log(ctx.phase, step, r.metrics);
-      progress.update(units, r.progress);
+      const memory = gpuBytesMetrics(loop.model.gpu);
+      const every = config.eval.everySteps;
+      let evaluated: Record<string, number> = {};
+      if (loop.evaluate && every > 0 && Math.floor(step / every) > Math.floor(before / every)) {
+        try {
+          evaluated = await loop.evaluate(ctx.signal);
+        } catch (e) {
+          // subtle: stopped mid-evaluation, the step is logged without it and checkpointed next
+          if (!ctx.signal.aborted) throw e;
+        }
+      }
+      await ctx.logger.log(ctx.phase, step, { ...r.metrics, ...evaluated, ...memory });
+      const acc = evaluated.eval_accuracy;
+      progress.update(
+        units,
+        acc === undefined ? r.progress : {
+          ...r.progress,
+          extra: { ...r.progress.extra, eval_acc: Number(acc.toFixed(3)) },
+        },
+      );
       if (config.run.sampleEvery > 0 && units % config.run.sampleEvery === 0) {
         for (const sample of await r.samples(step)) await ctx.addSample(sample);
       }

@@ -2,10 +2,12 @@ import assert from "node:assert/strict";
 import { Tensor } from "../kernels/tensor.ts";
 import { BatchIterator } from "../data/batching.ts";
 import {
+  CHECKPOINT_OPTIMIZER_FILE,
   CHECKPOINT_PARAMS_FILE,
   CHECKPOINT_STATE_FILE,
   CheckpointError,
   isTemporaryCheckpointDirName,
+  momentTensorName,
   parseCheckpointDirName,
   restoreParams,
 } from "../rl/checkpoint.ts";
@@ -15,6 +17,7 @@ import {
   loadCheckpoint,
   saveCheckpoint,
 } from "../rl/checkpoint_fs.ts";
+import { openSafetensors } from "../model/safetensors_fs.ts";
 import { AdamW } from "../rl/optimizer.ts";
 import { randomArray, testGpu } from "./_helpers.ts";
 import type { Gpu } from "../kernels/gpu.ts";
@@ -214,6 +217,47 @@ Deno.test("loadCheckpoint() names the damaged file", async () => {
     await Deno.remove(paramsFile);
     await assert.rejects(() => loadCheckpoint(path), /params.safetensors: file is missing/);
     await assert.rejects(() => loadCheckpoint(`${dir}/step-404`), /state.json: cannot read/);
+    for (const t of params.values()) t.dispose();
+  });
+});
+
+Deno.test("loadCheckpoint() refuses NaN/±Inf in parameters and AdamW moments, naming file and tensor", async () => {
+  const gpu = await testGpu();
+  await withTempDir(async (dir) => {
+    const params = makeParams(gpu, 7);
+    const opt = new AdamW(gpu, params, { learningRate: 1e-2 });
+    await trainSteps(gpu, opt, params, [1]);
+    const path = await saveCheckpoint(dir, { step: 1, params, optimizerState: await opt.state() });
+    const paramsFile = `${path}/${CHECKPOINT_PARAMS_FILE}`;
+    const optFile = `${path}/${CHECKPOINT_OPTIMIZER_FILE}`;
+    const cases: [string, string, number, number][] = [
+      [paramsFile, "norm", 7, NaN],
+      [paramsFile, "layers.0.q_proj.lora_A", 0, Infinity],
+      [optFile, momentTensorName("m", "layers.0.q_proj.lora_B"), 511, -Infinity],
+      [optFile, momentTensorName("v", "norm"), 63, NaN],
+    ];
+    for (const [file, tensor, element, value] of cases) {
+      const st = await openSafetensors(file);
+      const at = st.info(tensor).byteOffset + 4 * element;
+      st.close();
+      const original = await Deno.readFile(file);
+      const damaged = original.slice();
+      new DataView(damaged.buffer).setFloat32(at, value, true);
+      await Deno.writeFile(file, damaged);
+      await assert.rejects(() => loadCheckpoint(path), (e: unknown) => {
+        assert.ok(e instanceof CheckpointError, `${tensor}: ${e}`);
+        assert.equal(e.code, "non_finite");
+        assert.equal(e.path, file);
+        assert.ok(
+          e.message.includes(`tensor "${tensor}": element ${element} is ${value}`),
+          e.message,
+        );
+        return true;
+      });
+      await Deno.writeFile(file, original);
+    }
+    assert.equal((await loadCheckpoint(path)).step, 1);
+    opt.dispose();
     for (const t of params.values()) t.dispose();
   });
 });

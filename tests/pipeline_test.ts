@@ -1,5 +1,5 @@
 import assert from "node:assert/strict";
-import { trainMain } from "../cli/train.ts";
+import { type StopSignal, trainMain } from "../cli/train.ts";
 import type { Tensor } from "../kernels/tensor.ts";
 import { MetricsLogger } from "../rl/metrics.ts";
 import {
@@ -20,6 +20,8 @@ import {
 import { MemoryRunStore } from "../rl/run_store.ts";
 import { resolveModelDir } from "../rl/train_config_fs.ts";
 import {
+  keptOnResume,
+  newPipelineState,
   type PhaseName,
   PipelineError,
   type PipelineState,
@@ -323,6 +325,133 @@ Deno.test("runPipeline() records a crash, keeps the report, resumes from the las
   assert.equal(state.error, null);
 });
 
+Deno.test("runPipeline() stopped during an evaluation is interrupted, not failed; it runs again", async () => {
+  const store = new MemoryRunStore();
+  const controller = new AbortController();
+  const phases = fakePhases(newSeen());
+  const state = await runPipeline({
+    config: demoConfig(),
+    phases: {
+      ...phases,
+      // What evaluate() does when the signal fires between two batches.
+      "sft-eval": {
+        run: (ctx) => {
+          controller.abort();
+          ctx.signal.throwIfAborted();
+          return phases["sft-eval"]!.run(ctx);
+        },
+      },
+    },
+    store,
+    logger: new MetricsLogger(store.metrics),
+    signal: controller.signal,
+  });
+  assert.equal(state.status, "interrupted");
+  assert.equal(state.error, null);
+  assert.deepEqual(state.current, { phase: "sft-eval", step: 0, checkpoint: null });
+  assert.deepEqual(state.completed, ["base-eval", "sft"]);
+  const seen = newSeen();
+  const resumed = await runPipeline({
+    config: demoConfig(),
+    phases: fakePhases(seen),
+    store,
+    logger: new MetricsLogger(store.metrics),
+  });
+  assert.deepEqual(seen.runs, ["sft-eval", "grpo", "grpo-eval"]);
+  assert.equal(resumed.status, "completed");
+});
+
+Deno.test("keptOnResume() keeps finished phases and the resumed phase up to its checkpoint", () => {
+  const fresh = newPipelineState(plannedPhases(demoConfig()), new Date(0));
+  const key = (r: { phase?: unknown; step?: unknown }) => `${r.phase} ${r.step}`;
+  const rows = [
+    { phase: "base-eval", step: 0 },
+    { phase: "sft", step: 2 },
+    { phase: "sft", step: 3 },
+    { phase: "sft-eval", step: 0 },
+    { phase: "grpo", step: 1 },
+    { phase: "not-a-phase", step: 9 },
+  ];
+  const inSft = keptOnResume({
+    ...fresh,
+    completed: ["base-eval"],
+    current: { phase: "sft", step: 2, checkpoint: "runs/a/checkpoints/sft/step-2" },
+  });
+  assert.deepEqual(rows.filter(inSft).map(key), ["base-eval 0", "sft 2", "not-a-phase 9"]);
+  // An evaluation, or a phase without a checkpoint, starts over: none of its rows stay.
+  const inEval = keptOnResume({
+    ...fresh,
+    completed: ["base-eval", "sft"],
+    current: { phase: "sft-eval", step: 0, checkpoint: null },
+  });
+  assert.deepEqual(rows.filter(inEval).map(key), [
+    "base-eval 0",
+    "sft 2",
+    "sft 3",
+    "not-a-phase 9",
+  ]);
+});
+
+Deno.test("runPipeline() resumed after a kill between checkpoints holds each (phase, step) once", async () => {
+  await withFsStore(async (store) => {
+    // The run dies after logging SFT step 3; its last checkpoint is step 2.
+    await assert.rejects(
+      runPipeline({
+        config: demoConfig(),
+        phases: fakePhases(newSeen(), {
+          after: {
+            phase: "sft",
+            step: 3,
+            action: () => {
+              throw new Error("killed");
+            },
+          },
+        }),
+        store,
+        logger: new MetricsLogger(store.metricsSink),
+      }),
+      /killed/,
+    );
+    // What else a kill -9 can leave: a sample of step 3, rows of a later phase, a cut line.
+    const append = (file: string, text: string) =>
+      Deno.writeTextFile(`${store.runDir}/${file}`, text, { append: true });
+    await append(RUN_FILES.samples, '{"phase":"sft","step":3,"prompt":"q","completion":"c"}\n');
+    await append(
+      RUN_FILES.samples,
+      '{"phase":"sft-eval","step":0,"prompt":"q","completion":"c"}\n',
+    );
+    await append(RUN_FILES.metrics, '{"phase":"grpo","step":1,"loss":1}\n{"phase":"sft","st');
+
+    const messages: string[] = [];
+    const state = await runPipeline({
+      config: demoConfig(),
+      phases: fakePhases(newSeen()),
+      store,
+      logger: new MetricsLogger(store.metricsSink),
+      onEvent: (e) => e.type === "message" && messages.push(e.text),
+    });
+    assert.equal(state.status, "completed");
+    assert.ok(
+      messages.some((m) => m.startsWith("dropped 2 metrics rows and 2 samples")),
+      messages.join("\n"),
+    );
+    const lines = async (file: string) =>
+      (await Deno.readTextFile(`${store.runDir}/${file}`)).split("\n").filter((l) => l !== "")
+        .map((l) => JSON.parse(l));
+    const key = (r: { phase: string; step: number }) => `${r.phase} ${r.step}`;
+    assert.deepEqual((await lines(RUN_FILES.metrics)).map(key), [
+      ...[1, 2, 3, 4, 5].map((n) => `sft ${n}`),
+      ...[1, 2, 3, 4, 5].map((n) => `grpo ${n}`),
+    ]);
+    assert.deepEqual((await lines(RUN_FILES.samples)).map(key), [
+      "sft 2",
+      "sft 4",
+      "grpo 2",
+      "grpo 4",
+    ]);
+  });
+});
+
 Deno.test("runPipeline() rejects a missing phase and an eval phase without a summary", async () => {
   const phases = fakePhases(newSeen());
   const { grpo: _, ...noGrpo } = phases;
@@ -398,7 +527,7 @@ interface CliRun {
 async function runCli(
   args: string[],
   phases: () => PhaseSet,
-  extra: { hubCache?: string; interrupt?: (fire: () => void) => void } = {},
+  extra: { hubCache?: string; interrupt?: (fire: (signal: StopSignal) => void) => void } = {},
 ): Promise<CliRun> {
   const out: string[] = [], err: string[] = [];
   const code = await trainMain(args, {
@@ -434,7 +563,9 @@ Deno.test("trainMain() precedence preset < --config < flags < --set, saved in co
     assert.equal(saved.run.seed, 5); // file over preset
     assert.equal(saved.run.outDir, `${dir}/runs`); // --out over file
     assert.equal(saved.grpo.beta, 0.04); // --set over file
-    assert.ok(r.out.includes('"beta": 0.04'), "prints the resolved config");
+    // One line names the preset and the run folder; the config is in config.json, not printed.
+    assert.ok(!r.out.includes('"beta"') && !r.err.includes('"beta"'), r.out);
+    assert.ok(r.err.includes(`preset demo, run folder ${runDir}`), r.err);
     assert.ok(r.out.includes("grpo  accuracy 50.0 %"), r.out);
     assert.deepEqual(Object.keys(await readJson(`${runDir}/${RUN_FILES.evals}`)), [
       "base",
@@ -446,16 +577,24 @@ Deno.test("trainMain() precedence preset < --config < flags < --set, saved in co
   }
 });
 
-Deno.test("trainMain() Ctrl-C exits 130 with a checkpoint; --resume finishes the run", async () => {
+Deno.test("trainMain() SIGTERM exits 143, like Ctrl-C 130, with a checkpoint; --resume finishes the run", async () => {
+  for (const [signal, code] of [["SIGTERM", 143], ["SIGINT", 130]] as const) {
+    await stopAndResume(signal, code);
+  }
+});
+
+async function stopAndResume(signal: StopSignal, code: number): Promise<void> {
   const dir = await Deno.makeTempDir({ prefix: "webtune_cli_" });
   try {
-    let fire: () => void = () => {};
+    let fire: (signal: StopSignal) => void = () => {};
     const first = await runCli(
       ["--out", dir],
-      () => fakePhases(newSeen(), { after: { phase: "grpo", step: 1, action: () => fire() } }),
+      () =>
+        fakePhases(newSeen(), { after: { phase: "grpo", step: 1, action: () => fire(signal) } }),
       { interrupt: (h) => (fire = h) },
     );
-    assert.equal(first.code, 130, first.err);
+    assert.equal(first.code, code, first.err);
+    assert.match(first.err, new RegExp(`stopping \\(${signal}\\)`));
     const runDir = `${dir}/2026-01-02T03-04-05`;
     assert.match(first.err, new RegExp(`--resume ${runDir}`));
     const state = await readJson(`${runDir}/${RUN_FILES.pipeline}`);
@@ -474,7 +613,7 @@ Deno.test("trainMain() Ctrl-C exits 130 with a checkpoint; --resume finishes the
   } finally {
     await Deno.remove(dir, { recursive: true });
   }
-});
+}
 
 Deno.test("trainMain() errors name the missing data path, the field and how to get it", async () => {
   const dir = await Deno.makeTempDir({ prefix: "webtune_cli_" });

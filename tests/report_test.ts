@@ -1,7 +1,14 @@
 import assert from "node:assert/strict";
 import { barChartSvg, escapeXml, formatTick, linePlotSvg, niceTicks } from "../rl/svg_plot.ts";
 import type { MetricsRecord } from "../rl/metrics.ts";
-import { renderReport, type ReportInput, reportPlots } from "../rl/report.ts";
+import {
+  latestSamples,
+  renderReport,
+  reportConstants,
+  type ReportInput,
+  reportPlots,
+  type ReportSample,
+} from "../rl/report.ts";
 import { rng } from "./_helpers.ts";
 
 const SVG_NS = "http://www.w3.org/2000/svg";
@@ -122,8 +129,18 @@ Deno.test("reportPlots() picks plots by the metric names present, per phase", ()
     "grpo: Reward per function (mean)",
     "grpo: KL to reference (mean)",
     "grpo: Completion length (tokens)",
-    "grpo: Learning rate",
+    // grpo's lr is 3e-6 at every step: a constant gets a note, not a plot
     "grpo: clip_fraction",
+  ]);
+  assert.deepEqual(
+    reportConstants(demoInput().metrics).map((c) => `${c.phase}: ${c.key} = ${c.value}`),
+    ["grpo: lr = 0.000003"],
+  );
+  // A constant line in a plot that is drawn anyway stays (context beside the others).
+  const lengths = plots.find((p) => p.title.startsWith("Completion length"))!;
+  assert.deepEqual(lengths.series.map((s) => s.name), [
+    "completion_length_mean",
+    "completion_length_max",
   ]);
   const perFn = plots.find((p) => p.title.startsWith("Reward per function"))!;
   assert.deepEqual(perFn.series.map((s) => s.name), [
@@ -307,4 +324,105 @@ Deno.test("barChartSvg() draws a bar per finite value with its label", () => {
   assert.equal((svg.match(/<rect /g) ?? []).length, 1 + 3, "background + 3 bars");
   for (const label of ["50%", "100%", "25%", ">base<", ">grpo<"]) assert.ok(svg.includes(label));
   assertWellFormed(svg);
+});
+
+Deno.test("reportPlots() draws no constant metric; renderReport() notes its value", () => {
+  const metrics: MetricsRecord[] = [1, 2, 3].map((step) => ({
+    phase: "sft",
+    step,
+    loss: 1 / step,
+    applied: 1,
+    lr: 0.001,
+    grad_norm: step === 2 ? null : 0.5, // a gap is not a constant
+  }));
+  assert.deepEqual(reportPlots(metrics).map((p) => p.title), ["Loss", "Gradient norm"]);
+  assert.deepEqual(reportConstants(metrics).map((c) => `${c.key}=${c.value}`), [
+    "lr=0.001",
+    "applied=1",
+  ]);
+  const html = renderReport({ title: "t", config: {}, metrics });
+  assert.ok(!html.includes(`aria-label="sft: applied"`) && !html.includes("sft: Learning rate"));
+  assert.ok(html.includes("Constant, not plotted: lr = 0.001 · applied = 1"));
+  assertWellFormed(html);
+  // One record is no evidence of a constant: a phase that just started is plotted.
+  assert.deepEqual(reportPlots([metrics[0]]).map((p) => p.title), [
+    "Loss",
+    "Learning rate",
+    "Gradient norm",
+    "applied",
+  ]);
+  assert.deepEqual(reportConstants([metrics[0]]), []);
+});
+
+Deno.test("reportPlots() joins the sparse periodic-evaluation rows and plots GPU bytes", () => {
+  const metrics: MetricsRecord[] = Array.from({ length: 6 }, (_, i) => ({
+    phase: "grpo",
+    step: i + 1,
+    loss: i,
+    gpu_bytes_in_use: 1000 + 10 * i, // a leak
+    gpu_bytes_allocated: 4096,
+    ...((i + 1) % 2 === 0
+      ? {
+        eval_accuracy: i / 10,
+        eval_partial_accuracy: i / 8,
+        eval_format_accuracy: 0.5 + i / 20,
+      }
+      : {}),
+  }));
+  const plots = reportPlots(metrics);
+  const periodic = plots.find((p) => p.title === "Periodic evaluation (eval.everySteps)")!;
+  assert.deepEqual(periodic.series.map((s) => s.name), [
+    "eval_accuracy",
+    "eval_partial_accuracy",
+    "eval_format_accuracy",
+  ]);
+  assert.deepEqual(periodic.series[0].points, [[2, 0.1], [4, 0.3], [6, 0.5]]);
+  const svg = linePlotSvg({ title: "p", series: periodic.series });
+  assert.equal((svg.match(/<path d="M[^"M]*"/g) ?? []).length, 3, "one unbroken line each");
+  const memory = plots.find((p) => p.title === "GPU memory (bytes)")!;
+  assert.deepEqual(memory.series.map((s) => s.name), ["gpu_bytes_in_use", "gpu_bytes_allocated"]);
+  assert.deepEqual(reportConstants(metrics), []);
+  const flat = metrics.map((r) => ({ ...r, gpu_bytes_in_use: 3 * 2 ** 20 }));
+  assert.ok(!reportPlots(flat).some((p) => p.title === "GPU memory (bytes)"));
+  assert.ok(
+    renderReport({ title: "t", config: {}, metrics: flat }).includes(
+      "gpu_bytes_in_use = 3.00 MiB · gpu_bytes_allocated = 4.00 KiB",
+    ),
+  );
+});
+
+Deno.test("renderReport() shows each sample's rewards and correctness, the latest 20 per phase", () => {
+  const samples: ReportSample[] = [];
+  for (let step = 1; step <= 25; step++) {
+    samples.push({
+      phase: "grpo",
+      step,
+      prompt: `q${step}`,
+      completion: `<answer>${step}</answer>`,
+      answer: "7",
+      reward: step === 7 ? 9 : 0,
+      correct: step === 7,
+      rewards: { matchFormatExactly: step === 7 ? 3 : 0, "checkAnswer<x>": step === 7 ? 3 : -1 },
+    });
+    if (step % 10 === 0) {
+      samples.push({ phase: "sft-eval", step: 0, prompt: "p", completion: "c", correct: false });
+    }
+  }
+  assert.deepEqual(
+    latestSamples(samples, 20).filter((s) => s.phase === "grpo").map((s) => s.step),
+    Array.from({ length: 20 }, (_, i) => i + 6),
+  );
+  assert.equal(latestSamples(samples, 20).length, 22, "both sft-eval samples are kept");
+  const html = renderReport({ title: "t", config: {}, metrics: [], samples });
+  assertWellFormed(html);
+  assert.ok(html.includes('grpo <span class="muted">(latest 20 of 25)</span>'));
+  assert.ok(!html.includes("q5<") && html.includes("q6<") && html.includes("q25<"));
+  assert.equal((html.match(/<td class="right">yes<\/td>/g) ?? []).length, 1, "step 7 was right");
+  assert.equal((html.match(/<td class="wrong">no<\/td>/g) ?? []).length, 19 + 2);
+  assert.ok(html.includes("matchFormatExactly 3<br/>checkAnswer&lt;x&gt; 3"));
+  assert.equal(
+    renderReport({ title: "t", config: {}, metrics: [], samples, samplesPerPhase: 3 })
+      .match(/<tr><td class="num">/g)?.length,
+    3 + 2,
+  );
 });

@@ -15,9 +15,11 @@ import {
   type SafetensorsErrorCode,
 } from "../model/safetensors.ts";
 import {
+  checkFinite,
   decodeFloat32,
   decodeTensor,
   f16BitsToNumber,
+  findNonFinite,
   numberToF16Bits,
 } from "../model/safetensors_dtype.ts";
 import { openCheckpoint, openSafetensors, writeSafetensors } from "../model/safetensors_fs.ts";
@@ -365,6 +367,209 @@ Deno.test("openSafetensors() rejects malformed files with typed errors", async (
       "nope",
     );
   });
+});
+
+/** `craft()` with the header space-padded to a multiple of 8, as writers do. */
+function craftPadded(header: string, data: Uint8Array, lengthDelta = 0): Uint8Array {
+  const padded = header + " ".repeat(8 + ((8 - (header.length % 8)) % 8));
+  return craft(padded, data, BigInt(padded.length + lengthDelta));
+}
+
+const entry = (dtype: string, shape: number[], begin: number, end: number) =>
+  `{"dtype": "${dtype}", "shape": [${shape.join(", ")}], "data_offsets": [${begin}, ${end}]}`;
+
+Deno.test("openSafetensors() refuses a data section its tensors do not cover exactly, like the reference library", async () => {
+  await withTempDir(async (dir) => {
+    const cases: [string, Uint8Array, SafetensorsErrorCode, string, RegExp][] = [
+      [
+        "gap_before_first",
+        craft(`{"x": ${entry("F32", [2], 4, 12)}}`, new Uint8Array(12)),
+        "gap",
+        "x",
+        /bytes \[0, 4\) .*expected it to start at 0/,
+      ],
+      [
+        "gap_between",
+        craft(
+          `{"x": ${entry("U8", [4], 0, 4)}, "y": ${entry("U8", [4], 6, 10)}}`,
+          new Uint8Array(10),
+        ),
+        "gap",
+        "y",
+        /bytes \[4, 6\).*where "x" ends/,
+      ],
+      [
+        "overlap_sorted",
+        craft(
+          `{"y": ${entry("U8", [4], 2, 6)}, "x": ${entry("U8", [4], 0, 4)}}`,
+          new Uint8Array(6),
+        ),
+        "overlap",
+        "y",
+        /overlap tensor "x"/,
+      ],
+      [
+        "trailing_bytes",
+        craft(`{"x": ${entry("F32", [2], 0, 8)}}`, new Uint8Array(9)),
+        "trailing_data",
+        "x",
+        /9 bytes.*"x", ends at 8/,
+      ],
+      [
+        "empty_with_data",
+        craft(`{"__metadata__": {"format": "pt"}}`, new Uint8Array(4)),
+        "trailing_data",
+        "",
+        /4 bytes, but no tensor/,
+      ],
+      [
+        "empty_tensor_past_end",
+        craft(
+          `{"x": ${entry("U8", [2], 0, 2)}, "e": ${entry("F32", [0], 4, 4)}}`,
+          new Uint8Array(4),
+        ),
+        "gap",
+        "e",
+        /bytes \[2, 4\)/,
+      ],
+      [
+        "leading_space",
+        craft(` {"x": ${entry("U8", [1], 0, 1)}}`, new Uint8Array(1)),
+        "invalid_header",
+        "",
+        /starting with "\{"/,
+      ],
+    ];
+    for (const [name, bytes, code, tensor, detail] of cases) {
+      const path = `${dir}/${name}.safetensors`;
+      await Deno.writeFile(path, bytes);
+      const e = await expectError(() => openSafetensors(path), code, tensor || null, path);
+      assert.match(e.message, detail, name);
+    }
+    // Header order is free (the reference sorts by offset): out-of-order entries that tile the
+    // data section, zero-size tensors included, are read at their own offsets.
+    const shuffled = craft(
+      `{"b": ${entry("U8", [2], 2, 4)}, "z": ${entry("F32", [0], 4, 4)}, "a": ${
+        entry("U8", [2], 0, 2)
+      }, "z0": ${entry("I32", [0, 3], 0, 0)}}`,
+      new Uint8Array([1, 2, 3, 4]),
+    );
+    const st = await openSafetensorsFrom("shuffled", bytesReader(shuffled));
+    assert.deepEqual([...st.tensors.keys()], ["b", "z", "a", "z0"]);
+    assert.deepEqual(await st.read("a"), new Uint8Array([1, 2]));
+    assert.deepEqual(await st.read("b"), new Uint8Array([3, 4]));
+    st.close();
+  });
+});
+
+Deno.test("a header length off by one byte is refused, naming the file and tensor (model, adapter, shard)", async () => {
+  await withTempDir(async (dir) => {
+    const header = `{"a": ${entry("U8", [2], 0, 2)}, "w": ${entry("F32", [2], 2, 10)}}`;
+    const data = new Uint8Array([0x20, 7, 0, 0, 0x80, 0x3f, 0, 0, 0, 0x40]);
+    const write = async (name: string, bytes: Uint8Array) => {
+      await Deno.writeFile(`${dir}/${name}`, bytes);
+      return `${dir}/${name}`;
+    };
+    const good = await openSafetensors(await write("good.safetensors", craftPadded(header, data)));
+    assert.deepEqual(decodeTensor("F32", await good.read("w")), new Float32Array([1, 2]));
+    good.close();
+    // −1: the JSON still parses (its padding loses a space), every tensor moves one byte
+    // earlier, one byte is left over at the end.
+    const minus = await write("minus.safetensors", craftPadded(header, data, -1));
+    const e = await expectError(() => openSafetensors(minus), "trailing_data", "w", minus);
+    assert.match(e.message, /11 bytes.*ends at 10/);
+    // +1: the header swallows the first data byte: a space keeps the JSON valid, and the data
+    // section is a byte short; any other byte breaks the JSON.
+    const plus = await write("plus.safetensors", craftPadded(header, data, +1));
+    await expectError(() => openSafetensors(plus), "out_of_bounds", "w", plus);
+    const plusJson = await write("plus_json.safetensors", craftPadded(header, data.with(0, 7), +1));
+    await expectError(() => openSafetensors(plusJson), "invalid_json", null, plusJson);
+    // The fixture model with its length field one byte short (it loaded before, every weight
+    // read one byte off) and one byte long.
+    const fixture = await Deno.readFile(`${FIXTURE}/model.safetensors`);
+    const n = new DataView(fixture.buffer).getBigUint64(0, true);
+    const st = await openSafetensors(`${FIXTURE}/model.safetensors`);
+    const last = [...st.tensors.values()].reduce((a, b) => (b.byteOffset > a.byteOffset ? b : a));
+    st.close();
+    for (const [delta, code] of [[-1n, "trailing_data"], [1n, "invalid_json"]] as const) {
+      const model = `${dir}/model${delta}`;
+      await Deno.mkdir(model);
+      const bytes = fixture.slice();
+      new DataView(bytes.buffer).setBigUint64(0, n + delta, true);
+      await Deno.writeFile(`${model}/model.safetensors`, bytes);
+      const err = await expectError(
+        () => openCheckpoint(model),
+        code,
+        code === "trailing_data" ? last.name : null,
+        `${model}/model.safetensors`,
+      );
+      assert.ok(err.message.length > 80, err.message);
+    }
+    // Each shard of a sharded checkpoint is checked.
+    await writeSharded(dir, {
+      a: "model-00001-of-00002.safetensors",
+      b: "model-00001-of-00002.safetensors",
+      c: "model-00002-of-00002.safetensors",
+    });
+    const shard2 = `${dir}/model-00002-of-00002.safetensors`;
+    const shardBytes = await Deno.readFile(shard2);
+    const shardN = new DataView(shardBytes.buffer).getBigUint64(0, true);
+    new DataView(shardBytes.buffer).setBigUint64(0, shardN - 1n, true);
+    await Deno.writeFile(shard2, shardBytes);
+    await expectError(() => openCheckpoint(dir), "trailing_data", "c", shard2);
+  });
+});
+
+Deno.test("findNonFinite(), checkFinite() and decodeFloat32({ finite }) name the file, tensor and element of NaN/±Inf", () => {
+  const where = { file: "m.safetensors", tensor: "layer.w" };
+  const f32 = (values: number[]) => new Uint8Array(new Float32Array(values).buffer);
+  const half = (bits: number[]) => new Uint8Array(new Uint16Array(bits).buffer);
+  // [dtype, bytes, index of the first non-finite value, its value]
+  const cases: [SafetensorsDtype, Uint8Array, number, number][] = [
+    ["F32", f32([1, -2, NaN, 4]), 2, NaN],
+    ["F32", f32([3.4e38, Infinity]), 1, Infinity],
+    ["F32", f32([-Infinity]), 0, -Infinity],
+    ["BF16", half([0x3f80, 0x7fc0, 0]), 1, NaN],
+    ["BF16", half([0x7f80, 0x3f80]), 0, Infinity],
+    ["BF16", half([0x3f80, 0x4000, 0xff80]), 2, -Infinity], // the odd tail after whole words
+    ["F16", half([0x3c00, 0x7c00]), 1, Infinity],
+    ["F16", half([0xfe00]), 0, NaN],
+  ];
+  for (const [dtype, bytes, index, value] of cases) {
+    const label = `${dtype} ${index} ${value}`;
+    assert.deepEqual(findNonFinite(dtype, bytes), { index, value }, label);
+    // Unaligned bytes (a subarray at an odd offset) are checked all the same.
+    const odd = new Uint8Array(bytes.length + 1);
+    odd.set(bytes, 1);
+    assert.deepEqual(findNonFinite(dtype, odd.subarray(1)), { index, value }, label);
+    for (
+      const run of [
+        () => checkFinite(dtype, bytes, { ...where, elementOffset: 100 }),
+        () => decodeFloat32(dtype, bytes, { finite: { ...where, elementOffset: 100 } }),
+      ]
+    ) {
+      assert.throws(run, (e: unknown) => {
+        assert.ok(e instanceof SafetensorsError, `${label}: ${e}`);
+        assert.equal(e.code, "non_finite");
+        assert.equal(e.file, "m.safetensors");
+        assert.equal(e.tensor, "layer.w");
+        assert.ok(e.message.includes(`element ${100 + index} is ${value}`), e.message);
+        return true;
+      });
+    }
+    // Without `finite`, decoding keeps non-finite values (logits, test data).
+    assert.ok(Object.is(decodeFloat32(dtype, bytes)[index], value), label);
+  }
+  // Finite extremes pass: max/min normals, subnormals, −0; integers are never checked.
+  assert.equal(findNonFinite("F32", f32([3.4028234e38, -3.4028234e38, 1e-45, -0])), null);
+  assert.equal(findNonFinite("BF16", half([0x7f7f, 0xff7f, 0x0001, 0x8000, 0x3f80])), null);
+  assert.equal(findNonFinite("F16", half([0x7bff, 0xfbff, 0x0001])), null);
+  assert.equal(findNonFinite("F64", new Uint8Array(new Float64Array([1e308]).buffer)), null);
+  assert.deepEqual(
+    findNonFinite("F64", new Uint8Array(new Float64Array([1, NaN]).buffer)),
+    { index: 1, value: NaN },
+  );
+  assert.equal(findNonFinite("I32", new Uint8Array([0xff, 0xff, 0xff, 0x7f])), null);
 });
 
 Deno.test("SafetensorsFile.read() of an absent tensor throws missing_tensor", async () => {

@@ -7,6 +7,7 @@ import {
   resolveTrainConfig,
 } from "../rl/presets.ts";
 import {
+  checkContextLengths,
   createTrainConfig,
   grpoTotalSteps,
   optimizerSchedule,
@@ -14,6 +15,7 @@ import {
   sftTotalSteps,
   type TrainConfig,
   TrainConfigError,
+  usesEvalQuestions,
 } from "../rl/train_config.ts";
 
 function isDeepFrozen(v: unknown, path = "config"): string | null {
@@ -286,5 +288,55 @@ Deno.test("requireInputs() names the unset input and how to provide it", () => {
     grpo: { enabled: false },
     eval: { base: false, afterSft: false },
   });
-  assert.doesNotThrow(() => requireInputs(createTrainConfig(sftOnly)));
+  // SFT samples are greedy answers to the first eval questions: they need eval data too.
+  const samples = errorOf(() => requireInputs(createTrainConfig(sftOnly)));
+  assert.equal(samples.field, "eval.data");
+  const noSamples = mergeConfigInput(sftOnly, { run: { sampleEvery: 0 } });
+  assert.doesNotThrow(() => requireInputs(createTrainConfig(noSamples)));
+});
+
+Deno.test("createTrainConfig() refuses several greedy eval passes and more demo questions than exist", () => {
+  const passes = errorOf(() => resolveTrainConfig({ preset: "demo", sets: ["eval.passes=2"] }));
+  assert.equal(passes.field, "eval.passes");
+  assert.equal(passes.got, 2);
+  assert.match(passes.message, /eval\.passes must be 1 with greedy decoding/);
+  const sampled = resolveTrainConfig({
+    preset: "demo",
+    sets: ["eval.passes=2", "eval.temperature=0.6"],
+  });
+  assert.equal(sampled.eval.passes, 2);
+
+  const many = errorOf(() =>
+    resolveTrainConfig({ preset: "demo", sets: ["eval.numQuestions=201"] })
+  );
+  assert.equal(many.field, "eval.numQuestions");
+  assert.match(many.message, /must be <= demoData\.testSize \(200\)/);
+  const bigger = resolveTrainConfig({
+    preset: "demo",
+    sets: ["eval.numQuestions=300", "demoData.testSize=300"],
+  });
+  assert.equal(bigger.eval.numQuestions, 300);
+});
+
+Deno.test("checkContextLengths() names the field whose length exceeds the model's context", () => {
+  const c = presetConfig("gemma3-1b-gsm8k"); // sft 1024, grpo 256 + 768, eval 256 + 768
+  checkContextLengths(c, 1024, "config.json");
+  const e = errorOf(() =>
+    checkContextLengths({ ...c, sft: { ...c.sft, maxLength: 512 } }, 1000, "x")
+  );
+  assert.equal(e.field, "grpo.maxNewTokens");
+  assert.equal(
+    e.message,
+    "grpo.maxPromptLength + grpo.maxNewTokens must be <= x (1000), got 1024",
+  );
+  assert.equal(errorOf(() => checkContextLengths(c, 1000, "x")).field, "sft.maxLength");
+});
+
+Deno.test("usesEvalQuestions() counts the evaluations, the periodic one and SFT samples", () => {
+  const off = { base: false, afterSft: false, afterGrpo: false };
+  const none = resolveTrainConfig({ preset: "demo", file: { eval: off, run: { sampleEvery: 0 } } });
+  assert.equal(usesEvalQuestions(none), false);
+  const samples = resolveTrainConfig({ preset: "demo", file: { eval: off } });
+  assert.equal(usesEvalQuestions(samples), true);
+  assert.equal(usesEvalQuestions(presetConfig("demo")), true);
 });

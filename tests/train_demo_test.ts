@@ -1,15 +1,17 @@
 /**
  * End-to-end `deno task train` on a shortened demo preset: the real tokenizer, the tiny
  * from-scratch Gemma 3 on the WebGPU adapter, SFT, GRPO and the three evaluations, then the
- * run folder's contents; and an interrupted run continued with `--resume`.
+ * run folder's contents; and real `deno task train` processes stopped by SIGTERM (in SFT and in
+ * GRPO) and by SIGKILL (between two checkpoints), each continued with `--resume`, against the
+ * uninterrupted run.
  */
 
 import assert from "node:assert/strict";
 import { trainMain } from "../cli/train.ts";
-import type { MetricsLogger } from "../rl/metrics.ts";
-import type { Phase, PhaseContext, PhaseSet } from "../rl/pipeline.ts";
 import { RUN_FILES } from "../rl/pipeline_fs.ts";
+import type { PhaseName } from "../rl/pipeline_state.ts";
 import { ProgressReporter } from "../rl/progress.ts";
+import { pausedLine } from "./_train_worker.ts";
 
 /** A few steps per phase; small enough for a CPU adapter, long enough to checkpoint twice. */
 const SHORT_DEMO = [
@@ -45,24 +47,16 @@ interface CliRun {
   readonly err: string;
 }
 
-/** `trainMain` with the real phases (optionally wrapped), quiet progress and a fixed clock. */
+/** `trainMain` in this process with the real phases, quiet progress and a fixed clock. */
 async function runTrain(
   args: string[],
-  options: {
-    wrap?: (phases: PhaseSet) => PhaseSet;
-    interrupt?: (fire: () => void) => void;
-  } = {},
 ): Promise<CliRun> {
   const out: string[] = [], err: string[] = [];
   const code = await trainMain(args, {
     env: { HF_HUB_CACHE: "/nonexistent-hub-cache" },
-    phases: options.wrap,
     out: (l) => out.push(l),
     err: (l) => err.push(l),
-    onInterrupt: (handler) => {
-      options.interrupt?.(handler);
-      return () => {};
-    },
+    onInterrupt: () => () => {},
     now: () => new Date(Date.UTC(2026, 0, 2, 3, 4, 5)),
     progress: (o) => new ProgressReporter({ write: () => {} }, o),
   });
@@ -90,21 +84,6 @@ function assertFraction(value: unknown, what: string): void {
   assert.ok((value as number) >= 0 && (value as number) <= 1, `${what} = ${value} in [0, 1]`);
 }
 
-/** Wraps a phase so that `fire` is called right after training step `step` is logged. */
-function interruptAfter(phase: Phase, step: number, fire: () => void): Phase {
-  return {
-    run(ctx: PhaseContext) {
-      const logger = {
-        async log(name: string, s: number, values: Record<string, number>) {
-          await ctx.logger.log(name, s, values);
-          if (s === step) fire();
-        },
-      } as unknown as MetricsLogger;
-      return phase.run({ ...ctx, logger });
-    },
-  };
-}
-
 Deno.test({
   name: "trainMain() runs a shortened demo end to end and fills the run folder",
   sanitizeResources: false,
@@ -124,6 +103,7 @@ Deno.test({
           RUN_FILES.checkpoints,
           RUN_FILES.config,
           RUN_FILES.evals,
+          RUN_FILES.exports,
           RUN_FILES.metrics,
           RUN_FILES.pipeline,
           RUN_FILES.report,
@@ -226,78 +206,167 @@ Deno.test({
   },
 });
 
+/** The signal test's `deno task train` process (`_train_worker.ts`). */
+const WORKER = new URL("./_train_worker.ts", import.meta.url).pathname;
+const REPO = new URL("..", import.meta.url).pathname;
+
+/** A `deno task train` child process that pauses at a step (see `_train_worker.ts`). */
+interface TrainProcess {
+  readonly child: Deno.ChildProcess;
+  /** Resolves once the process paused at its step (rejects when it ended first). */
+  readonly paused: Promise<void>;
+  /** The exit status and what it printed. */
+  readonly done: Promise<{ status: Deno.CommandStatus; out: string; err: string }>;
+}
+
+function trainProcess(pause: `${PhaseName}:${number}`, args: string[]): TrainProcess {
+  const child = new Deno.Command(Deno.execPath(), {
+    args: ["run", "-A", WORKER, pause, ...args],
+    cwd: REPO,
+    stdout: "piped",
+    stderr: "piped",
+  }).spawn();
+  let out = "", err = "";
+  const [phase, step] = pause.split(":") as [PhaseName, string];
+  const line = pausedLine(phase, Number(step));
+  let seen: () => void = () => {};
+  const paused = new Promise<void>((resolve) => seen = resolve);
+  const read = async (stream: ReadableStream<Uint8Array>, add: (text: string) => void) => {
+    for await (const text of stream.pipeThrough(new TextDecoderStream())) add(text);
+  };
+  const done = Promise.all([
+    read(child.stdout, (t) => {
+      out += t;
+      if (out.includes(line)) seen();
+    }),
+    read(child.stderr, (t) => err += t),
+    child.status,
+  ]).then(([, , status]) => ({ status, out, err }));
+  return {
+    child,
+    paused: Promise.race([
+      paused,
+      done.then((r) => Promise.reject(new Error(`ended before "${line}":\n${r.out}\n${r.err}`))),
+    ]),
+    done,
+  };
+}
+
+/** Metrics without what is measured rather than computed (times, rates, GPU bytes). */
+function computedMetrics(rows: Record<string, unknown>[]): Record<string, unknown>[] {
+  return rows.map((row) =>
+    Object.fromEntries(
+      Object.entries(row).filter(([k]) =>
+        !/^time$|_seconds$|^tokens_per_second$|^gpu_bytes_/.test(k)
+      ),
+    )
+  );
+}
+
 Deno.test({
-  name: "trainMain() --resume continues runs interrupted in SFT and in GRPO exactly",
+  name:
+    "deno task train: SIGTERM in SFT and in GRPO and a kill -9 between checkpoints resume to the uninterrupted run",
   sanitizeResources: false,
   sanitizeOps: false,
   async fn() {
     Deno.env.set("XDG_RUNTIME_DIR", Deno.env.get("XDG_RUNTIME_DIR") ?? "/tmp/xdg");
-    const dir = await Deno.makeTempDir({ prefix: "webtune_train_resume_" });
-    const args = [...SHORT_DEMO, "--set", "eval.base=false", "--set", "eval.afterSft=false"];
+    const dir = await Deno.makeTempDir({ prefix: "webtune_train_signal_" });
+    // Checkpoints at SFT steps 2 and 3 (the end), GRPO steps 2 and 3.
+    const args = [
+      ...SHORT_DEMO,
+      "--set",
+      "sft.steps=3",
+      "--set",
+      "eval.base=false",
+      "--set",
+      "eval.afterSft=false",
+    ];
     try {
       const whole = await runTrain(["--out", `${dir}/whole`, ...args]);
       assert.equal(whole.code, 0, whole.err);
+      const wholeDir = `${dir}/whole/${RUN_ID}`;
 
-      // Ctrl-C after SFT step 1; the resumed process is stopped again after GRPO step 2 (the
-      // first step with a learning rate above 0, so the policy has left the KL reference).
-      let fire: () => void = () => {};
-      const interrupt = (handler: () => void) => (fire = handler);
-      const runDir = `${dir}/cut/${RUN_ID}`;
-      const first = await runTrain(["--out", `${dir}/cut`, ...args], {
-        wrap: (phases) => ({ ...phases, sft: interruptAfter(phases.sft!, 1, () => fire()) }),
-        interrupt,
-      });
-      assert.equal(first.code, 130, first.err);
-      assert.deepEqual((await readJson(`${runDir}/${RUN_FILES.pipeline}`)).current, {
+      // 1. SIGTERM after SFT step 1: a checkpoint, `interrupted`, exit code 143.
+      const first = trainProcess("sft:1", ["--out", `${dir}/cut`, ...args]);
+      await first.paused;
+      first.child.kill("SIGTERM");
+      const r1 = await first.done;
+      assert.equal(r1.status.code, 143, r1.err);
+      assert.equal(r1.status.signal, null, "trainMain exits by itself");
+      const cut = (await listDir(`${dir}/cut`))[0];
+      const runDir = `${dir}/cut/${cut}`;
+      assert.match(r1.err, new RegExp(`--resume ${runDir}`));
+      let state = await readJson(`${runDir}/${RUN_FILES.pipeline}`);
+      assert.equal(state.status, "interrupted");
+      assert.deepEqual(state.current, {
         phase: "sft",
         step: 1,
         checkpoint: `${runDir}/checkpoints/sft/step-1`,
       });
-      const second = await runTrain(["--resume", runDir], {
-        wrap: (phases) => ({ ...phases, grpo: interruptAfter(phases.grpo!, 2, () => fire()) }),
-        interrupt,
+      assert.ok((await Deno.stat(`${runDir}/checkpoints/sft/step-1/state.json`)).isFile);
+
+      // 2. Resumed, then killed (SIGKILL) after SFT step 3: the last checkpoint is step 2.
+      const second = trainProcess("sft:3", ["--resume", runDir]);
+      await second.paused;
+      second.child.kill("SIGKILL");
+      assert.equal((await second.done).status.signal, "SIGKILL");
+      state = await readJson(`${runDir}/${RUN_FILES.pipeline}`);
+      assert.deepEqual(state.current, {
+        phase: "sft",
+        step: 2,
+        checkpoint: `${runDir}/checkpoints/sft/step-2`,
       });
-      assert.equal(second.code, 130, second.err);
-      assert.deepEqual((await readJson(`${runDir}/${RUN_FILES.pipeline}`)).current, {
+      const key = (m: Record<string, unknown>) => `${m.phase} ${m.step}`;
+      assert.deepEqual(
+        (await readJsonl(`${runDir}/${RUN_FILES.metrics}`)).map(key),
+        ["sft 1", "sft 2", "sft 3"],
+        "a row past the checkpoint (else the kill would test nothing)",
+      );
+
+      // 3. Resumed, SIGTERM after GRPO step 2 (the first step with a learning rate above 0, so
+      // the policy has left the KL reference).
+      const third = trainProcess("grpo:2", ["--resume", runDir]);
+      await third.paused;
+      third.child.kill("SIGTERM");
+      const r3 = await third.done;
+      assert.equal(r3.status.code, 143, r3.err);
+      state = await readJson(`${runDir}/${RUN_FILES.pipeline}`);
+      assert.equal(state.status, "interrupted");
+      assert.deepEqual(state.current, {
         phase: "grpo",
         step: 2,
         checkpoint: `${runDir}/checkpoints/grpo/step-2`,
       });
-      const third = await runTrain(["--resume", runDir]);
-      assert.equal(third.code, 0, third.err);
+
+      // 4. Resumed to the end.
+      const last = await runTrain(["--resume", runDir]);
+      assert.equal(last.code, 0, last.err);
       assert.equal((await readJson(`${runDir}/${RUN_FILES.pipeline}`)).status, "completed");
 
-      // Every step's metrics and the final evaluation match the uninterrupted run.
-      const steps = async (path: string) =>
-        (await readJsonl(path)).filter((m) => m.phase === "sft" || m.phase === "grpo");
-      const expected = await steps(`${dir}/whole/${RUN_ID}/${RUN_FILES.metrics}`);
-      const resumed = await steps(`${runDir}/${RUN_FILES.metrics}`);
-      const key = (m: Record<string, unknown>) => `${m.phase} ${m.step}`;
-      assert.deepEqual(resumed.map(key), expected.map(key));
+      // Each (phase, step) once; every computed value, every sample and the evaluations equal
+      // the uninterrupted run's; the final weights are the same bytes.
+      const expected = await readJsonl(`${wholeDir}/${RUN_FILES.metrics}`);
+      const resumed = await readJsonl(`${runDir}/${RUN_FILES.metrics}`);
       assert.deepEqual(resumed.map(key), [
         "sft 1",
         "sft 2",
         "sft 3",
-        "sft 4",
         "grpo 1",
         "grpo 2",
         "grpo 3",
       ]);
-      for (let i = 0; i < expected.length; i++) {
-        const names = expected[i].phase === "sft"
-          ? ["loss", "grad_norm", "lr"]
-          : ["loss", "kl_mean", "reward_mean", "completion_length_mean", "lr"];
-        for (const name of names) {
-          const want = expected[i][name] as number, got = resumed[i][name] as number;
-          assert.ok(
-            Math.abs(got - want) <= 1e-5 * Math.max(1, Math.abs(want)),
-            `${key(expected[i])} ${name}: resumed ${got}, uninterrupted ${want}`,
-          );
-        }
-      }
+      assert.deepEqual(computedMetrics(resumed), computedMetrics(expected));
+      const samples = await readJsonl(`${runDir}/${RUN_FILES.samples}`);
+      assert.equal(new Set(samples.map(key)).size, samples.length, samples.map(key).join());
+      assert.deepEqual(samples, await readJsonl(`${wholeDir}/${RUN_FILES.samples}`));
       assert.deepEqual(
         await readJson(`${runDir}/${RUN_FILES.evals}`),
-        await readJson(`${dir}/whole/${RUN_ID}/${RUN_FILES.evals}`),
+        await readJson(`${wholeDir}/${RUN_FILES.evals}`),
+      );
+      const params = "checkpoints/grpo/step-3/params.safetensors";
+      assert.deepEqual(
+        await Deno.readFile(`${runDir}/${params}`),
+        await Deno.readFile(`${wholeDir}/${params}`),
       );
     } finally {
       await Deno.remove(dir, { recursive: true });

@@ -70,7 +70,9 @@ async function withoutDisk<T>(fn: () => Promise<T>): Promise<T> {
 const stepMetrics = (records: readonly MetricsRecord[]) =>
   records.filter((r) => r.phase === "sft" || r.phase === "grpo").map((r) => {
     const { time: _t, step_seconds: _s, tokens_per_second: _r, ...rest } = r;
-    const { rollout_seconds: _ro, train_seconds: _tr, ...kept } = rest;
+    const { rollout_seconds: _ro, train_seconds: _tr, ...timed } = rest;
+    // GPU bytes are measurements, like the times: a resumed process holds other buffers
+    const { gpu_bytes_in_use: _u, gpu_bytes_allocated: _a, gpu_bytes_peak: _p, ...kept } = timed;
     return kept;
   });
 

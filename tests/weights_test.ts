@@ -1,11 +1,17 @@
-/** checkWeights(): checkpoint tensor names/shapes/dtypes against a Gemma3Config. */
+/**
+ * checkWeights(): checkpoint tensor names/shapes/dtypes against a Gemma3Config; loading refuses
+ * non-finite weights.
+ */
 
 import assert from "node:assert/strict";
 import { fileURLToPath } from "node:url";
 import { gemma3Config } from "../model/config.ts";
 import { loadGemma3Config } from "../model/config_fs.ts";
 import { parseGemma3Config } from "../model/config_hf.ts";
-import { openCheckpoint } from "../model/safetensors_fs.ts";
+import { loadGemma3 } from "../model/gemma3_fs.ts";
+import { disposeGemma3Weights } from "../model/gemma3_weights.ts";
+import { SafetensorsError } from "../model/safetensors.ts";
+import { openCheckpoint, openSafetensors } from "../model/safetensors_fs.ts";
 import {
   checkWeights,
   expectedWeightShapes,
@@ -13,6 +19,7 @@ import {
   WeightError,
   type WeightErrorCode,
 } from "../model/weights.ts";
+import { testGpu } from "./_helpers.ts";
 
 const FIXTURE = Deno.env.get("WEBTUNE_FIXTURE") ??
   fileURLToPath(new URL("../../shared/fixtures/gemma3-tiny-a", import.meta.url));
@@ -156,4 +163,51 @@ Deno.test("checkWeights() requires lm_head.weight when embeddings are not tied",
   const mm = tinyIndex("language_model.model.");
   mm.set("language_model.lm_head.weight", { dtype: "F32", shape: [32, 8] });
   assert.equal(checkWeights(untied, mm).get("lm_head.weight"), "language_model.lm_head.weight");
+});
+
+Deno.test("loadGemma3() refuses NaN/±Inf in a weight or adapter tensor, naming the file and tensor", async () => {
+  const gpu = await testGpu();
+  const dir = await Deno.makeTempDir({ prefix: "webtune_weights_" });
+  try {
+    for (const f of ["config.json", "model.safetensors", "adapter_config.json"]) {
+      await Deno.copyFile(`${FIXTURE}/${f}`, `${dir}/${f}`);
+    }
+    await Deno.copyFile(`${FIXTURE}/adapter_model.safetensors`, `${dir}/adapter_model.safetensors`);
+    const model = `${dir}/model.safetensors`, adapter = `${dir}/adapter_model.safetensors`;
+    const lora = "base_model.model.model.layers.0.mlp.down_proj.lora_B.weight";
+    // [file, tensor, element, stored bits of the bad value, the value]
+    const cases: [string, string, number, number[], number][] = [
+      [model, "model.layers.2.mlp.down_proj.weight", 37, [0xc0, 0x7f], NaN], // bf16 as stored
+      [model, "model.embed_tokens.weight", 512 * 64 - 1, [0x80, 0x7f], Infinity],
+      [model, "model.layers.1.input_layernorm.weight", 5, [0x80, 0xff], -Infinity], // widened
+      [adapter, lora, 3, [0, 0, 0xc0, 0x7f], NaN], // f32 adapter
+      [adapter, lora, 0, [0, 0, 0x80, 0x7f], Infinity],
+    ];
+    const baseline = gpu.memory().inUseBytes;
+    for (const [file, tensor, element, bits, value] of cases) {
+      const st = await openSafetensors(file);
+      const at = st.info(tensor).byteOffset + element * bits.length;
+      st.close();
+      const original = await Deno.readFile(file);
+      const damaged = original.slice();
+      damaged.set(bits, at);
+      await Deno.writeFile(file, damaged);
+      await assert.rejects(() => loadGemma3(dir, { gpu, adapter: dir }), (e: unknown) => {
+        assert.ok(e instanceof SafetensorsError, `${tensor}: ${e}`);
+        assert.equal(e.code, "non_finite");
+        assert.equal(e.file, file);
+        assert.equal(e.tensor, tensor);
+        assert.ok(e.message.includes(`element ${element} is ${value}`), e.message);
+        return true;
+      });
+      assert.equal(gpu.memory().inUseBytes, baseline, `${tensor}: uploaded weights are released`);
+      await Deno.writeFile(file, original);
+    }
+    const ok = await loadGemma3(dir, { gpu, adapter: dir });
+    assert.ok((await ok.logits([2, 5, 9])).every(Number.isFinite));
+    disposeGemma3Weights(ok.weights);
+    ok.lora?.dispose();
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
 });
