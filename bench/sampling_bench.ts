@@ -1,7 +1,8 @@
 /**
  * Throughput of `sample` over B = 4 rows of the Gemma 3 vocabulary (V = 262144 logits): greedy,
  * temperature 1, and top-k 50 + top-p 0.95, in rows/s, each launch writing its ids into a slot
- * of a `[64, B]` buffer as a generation loop does.
+ * of a `[64, B]` buffer as a generation loop does; each also with `logprobsOut` (the sampled
+ * tokens' temperature-1 log-probs into a `[64, B]` f32 buffer, as `generateWithLogprobs` does).
  *
  * Each iteration records enough launches for ~0.3 s of GPU work (calibrated once) and waits
  * once, so the ≥ 10 ms GPU wait stays < 5 %. Medians are printed at the end.
@@ -19,6 +20,7 @@ const V = 262144, B = 4;
 
 const logits = Tensor.fromArray(gpu, lcgFill(B * V, 3, 8), [B, V]);
 const ids = Tensor.empty(gpu, [64 * B], "u32");
+const logprobs = Tensor.empty(gpu, [64 * B], "f32");
 
 let step = 0;
 const sampling = (name: string, options: SampleOptions): RateCase =>
@@ -27,11 +29,15 @@ const sampling = (name: string, options: SampleOptions): RateCase =>
     sample(logits, { ...options, seed: 1, step, out: ids, outOffset: slot * B });
   });
 
-const cases: RateCase[] = [
-  sampling("greedy", { temperature: 0 }),
-  sampling("temperature 1", { temperature: 1 }),
-  sampling("top-k 50 top-p 0.95", { temperature: 1, topK: 50, topP: 0.95 }),
+const modes: [string, SampleOptions][] = [
+  ["greedy", { temperature: 0 }],
+  ["temperature 1", { temperature: 1 }],
+  ["top-k 50 top-p 0.95", { temperature: 1, topK: 50, topP: 0.95 }],
 ];
+const cases: RateCase[] = modes.flatMap(([name, options]) => [
+  sampling(name, options),
+  sampling(`${name} +logprobs`, { ...options, logprobsOut: logprobs }),
+]);
 
 benchRates(gpu, cases, {
   bench: { n: 4, warmup: 1 },

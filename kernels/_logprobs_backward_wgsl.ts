@@ -1,7 +1,9 @@
 /**
  * WGSL templates of the log-prob backward (`logprobs_backward.ts`):
  * - `logprobs_dz`: one vocabulary chunk of `dz = grad·(onehot − softmax)/τ`, `[T, chunk]`,
- *   recomputing the logits with the forward's register-blocked dot product;
+ *   recomputing the logits with the forward's register-blocked dot product; with the constant
+ *   `entropy: true`, plus the entropy term `−gradEntropy·p·(log p + H)/τ`;
+ * - `logprobs_live` (entropy only): which tokens carry any gradient, for the two products' skips;
  * - `logprobs_dh` / `logprobs_de`: `dh += dz·E_chunk` and `dE_chunk += dzᵀ·h`, register-blocked
  *   products (each invocation owns `TM` output rows × `4·TN4` columns, the workgroup's lanes
  *   spread along the columns and share the rows) that accumulate into their output.
@@ -13,12 +15,16 @@ import { dotBlock, type DotConstants, dotDeclarations } from "./_logprobs_wgsl.t
 
 /**
  * WGSL of `logprobs_dz`: each workgroup takes `TT` tokens × `WG·TV` rows of the chunk. Token
- * blocks whose grads are all zero skip the dot products and write zeros.
+ * blocks whose grads are all zero skip the dot products and write zeros. With the extra
+ * constant `entropy: true` (absent = the plain kernel's source and key) it reads the entropy
+ * gradient and the forward's entropy (bindings 7, 8) and adds
+ * `dH/dx_v = −p_v·(log p_v + H)` scaled by the entropy gradient.
  *
- * @param c Dot-product constants (as the forward).
+ * @param c Dot-product constants (as the forward), optionally `entropy: true`.
  * @returns The WGSL source.
  */
 export function dzSource(c: DotConstants): string {
+  if (c.entropy === true) return dzEntropySource(c);
   const spill: string[] = [];
   for (let i = 0; i < c.tt; i++) {
     for (let j = 0; j < c.tv; j++) spill.push(`xs[${i * c.tv + j}] = acc_${i}_${j};`);
@@ -71,6 +77,93 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
   }
 }`;
 }
+
+/** `logprobs_dz` with the entropy term (see {@linkcode dzSource}). */
+function dzEntropySource(c: DotConstants): string {
+  const spill: string[] = [];
+  for (let i = 0; i < c.tt; i++) {
+    for (let j = 0; j < c.tv; j++) spill.push(`xs[${i * c.tv + j}] = acc_${i}_${j};`);
+  }
+  return /* wgsl */ `
+struct Params {
+  tokens: u32, rows: u32, // T, rows of this chunk
+  row_base: u32,          // first chunk row inside the bound part of E
+  vocab_start: u32,       // vocabulary id of the first chunk row
+  ldz: u32,               // row stride of dz
+  dp: u32,                // D / pack: loads per dot product
+  inv_temp: f32,
+}
+@group(0) @binding(0) var<uniform> p: Params;
+${dotDeclarations(c)}
+@group(0) @binding(3) var<storage, read> targets: array<u32>;      // [T] (u32 or i32 bits)
+@group(0) @binding(4) var<storage, read> lse: array<f32>;          // [T]
+@group(0) @binding(5) var<storage, read> grad: array<f32>;         // [T] d loss / d logp
+@group(0) @binding(6) var<storage, read_write> dz: array<f32>;     // [T, ldz] (columns < rows)
+@group(0) @binding(7) var<storage, read> grad_entropy: array<f32>; // [T] d loss / d H
+@group(0) @binding(8) var<storage, read> entropy: array<f32>;      // [T] H (the forward's)
+
+@compute @workgroup_size(${c.wg})
+fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
+  let t0 = wid.y * ${c.tt}u;
+  let vb = wid.x * ${c.wg * c.tv}u + lid;
+  var live = false; // workgroup-uniform
+  for (var i = 0u; i < ${c.tt}u; i++) {
+    let t = min(t0 + i, p.tokens - 1u);
+    live = live || grad[t] != 0.0 || grad_entropy[t] != 0.0;
+  }
+  let steps = select(0u, p.dp, live);
+  ${dotBlock(c, { rowBase: "p.row_base", steps: "steps" })}
+  var xs: array<f32, ${c.tt * c.tv}>;
+  ${spill.join("\n  ")}
+  for (var i = 0u; i < ${c.tt}u; i++) {
+    let t = t0 + i;
+    if (t >= p.tokens) { break; }
+    let g = grad[t] * p.inv_temp;
+    let ge = grad_entropy[t] * p.inv_temp;
+    let dead = g == 0.0 && ge == 0.0;
+    let l = lse[t];
+    let ent = entropy[t];
+    for (var j = 0u; j < ${c.tv}u; j++) {
+      let v = vb + j * ${c.wg}u;
+      if (v < p.rows) {
+        let lp = xs[i * ${c.tv}u + j] * p.inv_temp - l;
+        let pv = exp(lp);
+        dz[t * p.ldz + v] = select(-g * pv - ge * pv * (lp + ent), 0.0, dead);
+      }
+    }
+    // The one row equal to the target (u32 wrap-around keeps the others out).
+    let rel = targets[t] - p.vocab_start - vb;
+    if (g != 0.0 && rel % ${c.wg}u == 0u && rel / ${c.wg}u < ${c.tv}u && vb + rel < p.rows) {
+      let lp = xs[i * ${c.tv}u + rel / ${c.wg}u] * p.inv_temp - l;
+      let pv = exp(lp);
+      dz[t * p.ldz + vb + rel] = g - g * pv - ge * pv * (lp + ent);
+    }
+  }
+}`;
+}
+
+/** Workgroup size of `logprobs_live`. */
+export const LIVE_WG = 64;
+
+/**
+ * WGSL of `logprobs_live`: `live_t = 1` where `grad_t ≠ 0` or `gradEntropy_t ≠ 0`, else 0. The
+ * `dh`/`de` products skip tokens by this instead of `grad` when an entropy gradient is given.
+ *
+ * @returns The WGSL source.
+ */
+export const liveSource = (): string => /* wgsl */ `
+struct Params { tokens: u32 }
+@group(0) @binding(0) var<uniform> p: Params;
+@group(0) @binding(1) var<storage, read> grad: array<f32>;         // [T] d loss / d logp
+@group(0) @binding(2) var<storage, read> grad_entropy: array<f32>; // [T] d loss / d H
+@group(0) @binding(3) var<storage, read_write> live: array<f32>;   // [T] 1 or 0
+
+@compute @workgroup_size(${LIVE_WG})
+fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
+  let t = gid.x + gid.y * nwg.x * ${LIVE_WG}u;
+  if (t >= p.tokens) { return; }
+  live[t] = select(0.0, 1.0, grad[t] != 0.0 || grad_entropy[t] != 0.0);
+}`;
 
 /** Specialisation constants of `logprobs_dh` / `logprobs_de`. */
 export interface AccConstants extends Record<string, number | string | boolean> {

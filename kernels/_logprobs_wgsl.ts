@@ -96,9 +96,15 @@ export function dotBlock(
   return lines.join("\n    ");
 }
 
-/** WGSL of `logprobs_partial`: per (token block, chunk) online `(max, Σ exp)` and target logits. */
+/**
+ * WGSL of `logprobs_partial`: per (token block, chunk) online `(max, Σ exp)` and target logits.
+ * With the extra constant `entropy: true` (absent = off: the plain kernel's source and pipeline
+ * key), also `w = Σ exp(x − m)·(x − m)` into binding 6, rescaled with the running max: moving
+ * m → m' turns w into `exp(m − m')·(w + (m − m')·s)`.
+ */
 export const partialSource = (c: DotConstants): string => {
   const n = c.tt * c.tv;
+  const ent = c.entropy === true;
   const spill: string[] = [];
   for (let i = 0; i < c.tt; i++) {
     for (let j = 0; j < c.tv; j++) spill.push(`xs[${i * c.tv + j}] = acc_${i}_${j};`);
@@ -113,6 +119,26 @@ export const partialSource = (c: DotConstants): string => {
     "m[i]",
   );
   const sum = Array.from({ length: c.tv }, (_, j) => ` + select(0.0, exp(x${j} - mx), ok${j})`);
+  const wsum = Array.from(
+    { length: c.tv },
+    (_, j) => ` + select(0.0, exp(x${j} - mx) * (x${j} - mx), ok${j})`,
+  );
+  // Entropy pieces ("" when off, so the plain kernel's source is unchanged).
+  const e = ent
+    ? {
+      binding: "\n@group(0) @binding(6) var<storage, read_write> partial_w: array<f32>; " +
+        "// [T, chunks] Σ exp(x − max)·(x − max)",
+      shared: `\nvar<workgroup> red_w: array<f32, ${c.tt * c.wg}>;`,
+      merge: "\n  red_w[a] = exp(red_m[a] - m) * (red_w[a] + (red_m[a] - m) * red_s[a]) +\n" +
+        "    exp(red_m[b] - m) * (red_w[b] + (red_m[b] - m) * red_s[b]);",
+      state: `\n  var w: array<f32, ${c.tt}>;`,
+      init: " w[i] = 0.0;",
+      update: `\n      w[i] = exp(m[i] - mx) * (w[i] + (m[i] - mx) * s[i])${wsum.join("")};`,
+      spill: `\n    red_w[i * ${c.wg}u + lid] = w[i];`,
+      write:
+        `\n    partial_w[(t0 + lid) * p.chunks + p.chunk_offset + wid.x] = red_w[lid * ${c.wg}u];`,
+    }
+    : { binding: "", shared: "", merge: "", state: "", init: "", update: "", spill: "", write: "" };
   return /* wgsl */ `
 struct Params {
   tokens: u32, rows: u32, row_start: u32, chunk_offset: u32, chunks: u32, inv_temp: f32,
@@ -123,13 +149,13 @@ struct Params {
 ${dotDeclarations(c)}
 @group(0) @binding(3) var<storage, read> targets: array<u32>; // [T] (u32 or i32 bits)
 @group(0) @binding(4) var<storage, read_write> partial: array<vec2<f32>>; // [T, chunks] (max, sumexp)
-@group(0) @binding(5) var<storage, read_write> tlogit: array<f32>; // [T] logit of the target
+@group(0) @binding(5) var<storage, read_write> tlogit: array<f32>; // [T] logit of the target${e.binding}
 
 var<workgroup> red_m: array<f32, ${c.tt * c.wg}>;
-var<workgroup> red_s: array<f32, ${c.tt * c.wg}>;
+var<workgroup> red_s: array<f32, ${c.tt * c.wg}>;${e.shared}
 
 fn merge(a: u32, b: u32) {
-  let m = max(red_m[a], red_m[b]);
+  let m = max(red_m[a], red_m[b]);${e.merge}
   red_s[a] = red_s[a] * exp(red_m[a] - m) + red_s[b] * exp(red_m[b] - m);
   red_m[a] = m;
 }
@@ -140,8 +166,8 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
   let chunk_base = wid.x * p.steps * ${c.wg * c.tv}u;
   // Online (max, Σ exp(x − max)) per token of the tile.
   var m: array<f32, ${c.tt}>;
-  var s: array<f32, ${c.tt}>;
-  for (var i = 0u; i < ${c.tt}u; i++) { m[i] = ${NEG}; s[i] = 0.0; }
+  var s: array<f32, ${c.tt}>;${e.state}
+  for (var i = 0u; i < ${c.tt}u; i++) { m[i] = ${NEG}; s[i] = 0.0;${e.init} }
   var xs: array<f32, ${n}>;
   for (var step = 0u; step < p.steps; step++) {
     let vb = chunk_base + step * ${c.wg * c.tv}u + lid;
@@ -152,7 +178,7 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
     ${ok.join("\n    ")}
     for (var i = 0u; i < ${c.tt}u; i++) {
       ${xs.join("\n      ")}
-      let mx = ${mx};
+      let mx = ${mx};${e.update}
       s[i] = s[i] * exp(m[i] - mx)${sum.join("")};
       m[i] = mx;
       // The one row equal to the target (tokens past T never match).
@@ -165,7 +191,7 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
   }
   for (var i = 0u; i < ${c.tt}u; i++) {
     red_m[i * ${c.wg}u + lid] = m[i];
-    red_s[i * ${c.wg}u + lid] = s[i];
+    red_s[i * ${c.wg}u + lid] = s[i];${e.spill}
   }
   workgroupBarrier();
   for (var off = ${c.wg / 2}u; off > 0u; off >>= 1u) {
@@ -176,7 +202,7 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
   }
   if (lid < ${c.tt}u && t0 + lid < p.tokens) {
     partial[(t0 + lid) * p.chunks + p.chunk_offset + wid.x] =
-      vec2<f32>(red_m[lid * ${c.wg}u], red_s[lid * ${c.wg}u]);
+      vec2<f32>(red_m[lid * ${c.wg}u], red_s[lid * ${c.wg}u]);${e.write}
   }
 }`;
 };
@@ -184,15 +210,29 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
 /** Workgroup size of `logprobs_combine`. */
 export const COMBINE_WG = 64;
 
-/** WGSL of `logprobs_combine`: merges the chunk pairs into `lse` and `logp`. */
-export const combineSource = (): string => /* wgsl */ `
+/**
+ * WGSL of `logprobs_combine`: merges the chunk pairs into `lse` and `logp`; with `entropy`, also
+ * the entropy `H = log S − W/S` (S = Σ exp(x − M), W = Σ exp(x − M)·(x − M), M the row max),
+ * which equals `lse − Σ p·x` without subtracting two numbers of the logits' magnitude.
+ */
+export const combineSource = (c: Record<string, number | string | boolean> = {}): string => {
+  const ent = c.entropy === true;
+  const binding = ent
+    ? `
+@group(0) @binding(6) var<storage, read> partial_w: array<f32>;     // [T, chunks]
+@group(0) @binding(7) var<storage, read_write> entropy: array<f32>; // [T]`
+    : "";
+  const wInit = ent ? "\n  var w = 0.0;" : "";
+  const wAdd = ent ? "\n    w += exp(q.x - m) * (partial_w[base + c] + (q.x - m) * q.y);" : "";
+  const wOut = ent ? "\n  entropy[t] = log(s) - w / s;" : "";
+  return /* wgsl */ `
 struct Params { tokens: u32, chunks: u32, vocab: u32 }
 @group(0) @binding(0) var<uniform> p: Params;
 @group(0) @binding(1) var<storage, read> partial: array<vec2<f32>>; // [T, chunks] (max, sumexp)
 @group(0) @binding(2) var<storage, read> tlogit: array<f32>;        // [T]
 @group(0) @binding(3) var<storage, read> targets: array<u32>;       // [T]
 @group(0) @binding(4) var<storage, read_write> logp: array<f32>;    // [T]
-@group(0) @binding(5) var<storage, read_write> lse: array<f32>;     // [T]
+@group(0) @binding(5) var<storage, read_write> lse: array<f32>;     // [T]${binding}
 
 @compute @workgroup_size(${COMBINE_WG})
 fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
@@ -201,13 +241,14 @@ fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) 
   let base = t * p.chunks;
   var m = ${NEG};
   for (var c = 0u; c < p.chunks; c++) { m = max(m, partial[base + c].x); }
-  var s = 0.0;
+  var s = 0.0;${wInit}
   for (var c = 0u; c < p.chunks; c++) {
-    let q = partial[base + c];
+    let q = partial[base + c];${wAdd}
     s += q.y * exp(q.x - m);
   }
   let l = m + log(s);
-  lse[t] = l;
+  lse[t] = l;${wOut}
   // A target outside [0, V) never met a row: report NaN rather than stale memory.
   logp[t] = select(bitcast<f32>(0x7fc00000u), tlogit[t] - l, targets[t] < p.vocab);
 }`;
+};

@@ -54,6 +54,7 @@ fn ${name}(lid: u32, v: ${type}) -> ${type} {
 }`;
 }
 
+/** Specialisation constants of the sampling kernel. */
 export interface SampleConstants extends Record<string, number> {
   /** Invocations per workgroup (a power of two ≥ 2). */
   wg: number;
@@ -62,19 +63,38 @@ export interface SampleConstants extends Record<string, number> {
 }
 
 /**
- * WGSL of the sampling kernel.
+ * WGSL of the sampling kernel. With the extra constant `logprobs: 1` (absent = off: the source
+ * and pipeline key of the plain kernel) it also writes, beside each id, the temperature-1
+ * log-softmax of the row at that id, `z_id − (max + log Σ exp(z − max))`, into binding 3:
+ * one more pass over the row (the one below the max).
  *
- * @param c Workgroup size and unroll.
+ * @param c Workgroup size and unroll (and `logprobs`).
  * @returns The WGSL source.
  */
-export const sampleSource = (c: SampleConstants): string => /* wgsl */ `
+export const sampleSource = (c: SampleConstants): string => {
+  const lp = c.logprobs === 1;
+  const binding = lp
+    ? "\n@group(0) @binding(3) var<storage, read_write> logp: array<f32>; // [out_offset + B]"
+    : "";
+  // subtle: in uniform control flow (the reduction has barriers), before the greedy branch.
+  const lse = lp
+    ? `
+  var se = 0.0;
+  let zmax = key_value(kmax);
+  ${strided("se += exp(bitcast<f32>(logits[base + j]) - zmax);", c.wg)}
+  let lse = zmax + log(reduce_sum_f(lid, se));`
+    : "";
+  const write = lp
+    ? "\n    logp[p.out_offset + p.row_start + wid.x] = bitcast<f32>(logits[base + chosen]) - lse;"
+    : "";
+  return /* wgsl */ `
 struct Params {
   vocab: u32, row_start: u32, out_offset: u32, top_k: u32,
   inv_temp: f32, top_p: f32, seed: u32, step: u32, greedy: u32,
 }
 @group(0) @binding(0) var<uniform> p: Params;
 @group(0) @binding(1) var<storage, read> logits: array<u32>;    // [rows, V] f32 bits, this part
-@group(0) @binding(2) var<storage, read_write> out: array<u32>; // [out_offset + B] token ids
+@group(0) @binding(2) var<storage, read_write> out: array<u32>; // [out_offset + B] token ids${binding}
 
 var<workgroup> red_u: array<u32, ${c.wg}>;
 var<workgroup> red_f: array<f32, ${c.wg}>;
@@ -116,7 +136,7 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
   let base = wid.x * n;
   var km = 0u;
   ${strided("km = max(km, key_at(base + j));", c.wg)}
-  let kmax = reduce_max_u(lid, km);
+  let kmax = reduce_max_u(lid, km);${lse}
   var chosen = 0u;
   if (p.greedy != 0u) {
     var first = ${NONE};
@@ -160,11 +180,11 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
     var bs = 0.0;
     var last = ${NONE};
     ${
-  blocked(
-    "let k = key_at(base + j); if (k >= tp) { let w = weight(k, lmax); bs += w; " +
-      "if (w > 0.0) { last = j; } }",
-  )
-}
+    blocked(
+      "let k = key_at(base + j); if (k >= tp) { let w = weight(k, lmax); bs += w; " +
+        "if (w > 0.0) { last = j; } }",
+    )
+  }
     red_f[lid] = bs;
     block_last[lid] = last;
     workgroupBarrier();
@@ -189,15 +209,16 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
       var r = 0.0;
       var found = ${NONE};
       ${
-  blocked(
-    "if (found == NONE_ID) { let k = key_at(base + j); if (k >= tp) { " +
-      "r += weight(k, lmax); if (pre + r > goal) { found = j; } } }",
-    "found != NONE_ID",
-  )
-}
+    blocked(
+      "if (found == NONE_ID) { let k = key_at(base + j); if (k >= tp) { " +
+        "r += weight(k, lmax); if (pre + r > goal) { found = j; } } }",
+      "found != NONE_ID",
+    )
+  }
       if (found != ${NONE}) { picked = found; }
     }
     chosen = workgroupUniformLoad(&picked);
   }
-  if (lid == 0u) { out[p.out_offset + p.row_start + wid.x] = chosen; }
+  if (lid == 0u) { out[p.out_offset + p.row_start + wid.x] = chosen;${write} }
 }`;
+};

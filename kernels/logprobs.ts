@@ -10,6 +10,10 @@
  * 2. `logprobs_combine`: per token, merges the chunk pairs into `lse = logsumexp(x)` and writes
  *    `logp = x[target] − lse`.
  *
+ * With `entropy: true` both kernels also carry `w = Σ exp(x − max)·(x − max)` through the same
+ * online pass (rescaled with the running max like the sum) and the combine writes the entropy
+ * `H = lse − Σ p·x = log S − W/S` of the same distribution (one more `[T, chunks]` f32 scratch).
+ *
  * Memory: `[T, chunks]` pairs (chunks = V / 4096), never `[T, V]`. E may be split into parts along
  * V (a 262144×1152 bf16 embedding is 604 MB, above one storage binding): one partial launch per
  * part. The per-token `lse` is returned so the backward pass can rebuild `softmax − onehot`
@@ -47,6 +51,11 @@ export interface TokenLogprobsInputs {
 export interface TokenLogprobsOptions {
   /** Logits are divided by this before the softmax (default 1). Must be > 0. */
   readonly temperature?: number;
+  /**
+   * Also return the entropy of each row's distribution, `−Σ_v p_v log p_v` with
+   * `p = softmax(h·Eᵀ / temperature)` (default false: the kernels and results of the plain call).
+   */
+  readonly entropy?: boolean;
 }
 
 /** Outputs of {@linkcode tokenLogprobs}; the caller disposes both. */
@@ -55,6 +64,8 @@ export interface TokenLogprobs {
   readonly logprobs: Tensor;
   /** `logsumexp(h·Eᵀ / temperature)` per token, f32 `[T]` (for the backward pass). */
   readonly lse: Tensor;
+  /** Entropy per token, f32 `[T]`; only with `options.entropy` (then also for the backward). */
+  readonly entropy?: Tensor;
 }
 
 /**
@@ -63,8 +74,8 @@ export interface TokenLogprobs {
  * (memory O(T · V/4096), never `[T, V]`). A target outside `[0, V)` yields NaN.
  *
  * @param inputs Hidden states h `[T, D]`, the tied embedding `[V, D]` and the targets `[T]`.
- * @param options Temperature.
- * @returns Per-token log-probs and logsumexp, f32 `[T]` each.
+ * @param options Temperature; `entropy` to also return each row's entropy.
+ * @returns Per-token log-probs and logsumexp (and entropy), f32 `[T]` each.
  * @throws {ShapeError} on mismatched shapes or dtypes.
  * @example
  * ```ts
@@ -77,7 +88,11 @@ export interface TokenLogprobs {
  * const ids = Tensor.fromArray(gpu, new Uint32Array([0]));
  * const { logprobs, lse } = tokenLogprobs({ h, embedding: e, targets: ids });
  * console.log(await logprobs.read()); // log(e / (e + 2)) ≈ -0.551
- * for (const t of [h, e, ids, logprobs, lse]) t.dispose();
+ * const withH = tokenLogprobs({ h, embedding: e, targets: ids }, { entropy: true });
+ * console.log(await withH.entropy!.read()); // ≈ 0.975 (p = [0.576, 0.212, 0.212])
+ * for (const t of [h, e, ids, logprobs, lse, withH.logprobs, withH.lse, withH.entropy!]) {
+ *   t.dispose();
+ * }
  * gpu.destroy();
  * ```
  */
@@ -89,9 +104,12 @@ export function tokenLogprobs(
   const { h, embedding, targets } = inputs;
   const { c, tokens, vocab, temperature } = checkHead(kernel, inputs, options);
   const gpu = h.gpu;
+  const withEntropy = options.entropy === true;
   const logprobs = Tensor.empty(gpu, [tokens], "f32");
   const lse = Tensor.empty(gpu, [tokens], "f32");
-  if (tokens === 0) return { logprobs, lse };
+  const entropy = withEntropy ? Tensor.empty(gpu, [tokens], "f32") : undefined;
+  const result = entropy ? { logprobs, lse, entropy } : { logprobs, lse };
+  if (tokens === 0) return result;
   const dp = h.shape[1] / c.pack;
   const steps = Math.max(1, Math.min(MAX_STEPS, Math.floor(LOOP_BUDGET / (dp + c.tt + 2))));
   const chunkRows = steps * c.wg * c.tv;
@@ -99,7 +117,14 @@ export function tokenLogprobs(
   const chunks = partChunks.reduce((a, b) => a + b, 0);
   const partial = Tensor.empty(gpu, [tokens, chunks, 2], "f32");
   const tlogit = Tensor.empty(gpu, [tokens], "f32");
-  const pipeline = gpu.pipelines.get("logprobs_partial", c, partialSource);
+  // [T, chunks] Σ exp(x − max)·(x − max), only for the entropy.
+  const partialW = entropy ? Tensor.empty(gpu, [tokens, chunks], "f32") : null;
+  // subtle: without entropy the key (and source) stay those of the plain kernel.
+  const pipeline = gpu.pipelines.get(
+    "logprobs_partial",
+    partialW ? { ...c, entropy: true } : c,
+    partialSource,
+  );
   const shapes = `h${shapeString(h.shape)} E${shapeString(embedding.shape)} ${embedding.dtype}`;
   const blocks = tokenGrid(kernel, gpu, tokens, c.tt);
   let chunkOffset = 0;
@@ -115,13 +140,18 @@ export function tokenLogprobs(
         targets.binding(),
         partial.binding(),
         tlogit.binding(),
+        ...(partialW ? [partialW.binding()] : []),
       ],
       workgroups: [partChunks[i], blocks],
     });
     chunkOffset += partChunks[i];
   });
   gpu.dispatch({
-    pipeline: gpu.pipelines.get("logprobs_combine", {}, combineSource),
+    pipeline: gpu.pipelines.get(
+      "logprobs_combine",
+      partialW ? { entropy: true } : {},
+      combineSource,
+    ),
     shapes,
     uniforms: new Uniforms().u32(tokens).u32(chunks).u32(vocab).build(),
     buffers: [
@@ -130,10 +160,12 @@ export function tokenLogprobs(
       targets.binding(),
       logprobs.binding(),
       lse.binding(),
+      ...(partialW && entropy ? [partialW.binding(), entropy.binding()] : []),
     ],
     workgroups: grid1d(tokens, COMBINE_WG, gpu.limits.maxComputeWorkgroupsPerDimension),
   });
   partial.dispose();
   tlogit.dispose();
-  return { logprobs, lse };
+  partialW?.dispose();
+  return result;
 }

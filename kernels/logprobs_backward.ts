@@ -12,6 +12,10 @@
  *    `dz` into the scratch;
  * 2. `logprobs_dh`: `dh += dz·E_chunk`;
  * 3. `logprobs_de` (only with `dEmbedding`): `dE_chunk += dzᵀ·h`.
+ * With `gradEntropy` (`d loss / d H_t` for the forward's entropies `H_t`) the same pass also adds
+ * the entropy term `dz_tv −= gradEntropy_t · p_tv · (log p_tv + H_t) / τ` (p recomputed from the
+ * saved lse, H the forward's), and a tiny `logprobs_live` kernel marks the tokens with any
+ * gradient for the skips below.
  * Every sum has a fixed order (no atomics), so results are bit-reproducible. Work is
  * `6·T·V·D` flops with dE, `4·T·V·D` without. Tokens with a zero grad cost (almost) nothing:
  * their dz are written as zeros without dot products, `logprobs_dh` skips tiles of such tokens
@@ -20,7 +24,7 @@
  * @module
  */
 
-import { expectDtype, partBinding, Uniforms } from "./_launch.ts";
+import { expectDtype, grid1d, partBinding, Uniforms } from "./_launch.ts";
 import {
   checkHead,
   expectTokens,
@@ -29,7 +33,13 @@ import {
   paddedPartBinding,
   tokenGrid,
 } from "./_logprobs_launch.ts";
-import { type AccConstants, accSource, dzSource } from "./_logprobs_backward_wgsl.ts";
+import {
+  type AccConstants,
+  accSource,
+  dzSource,
+  LIVE_WG,
+  liveSource,
+} from "./_logprobs_backward_wgsl.ts";
 import { ShapeError } from "./errors.ts";
 import type { Gpu } from "./gpu.ts";
 import { shapeString, Tensor, type TensorPart } from "./tensor.ts";
@@ -56,6 +66,11 @@ export interface TokenLogprobsBackwardInputs {
   readonly targets: Tensor;
   /** The forward's logsumexp `[T]` f32. */
   readonly lse: Tensor;
+  /**
+   * The forward's entropies `[T]` f32 (`tokenLogprobs(..., { entropy: true }).entropy`);
+   * needed with `options.gradEntropy`.
+   */
+  readonly entropy?: Tensor;
 }
 
 /** Options of {@linkcode tokenLogprobsBackward}. */
@@ -67,6 +82,11 @@ export interface TokenLogprobsBackwardOptions {
   readonly dEmbedding?: Tensor;
   /** The forward's temperature (default 1). Must be > 0. */
   readonly temperature?: number;
+  /**
+   * `d loss / d H_t`, f32 `[T]`, for a loss that also depends on the forward's entropies
+   * (`inputs.entropy` must be given). Left out: the plain kernels, bit for bit.
+   */
+  readonly gradEntropy?: Tensor;
 }
 
 /**
@@ -109,13 +129,14 @@ function chunks(vocab: number, size: number, e: Tensor, d?: Tensor): Chunk[] {
 
 /**
  * Backward of {@linkcode tokenLogprobs}: `dh` (new tensor) and optionally `dEmbedding += dE`
- * for `loss = Σ_t grad_t · logp_t`, chunk by chunk over the vocabulary (memory ≤ 64 MiB of
- * scratch, never `[T, V]`). Deterministic. A target outside `[0, V)` contributes only the
- * softmax term (its forward log-prob is NaN).
+ * for `loss = Σ_t grad_t · logp_t (+ gradEntropy_t · H_t)`, chunk by chunk over the vocabulary
+ * (memory ≤ 64 MiB of scratch, never `[T, V]`). Deterministic. A target outside `[0, V)`
+ * contributes only the softmax term (its forward log-prob is NaN).
  *
  * @param grad `d loss / d logp_t`, f32 `[T]` (zeros are cheap).
- * @param inputs The forward's h, embedding and targets, and the logsumexp it returned.
- * @param options `dEmbedding` to accumulate into, temperature.
+ * @param inputs The forward's h, embedding and targets, and the logsumexp (and entropies) it
+ *   returned.
+ * @param options `dEmbedding` to accumulate into, temperature, `gradEntropy`.
  * @returns dh, f32 `[T, D]` (the caller disposes it).
  * @throws {ShapeError} on mismatched shapes or dtypes.
  * @example
@@ -134,7 +155,15 @@ function chunks(vocab: number, size: number, e: Tensor, d?: Tensor): Chunk[] {
  * const dh = tokenLogprobsBackward(grad, { h, embedding: e, targets: ids, lse }, { dEmbedding: dE });
  * console.log(await dh.read()); // [0.269, -0.269]
  * console.log(await dE.read()); // [0.269, 0, -0.269, 0]
- * for (const t of [h, e, ids, logprobs, lse, grad, dE, dh]) t.dispose();
+ * // An entropy term: loss = Σ grad·logp + Σ gradEntropy·H.
+ * const fwd = tokenLogprobs({ h, embedding: e, targets: ids }, { entropy: true });
+ * const gradEntropy = Tensor.fromArray(gpu, new Float32Array([1]));
+ * const dh2 = tokenLogprobsBackward(grad, { h, embedding: e, targets: ids, ...fwd }, {
+ *   gradEntropy,
+ * });
+ * console.log(await dh2.read()); // [0.269 − 0.197, −0.269 + 0.197] = [0.072, -0.072]
+ * for (const t of [h, e, ids, logprobs, lse, grad, dE, dh, gradEntropy, dh2]) t.dispose();
+ * for (const t of [fwd.logprobs, fwd.lse, fwd.entropy!]) t.dispose();
  * gpu.destroy();
  * ```
  */
@@ -150,6 +179,17 @@ export function tokenLogprobsBackward(
   expectDtype(kernel, "grad", grad, ["f32"]);
   expectTokens(kernel, "lse", lse, tokens);
   expectTokens(kernel, "grad", grad, tokens);
+  const gradEntropy = options.gradEntropy;
+  const entropy = inputs.entropy;
+  if (gradEntropy) {
+    if (!entropy) {
+      throw new ShapeError(kernel, "gradEntropy needs the forward's entropies (inputs.entropy)");
+    }
+    expectDtype(kernel, "gradEntropy", gradEntropy, ["f32"]);
+    expectDtype(kernel, "entropy", entropy, ["f32"]);
+    expectTokens(kernel, "gradEntropy", gradEntropy, tokens);
+    expectTokens(kernel, "entropy", entropy, tokens);
+  }
   const dE = options.dEmbedding;
   if (dE) {
     expectDtype(kernel, "dEmbedding", dE, ["f32"]);
@@ -187,7 +227,24 @@ export function tokenLogprobsBackward(
   const shapes = `h${shapeString(h.shape)} E${shapeString(embedding.shape)} ${embedding.dtype}` +
     (dE ? " +dE" : "");
   const blocks = tokenGrid(kernel, gpu, tokens, c.tt);
-  const dzPipeline = gpu.pipelines.get("logprobs_dz", c, dzSource);
+  // subtle: without gradEntropy the key (and source) stay those of the plain kernel.
+  const dzPipeline = gpu.pipelines.get(
+    "logprobs_dz",
+    gradEntropy ? { ...c, entropy: true } : c,
+    dzSource,
+  );
+  // [T] 1 where a token has any gradient: what dh/de skip by (grad itself without entropy).
+  let live = grad;
+  if (gradEntropy) {
+    live = Tensor.empty(gpu, [tokens], "f32");
+    gpu.dispatch({
+      pipeline: gpu.pipelines.get("logprobs_live", {}, liveSource),
+      shapes,
+      uniforms: new Uniforms().u32(tokens).build(),
+      buffers: [grad.binding(), gradEntropy.binding(), live.binding()],
+      workgroups: grid1d(tokens, LIVE_WG, gpu.limits.maxComputeWorkgroupsPerDimension),
+    });
+  }
   const dhC: AccConstants = {
     form: "dh",
     bf16: c.bf16,
@@ -222,6 +279,7 @@ export function tokenLogprobsBackward(
         lse.binding(),
         grad.binding(),
         dz.binding(),
+        ...(gradEntropy && entropy ? [gradEntropy.binding(), entropy.binding()] : []),
       ],
       workgroups: [Math.ceil(rows / tile), blocks],
     });
@@ -230,7 +288,7 @@ export function tokenLogprobsBackward(
       shapes,
       uniforms: new Uniforms().u32(tokens).u32(dim).u32(rows).u32(ldz)
         .u32((lo - e.rowStart) * dim).u32(0).build(),
-      buffers: [dz.binding(), eBinding, grad.binding(), dh.binding()],
+      buffers: [dz.binding(), eBinding, live.binding(), dh.binding()],
       workgroups: [columnGroups(dhC), Math.ceil(tokens / dhC.tm)],
     });
     if (dePipeline && d) {
@@ -239,11 +297,12 @@ export function tokenLogprobsBackward(
         shapes,
         uniforms: new Uniforms().u32(rows).u32(dim).u32(tokens).u32(ldz).u32(0)
           .u32((lo - d.rowStart) * dim).build(),
-        buffers: [dz.binding(), hBinding(h, c.pack), grad.binding(), partBinding(d)],
+        buffers: [dz.binding(), hBinding(h, c.pack), live.binding(), partBinding(d)],
         workgroups: [columnGroups(deC), Math.ceil(rows / deC.tm)],
       });
     }
   }
   dz.dispose();
+  if (live !== grad) live.dispose();
   return dh;
 }

@@ -16,7 +16,9 @@
  *    its block.
  *
  * Only the ids are written (u32, optionally into a slot of a caller's `[steps, B]` buffer), so
- * a generation loop reads back once per batch of steps.
+ * a generation loop reads back once per batch of steps. With `logprobsOut`, the kernel also
+ * writes each id's temperature-1 log-probability `z_id − logsumexp(z)` of the same logits (one
+ * more pass over the row, a separately compiled variant; the ids are the same either way).
  *
  * The WGSL template lives in `_sampling_wgsl.ts`; the parameter checks ({@linkcode samplingParams})
  * are here, shared with the reference.
@@ -25,7 +27,7 @@
  */
 
 import { expectDtype, Uniforms } from "./_launch.ts";
-import { sampleSource, UNROLL } from "./_sampling_wgsl.ts";
+import { type SampleConstants, sampleSource, UNROLL } from "./_sampling_wgsl.ts";
 import { FieldError, type FieldErrorDetails } from "../base/field_error.ts";
 import { ShapeError } from "./errors.ts";
 import { shapeString, Tensor } from "./tensor.ts";
@@ -40,6 +42,8 @@ const MAX_WG = 64;
  * reductions and bit loops, must stay under llvmpipe's 65535 loop iterations per invocation.
  */
 const MAX_VOCAB = Math.floor((65535 - 1024) / 68) * MAX_WG * UNROLL;
+/** Largest vocabulary with `logprobsOut`: one more pass (the logsumexp). */
+const MAX_VOCAB_LOGPROBS = Math.floor((65535 - 1024) / 69) * MAX_WG * UNROLL;
 
 /** Invalid sampling parameters; the message names the field (`path`), `expected` and `got`. */
 export class SamplingOptionsError extends FieldError {
@@ -114,6 +118,12 @@ export interface SampleOptions extends Partial<SamplingParams> {
   readonly out?: Tensor;
   /** Element offset of row 0's id in `out` (default 0). */
   readonly outOffset?: number;
+  /**
+   * Also write each sampled id's log-probability under the temperature-1 softmax of its row,
+   * `logits[id] − logsumexp(logits)` (whatever `temperature` sampled it), into this f32 tensor
+   * (one binding) at `outOffset` + row.
+   */
+  readonly logprobsOut?: Tensor;
 }
 
 /**
@@ -122,7 +132,7 @@ export interface SampleOptions extends Partial<SamplingParams> {
  * an inverse-CDF draw with `samplingUniform(seed, step, row)`. Exact rules: `sampling_ref.ts`.
  *
  * @param logits Logits `[B, V]` f32 (may be split into parts along B).
- * @param options Sampling parameters, output tensor and offset.
+ * @param options Sampling parameters, output tensor and offset, optional log-prob output.
  * @returns Token ids: `options.out` when given, else a new u32 `[B]` tensor.
  * @throws {ShapeError} on wrong shapes or dtypes.
  * @throws {SamplingOptionsError} on invalid parameters.
@@ -137,7 +147,10 @@ export interface SampleOptions extends Partial<SamplingParams> {
  * console.log(await ids.read()); // Uint32Array [1, 0]
  * const drawn = sample(logits, { temperature: 0.8, topK: 2, topP: 0.9, seed: 1, step: 0 });
  * console.log(await drawn.read());
- * for (const t of [logits, ids, drawn]) t.dispose();
+ * const logp = Tensor.empty(gpu, [2], "f32");
+ * sample(logits, { temperature: 0, out: ids, logprobsOut: logp });
+ * console.log(await logp.read()); // log softmax at the argmax: [-0.0247, -0.0018]
+ * for (const t of [logits, ids, drawn, logp]) t.dispose();
  * gpu.destroy();
  * ```
  */
@@ -152,7 +165,9 @@ export function sample(logits: Tensor, options: SampleOptions = {}): Tensor {
     );
   }
   const [rows, vocab] = logits.shape;
-  if (vocab > MAX_VOCAB) throw new ShapeError(kernel, `V must be ≤ ${MAX_VOCAB}, got ${vocab}`);
+  const logprobsOut = options.logprobsOut;
+  const maxVocab = logprobsOut ? MAX_VOCAB_LOGPROBS : MAX_VOCAB;
+  if (vocab > maxVocab) throw new ShapeError(kernel, `V must be ≤ ${maxVocab}, got ${vocab}`);
   const gpu = logits.gpu;
   if (rows > gpu.limits.maxComputeWorkgroupsPerDimension) {
     throw new ShapeError(
@@ -173,11 +188,26 @@ export function sample(logits: Tensor, options: SampleOptions = {}): Tensor {
         `${shapeString(out.shape)} at offset ${outOffset}`,
     );
   }
+  if (
+    logprobsOut &&
+    (logprobsOut.dtype !== "f32" || logprobsOut.parts.length !== 1 ||
+      outOffset + rows > logprobsOut.numel)
+  ) {
+    throw new ShapeError(
+      kernel,
+      `logprobsOut must be one f32 binding with ≥ outOffset + ${rows} elements, got ` +
+        `${logprobsOut.dtype} ${shapeString(logprobsOut.shape)} at offset ${outOffset}`,
+    );
+  }
   if (rows === 0) return out;
   // ~64 elements per invocation, so rows of a few tokens do not pay for 256-wide barriers.
   let wg = 2;
   while (wg < MAX_WG && wg * 64 < vocab) wg *= 2;
-  const pipeline = gpu.pipelines.get(kernel, { wg, unroll: UNROLL }, sampleSource);
+  // subtle: without logprobsOut the key (and source) stay those of the plain kernel.
+  const constants: SampleConstants = logprobsOut
+    ? { wg, unroll: UNROLL, logprobs: 1 }
+    : { wg, unroll: UNROLL };
+  const pipeline = gpu.pipelines.get(kernel, constants, sampleSource);
   const invTemp = p.temperature === 0 ? 0 : 1 / p.temperature;
   for (const part of logits.parts) {
     gpu.dispatch({
@@ -185,7 +215,11 @@ export function sample(logits: Tensor, options: SampleOptions = {}): Tensor {
       shapes: `logits${shapeString(logits.shape)}`,
       uniforms: new Uniforms().u32(vocab).u32(part.rowStart).u32(outOffset).u32(p.topK)
         .f32(invTemp).f32(p.topP).u32(p.seed).u32(p.step).u32(p.temperature === 0 ? 1 : 0).build(),
-      buffers: [{ buffer: part.buffer, offset: 0, size: part.bytes }, out.binding()],
+      buffers: [
+        { buffer: part.buffer, offset: 0, size: part.bytes },
+        out.binding(),
+        ...(logprobsOut ? [logprobsOut.binding()] : []),
+      ],
       workgroups: [part.rows],
     });
   }

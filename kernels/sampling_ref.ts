@@ -166,3 +166,35 @@ export function sampleRef(
   }
   return out;
 }
+
+/**
+ * Reference for `sample()`'s `logprobsOut`: the temperature-1 log-softmax of each row of logits
+ * at a given id, `l_id − logsumexp(l)`, in float64 (logits taken as float32).
+ *
+ * @param logits Logits `[rows, vocab]` row-major.
+ * @param vocab Row length V.
+ * @param ids One id per row, e.g. what {@linkcode sampleRef} picked.
+ * @returns Log-probabilities `[rows]`.
+ * @example
+ * ```ts
+ * import { sampleLogprobsRef } from "./sampling_ref.ts";
+ * console.log(sampleLogprobsRef([0, 0], 2, [1])[0]); // -log 2 ≈ -0.6931
+ * ```
+ */
+export function sampleLogprobsRef(
+  logits: ArrayLike<number>,
+  vocab: number,
+  ids: ArrayLike<number>,
+): Float64Array {
+  const data = Float32Array.from(logits);
+  const out = new Float64Array(ids.length);
+  for (let r = 0; r < ids.length; r++) {
+    const row = data.subarray(r * vocab, (r + 1) * vocab);
+    let m = -Infinity;
+    for (const x of row) m = Math.max(m, x);
+    let s = 0;
+    for (const x of row) s += Math.exp(x - m);
+    out[r] = row[ids[r]] - m - Math.log(s);
+  }
+  return out;
+}

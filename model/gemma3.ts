@@ -16,7 +16,13 @@ import type { Tensor } from "../kernels/tensor.ts";
 import { ConfigError, type Gemma3Config } from "./config.ts";
 import { disposeTokenBatch, makeTokenBatch, type TokenBatch } from "./batch.ts";
 import type { Gemma3Weights } from "./gemma3_weights.ts";
-import { type DecoderModel, generate, type GenerateOptions } from "./generate.ts";
+import {
+  type DecoderModel,
+  generate,
+  type GenerateOptions,
+  generateWithLogprobs,
+  type GenerationWithLogprobs,
+} from "./generate.ts";
 import type { KvCache, KvCacheStep } from "./kv_cache.ts";
 import { decodeKvStep, prefillKvCache } from "./_kv_forward.ts";
 import {
@@ -344,6 +350,26 @@ export class Gemma3 implements DecoderModel, LayerStack {
     options: GenerateOptions,
   ): Promise<number[][]> {
     return generate(this, prompts, options);
+  }
+
+  /**
+   * {@linkcode Gemma3.generate} that also returns each sampled token's log-prob under the
+   * temperature-1 softmax of the logits it was sampled from (see `generateWithLogprobs` in
+   * `generate.ts`): the rollout log-probs GRPO can compare with the training forward's.
+   *
+   * @param prompts Token ids per prompt (non-empty; lengths may differ).
+   * @param options As {@linkcode Gemma3.generate}.
+   * @returns The generated ids and their log-probs per prompt.
+   * @example
+   * ```ts ignore
+   * const { ids, logprobs } = await gemma.generateWithLogprobs([[2, 651]], { maxNewTokens: 8 });
+   * ```
+   */
+  generateWithLogprobs(
+    prompts: readonly (readonly number[])[],
+    options: GenerateOptions,
+  ): Promise<GenerationWithLogprobs> {
+    return generateWithLogprobs(this, prompts, options);
   }
 
   /**

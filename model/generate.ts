@@ -2,7 +2,9 @@
  * KV-cache generation over a model's public step API ({@linkcode DecoderModel}, which `Gemma3`
  * implements): a {@linkcode DecodeSession} (prefill a right-padded batch of prompts into the
  * cache, then one token per sequence per step) and {@linkcode generate} (batched prompts of
- * different lengths, GPU sampling, per-sequence EOS stop, streaming).
+ * different lengths, GPU sampling, per-sequence EOS stop, streaming);
+ * {@linkcode generateWithLogprobs} also returns each sampled token's temperature-1 log-prob
+ * (computed by the sampling kernel from the logits it sampled, read back with the ids).
  *
  * Layout: prompt b holds indices `[0, len_b)` (right padding, so RoPE positions are plain
  * indices); the prefill writes only its `len_b` valid K/V rows into the cache (padding never
@@ -11,7 +13,8 @@
  *
  * Readbacks: sampled ids stay on the GPU (the next step embeds them directly) and collect in a
  * `[8, B]` u32 buffer read back once per 8 steps, or at the end: `ceil(maxNewTokens / 8)`
- * readbacks per call at most. A sequence that hits EOS keeps decoding until the next readback;
+ * readbacks per call at most (log-probs, when asked for, collect in an `[8, B]` f32 buffer read
+ * in the same GPU wait). A sequence that hits EOS keeps decoding until the next readback;
  * those extra tokens are discarded.
  *
  * @module
@@ -273,6 +276,18 @@ function checkPrompts(model: DecoderModel, prompts: readonly (readonly number[])
   });
 }
 
+/** What {@linkcode generateWithLogprobs} returns. */
+export interface GenerationWithLogprobs {
+  /** The generated ids per prompt (as {@linkcode generate} returns them). */
+  readonly ids: number[][];
+  /**
+   * Per generated id, its log-probability under the temperature-1 softmax of the logits it was
+   * sampled from (whatever `temperature`, `topK` and `topP` sampled it): the same quantity the
+   * training forward (`trainForward`) gives for that token. `[prompts][ids[b].length]`.
+   */
+  readonly logprobs: number[][];
+}
+
 /**
  * Generates up to `maxNewTokens` tokens after each prompt with a KV cache, sampling on the GPU.
  *
@@ -293,6 +308,59 @@ export async function generate(
   prompts: readonly (readonly number[])[],
   options: GenerateOptions,
 ): Promise<number[][]> {
+  return (await run(model, prompts, options, { logprobs: false })).ids;
+}
+
+/**
+ * {@linkcode generate} that also returns each sampled token's log-probability (temperature 1,
+ * the logits it was sampled from), computed on the GPU by the sampling kernel and read back
+ * with the ids: the same readbacks as `generate` (one per 8 tokens), and the same ids.
+ *
+ * @param model The model.
+ * @param prompts Token ids per prompt (non-empty; lengths may differ).
+ * @param options Length, sampling, EOS ids and streaming callback (as `generate`).
+ * @returns The generated ids per prompt and their log-probs.
+ * @throws {GenerateOptionsError} on invalid prompts or options.
+ * @throws {SamplingOptionsError} on invalid sampling parameters.
+ * @example
+ * ```ts
+ * import { Gpu } from "../kernels/gpu.ts";
+ * import { gemma3Config } from "./config.ts";
+ * import { Gemma3 } from "./gemma3.ts";
+ * import { initGemma3Weights } from "./gemma3_weights.ts";
+ * import { generateWithLogprobs } from "./generate.ts";
+ *
+ * const gpu = await Gpu.create();
+ * const config = gemma3Config({ vocabSize: 64, hiddenSize: 32, intermediateSize: 64, numLayers: 2,
+ *   numHeads: 2, numKvHeads: 1, headDim: 16, queryPreAttnScalar: 16, eosTokenIds: [1] });
+ * const model = new Gemma3(gpu, config, initGemma3Weights(gpu, config, { seed: 1 }));
+ * const { ids, logprobs } = await generateWithLogprobs(model, [[2, 5]], {
+ *   maxNewTokens: 3,
+ *   temperature: 0.9,
+ *   topK: 8,
+ *   seed: 3,
+ *   eosIds: [],
+ * });
+ * console.log(ids[0].length, logprobs[0].length); // 3 3
+ * gpu.destroy();
+ * ```
+ */
+export async function generateWithLogprobs(
+  model: DecoderModel,
+  prompts: readonly (readonly number[])[],
+  options: GenerateOptions,
+): Promise<GenerationWithLogprobs> {
+  const { ids, logprobs } = await run(model, prompts, options, { logprobs: true });
+  return { ids, logprobs: logprobs ?? ids.map(() => []) };
+}
+
+/** The generation loop of {@linkcode generate} and {@linkcode generateWithLogprobs}. */
+async function run(
+  model: DecoderModel,
+  prompts: readonly (readonly number[])[],
+  options: GenerateOptions,
+  want: { readonly logprobs: boolean },
+): Promise<{ ids: number[][]; logprobs: number[][] | null }> {
   const maxNewTokens = options?.maxNewTokens;
   if (!Number.isInteger(maxNewTokens) || maxNewTokens < 0) {
     throw new GenerateOptionsError("maxNewTokens", `must be an integer ≥ 0, got ${maxNewTokens}`);
@@ -309,7 +377,8 @@ export async function generate(
   }
   checkPrompts(model, prompts);
   const out: number[][] = prompts.map(() => []);
-  if (maxNewTokens === 0) return out;
+  const outLogp: number[][] | null = want.logprobs ? prompts.map(() => []) : null;
+  if (maxNewTokens === 0) return { ids: out, logprobs: outLogp };
   const gpu = model.gpu;
   const batch = prompts.length;
   const eos = new Set(eosIds);
@@ -319,25 +388,37 @@ export async function generate(
   const session = new DecodeSession(model, prompts, { maxLength });
   const current = Tensor.empty(gpu, [batch], "u32"); // ids being fed: [B]
   const history = Tensor.empty(gpu, [READBACK_EVERY, batch], "u32"); // unread ids: [8, B]
+  // With log-probs: this step's [B] and the unread [8, B], read back with the ids.
+  const currentLogp = outLogp ? Tensor.empty(gpu, [batch], "f32") : null;
+  const logpHistory = outLogp ? Tensor.empty(gpu, [READBACK_EVERY, batch], "f32") : null;
   try {
     let logits = session.prefill();
     let pending = 0;
     for (let s = 0; s < maxNewTokens; s++) {
-      sample(logits, { ...params, step: s, out: current });
+      if (currentLogp && logpHistory) {
+        sample(logits, { ...params, step: s, out: current, logprobsOut: currentLogp });
+        gpu.copy(currentLogp.buffer, 0, logpHistory.buffer, 4 * pending * batch, 4 * batch);
+      } else {
+        sample(logits, { ...params, step: s, out: current });
+      }
       logits.dispose();
       gpu.copy(current.buffer, 0, history.buffer, 4 * pending * batch, 4 * batch);
       pending++;
       const last = s === maxNewTokens - 1;
       if (pending === READBACK_EVERY || last) {
-        const [raw] = await gpu.readMany([
-          { buffer: history.buffer, offset: 0, size: 4 * pending * batch },
+        const size = 4 * pending * batch;
+        const [raw, rawLogp] = await gpu.readMany([
+          { buffer: history.buffer, offset: 0, size },
+          ...(logpHistory ? [{ buffer: logpHistory.buffer, offset: 0, size }] : []),
         ]);
         const ids = new Uint32Array(raw);
+        const logps = rawLogp ? new Float32Array(rawLogp) : null;
         for (let r = 0; r < pending; r++) {
           for (let b = 0; b < batch; b++) {
             if (done[b]) continue;
             const id = ids[r * batch + b];
             out[b].push(id);
+            if (outLogp && logps) outLogp[b].push(logps[r * batch + b]);
             options.onToken?.(b, id);
             if (eos.has(id)) done[b] = true;
           }
@@ -351,6 +432,8 @@ export async function generate(
     session.dispose();
     current.dispose();
     history.dispose();
+    currentLogp?.dispose();
+    logpHistory?.dispose();
   }
-  return out;
+  return { ids: out, logprobs: outLogp };
 }

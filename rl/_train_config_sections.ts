@@ -8,7 +8,7 @@
 import type { LoraTarget } from "../model/gemma3_weights.ts";
 import { loraConfig } from "../model/lora.ts";
 import { adamwConfig } from "./adamw_config.ts";
-import { createGrpoConfig, type GrpoConfig } from "./grpo_config.ts";
+import { createGrpoConfig, type GrpoConfig, type GrpoConfigInput } from "./grpo_config.ts";
 import {
   bool,
   type Fields,
@@ -173,6 +173,23 @@ const GRPO_ALGORITHM_KEYS = [
   "aggregation",
   "advantageEpsilon",
 ];
+/** The GRPO family's fields (issue 17): optional, so configs written before them still load. */
+const GRPO_VARIANT_KEYS = [
+  "lossType",
+  "importanceSampling",
+  "klEstimator",
+  "delta",
+  "topEntropyQuantile",
+  "entropyCoef",
+  "advantageScale",
+  "advantageBaseline",
+  "sapoTemperaturePos",
+  "sapoTemperatureNeg",
+  "maskTruncatedCompletions",
+  "overlongPenalty",
+  "dynamicSampling",
+  "maxResampleRounds",
+];
 
 /** Validates an optimizer section at `path`. */
 export function optimizer(v: unknown, path: string): OptimizerSection {
@@ -273,13 +290,21 @@ export function grpo(v: unknown): GrpoSection {
     "microBatchSize",
     "optimizer",
     ...GRPO_ALGORITHM_KEYS,
-  ]);
+    ...GRPO_VARIANT_KEYS,
+  ], GRPO_VARIANT_KEYS);
+  // subtle: null epsilonHigh / lossType mean "follow epsilon / aggregation"; absent (a config
+  // written before the field existed) means the default
   const algorithm: Fields = Object.fromEntries(
-    GRPO_ALGORITHM_KEYS.filter((k) => !(k === "epsilonHigh" && o[k] === null)).map((
-      k,
-    ) => [k, o[k]]),
+    [...GRPO_ALGORITHM_KEYS, ...GRPO_VARIANT_KEYS]
+      .filter((k) =>
+        o[k] !== undefined && !((k === "epsilonHigh" || k === "lossType") && o[k] === null)
+      )
+      .map((k) => [k, o[k]]),
   );
-  const core = nested("grpo", () => createGrpoConfig(algorithm as Partial<GrpoConfig>));
+  if (o.overlongPenalty !== undefined) {
+    openSection(o.overlongPenalty, "grpo.overlongPenalty", ["enabled", "maxLength", "cacheLength"]);
+  }
+  const core = nested("grpo", () => createGrpoConfig(algorithm as GrpoConfigInput));
   return Object.freeze({
     enabled: bool("grpo.enabled", o.enabled),
     data: strOrNull("grpo.data", o.data),

@@ -7,6 +7,8 @@
  * @module
  */
 
+import type { AdvantageBaseline, AdvantageScale } from "./grpo_config.ts";
+
 /** Thrown when GRPO math inputs have the wrong shape or invalid values. */
 export class GrpoMathError extends Error {
   /** @param message What was expected and what was received. */
@@ -116,25 +118,56 @@ export function completionMask(ids: TokenGrid, special: EosPadIds): TokenGrid<In
 
 /** Options of {@linkcode groupAdvantages}. */
 export interface GroupAdvantageOptions {
-  /** Added to the group std (default 1e-4, as Tunix). */
+  /** Added to the std (default 1e-4, as Tunix and TRL). */
   readonly epsilon?: number;
-  /** Divide by `std + epsilon` (default true; false gives Dr. GRPO's `r − mean`). */
+  /**
+   * What divides the centred rewards (TRL `scale_rewards`): `"group"` the group's std (default),
+   * `"batch"` the std of all rewards of the call, `"none"` nothing (Dr. GRPO). Both stds are
+   * ddof 1 and get `epsilon` added.
+   */
+  readonly scale?: AdvantageScale;
+  /**
+   * What is subtracted from each reward: `"mean"` its group's mean (default), `"leave-one-out"`
+   * the mean of the other G − 1 rewards of its group (RLOO).
+   */
+  readonly baseline?: AdvantageBaseline;
+  /** The older switch: false = `scale: "none"`. `scale` wins when both are given. */
   readonly scaleByStd?: boolean;
 }
 
+const ADVANTAGE_SCALES: readonly AdvantageScale[] = ["group", "batch", "none"];
+const ADVANTAGE_BASELINES: readonly AdvantageBaseline[] = ["mean", "leave-one-out"];
+
+/** Sample standard deviation (ddof 1) of `values[start, end)`. */
+function sampleStd(values: ArrayLike<number>, start: number, end: number): number {
+  let sum = 0;
+  for (let i = start; i < end; i++) sum += values[i];
+  const mean = sum / (end - start);
+  let ss = 0;
+  for (let i = start; i < end; i++) ss += (values[i] - mean) ** 2;
+  return Math.sqrt(ss / (end - start - 1));
+}
+
 /**
- * Group-relative advantages `(r − mean) / (std(ddof=1) + 1e-4)`, one group per consecutive
- * `groupSize` rewards (Tunix `compute_advantages`).
+ * Group-relative advantages, one group per consecutive `groupSize` rewards. The default is Tunix
+ * `compute_advantages` (= TRL `scale_rewards="group"`): `(r − mean) / (std(ddof=1) + 1e-4)`.
+ * `scale` picks the divisor (group std, batch std as TRL `scale_rewards="batch"`, or none),
+ * `baseline` the subtracted value (group mean, or RLOO's mean of the other G − 1 rewards,
+ * `r − (Σ − r)/(G − 1)`).
  *
  * @param rewards `[numPrompts * groupSize]` total rewards, grouped consecutively.
  * @param groupSize G (≥ 2).
  * @param options See {@linkcode GroupAdvantageOptions}.
- * @returns `[numPrompts * groupSize]` advantages (exactly 0 for groups with equal rewards).
+ * @returns `[numPrompts * groupSize]` advantages (0 for groups with equal rewards, up to
+ *   rounding of their mean).
  * @example
  * ```ts
  * import { groupAdvantages } from "./grpo_math.ts";
  * const a = groupAdvantages([1, 0, 0, 0.5, 0.25, 0.25, 0.25, 0.25], 4);
  * if (Math.abs(a[0] - 1.3053097) > 1e-6 || a[4] !== 0) throw new Error("unexpected");
+ * // Leave-one-out without scaling: 1 − (0 + 0 + 0.5)/3.
+ * const l = groupAdvantages([1, 0, 0, 0.5], 4, { scale: "none", baseline: "leave-one-out" });
+ * if (Math.abs(l[0] - 5 / 6) > 1e-15) throw new Error("unexpected");
  * ```
  */
 export function groupAdvantages(
@@ -143,26 +176,47 @@ export function groupAdvantages(
   options: GroupAdvantageOptions = {},
 ): Float64Array {
   const eps = options.epsilon ?? 1e-4;
+  const scale = options.scale ?? (options.scaleByStd === false ? "none" : "group");
+  const baseline = options.baseline ?? "mean";
   if (!Number.isInteger(groupSize) || groupSize < 2) {
     throw new GrpoMathError(`groupSize must be an integer >= 2, got ${groupSize}`);
   }
   if (rewards.length % groupSize !== 0) {
     throw new GrpoMathError(`rewards.length ${rewards.length} is not a multiple of ${groupSize}`);
   }
+  if (!(Number.isFinite(eps) && eps >= 0)) {
+    throw new GrpoMathError(`epsilon must be a finite number >= 0, got ${eps}`);
+  }
+  if (!ADVANTAGE_SCALES.includes(scale)) {
+    throw new GrpoMathError(`scale must be one of ${ADVANTAGE_SCALES.join(", ")}, got ${scale}`);
+  }
+  if (!ADVANTAGE_BASELINES.includes(baseline)) {
+    throw new GrpoMathError(
+      `baseline must be one of ${ADVANTAGE_BASELINES.join(", ")}, got ${baseline}`,
+    );
+  }
+  for (let i = 0; i < rewards.length; i++) {
+    if (!Number.isFinite(rewards[i])) {
+      throw new GrpoMathError(`rewards[${i}] must be finite, got ${rewards[i]}`);
+    }
+  }
+  const batchDenom = scale === "batch" ? sampleStd(rewards, 0, rewards.length) + eps : 1;
   const out = new Float64Array(rewards.length);
   for (let start = 0; start < rewards.length; start += groupSize) {
     let sum = 0;
-    for (let i = start; i < start + groupSize; i++) {
-      if (!Number.isFinite(rewards[i])) {
-        throw new GrpoMathError(`rewards[${i}] must be finite, got ${rewards[i]}`);
-      }
-      sum += rewards[i];
-    }
+    for (let i = start; i < start + groupSize; i++) sum += rewards[i];
     const mean = sum / groupSize;
-    let ss = 0;
-    for (let i = start; i < start + groupSize; i++) ss += (rewards[i] - mean) ** 2;
-    const denom = options.scaleByStd === false ? 1 : Math.sqrt(ss / (groupSize - 1)) + eps;
-    for (let i = start; i < start + groupSize; i++) out[i] = (rewards[i] - mean) / denom;
+    let denom = batchDenom;
+    if (scale === "group") {
+      // subtle: the same operations as before `scale` existed, so the default stays bit-identical.
+      let ss = 0;
+      for (let i = start; i < start + groupSize; i++) ss += (rewards[i] - mean) ** 2;
+      denom = Math.sqrt(ss / (groupSize - 1)) + eps;
+    }
+    for (let i = start; i < start + groupSize; i++) {
+      const base = baseline === "mean" ? mean : (sum - rewards[i]) / (groupSize - 1);
+      out[i] = (rewards[i] - base) / denom;
+    }
   }
   return out;
 }

@@ -16,10 +16,12 @@
 import { SeededRandom } from "../base/random.ts";
 import { BatchIterator, tokenizeSftExamples } from "../data/batching.ts";
 import type { BatchSamplerState } from "../data/batch_sampler.ts";
+import type { GrpoExample } from "../data/examples.ts";
 import { Gemma3 } from "../model/gemma3.ts";
 import { disposeGemma3Weights } from "../model/gemma3_weights.ts";
 import { copyOf } from "../model/layer.ts";
 import type { IdCodec } from "../model/vocab_map.ts";
+import type { JsonValue } from "./checkpoint.ts";
 import {
   evalPhaseEntry,
   type EvalResult,
@@ -258,8 +260,17 @@ function promptOrder(n: number, seed: number): number[] {
   return SeededRandom.fromState(seed ^ 0x9e3779b9).shuffle(order);
 }
 
+/** The prompts drawn so far, from a GRPO checkpoint's data position (null: none saved). */
+function promptsDrawn(position: JsonValue | undefined): number | null {
+  if (position === null || typeof position !== "object" || Array.isArray(position)) return null;
+  const n = (position as Record<string, JsonValue>).promptsDrawn;
+  return typeof n === "number" && Number.isSafeInteger(n) && n >= 0 ? n : null;
+}
+
 /**
- * The GRPO phase: rollouts on the GRPO prompts, the seed's rewards, Tunix's loss.
+ * The GRPO phase: rollouts on the GRPO prompts, the seed's rewards, Tunix's loss (or the GRPO
+ * family's variant the config picks); with `grpo.dynamicSampling`, the prompts drawn so far are
+ * the checkpoint's data position, so a resumed run draws the same prompts.
  *
  * @param session The run's session.
  * @returns The phase.
@@ -291,14 +302,27 @@ export function grpoPhase(session: RunSession): Phase {
         microBatchRows: g.microBatchSize,
       });
       const order = promptOrder(examples.length, config.run.seed);
+      const start = Math.floor((ctx.resumeFrom?.step ?? 0) / g.numIterations);
+      // The prompt stream: batch b takes the next batchSize prompts, dynamic sampling the ones
+      // after them; the count drawn is the checkpoint's data position (older checkpoints, and
+      // runs without dynamic sampling, have drawn exactly batchSize per batch).
+      let drawn = promptsDrawn(loaded?.dataPosition) ?? start * g.batchSize;
+      const draw = (count: number) =>
+        Array.from({ length: count }, () => examples[order[drawn++ % order.length]]);
+      const encode = (picked: readonly GrpoExample[]) =>
+        picked.map((ex) => ({
+          ids: codec.encode(ex.prompt, { addSpecialTokens: true }),
+          answer: ex.answer,
+          question: ex.question,
+        }));
       const result = await runTrainingLoop(ctx, {
         model,
         params,
         optimizer,
         total: g.numBatches,
-        start: Math.floor((ctx.resumeFrom?.step ?? 0) / g.numIterations),
+        start,
         stepOf: (batches) => batches * g.numIterations,
-        dataPosition: () => null,
+        dataPosition: () => g.dynamicSampling ? { promptsDrawn: drawn } : null,
         shape: {
           rows: g.batchSize * g.numGenerations,
           seqLen: g.maxPromptLength,
@@ -308,15 +332,13 @@ export function grpoPhase(session: RunSession): Phase {
         evaluate: periodicEvaluation(session, ctx, model),
         dispose: () => reference && disposeGemma3Weights(reference.weights),
         async run(batch) {
-          const picked = Array.from(
-            { length: g.batchSize },
-            (_, i) => examples[order[(batch * g.batchSize + i) % order.length]],
-          );
-          const prompts = picked.map((ex) => ({
-            ids: codec.encode(ex.prompt, { addSpecialTokens: true }),
-            answer: ex.answer,
-          }));
-          const r = await trainer.step(prompts, batch);
+          if (!g.dynamicSampling) drawn = batch * g.batchSize;
+          const prompts = encode(draw(g.batchSize));
+          const r = await trainer.step(prompts, batch, {
+            drawPrompts: (count) => encode(draw(count)),
+          });
+          // subtle: the trainer hands back the very objects `encode` made (with their question)
+          const first = r.prompts[0] as typeof prompts[number];
           return {
             metrics: r.metrics,
             progress: {
@@ -328,14 +350,14 @@ export function grpoPhase(session: RunSession): Phase {
             samples: (step) =>
               Promise.resolve([{
                 step,
-                prompt: picked[0].question,
+                prompt: first.question,
                 completion: r.completions[0],
-                answer: prompts[0].answer,
+                answer: first.answer,
                 reward: r.rewards[0],
                 rewards: Object.fromEntries(
                   Object.entries(r.rewardsPerFunction).map(([name, v]) => [name, v[0]]),
                 ),
-                correct: scoreResponse(r.completions[0], prompts[0].answer).correct,
+                correct: scoreResponse(r.completions[0], first.answer).correct,
               }]),
           };
         },

@@ -50,6 +50,14 @@ export type TrainConfigInput = { [key: string]: unknown };
 /** The Hugging Face hub repo of the recipe's checkpoint. */
 export const GEMMA3_1B_IT_REPO = "google/gemma-3-1b-it";
 
+/** The GRPO fields whose null means "follow another field" (see `createGrpoConfig`). */
+function grpoInputNulls(): TrainConfigInput {
+  return {
+    lossType: null,
+    overlongPenalty: { enabled: false, maxLength: null, cacheLength: null },
+  };
+}
+
 function recipeOptimizer(): TrainConfigInput {
   return {
     learningRate: 3e-6,
@@ -96,6 +104,7 @@ function gemma3_1bGsm8k(): TrainConfigInput {
       microBatchSize: 2,
       ...GRPO_RECIPE_DEFAULTS,
       epsilonHigh: null,
+      ...grpoInputNulls(),
       optimizer: recipeOptimizer(),
     },
     eval: {
@@ -173,6 +182,7 @@ function demo(): TrainConfigInput {
       ...GRPO_RECIPE_DEFAULTS,
       numGenerations: 8,
       epsilonHigh: null,
+      ...grpoInputNulls(),
       maxPromptLength: 96,
       maxNewTokens: 32,
       optimizer: optimizer(1e-4),

@@ -1,7 +1,11 @@
 /**
  * Which plots the run report draws (`report.ts`), chosen by the metric names present (see
  * `METRIC_KEYS` in `metrics.ts`): `loss`, `reward_mean`, `reward/<fn>` (one line per reward
- * function), `kl_mean`, `completion_length_mean|min|max`, the periodic evaluation
+ * function), `kl_mean`, GRPO's `ratio_min|mean|max`, clip fractions per region
+ * (`clip_fraction`, `clip_low_fraction`, `clip_high_fraction`, `ratio_outside_fraction`,
+ * `cispo_clip_fraction`), `entropy_mean`, dynamic sampling (`zero_std_group_fraction`,
+ * `resample_draws`, `resample_rounds`), `rollout_logp_max_abs_diff` (the sampler's log-probs
+ * against the training forward's), `completion_length_mean|min|max`, the periodic evaluation
  * (`eval_accuracy`, `eval_partial_accuracy`, `eval_format_accuracy`), `lr`, `grad_norm`,
  * `tokens_per_second`, GPU memory (`gpu_bytes_*`); every other numeric key gets its own plot.
  *
@@ -58,6 +62,32 @@ const PLOT_SPECS: readonly PlotSpec[] = [
   { title: "Mean reward", keys: exact("reward_mean"), smooth: true },
   { title: "Reward per function (mean)", keys: prefixed("reward/"), smooth: true },
   { title: "KL to reference (mean)", keys: exact("kl_mean"), smooth: true },
+  {
+    title: "Importance ratio (min, mean, max)",
+    keys: exact("ratio_min", "ratio_mean", "ratio_max"),
+    smooth: false,
+  },
+  {
+    title: "Clip regions (fraction of tokens)",
+    keys: exact(
+      "clip_low_fraction",
+      "clip_high_fraction",
+      "ratio_outside_fraction",
+      "cispo_clip_fraction",
+    ),
+    smooth: true,
+  },
+  { title: "Policy entropy (mean, nats)", keys: exact("entropy_mean"), smooth: true },
+  {
+    title: "Dynamic sampling (groups with equal rewards, extra draws)",
+    keys: exact("zero_std_group_fraction", "resample_draws", "resample_rounds"),
+    smooth: false,
+  },
+  {
+    title: "Rollout vs training log-prob (max |Δ|)",
+    keys: exact("rollout_logp_max_abs_diff"),
+    smooth: false,
+  },
   {
     title: "Completion length (tokens)",
     keys: exact("completion_length_mean", "completion_length_min", "completion_length_max"),

@@ -18,6 +18,13 @@
 
 import { ANSWER_END, ANSWER_START, REASONING_END, REASONING_START } from "../data/prompt.ts";
 
+export {
+  overlongPenalty,
+  overlongReward,
+  type OverlongRewardOptions,
+  RewardOptionsError,
+} from "./overlong_penalty.ts";
+
 /** Thrown when reward inputs or options are invalid (mismatched lengths, unknown names). */
 export class RewardError extends Error {
   /** @param message What was expected and what was received. */

@@ -162,6 +162,56 @@ Deno.test("groupAdvantages() uses ddof=1 and +1e-4, worked by hand", () => {
   assert.throws(() => groupAdvantages([1, NaN], 2), /rewards\[1\] must be finite/);
 });
 
+Deno.test("groupAdvantages() every scale × baseline, worked by hand", () => {
+  const rewards = [1, 0, 0, 0.5, 2, 2, 2, 4]; // two groups of 4
+  // Group means 0.375 and 2.5; group stds (ddof 1) √(0.6875/3) and √(3/3) = 1.
+  const groupStd = [Math.sqrt(0.6875 / 3), 1];
+  // Batch: mean 1.4375, Σ(r − mean)² = 12.71875, std √(12.71875/7).
+  const batchStd = Math.sqrt(12.71875 / 7);
+  const centred = {
+    mean: [0.625, -0.375, -0.375, 0.125, -0.5, -0.5, -0.5, 1.5],
+    // r − (Σ − r)/3: 1 − 0.5/3, 0 − 1.5/3, …, 2 − 8/3, 4 − 6/3.
+    "leave-one-out": [5 / 6, -0.5, -0.5, 1 / 6, -2 / 3, -2 / 3, -2 / 3, 2],
+  };
+  const eps = 1e-4;
+  const divisor = {
+    group: (i: number) => groupStd[Math.floor(i / 4)] + eps,
+    batch: () => batchStd + eps,
+    none: () => 1,
+  };
+  for (const scale of ["group", "batch", "none"] as const) {
+    for (const baseline of ["mean", "leave-one-out"] as const) {
+      const a = groupAdvantages(rewards, 4, { scale, baseline });
+      centred[baseline].forEach((c, i) => {
+        const want = c / divisor[scale](i);
+        assert.ok(Math.abs(a[i] - want) <= 1e-15 * Math.abs(want), `${scale}/${baseline}[${i}]`);
+      });
+    }
+  }
+  // Defaults are scale "group", baseline "mean", bit for bit; scaleByStd: false is "none".
+  assert.deepEqual(groupAdvantages(rewards, 4), groupAdvantages(rewards, 4, { scale: "group" }));
+  assert.deepEqual(
+    groupAdvantages(rewards, 4, { scaleByStd: false }),
+    groupAdvantages(rewards, 4, { scale: "none" }),
+  );
+  assert.deepEqual(
+    groupAdvantages(rewards, 4, { scaleByStd: false, scale: "batch" }),
+    groupAdvantages(rewards, 4, { scale: "batch" }),
+  );
+  // Leave-one-out is G/(G − 1) times the mean-centred reward.
+  const loo = groupAdvantages(rewards, 4, { scale: "none", baseline: "leave-one-out" });
+  loo.forEach((v, i) => assert.ok(Math.abs(v - (4 / 3) * centred.mean[i]) < 1e-15));
+  assert.throws(
+    () => groupAdvantages(rewards, 4, { scale: "std" as never }),
+    /scale must be one of group, batch, none, got std/,
+  );
+  assert.throws(
+    () => groupAdvantages(rewards, 4, { baseline: "median" as never }),
+    /baseline must be one of mean, leave-one-out, got median/,
+  );
+  assert.throws(() => groupAdvantages(rewards, 4, { epsilon: -1 }), /epsilon must be/);
+});
+
 // ---------------------------------------------------------------------------------------------
 // Loss on the fixture, all three variants.
 

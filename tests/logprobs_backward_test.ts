@@ -23,6 +23,8 @@ interface Case {
   dE?: "zero" | "random" | "none";
   /** Use the GPU forward's lse (default: the float64 reference's, rounded to f32). */
   gpuLse?: boolean;
+  /** `d loss / d H` per token: the entropy term (and the forward's entropies) joins in. */
+  gradEntropy?: Float32Array;
 }
 
 /** Runs the kernel and the reference on one case; returns dh and dE as read back. */
@@ -40,27 +42,42 @@ async function checkBackward(
   const { temperature } = o;
   const grads = o.grads ?? randomGrads(tokens, tokens + 11);
   const tg = Tensor.fromArray(gpu, grads, [tokens]);
-  let tl: Tensor;
+  const withEntropy = o.gradEntropy !== undefined;
+  let tl: Tensor, tH: Tensor | undefined;
   if (o.gpuLse) {
-    const fwd = tokenLogprobs({ h: th, embedding: te, targets: tt }, { temperature });
+    const fwd = tokenLogprobs({ h: th, embedding: te, targets: tt }, {
+      temperature,
+      entropy: withEntropy,
+    });
     fwd.logprobs.dispose();
     tl = fwd.lse;
+    tH = fwd.entropy;
   } else {
-    const { lse } = tokenLogprobsRef({ h, embedding: e, targets }, { ...dims, temperature });
+    const { lse, entropy } = tokenLogprobsRef({ h, embedding: e, targets }, {
+      ...dims,
+      temperature,
+    });
     tl = Tensor.fromArray(gpu, Float32Array.from(lse), [tokens]);
+    if (withEntropy) tH = Tensor.fromArray(gpu, Float32Array.from(entropy), [tokens]);
   }
+  const tgE = o.gradEntropy ? Tensor.fromArray(gpu, o.gradEntropy, [tokens]) : undefined;
   const mode = o.dE ?? "random";
   const dE0 = mode === "random" ? randomArray(vocab * dim, 99, 0.5) : new Float32Array(vocab * dim);
   const tdE = mode === "none" ? undefined : Tensor.fromArray(gpu, dE0, [vocab, dim]);
-  const inputs = { h: th, embedding: te, targets: tt, lse: tl };
-  const dh = tokenLogprobsBackward(tg, inputs, { dEmbedding: tdE, temperature });
+  const inputs = { h: th, embedding: te, targets: tt, lse: tl, entropy: tH };
+  const dh = tokenLogprobsBackward(tg, inputs, {
+    dEmbedding: tdE,
+    temperature,
+    gradEntropy: tgE,
+  });
   const want = tokenLogprobsBackwardRef(grads, { h, embedding: e, targets }, {
     ...dims,
     temperature,
+    gradEntropy: o.gradEntropy,
   });
   const what = `T=${tokens} D=${dim} V=${vocab} ${dtype} parts=${te.parts.length}/${
     tdE?.parts.length ?? 0
-  } τ=${o.temperature ?? 1}`;
+  } τ=${o.temperature ?? 1}${withEntropy ? " +H" : ""}`;
   const gotDh = (await dh.read()) as Float32Array;
   assertClose(gotDh, want.dh, TOL, `dh ${what}`);
   let gotDE: Float32Array | undefined;
@@ -69,7 +86,7 @@ async function checkBackward(
     assertClose(gotDE, want.dEmbedding.map((v, k) => v + dE0[k]), TOL, `dE ${what}`);
   }
   const parts: [number, number] = [te.parts.length, tdE?.parts.length ?? 0];
-  for (const t of [th, te, tt, tg, tl, dh, tdE]) t?.dispose();
+  for (const t of [th, te, tt, tg, tl, dh, tdE, tH, tgE]) t?.dispose();
   return { dh: gotDh, dE: gotDE, parts };
 }
 
@@ -98,6 +115,41 @@ Deno.test("tokenLogprobsBackwardRef() matches central finite differences of toke
   }
   assert.ok(dh.slice(5, 10).every((v) => v === 0), "token 1 has a zero grad");
   assert.ok(dEmbedding.some((v) => v !== 0));
+});
+
+Deno.test("tokenLogprobsBackwardRef() entropy term matches central finite differences of the entropy", () => {
+  const options = { tokens: 3, dim: 5, vocab: 7, temperature: 0.8 };
+  const h = Array.from(randomArray(15, 4));
+  const e = Array.from(randomArray(35, 5));
+  const targets = [4, 0, 6];
+  const grads = [0.7, 0, 0];
+  const gradEntropy = [-0.4, 1.1, 0];
+  const loss = (hh: number[], ee: number[]) => {
+    const r = tokenLogprobsRef({ h: hh, embedding: ee, targets }, options);
+    let s = 0;
+    for (let t = 0; t < 3; t++) s += grads[t] * r.logprobs[t] + gradEntropy[t] * r.entropy[t];
+    return s;
+  };
+  const { dh, dEmbedding } = tokenLogprobsBackwardRef(grads, { h, embedding: e, targets }, {
+    ...options,
+    gradEntropy,
+  });
+  const step = 1e-5;
+  const fd = (f: (x: number[]) => number, x: number[], k: number) => {
+    const bump = (s: number) => x.map((v, j) => (j === k ? v + s : v));
+    return (f(bump(step)) - f(bump(-step))) / (2 * step);
+  };
+  for (let k = 0; k < h.length; k++) {
+    const want = fd((x) => loss(x, e), h, k);
+    assert.ok(Math.abs(want - dh[k]) <= 1e-8 * Math.max(1, Math.abs(want)), `dh[${k}]`);
+  }
+  for (let k = 0; k < e.length; k++) {
+    const want = fd((x) => loss(h, x), e, k);
+    assert.ok(Math.abs(want - dEmbedding[k]) <= 1e-8 * Math.max(1, Math.abs(want)), `dE[${k}]`);
+  }
+  // Token 1 carries only the entropy gradient; token 2 none.
+  assert.ok(dh.slice(5, 10).some((v) => v !== 0), "token 1: entropy gradient alone");
+  assert.ok(dh.slice(10, 15).every((v) => v === 0), "token 2 has no gradient");
 });
 
 Deno.test("tokenLogprobsBackward() matches reference on odd T, D and V, f32 and bf16", async () => {
@@ -221,4 +273,92 @@ Deno.test("tokenLogprobsBackward() checks shapes and dtypes", async () => {
     isShape,
   );
   for (const t of [h, e, ids, lse, grad, ...bad]) t.dispose();
+});
+
+/** Entropy grads in [-1, 1) with every fourth one zero and a different pattern than the logp's. */
+function entropyGrads(tokens: number, seed: number): Float32Array {
+  const g = randomArray(tokens, seed);
+  for (let t = 1; t < tokens; t += 4) g[t] = 0;
+  return g;
+}
+
+Deno.test("tokenLogprobsBackward() entropy gradient alone and with the logp gradient matches reference", async () => {
+  const gpu = await testGpu();
+  for (const shape of ODD_SHAPES) {
+    for (const dtype of ["f32", "bf16"] as const) {
+      const gradEntropy = entropyGrads(shape[0], shape[0] + 5);
+      // Together with the logp gradient (its zeros at other tokens than the entropy's).
+      await checkBackward(gpu, shape, dtype, { gradEntropy });
+      // Alone: the logp gradient all zero.
+      await checkBackward(gpu, shape, dtype, {
+        gradEntropy,
+        grads: new Float32Array(shape[0]),
+        dE: "zero",
+      });
+    }
+  }
+  // Temperature, the GPU forward's lse and entropies, dh alone, large logits.
+  const ge = (n: number) => entropyGrads(n, 17);
+  await checkBackward(gpu, [7, 33, 1000], "f32", { temperature: 0.7, gradEntropy: ge(7) });
+  await checkBackward(gpu, [7, 64, 1000], "bf16", {
+    gpuLse: true,
+    temperature: 0.9,
+    gradEntropy: ge(7),
+    dE: "none",
+  });
+  await checkBackward(gpu, [3, 7, 5000], "f32", { gpuLse: true, scale: 4, gradEntropy: ge(3) });
+});
+
+Deno.test("tokenLogprobsBackward() entropy gradient with E and dEmbedding split into parts", async () => {
+  const gpu = await Gpu.create({ maxStorageBufferBindingSize: 4096 });
+  for (const [shape, dtype] of [[[5, 7, 1000], "bf16"], [[257, 3, 1000], "f32"]] as const) {
+    const { parts } = await checkBackward(gpu, shape, dtype, {
+      temperature: 1.3,
+      gradEntropy: entropyGrads(shape[0], 3),
+    });
+    assert.ok(parts[0] > 1 && parts[1] > 1, `E and dE should be split, got ${parts}`);
+  }
+  gpu.destroy();
+});
+
+Deno.test("tokenLogprobsBackward() with a zero entropy gradient equals the plain kernel bit for bit", async () => {
+  const gpu = await testGpu();
+  const shape = [33, 64, 1000] as const;
+  const plain = await checkBackward(gpu, shape, "bf16", { temperature: 0.8 });
+  const zero = await checkBackward(gpu, shape, "bf16", {
+    temperature: 0.8,
+    gradEntropy: new Float32Array(33),
+  });
+  assert.deepEqual(new Uint32Array(zero.dh.buffer), new Uint32Array(plain.dh.buffer));
+  assert.deepEqual(new Uint32Array(zero.dE!.buffer), new Uint32Array(plain.dE!.buffer));
+  // All gradients zero: dh exactly zero and dE untouched.
+  const none = await checkBackward(gpu, [40, 16, 300], "f32", {
+    grads: new Float32Array(40),
+    gradEntropy: new Float32Array(40),
+  });
+  assert.ok(none.dh.every((v) => v === 0));
+  assert.deepEqual(none.dE, randomArray(300 * 16, 99, 0.5));
+});
+
+Deno.test("tokenLogprobsBackward() gradEntropy needs the forward's entropies of the right shape", async () => {
+  const gpu = await testGpu();
+  const h = Tensor.fromArray(gpu, randomArray(6, 1), [2, 3]);
+  const e = Tensor.fromArray(gpu, randomArray(15, 2), [5, 3], "bf16");
+  const ids = Tensor.fromArray(gpu, new Int32Array([4, 1]), [2]);
+  const lse = Tensor.zeros(gpu, [2]);
+  const grad = Tensor.zeros(gpu, [2]);
+  const wrong = Tensor.zeros(gpu, [3]);
+  const isShape = (err: unknown) =>
+    err instanceof ShapeError && /tokenLogprobsBackward: .*entrop/i.test(err.message);
+  const head = { h, embedding: e, targets: ids, lse };
+  assert.throws(() => tokenLogprobsBackward(grad, head, { gradEntropy: grad }), isShape);
+  assert.throws(
+    () => tokenLogprobsBackward(grad, { ...head, entropy: lse }, { gradEntropy: wrong }),
+    isShape,
+  );
+  assert.throws(
+    () => tokenLogprobsBackward(grad, { ...head, entropy: wrong }, { gradEntropy: grad }),
+    isShape,
+  );
+  for (const t of [h, e, ids, lse, grad, wrong]) t.dispose();
 });

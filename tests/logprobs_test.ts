@@ -13,22 +13,39 @@ import {
   TOL,
 } from "./_logprobs.ts";
 
-/** Checks tokenLogprobs() on one problem against the reference; returns E's tensor. */
+/**
+ * Checks tokenLogprobs() on one problem against the reference; returns E's tensor. With
+ * `entropy`, also the entropies, and that the log-probs and lse equal the plain call's.
+ */
 async function checkLogprobs(
   gpu: Gpu,
   shape: LogprobsShape,
-  options: ProblemOptions & { readonly temperature?: number },
+  options: ProblemOptions & { readonly temperature?: number; readonly entropy?: boolean },
 ): Promise<Tensor> {
   const { dims, h, e, targets, th, te, tt } = logprobsProblem(gpu, shape, options);
-  const { temperature } = options;
-  const got = tokenLogprobs({ h: th, embedding: te, targets: tt }, { temperature });
+  const { temperature, entropy } = options;
+  const got = tokenLogprobs({ h: th, embedding: te, targets: tt }, { temperature, entropy });
   const want = tokenLogprobsRef({ h, embedding: e, targets }, { ...dims, temperature });
   const what = `T=${dims.tokens} D=${dims.dim} V=${dims.vocab} ${options.dtype} ` +
     `parts=${te.parts.length}`;
-  assertClose(await got.logprobs.read(), want.logprobs, TOL, `logprobs ${what}`);
-  assertClose(await got.lse.read(), want.lse, TOL, `lse ${what}`);
+  const logprobs = await got.logprobs.read(), lse = await got.lse.read();
+  assertClose(logprobs, want.logprobs, TOL, `logprobs ${what}`);
+  assertClose(lse, want.lse, TOL, `lse ${what}`);
+  assert.equal(got.entropy !== undefined, entropy === true);
+  if (got.entropy) {
+    assertClose(await got.entropy.read(), want.entropy, TOL, `entropy ${what}`);
+    const plain = tokenLogprobs({ h: th, embedding: te, targets: tt }, { temperature });
+    assert.deepEqual(bits(logprobs), bits(await plain.logprobs.read()), `logprobs bits ${what}`);
+    assert.deepEqual(bits(lse), bits(await plain.lse.read()), `lse bits ${what}`);
+    for (const t of [got.entropy, plain.logprobs, plain.lse]) t.dispose();
+  }
   for (const t of [th, tt, got.logprobs, got.lse]) t.dispose();
   return te;
+}
+
+/** The bit patterns of f32 values (NaN-safe equality). */
+function bits(x: ArrayLike<number>): Uint32Array {
+  return new Uint32Array(Float32Array.from(x).buffer);
 }
 
 Deno.test("tokenLogprobs() matches float64 reference on odd T, D and V, f32 and bf16", async () => {
@@ -105,4 +122,53 @@ Deno.test("tokenLogprobs() returns NaN for out-of-range targets and checks shape
     isShape,
   );
   for (const t of [h, e, bad, logprobs, lse, wrongD, wrongT, f]) t.dispose();
+});
+
+Deno.test("tokenLogprobs() entropy matches float64 reference on odd T, D and V, f32 and bf16", async () => {
+  const gpu = await testGpu();
+  for (const shape of ODD_SHAPES) {
+    for (const dtype of ["f32", "bf16"] as const) {
+      (await checkLogprobs(gpu, shape, { dtype, entropy: true })).dispose();
+    }
+  }
+  // Temperatures, logits of magnitude ~100 (peaked rows: H near 0) and V = 262144.
+  (await checkLogprobs(gpu, [4, 33, 1000], { dtype: "f32", temperature: 0.7, entropy: true }))
+    .dispose();
+  (await checkLogprobs(gpu, [17, 36, 8197], { dtype: "bf16", scale: 12, entropy: true }))
+    .dispose();
+  (await checkLogprobs(gpu, [3, 16, 262144], { dtype: "bf16", scale: 2, entropy: true }))
+    .dispose();
+});
+
+Deno.test("tokenLogprobs() entropy with E split into parts along V", async () => {
+  const gpu = await Gpu.create({ maxStorageBufferBindingSize: 65536 });
+  for (
+    const [tokens, dim, vocab, dtype] of [[5, 33, 3001, "bf16"], [3, 16, 20000, "f32"]] as const
+  ) {
+    const e = await checkLogprobs(gpu, [tokens, dim, vocab], { dtype, entropy: true });
+    assert.ok(e.parts.length > 1, "E should be split");
+    e.dispose();
+  }
+  gpu.destroy();
+});
+
+Deno.test("tokenLogprobs() entropy of a uniform row is log V and of a one-hot row 0", async () => {
+  const gpu = await testGpu();
+  // h = 0: every logit 0, p uniform over V = 1001 rows.
+  const vocab = 1001, dim = 5;
+  const h = Tensor.zeros(gpu, [2, dim]);
+  const e = Tensor.fromArray(gpu, randomArray(vocab * dim, 3), [vocab, dim], "bf16");
+  const ids = Tensor.fromArray(gpu, new Int32Array([0, 1000]), [2]);
+  const r = tokenLogprobs({ h, embedding: e, targets: ids }, { entropy: true });
+  assertClose(await r.entropy!.read(), [Math.log(vocab), Math.log(vocab)], 1e-6, "uniform");
+  // Logit 200 on row 0, 0 elsewhere: p ≈ one-hot, H ≈ 0 (no cancellation against the logit).
+  const oneHot = new Float32Array(vocab * dim);
+  oneHot[0] = 1;
+  const e2 = Tensor.fromArray(gpu, oneHot, [vocab, dim]);
+  const h2 = Tensor.fromArray(gpu, new Float32Array([200, 0, 0, 0, 0]), [1, dim]);
+  const id2 = Tensor.fromArray(gpu, new Int32Array([0]), [1]);
+  const r2 = tokenLogprobs({ h: h2, embedding: e2, targets: id2 }, { entropy: true });
+  assert.ok(Math.abs((await r2.entropy!.read())[0]) < 1e-30);
+  for (const t of [h, e, ids, r.logprobs, r.lse, r.entropy!, e2, h2, id2]) t.dispose();
+  for (const t of [r2.logprobs, r2.lse, r2.entropy!]) t.dispose();
 });

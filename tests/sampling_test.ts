@@ -2,10 +2,16 @@ import assert from "node:assert/strict";
 import { Gpu } from "../kernels/gpu.ts";
 import { Tensor } from "../kernels/tensor.ts";
 import { sample, type SampleOptions, SamplingOptionsError } from "../kernels/sampling.ts";
-import { keyValue, orderedKey, sampleRef, samplingUniform } from "../kernels/sampling_ref.ts";
+import {
+  keyValue,
+  orderedKey,
+  sampleLogprobsRef,
+  sampleRef,
+  samplingUniform,
+} from "../kernels/sampling_ref.ts";
 import { ShapeError } from "../kernels/errors.ts";
 import { FieldError } from "../base/field_error.ts";
-import { randomArray, testGpu } from "./_helpers.ts";
+import { assertClose, randomArray, testGpu } from "./_helpers.ts";
 
 async function gpuSample(
   gpu: Gpu,
@@ -188,6 +194,58 @@ Deno.test("sample() matches sampleRef on odd shapes, with ties, for all option m
       }
     }
   }
+});
+
+Deno.test("sample() logprobsOut: the same ids and their temperature-1 log-probs, for all option mixes", async () => {
+  const gpu = await testGpu();
+  const mixes: SampleOptions[] = [
+    { temperature: 0 },
+    { temperature: 1 },
+    { temperature: 0.9, topK: 20 },
+    { temperature: 2, topP: 0.8 },
+    { temperature: 0.5, topK: 7, topP: 0.6 },
+  ];
+  for (const vocab of [1, 3, 33, 257, 1000, 262144]) {
+    const rows = vocab > 1000 ? 2 : 5;
+    const logits = randomArray(rows * vocab, vocab * 7, 4);
+    const t = Tensor.fromArray(gpu, logits, [rows, vocab]);
+    for (const [m, mix] of mixes.entries()) {
+      const opts = { ...mix, seed: 40 + m, step: vocab };
+      const plain = sample(t, opts);
+      const logp = Tensor.zeros(gpu, [rows], "f32");
+      const ids = sample(t, { ...opts, logprobsOut: logp });
+      const got = (await ids.read()) as Uint32Array;
+      const what = `V=${vocab} ${JSON.stringify(opts)}`;
+      assert.deepEqual([...got], [...((await plain.read()) as Uint32Array)], `ids ${what}`);
+      const want = sampleLogprobsRef(logits, vocab, got);
+      // Absolute: the log-probs, like the training forward's, are compared without scaling.
+      assertClose(await logp.read(), want, 1e-6 / Math.max(1, ...want.map(Math.abs)), what);
+      for (const x of [plain, logp, ids]) x.dispose();
+    }
+    t.dispose();
+  }
+});
+
+Deno.test("sample() logprobsOut writes at outOffset, across row parts, and is checked", async () => {
+  const gpu = await Gpu.create({ maxStorageBufferBindingSize: 8192 });
+  const vocab = 333, rows = 19; // several parts
+  const logits = randomArray(rows * vocab, 5, 4);
+  const t = Tensor.fromArray(gpu, logits, [rows, vocab]);
+  assert.ok(t.parts.length > 1);
+  const out = Tensor.zeros(gpu, [rows + 3], "u32");
+  const logp = Tensor.fromArray(gpu, new Float32Array(rows + 3).fill(7), [rows + 3]);
+  sample(t, { topK: 10, seed: 3, out, outOffset: 3, logprobsOut: logp });
+  const ids = ((await out.read()) as Uint32Array).subarray(3);
+  const lp = (await logp.read()) as Float32Array;
+  assert.deepEqual([...lp.subarray(0, 3)], [7, 7, 7]);
+  assertClose(lp.subarray(3), sampleLogprobsRef(logits, vocab, ids), 1e-6, "logprobs");
+  const isShape = (e: unknown) => e instanceof ShapeError && /logprobsOut/.test(e.message);
+  const short = Tensor.zeros(gpu, [rows], "f32");
+  assert.throws(() => sample(t, { out, outOffset: 3, logprobsOut: short }), isShape);
+  const ints = Tensor.zeros(gpu, [rows], "u32");
+  assert.throws(() => sample(t, { logprobsOut: ints }), isShape);
+  for (const x of [t, out, logp, short, ints]) x.dispose();
+  gpu.destroy();
 });
 
 Deno.test("sampleRef() keeps every token tied with the k-th value and nothing below", () => {

@@ -340,3 +340,151 @@ Deno.test("usesEvalQuestions() counts the evaluations, the periodic one and SFT 
   assert.equal(usesEvalQuestions(samples), true);
   assert.equal(usesEvalQuestions(presetConfig("demo")), true);
 });
+
+Deno.test("resolveTrainConfig() sets every GRPO-family field with --set; the defaults are today's GRPO", () => {
+  const demo = presetConfig("demo").grpo;
+  assert.deepEqual(
+    [demo.lossType, demo.importanceSampling, demo.klEstimator, demo.delta],
+    ["grpo", "token", "k3", null],
+  );
+  assert.deepEqual(
+    [demo.topEntropyQuantile, demo.entropyCoef, demo.advantageScale, demo.advantageBaseline],
+    [1, 0, "group", "mean"],
+  );
+  assert.deepEqual([demo.sapoTemperaturePos, demo.sapoTemperatureNeg], [1, 1.05]);
+  assert.deepEqual(
+    [demo.maskTruncatedCompletions, demo.dynamicSampling, demo.maxResampleRounds],
+    [false, false, 3],
+  );
+  // The overlong penalty's lengths follow maxNewTokens (32) unless set: a fifth is the ramp.
+  assert.deepEqual(demo.overlongPenalty, { enabled: false, maxLength: 32, cacheLength: 6 });
+  const c = resolveTrainConfig({
+    preset: "demo",
+    sets: [
+      "grpo.lossType=dr_grpo",
+      "grpo.importanceSampling=sequence",
+      "grpo.klEstimator=k2",
+      "grpo.delta=4",
+      "grpo.topEntropyQuantile=0.2",
+      "grpo.entropyCoef=0.001",
+      "grpo.advantageScale=batch",
+      "grpo.advantageBaseline=leave-one-out",
+      "grpo.sapoTemperaturePos=0.5",
+      "grpo.sapoTemperatureNeg=0.75",
+      "grpo.maskTruncatedCompletions=true",
+      "grpo.overlongPenalty.enabled=true",
+      "grpo.overlongPenalty.cacheLength=8",
+      "grpo.dynamicSampling=true",
+      "grpo.maxResampleRounds=0",
+    ],
+  });
+  const g = c.grpo;
+  assert.deepEqual(
+    [g.lossType, g.importanceSampling, g.klEstimator, g.delta, g.topEntropyQuantile],
+    ["dr_grpo", "sequence", "k2", 4, 0.2],
+  );
+  assert.deepEqual(
+    [g.entropyCoef, g.advantageScale, g.advantageBaseline, g.sapoTemperaturePos],
+    [0.001, "batch", "leave-one-out", 0.5],
+  );
+  assert.deepEqual(
+    [g.sapoTemperatureNeg, g.maskTruncatedCompletions, g.dynamicSampling, g.maxResampleRounds],
+    [0.75, true, true, 0],
+  );
+  assert.deepEqual(g.overlongPenalty, { enabled: true, maxLength: 32, cacheLength: 8 });
+  assert.deepEqual(createTrainConfig(JSON.parse(JSON.stringify(c))), c, "config.json round trip");
+  // CISPO caps the ratio itself at epsilonHigh, which must then be given.
+  const cispo = resolveTrainConfig({
+    preset: "demo",
+    sets: ["grpo.lossType=cispo", "grpo.epsilonHigh=5"],
+  });
+  assert.deepEqual([cispo.grpo.lossType, cispo.grpo.epsilonHigh], ["cispo", 5]);
+});
+
+/** The `grpo.*` fields added with the GRPO family (absent from older `config.json` files). */
+const GRPO_FAMILY_FIELDS = [
+  "lossType",
+  "importanceSampling",
+  "klEstimator",
+  "delta",
+  "topEntropyQuantile",
+  "entropyCoef",
+  "advantageScale",
+  "advantageBaseline",
+  "sapoTemperaturePos",
+  "sapoTemperatureNeg",
+  "maskTruncatedCompletions",
+  "overlongPenalty",
+  "dynamicSampling",
+  "maxResampleRounds",
+];
+
+Deno.test("createTrainConfig() keeps grpo.aggregation working: the older name of grpo/bnpo", () => {
+  const bnpo = resolveTrainConfig({ preset: "demo", sets: ['grpo.aggregation="token-mean"'] });
+  assert.deepEqual([bnpo.grpo.lossType, bnpo.grpo.aggregation], ["bnpo", "token-mean"]);
+  // lossType wins, and the aggregation follows it for grpo and bnpo.
+  const set = resolveTrainConfig({ preset: "demo", sets: ["grpo.lossType=bnpo"] });
+  assert.deepEqual([set.grpo.lossType, set.grpo.aggregation], ["bnpo", "token-mean"]);
+  const back = resolveTrainConfig({
+    preset: "gemma3-1b-gsm8k",
+    sets: ['grpo.aggregation="token-mean"', "grpo.lossType=grpo"],
+  });
+  assert.deepEqual(
+    [back.grpo.lossType, back.grpo.aggregation],
+    ["grpo", "sequence-mean-token-mean"],
+  );
+  // A config.json written before the GRPO family's fields loads as the same run.
+  for (
+    const [name, aggregation, lossType] of [
+      ["demo", "sequence-mean-token-mean", "grpo"],
+      ["gemma3-1b-gsm8k", "token-mean", "bnpo"],
+    ]
+  ) {
+    const now = resolveTrainConfig({
+      preset: name,
+      sets: [`grpo.aggregation="${aggregation}"`],
+    });
+    const old = JSON.parse(JSON.stringify(now));
+    for (const key of GRPO_FAMILY_FIELDS) delete old.grpo[key];
+    const loaded = createTrainConfig(old);
+    assert.equal(loaded.grpo.lossType, lossType);
+    assert.deepEqual(loaded, now, name);
+  }
+});
+
+Deno.test("createTrainConfig() names the GRPO-family field that is wrong", () => {
+  const cases: [string[], string, string][] = [
+    [['grpo.lossType="ppo"'], "grpo.lossType", "grpo.lossType must be one of grpo, bnpo"],
+    [['grpo.importanceSampling="row"'], "grpo.importanceSampling", "must be one of token"],
+    [['grpo.klEstimator="k4"'], "grpo.klEstimator", "grpo.klEstimator must be one of k1"],
+    [["grpo.delta=1"], "grpo.delta", "grpo.delta must be > 1 or null, got 1"],
+    [["grpo.topEntropyQuantile=0"], "grpo.topEntropyQuantile", "must be in (0, 1]"],
+    [["grpo.topEntropyQuantile=1.5"], "grpo.topEntropyQuantile", "must be in (0, 1]"],
+    [["grpo.entropyCoef=-0.1"], "grpo.entropyCoef", "grpo.entropyCoef must be >= 0"],
+    [['grpo.advantageScale="max"'], "grpo.advantageScale", "must be one of group"],
+    [['grpo.advantageBaseline="median"'], "grpo.advantageBaseline", "must be one of mean"],
+    [["grpo.sapoTemperatureNeg=0"], "grpo.sapoTemperatureNeg", "must be > 0, got 0"],
+    [['grpo.maskTruncatedCompletions="yes"'], "grpo.maskTruncatedCompletions", "true or false"],
+    [["grpo.dynamicSampling=1"], "grpo.dynamicSampling", "true or false"],
+    [["grpo.maxResampleRounds=-1"], "grpo.maxResampleRounds", "must be >= 0, got -1"],
+    [["grpo.lossType=cispo"], "grpo.epsilonHigh", 'when lossType is "cispo", got none'],
+    [["grpo.lossType=cispo", "grpo.epsilonHigh=0.28"], "grpo.epsilonHigh", "got 0.28"],
+    [
+      ["grpo.overlongPenalty.cacheLength=40"],
+      "grpo.overlongPenalty.cacheLength",
+      "grpo.overlongPenalty.cacheLength must be <= overlongPenalty.maxLength (32), got 40",
+    ],
+    [
+      ["grpo.overlongPenalty.enabled=true", "grpo.overlongPenalty.maxLength=48"],
+      "grpo.overlongPenalty.maxLength",
+      "or the penalty never applies",
+    ],
+    [["grpo.overlongPenalty.length=8"], "grpo.overlongPenalty.length", "not a known field"],
+    [["grpo.overlongPenalty=true"], "grpo.overlongPenalty", "must be an object"],
+  ];
+  for (const [sets, field, message] of cases) {
+    const e = errorOf(() => resolveTrainConfig({ preset: "demo", sets }));
+    assert.equal(e.field, field, sets.join(" "));
+    assert.ok(e.message.includes(message), `${sets.join(" ")}: ${e.message}`);
+  }
+});
