@@ -21,7 +21,7 @@ import {
   type PipelineState,
   TRAINING_PHASES,
 } from "./pipeline_state.ts";
-import { evalDataSource, type TrainConfig } from "./train_config.ts";
+import { evalDataSource, evalDecoding, type TrainConfig } from "./train_config.ts";
 import { statOrNull } from "./_stat_fs.ts";
 
 /** The run an export belongs to. */
@@ -258,18 +258,11 @@ export interface RunEvalSettings extends Omit<EvalConfig, "eosIds" | "systemProm
  * ```
  */
 export function runEvalSettings(config: TrainConfig): RunEvalSettings {
-  const e = config.eval;
   const { seed, trainSize, testSize, difficulty } = config.demoData;
   return {
     data: evalDataSource(config),
     demoData: { seed, trainSize, testSize, difficulty },
-    limit: e.numQuestions,
-    maxNewTokens: e.maxNewTokens,
-    batchSize: e.batchSize,
-    passes: e.passes,
-    temperature: e.temperature,
-    topK: e.topK,
-    topP: e.topP,
-    seed: config.run.seed,
+    limit: config.eval.numQuestions,
+    ...evalDecoding(config),
   };
 }

@@ -37,7 +37,7 @@ import { loadResumePoint, loadStartWeights, type RunSession, runTrainable } from
 import { scoreResponse } from "./scoring.ts";
 import { SftTrainer } from "./sft.ts";
 import { runTrainingLoop } from "./train_loop.ts";
-import { grpoTotalSteps, phaseAdamW, sftTotalSteps } from "./train_config.ts";
+import { evalDecoding, grpoTotalSteps, phaseAdamW, sftTotalSteps } from "./train_config.ts";
 
 /** Where an evaluation's batches are counted (`evaluate()`'s progress sink). */
 type EvalProgress = NonNullable<EvaluateOptions["progress"]>;
@@ -57,16 +57,10 @@ async function evaluateRun(
   },
 ): Promise<EvalResult> {
   const { model, progress, signal } = options;
-  const config = ctx.config, e = config.eval;
+  const config = ctx.config;
   return await evaluate(model, await session.inputs.evalExamples(), {
     tokenizer: await session.inputs.codec(),
-    maxNewTokens: e.maxNewTokens,
-    batchSize: e.batchSize,
-    passes: e.passes,
-    temperature: e.temperature,
-    topK: e.topK,
-    topP: e.topP,
-    seed: config.run.seed,
+    ...evalDecoding(config),
     eosIds: [...model.config.eosTokenIds],
     progress,
     signal,

@@ -325,6 +325,42 @@ export function evalDataSource(config: TrainConfig): string | null {
   return config.eval.data ?? config.grpo.data;
 }
 
+/** How a run decodes its evaluations: the `eval.*` decoding fields and the run seed. */
+export interface EvalDecoding {
+  /** `eval.maxNewTokens`. */
+  readonly maxNewTokens: number;
+  /** `eval.batchSize`. */
+  readonly batchSize: number;
+  /** `eval.passes`. */
+  readonly passes: number;
+  /** `eval.temperature` (0: greedy). */
+  readonly temperature: number;
+  /** `eval.topK`. */
+  readonly topK: number;
+  /** `eval.topP`. */
+  readonly topP: number;
+  /** `run.seed` (seed of pass 0). */
+  readonly seed: number;
+}
+
+/**
+ * The decoding settings of a run's evaluations — shared by its eval phases, periodic evals and
+ * `deno task eval` on the run's export, so all three give the same numbers.
+ *
+ * @param config The run's config.
+ * @returns The settings.
+ * @example
+ * ```ts
+ * import { evalDecoding } from "./train_config.ts";
+ * import { presetConfig } from "./presets.ts";
+ * console.log(evalDecoding(presetConfig("demo")).temperature); // 0
+ * ```
+ */
+export function evalDecoding(config: TrainConfig): EvalDecoding {
+  const { maxNewTokens, batchSize, passes, temperature, topK, topP } = config.eval;
+  return { maxNewTokens, batchSize, passes, temperature, topK, topP, seed: config.run.seed };
+}
+
 /**
  * Whether a run reads the evaluation questions: an evaluation phase, the periodic evaluation
  * (`eval.everySteps`), or SFT samples (`run.sampleEvery`: greedy answers to the first eval
