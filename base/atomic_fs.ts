@@ -30,6 +30,27 @@ export function dirName(path: string): string {
 }
 
 /**
+ * `Deno.stat`, or null when the path (or a folder on the way) does not exist.
+ *
+ * @param path A path.
+ * @returns Its info, or null; other errors (permissions) are thrown.
+ * @example
+ * ```ts
+ * import { statOrNull } from "./atomic_fs.ts";
+ * console.log((await statOrNull(Deno.cwd()))?.isDirectory); // true
+ * console.log(await statOrNull(`${Deno.cwd()}/no-such-file`)); // null
+ * ```
+ */
+export async function statOrNull(path: string): Promise<Deno.FileInfo | null> {
+  try {
+    return await Deno.stat(path);
+  } catch (e) {
+    if (e instanceof Deno.errors.NotFound || e instanceof Deno.errors.NotADirectory) return null;
+    throw e;
+  }
+}
+
+/**
  * Whether a file or folder exists.
  *
  * @param path A path.
@@ -41,13 +62,7 @@ export function dirName(path: string): string {
  * ```
  */
 export async function pathExists(path: string): Promise<boolean> {
-  try {
-    await Deno.stat(path);
-    return true;
-  } catch (e) {
-    if (e instanceof Deno.errors.NotFound) return false;
-    throw e;
-  }
+  return (await statOrNull(path)) !== null;
 }
 
 /**

@@ -25,25 +25,7 @@ import { dotBlock, type DotConstants, dotDeclarations } from "./_logprobs_wgsl.t
  */
 export function dzSource(c: DotConstants): string {
   if (c.entropy === true) return dzEntropySource(c);
-  const spill: string[] = [];
-  for (let i = 0; i < c.tt; i++) {
-    for (let j = 0; j < c.tv; j++) spill.push(`xs[${i * c.tv + j}] = acc_${i}_${j};`);
-  }
-  return /* wgsl */ `
-struct Params {
-  tokens: u32, rows: u32, // T, rows of this chunk
-  row_base: u32,          // first chunk row inside the bound part of E
-  vocab_start: u32,       // vocabulary id of the first chunk row
-  ldz: u32,               // row stride of dz
-  dp: u32,                // D / pack: loads per dot product
-  inv_temp: f32,
-}
-@group(0) @binding(0) var<uniform> p: Params;
-${dotDeclarations(c)}
-@group(0) @binding(3) var<storage, read> targets: array<u32>;  // [T] (u32 or i32 bits)
-@group(0) @binding(4) var<storage, read> lse: array<f32>;      // [T]
-@group(0) @binding(5) var<storage, read> grad: array<f32>;     // [T] d loss / d logp
-@group(0) @binding(6) var<storage, read_write> dz: array<f32>; // [T, ldz] (columns < rows)
+  return /* wgsl */ `${dzDeclarations(c, [])}
 
 @compute @workgroup_size(${c.wg})
 fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
@@ -53,10 +35,7 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
   for (var i = 0u; i < ${c.tt}u; i++) { live = live || grad[min(t0 + i, p.tokens - 1u)] != 0.0; }
   // subtle: a zero trip count rather than an if around the ${c.tt * c.tv} accumulators, which
   // doubles llvmpipe's compile time.
-  let steps = select(0u, p.dp, live);
-  ${dotBlock(c, { rowBase: "p.row_base", steps: "steps" })}
-  var xs: array<f32, ${c.tt * c.tv}>;
-  ${spill.join("\n  ")}
+  ${dzLogits(c)}
   // subtle: loops rather than ${c.tt * c.tv} unrolled stores keep llvmpipe's compile time down.
   for (var i = 0u; i < ${c.tt}u; i++) {
     let t = t0 + i;
@@ -80,27 +59,11 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
 
 /** `logprobs_dz` with the entropy term (see {@linkcode dzSource}). */
 function dzEntropySource(c: DotConstants): string {
-  const spill: string[] = [];
-  for (let i = 0; i < c.tt; i++) {
-    for (let j = 0; j < c.tv; j++) spill.push(`xs[${i * c.tv + j}] = acc_${i}_${j};`);
-  }
-  return /* wgsl */ `
-struct Params {
-  tokens: u32, rows: u32, // T, rows of this chunk
-  row_base: u32,          // first chunk row inside the bound part of E
-  vocab_start: u32,       // vocabulary id of the first chunk row
-  ldz: u32,               // row stride of dz
-  dp: u32,                // D / pack: loads per dot product
-  inv_temp: f32,
-}
-@group(0) @binding(0) var<uniform> p: Params;
-${dotDeclarations(c)}
-@group(0) @binding(3) var<storage, read> targets: array<u32>;      // [T] (u32 or i32 bits)
-@group(0) @binding(4) var<storage, read> lse: array<f32>;          // [T]
-@group(0) @binding(5) var<storage, read> grad: array<f32>;         // [T] d loss / d logp
-@group(0) @binding(6) var<storage, read_write> dz: array<f32>;     // [T, ldz] (columns < rows)
-@group(0) @binding(7) var<storage, read> grad_entropy: array<f32>; // [T] d loss / d H
-@group(0) @binding(8) var<storage, read> entropy: array<f32>;      // [T] H (the forward's)
+  const extra = [
+    "@group(0) @binding(7) var<storage, read> grad_entropy: array<f32>; // [T] d loss / d H",
+    "@group(0) @binding(8) var<storage, read> entropy: array<f32>; // [T] H (the forward's)",
+  ];
+  return /* wgsl */ `${dzDeclarations(c, extra)}
 
 @compute @workgroup_size(${c.wg})
 fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
@@ -111,10 +74,7 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
     let t = min(t0 + i, p.tokens - 1u);
     live = live || grad[t] != 0.0 || grad_entropy[t] != 0.0;
   }
-  let steps = select(0u, p.dp, live);
-  ${dotBlock(c, { rowBase: "p.row_base", steps: "steps" })}
-  var xs: array<f32, ${c.tt * c.tv}>;
-  ${spill.join("\n  ")}
+  ${dzLogits(c)}
   for (var i = 0u; i < ${c.tt}u; i++) {
     let t = t0 + i;
     if (t >= p.tokens) { break; }
@@ -140,6 +100,48 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
     }
   }
 }`;
+}
+
+/**
+ * The `logprobs_dz` declarations both forms share: `Params`, h and E, bindings 3–6, then
+ * `extra` bindings; the binding comments are aligned one space past the longest declaration.
+ */
+function dzDeclarations(c: DotConstants, extra: readonly string[]): string {
+  const bindings = [
+    "@group(0) @binding(3) var<storage, read> targets: array<u32>; // [T] (u32 or i32 bits)",
+    "@group(0) @binding(4) var<storage, read> lse: array<f32>; // [T]",
+    "@group(0) @binding(5) var<storage, read> grad: array<f32>; // [T] d loss / d logp",
+    "@group(0) @binding(6) var<storage, read_write> dz: array<f32>; // [T, ldz] (columns < rows)",
+    ...extra,
+  ].map((line) => line.split(" // "));
+  const width = Math.max(...bindings.map(([decl]) => decl.length)) + 1;
+  return `
+struct Params {
+  tokens: u32, rows: u32, // T, rows of this chunk
+  row_base: u32,          // first chunk row inside the bound part of E
+  vocab_start: u32,       // vocabulary id of the first chunk row
+  ldz: u32,               // row stride of dz
+  dp: u32,                // D / pack: loads per dot product
+  inv_temp: f32,
+}
+@group(0) @binding(0) var<uniform> p: Params;
+${dotDeclarations(c)}
+${bindings.map(([decl, note]) => `${decl.padEnd(width)}// ${note}`).join("\n")}`;
+}
+
+/**
+ * The logits of the `logprobs_dz` tile, `xs[i·TV + j]`: the forward's dot block with a zero trip
+ * count unless the workgroup-uniform `live` is set, spilled to an array the loops can index.
+ */
+function dzLogits(c: DotConstants): string {
+  const spill: string[] = [];
+  for (let i = 0; i < c.tt; i++) {
+    for (let j = 0; j < c.tv; j++) spill.push(`xs[${i * c.tv + j}] = acc_${i}_${j};`);
+  }
+  return `let steps = select(0u, p.dp, live);
+  ${dotBlock(c, { rowBase: "p.row_base", steps: "steps" })}
+  var xs: array<f32, ${c.tt * c.tv}>;
+  ${spill.join("\n  ")}`;
 }
 
 /** Workgroup size of `logprobs_live`. */

@@ -388,21 +388,22 @@ async function run(
   const session = new DecodeSession(model, prompts, { maxLength });
   const current = Tensor.empty(gpu, [batch], "u32"); // ids being fed: [B]
   const history = Tensor.empty(gpu, [READBACK_EVERY, batch], "u32"); // unread ids: [8, B]
-  // With log-probs: this step's [B] and the unread [8, B], read back with the ids.
-  const currentLogp = outLogp ? Tensor.empty(gpu, [batch], "f32") : null;
+  // With log-probs: the unread [8, B], written by the same sample call, read back with the ids.
   const logpHistory = outLogp ? Tensor.empty(gpu, [READBACK_EVERY, batch], "f32") : null;
   try {
     let logits = session.prefill();
     let pending = 0;
     for (let s = 0; s < maxNewTokens; s++) {
-      if (currentLogp && logpHistory) {
-        sample(logits, { ...params, step: s, out: current, logprobsOut: currentLogp });
-        gpu.copy(currentLogp.buffer, 0, logpHistory.buffer, 4 * pending * batch, 4 * batch);
-      } else {
-        sample(logits, { ...params, step: s, out: current });
-      }
+      const row = pending * batch;
+      sample(logits, {
+        ...params,
+        step: s,
+        out: history,
+        outOffset: row,
+        ...(logpHistory ? { logprobsOut: logpHistory } : {}),
+      });
       logits.dispose();
-      gpu.copy(current.buffer, 0, history.buffer, 4 * pending * batch, 4 * batch);
+      gpu.copy(history.buffer, 4 * row, current.buffer, 0, 4 * batch);
       pending++;
       const last = s === maxNewTokens - 1;
       if (pending === READBACK_EVERY || last) {
@@ -432,7 +433,6 @@ async function run(
     session.dispose();
     current.dispose();
     history.dispose();
-    currentLogp?.dispose();
     logpHistory?.dispose();
   }
   return { ids: out, logprobs: outLogp };

@@ -59,8 +59,6 @@ export interface ForwardOptions {
   readonly reference?: Gemma3 | null;
   /** Compute the entropies even when the loss does not need them. */
   readonly entropy?: boolean;
-  /** Skip the reference forward (its log-probs are known already). */
-  readonly skipReference?: boolean;
 }
 
 /** Where completion token j of row b is predicted: the row `b·S + promptLen + j − 1`. */
@@ -154,13 +152,54 @@ export function lossOptions(
   };
 }
 
-/** One micro-batch's forward: layout, policy pass, log-probs, reference log-probs, entropies. */
-export interface Forward {
+/** A policy forward of some rows, kept for the backward. */
+export interface PolicyPass {
   readonly layout: RowLayout;
   readonly pass: TrainPass;
+}
+
+/** One micro-batch's forward: the policy pass, log-probs, reference log-probs, entropies. */
+export interface Forward extends PolicyPass {
   readonly logps: TokenGrid;
   readonly refLogps: TokenGrid | null;
   readonly entropies?: TokenGrid;
+}
+
+/** The rows laid out for the model, completions cut at their last masked token. */
+function completionLayout(
+  model: Gemma3,
+  input: Pick<GrpoBatch, "prompts" | "completions" | "mask">,
+  padId: number,
+): RowLayout {
+  const width = input.mask.shape[1];
+  const lengths = input.completions.map((c, b) => {
+    let n = 0;
+    for (let j = 0; j < width; j++) if (input.mask.data[b * width + j]) n = j + 1;
+    return Math.min(n, c.length);
+  });
+  const completions = input.completions.map((c, b) => c.slice(0, lengths[b]));
+  return rowLayout(model, input.prompts, completions, width, padId);
+}
+
+/** The policy forward of laid-out rows (with entropies when asked or the loss needs them). */
+function runPolicy(
+  model: Gemma3,
+  layout: RowLayout,
+  options: Pick<ForwardOptions, "config" | "entropy">,
+): TrainPass {
+  const entropy = options.entropy === true || lossNeedsEntropy(options.config);
+  return trainForward(model, layout.batch, layout.targets, { entropy });
+}
+
+/** The policy forward of some rows without the reference or any read-back: the backward's
+ * recompute when their log-probs are known already. */
+export function policyPass(
+  model: Gemma3,
+  input: Pick<GrpoBatch, "prompts" | "completions" | "mask">,
+  options: Pick<ForwardOptions, "config" | "padId" | "entropy">,
+): PolicyPass {
+  const layout = completionLayout(model, input, options.padId);
+  return { layout, pass: runPolicy(model, layout, options) };
 }
 
 /** Runs the reference (when β > 0 and there is one) and the policy forward of some rows. */
@@ -169,31 +208,21 @@ export async function forwardRows(
   input: Pick<GrpoBatch, "prompts" | "completions" | "mask">,
   options: ForwardOptions,
 ): Promise<Forward> {
-  const { trainable, config, padId } = options;
+  const { trainable, config } = options;
   const reference = options.reference ?? null;
-  const width = input.mask.shape[1];
-  const lengths = input.completions.map((c, b) => {
-    let n = 0;
-    for (let j = 0; j < width; j++) if (input.mask.data[b * width + j]) n = j + 1;
-    return Math.min(n, c.length);
-  });
-  const completions = input.completions.map((c, b) => c.slice(0, lengths[b]));
-  const layout = rowLayout(model, input.prompts, completions, width, padId);
+  const layout = completionLayout(model, input, options.padId);
   let refLogps: TokenGrid | null = null;
-  if (!options.skipReference) {
-    const refModel = config.beta > 0 && reference
-      ? reference
-      : config.beta > 0 && model.lora && trainable.mode === "lora"
-      ? model.withLora(null)
-      : null;
-    if (refModel) {
-      const refPass = trainForward(refModel, layout.batch, layout.targets);
-      refLogps = gatherRows((await refPass.read()).logprobs, layout);
-      refPass.dispose();
-    }
+  const refModel = config.beta > 0 && reference
+    ? reference
+    : config.beta > 0 && model.lora && trainable.mode === "lora"
+    ? model.withLora(null)
+    : null;
+  if (refModel) {
+    const refPass = trainForward(refModel, layout.batch, layout.targets);
+    refLogps = gatherRows((await refPass.read()).logprobs, layout);
+    refPass.dispose();
   }
-  const entropy = options.entropy === true || lossNeedsEntropy(config);
-  const pass = trainForward(model, layout.batch, layout.targets, { entropy });
+  const pass = runPolicy(model, layout, options);
   const rows = await pass.read();
   const logps = gatherRows(rows.logprobs, layout);
   const entropies = rows.entropy ? gatherRows(rows.entropy, layout) : undefined;
@@ -201,7 +230,7 @@ export async function forwardRows(
 }
 
 /** Frees a forward without a backward (its log-probs were all it was run for). */
-export function disposeForward(forward: Forward): void {
+export function disposeForward(forward: PolicyPass): void {
   forward.pass.dispose();
   forward.layout.targets.dispose();
   disposeTokenBatch(forward.layout.batch);
@@ -210,7 +239,7 @@ export function disposeForward(forward: Forward): void {
 /** Back-propagates a micro-batch's `d loss / d logp` (and `/ d entropy`), then frees it. */
 export function backwardRows(
   model: Gemma3,
-  forward: Forward,
+  forward: PolicyPass,
   gradients: { readonly dLogp: ArrayLike<number>; readonly dEntropy?: ArrayLike<number> },
   options: { readonly trainable: Trainable; readonly scale: number },
 ): void {

@@ -220,6 +220,33 @@ export function parseCheckpointDirName(name: string): number | null {
 }
 
 /**
+ * Which checkpoints pruning keeps: the newest `keep` steps, with `protect` (when saved) always
+ * among them in place of the oldest kept one.
+ *
+ * @param steps The saved steps, ascending.
+ * @param keep How many to keep (≥ 1).
+ * @param protect A step never pruned (the one just saved), or null.
+ * @returns The steps to keep.
+ * @example
+ * ```ts
+ * import { checkpointStepsToKeep } from "./checkpoint.ts";
+ * console.log([...checkpointStepsToKeep([1, 2, 3, 4], 2, 1)].sort()); // [1, 4]
+ * ```
+ */
+export function checkpointStepsToKeep(
+  steps: readonly number[],
+  keep: number,
+  protect: number | null = null,
+): Set<number> {
+  const kept = new Set(steps.slice(Math.max(0, steps.length - keep)));
+  if (protect !== null && !kept.has(protect) && steps.includes(protect)) {
+    kept.delete(Math.min(...kept));
+    kept.add(protect);
+  }
+  return kept;
+}
+
+/**
  * Whether a folder name is a leftover of an interrupted save or replace.
  *
  * @param name A folder name.

@@ -29,6 +29,7 @@ import {
   CheckpointError,
   type CheckpointInput,
   type CheckpointStateJson,
+  checkpointStepsToKeep,
   formatCheckpointState,
   type HostTensor,
   isTemporaryCheckpointDirName,
@@ -213,11 +214,7 @@ export async function pruneCheckpoints(
   protect: number | null = null,
 ): Promise<number[]> {
   const all = await listCheckpoints(runDir);
-  const kept = new Set(all.slice(Math.max(0, all.length - keep)).map((c) => c.step));
-  if (protect !== null && !kept.has(protect) && all.some((c) => c.step === protect)) {
-    kept.delete(Math.min(...kept));
-    kept.add(protect);
-  }
+  const kept = checkpointStepsToKeep(all.map((c) => c.step), keep, protect);
   const deleted: number[] = [];
   for (const c of all) {
     if (kept.has(c.step)) continue;

@@ -20,6 +20,7 @@ import {
   summarizeEval,
 } from "./scoring.ts";
 import { type EvalConfig, evalConfig, EvalError } from "./eval_config.ts";
+import type { ReportEval } from "./report.ts";
 
 export {
   type EvalConfig,
@@ -141,17 +142,8 @@ export interface EvalResult {
   readonly records: EvalQuestionRecord[];
 }
 
-/** The per-phase entry of a run's `eval.json`. */
-export interface EvalPhaseEntry {
-  /** Fraction of questions with a correct pass. */
-  readonly accuracy: number;
-  /** Fraction with a pass within 10 %. */
-  readonly partialAccuracy: number;
-  /** Fraction with a formatted pass. */
-  readonly formatAccuracy: number;
-  /** Questions evaluated. */
-  readonly n: number;
-}
+/** The per-phase entry of a run's `eval.json` (the report's {@linkcode ReportEval}). */
+export type EvalPhaseEntry = ReportEval;
 
 /**
  * Cuts generated ids after the first EOS id (kept), so tokens a model emitted past it are

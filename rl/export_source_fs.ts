@@ -9,7 +9,7 @@
  * @module
  */
 
-import { dirName, joinPath } from "../base/atomic_fs.ts";
+import { dirName, joinPath, statOrNull } from "../base/atomic_fs.ts";
 import type { DemoSetOptions } from "../data/demo_set.ts";
 import { checkModelDir, ModelDirError } from "../model/model_dir_fs.ts";
 import { PEFT_CONFIG_FILE } from "../model/peft.ts";
@@ -22,7 +22,6 @@ import {
   TRAINING_PHASES,
 } from "./pipeline_state.ts";
 import { evalDataSource, evalDecoding, type TrainConfig } from "./train_config.ts";
-import { statOrNull } from "./_stat_fs.ts";
 
 /** The run an export belongs to. */
 export interface ExportRun {

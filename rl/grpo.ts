@@ -29,15 +29,6 @@ import {
 import type { AdamW } from "./optimizer.ts";
 import type { CombineRewardsOptions } from "./rewards.ts";
 
-// subtle: these lived here before the trainer was split; `web.ts` also exports their files
-export {
-  type GrpoBatch,
-  type GrpoGradients,
-  grpoGradients,
-  type GrpoGradientsOptions,
-} from "./grpo_gradients.ts";
-export type { CompletionDecoder, GrpoPrompt } from "./grpo_rollout.ts";
-
 /** Options of {@linkcode GrpoTrainer}. */
 export interface GrpoTrainerOptions {
   /** Parameters and gradients (LoRA, or full: then the reference is `reference`, or the

@@ -10,8 +10,9 @@
  * its masked tokens, dapo / cispo: `numItemsInBatch` = the batch's masked tokens, weight 1).
  * The entropy quantile (`topEntropyQuantile < 1`) and the entropy bonus are statistics of the
  * whole batch's entropies, which only a forward pass gives: then every micro-batch is first run
- * forward only, `grpoLoss` runs once over the whole batch on the host, and each micro-batch is
- * run again and back-propagates its rows of that loss's gradients.
+ * forward only, `grpoLoss` runs once over the whole batch on the host, and each micro-batch
+ * back-propagates its rows of that loss's gradients (all but the first, whose pass is kept, run
+ * forward again for it).
  *
  * @module
  */
@@ -19,6 +20,7 @@
 import type { Gemma3 } from "../model/gemma3.ts";
 import type { Trainable } from "../model/trainable.ts";
 import { grpoLoss, type GrpoLossResult } from "./grpo_loss.ts";
+import { resolveGrpoLossOptions } from "./grpo_loss_options.ts";
 import type { TokenGrid } from "./grpo_math.ts";
 import {
   backwardRows,
@@ -31,6 +33,7 @@ import {
   lossNeedsEntropy,
   lossOptions,
   maskCounts,
+  policyPass,
   stackRows,
 } from "./_grpo_passes.ts";
 
@@ -152,7 +155,8 @@ export interface GrpoBatchGradients {
   readonly refLogps: TokenGrid<Float64Array>;
   /** Policy entropies `[B, width]`, when computed. */
   readonly entropies?: TokenGrid<Float64Array>;
-  /** True when the entropy quantile or bonus made it run the micro-batches forward twice. */
+  /** True when the entropy quantile or bonus made it run all micro-batches but the first
+   * forward twice. */
   readonly wholeBatchLoss: boolean;
 }
 
@@ -225,16 +229,17 @@ export async function grpoBatchGradients(
   const ranges: [number, number][] = [];
   for (let r0 = 0; r0 < rows; r0 += perPass) ranges.push([r0, Math.min(rows, r0 + perPass)]);
   const numItemsInBatch = total.tokens;
-  const lossType = config.lossType ??
-    (config.aggregation === "token-mean" ? "bnpo" : "grpo");
+  const { lossType } = resolveGrpoLossOptions(lossOptions(config, {}));
 
   if (ranges.length > 1 && lossNeedsEntropy(config)) {
-    // Forward only, to know the whole batch's entropies; then one host loss, then backward.
-    const parts: Forward[] = [];
-    for (const [r0, r1] of ranges) {
-      const f = await forwardRows(model, batchSlice(input, r0, r1), options);
-      disposeForward(f);
-      parts.push(f);
+    // Forward only, to know the whole batch's entropies; then one host loss, then backward. The
+    // first micro-batch runs last and its pass is kept for its backward, so only the others run
+    // again (without the reference or a read-back); the backward order stays 0, 1, ….
+    const parts: Forward[] = new Array(ranges.length);
+    for (const i of [...ranges.keys()].slice(1).concat(0)) {
+      const f = await forwardRows(model, batchSlice(input, ...ranges[i]), options);
+      if (i !== 0) disposeForward(f);
+      parts[i] = f;
     }
     const logps = stackRows(parts.map((p) => p.logps), width);
     const refLogps = parts[0].refLogps ? stackRows(parts.map((p) => p.refLogps!), width) : logps;
@@ -250,17 +255,14 @@ export async function grpoBatchGradients(
       },
       lossOptions(config, { ...options, numItemsInBatch }),
     );
-    for (const [r0, r1] of ranges) {
-      const f = await forwardRows(model, batchSlice(input, r0, r1), {
-        ...options,
-        skipReference: true,
-      });
+    ranges.forEach(([r0, r1], i) => {
+      const f = i === 0 ? parts[0] : policyPass(model, batchSlice(input, r0, r1), options);
       const rowsOf = (x: Float64Array) => x.subarray(r0 * width, r1 * width);
       backwardRows(model, f, {
         dLogp: rowsOf(result.dLossDLogp),
         dEntropy: result.dLossDEntropy && rowsOf(result.dLossDEntropy),
       }, { trainable: options.trainable, scale: 1 });
-    }
+    });
     return {
       loss: result.loss,
       metrics: { ...result.metrics },

@@ -239,7 +239,7 @@ export function grpoLoss(inputs: GrpoLossInputs, options: GrpoLossOptions): Grpo
 
   // Entropy mask (TRL get_high_entropy_mask): kept = entropy >= the (1 − q) quantile.
   const threshold = o.topEntropyQuantile < 1 && entropies
-    ? o.entropyThreshold ?? entropyQuantile(entropies, mask, 1 - o.topEntropyQuantile)
+    ? entropyQuantile(entropies, mask, 1 - o.topEntropyQuantile)
     : null;
   const kept = (k: number): boolean =>
     threshold === null ? o.topEntropyQuantile >= 1 : entropies!.data[k] >= threshold;

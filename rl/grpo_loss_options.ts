@@ -41,9 +41,6 @@ export interface GrpoLossOptions {
   /** q in [0, 1]: only tokens whose entropy is ≥ the (1 − q) quantile of the masked tokens'
    * entropies carry the policy loss (the KL applies to all). 1 (default): off. */
   readonly topEntropyQuantile?: number;
-  /** A precomputed entropy threshold for `topEntropyQuantile < 1` (e.g. over the whole batch when
-   * it is split into micro-batches); default: the quantile of this call's masked tokens. */
-  readonly entropyThreshold?: number;
   /** Entropy bonus coefficient: the loss gets `− entropyCoef · mean entropy` (default 0: off). */
   readonly entropyCoef?: number;
   /** `dr_grpo`'s constant length (default: the grids' length). */
@@ -73,8 +70,6 @@ export interface ResolvedGrpoLossOptions {
   readonly epsilonHigh: number;
   /** q (1: no entropy mask). */
   readonly topEntropyQuantile: number;
-  /** A fixed entropy threshold, or null: the quantile of the call's masked tokens. */
-  readonly entropyThreshold: number | null;
   /** Entropy bonus coefficient (0: off). */
   readonly entropyCoef: number;
   /** dr_grpo's constant, or null: the grids' length. */
@@ -148,9 +143,6 @@ export function resolveGrpoLossOptions(options: GrpoLossOptions): ResolvedGrpoLo
   if (!(topEntropyQuantile >= 0 && topEntropyQuantile <= 1)) {
     throw new GrpoMathError(`topEntropyQuantile must be in [0, 1], got ${topEntropyQuantile}`);
   }
-  if (options.entropyThreshold !== undefined && !Number.isFinite(options.entropyThreshold)) {
-    throw new GrpoMathError(`entropyThreshold must be finite, got ${options.entropyThreshold}`);
-  }
   const entropyCoef = options.entropyCoef ?? 0;
   if (!Number.isFinite(entropyCoef)) {
     throw new GrpoMathError(`entropyCoef must be finite, got ${entropyCoef}`);
@@ -174,7 +166,6 @@ export function resolveGrpoLossOptions(options: GrpoLossOptions): ResolvedGrpoLo
     bounds: { lo: 1 - epsilon, hi: 1 + epsilonHigh, delta },
     epsilonHigh,
     topEntropyQuantile,
-    entropyThreshold: options.entropyThreshold ?? null,
     entropyCoef,
     maxCompletionLength: m ?? null,
     numItemsInBatch: n ?? null,

@@ -10,14 +10,13 @@
  * @module
  */
 
-import { joinPath, writeTextAtomic } from "../base/atomic_fs.ts";
+import { joinPath, statOrNull, writeTextAtomic } from "../base/atomic_fs.ts";
 import { VocabMap } from "../model/vocab_map.ts";
 import type { CheckpointInput, LoadedCheckpoint, SaveCheckpointOptions } from "./checkpoint.ts";
 import { loadCheckpoint, saveCheckpoint } from "./checkpoint_fs.ts";
 import type { ExportFile } from "./export_files.ts";
 import { writeExportFolder } from "./export_fs.ts";
 import { FileLineSink, readMetricsFile } from "./metrics_fs.ts";
-import { statOrNull } from "./_stat_fs.ts";
 import type { LineSink, MetricsRecord } from "./metrics.ts";
 import {
   type EvalFile,

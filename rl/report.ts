@@ -23,13 +23,7 @@ import {
   reportPlots,
 } from "./report_plots.ts";
 
-export {
-  metricsByPhase,
-  type ReportConstant,
-  reportConstants,
-  type ReportPlot,
-  reportPlots,
-} from "./report_plots.ts";
+export * from "./report_plots.ts";
 
 /** Samples per phase the report shows (the latest ones; `samples.jsonl` keeps all). */
 export const REPORT_SAMPLES_PER_PHASE = 20;

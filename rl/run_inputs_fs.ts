@@ -10,14 +10,13 @@ import { loadGsm8k } from "../data/gsm8k_fs.ts";
 import { loadOpenThoughts } from "../data/open_thoughts_fs.ts";
 import { loadGemma3Config } from "../model/config_fs.ts";
 import { loadGemma3 } from "../model/gemma3_fs.ts";
-import { joinPath } from "../base/atomic_fs.ts";
+import { joinPath, statOrNull } from "../base/atomic_fs.ts";
 import { loadModelTokenizer, TOKENIZER_FILES } from "../model/model_dir_fs.ts";
 import type { Tokenizer } from "../model/tokenizer.ts";
 import { loadDefaultTokenizer } from "../model/tokenizer_fs.ts";
 import type { ExportFile } from "./export_files.ts";
 import { fileExportFile } from "./export_fs.ts";
 import type { InputSources } from "./run_inputs.ts";
-import { statOrNull } from "./_stat_fs.ts";
 import { DEMO_SOURCE } from "./train_config.ts";
 
 /**

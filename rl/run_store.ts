@@ -13,6 +13,7 @@ import {
   checkpointDirName,
   CheckpointError,
   type CheckpointInput,
+  checkpointStepsToKeep,
   type HostTensor,
   type JsonValue,
   type LoadedCheckpoint,
@@ -280,11 +281,7 @@ export class MemoryRunStore implements RunStore {
     const prefix = checkpointRef(this.runDir, phase, 0).replace(/step-0$/, "");
     const own = [...this.checkpoints.values()].filter((c) => c.path.startsWith(prefix))
       .sort((a, b) => a.step - b.step);
-    const kept = new Set(own.slice(Math.max(0, own.length - keep)).map((c) => c.step));
-    if (!kept.has(input.step)) {
-      kept.delete(Math.min(...kept));
-      kept.add(input.step);
-    }
+    const kept = checkpointStepsToKeep(own.map((c) => c.step), keep, input.step);
     for (const c of own) if (!kept.has(c.step)) this.checkpoints.delete(c.path);
     return ref;
   }

@@ -7,7 +7,7 @@
  * @module
  */
 
-import { joinPath } from "../base/atomic_fs.ts";
+import { joinPath, statOrNull } from "../base/atomic_fs.ts";
 import {
   defaultHubCacheDir,
   type HubCacheEnv,
@@ -29,7 +29,6 @@ import {
   TrainConfigError,
   usesEvalQuestions,
 } from "./train_config.ts";
-import { statOrNull } from "./_stat_fs.ts";
 
 /** Options of {@linkcode resolveRunConfig}. */
 export interface ResolveRunConfigOptions {

@@ -9,7 +9,7 @@
  * @module
  */
 
-import { joinPath } from "../base/atomic_fs.ts";
+import { joinPath, statOrNull } from "../base/atomic_fs.ts";
 import {
   createRunDir,
   FsRunStore,
@@ -22,7 +22,6 @@ import { fsInputSources } from "./run_inputs_fs.ts";
 import { validateRunFs } from "./run_validation_fs.ts";
 import { train as trainInStore, type TrainOptions, type TrainResult } from "./train.ts";
 import { type TrainConfig, TrainConfigError } from "./train_config.ts";
-import { statOrNull } from "./_stat_fs.ts";
 
 export type { TrainOptions, TrainResult } from "./train.ts";
 

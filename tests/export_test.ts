@@ -29,7 +29,7 @@ import { resolveTrainConfig } from "../rl/presets.ts";
 import { MemoryRunStore } from "../rl/run_store.ts";
 import { TrainConfigError } from "../rl/train_config.ts";
 import { train } from "../rl/train_fs.ts";
-import { assertClose, testGpu } from "./_helpers.ts";
+import { assertClose, testGpu, thrown } from "./_helpers.ts";
 import { writeSmallModelDir } from "./_small_tokenizer.ts";
 
 const FIXTURE = Deno.env.get("WEBTUNE_FIXTURE") ??
@@ -290,23 +290,13 @@ Deno.test({
 });
 
 Deno.test("export.merged is a LoRA option: refused for full fine-tuning, naming the field", () => {
-  const e = (() => {
-    try {
-      resolveTrainConfig({ preset: "demo", sets: ["export.merged=true"] });
-    } catch (e) {
-      return e;
-    }
-  })();
+  const e = thrown(() => resolveTrainConfig({ preset: "demo", sets: ["export.merged=true"] }));
   assert.ok(e instanceof TrainConfigError, String(e));
   assert.equal(e.field, "export.merged");
   assert.equal(resolveTrainConfig({ preset: "demo" }).export.merged, false);
-  const bad = (() => {
-    try {
-      resolveTrainConfig({ preset: "gemma3-1b-gsm8k", sets: ["export.merged=1"] });
-    } catch (e) {
-      return e;
-    }
-  })();
+  const bad = thrown(() =>
+    resolveTrainConfig({ preset: "gemma3-1b-gsm8k", sets: ["export.merged=1"] })
+  );
   assert.ok(bad instanceof TrainConfigError && bad.field === "export.merged", String(bad));
 });
 

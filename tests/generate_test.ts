@@ -1,9 +1,7 @@
 import assert from "node:assert/strict";
-import type { Gpu } from "../kernels/gpu.ts";
 import { sample, SamplingOptionsError } from "../kernels/sampling.ts";
 import { Tensor } from "../kernels/tensor.ts";
 import type { Gemma3 } from "../model/gemma3.ts";
-import { loadGemma3 } from "../model/gemma3_fs.ts";
 import {
   DecodeSession,
   DecodeSessionError,
@@ -13,20 +11,11 @@ import {
 import { KvCache, kvCacheSlots } from "../model/kv_cache.ts";
 import { openSafetensors } from "../model/safetensors_fs.ts";
 import { decodeFloat32 } from "../model/safetensors_dtype.ts";
-import { assertClose, testGpu } from "./_helpers.ts";
-
-const FIXTURE = Deno.env.get("WEBTUNE_FIXTURE") ??
-  new URL("../../shared/fixtures/gemma3-tiny-a", import.meta.url).pathname;
+import { assertClose, countReadbacks, FIXTURE, fixtureModel as model } from "./_helpers.ts";
 
 interface Greedy {
   prompt_ids: number[];
   generated_ids: number[];
-}
-
-let loaded: Promise<Gemma3> | null = null;
-function model(): Promise<Gemma3> {
-  loaded ??= testGpu().then((gpu) => loadGemma3(FIXTURE, { gpu }));
-  return loaded;
 }
 
 async function greedyFixture(): Promise<Greedy> {
@@ -42,21 +31,6 @@ async function threePrompts(m: Gemma3): Promise<number[][]> {
   const long = longest.slice(0, Math.min(longest.length, m.config.slidingWindow + 3));
   const short = g.prompt_ids.slice(0, Math.max(1, g.prompt_ids.length - 2));
   return [g.prompt_ids, long, short];
-}
-
-/** Counts `gpu.readMany` calls (every tensor read goes through it) while `fn` runs. */
-async function countReadbacks<T>(gpu: Gpu, fn: () => Promise<T>): Promise<[T, number]> {
-  const original = gpu.readMany;
-  let count = 0;
-  gpu.readMany = (ranges) => {
-    count++;
-    return original.call(gpu, ranges);
-  };
-  try {
-    return [await fn(), count];
-  } finally {
-    gpu.readMany = original;
-  }
 }
 
 async function readRows(t: Tensor): Promise<Float32Array> {

@@ -144,15 +144,6 @@ Deno.test("grpoLoss() entropy mask keeps tokens ≥ the (1 − q) quantile; the 
   assert.equal(r.metrics.entropyMaskedFraction, 0.5);
   assert.equal(r.metrics.entropyMean, 2.5);
   close(r.metrics.entropyBonus, -0.35);
-  // A fixed threshold (e.g. over a whole batch split into micro-batches) replaces the quantile.
-  const fixed = grpoLoss(inputs, {
-    beta: 0,
-    epsilon: 0.2,
-    lossType: "bnpo",
-    topEntropyQuantile: 0.5,
-    entropyThreshold: 1.5,
-  });
-  assert.equal(fixed.metrics.entropyMaskedFraction, 0.75);
   // q = 0 keeps only the highest-entropy token.
   const top = grpoLoss(inputs, { beta: 0, epsilon: 0.2, topEntropyQuantile: 0 });
   assert.deepEqual(Array.from(top.dLossDLogp), [0, -0.25, 0, 0, 0]);
@@ -191,7 +182,6 @@ Deno.test("grpoLoss() rejects bad new options and missing entropies, naming the 
     [{ maxCompletionLength: 0 }, /^maxCompletionLength must be an integer >= 1/],
     [{ numItemsInBatch: -1 }, /^numItemsInBatch must be a finite number >= 0/],
     [{ sapoTemperatureNeg: 0 }, /^sapoTemperatureNeg must be a finite number > 0/],
-    [{ entropyThreshold: Infinity }, /^entropyThreshold must be finite/],
     [{ topEntropyQuantile: 0.5 }, /entropies are required/],
     [{ entropyCoef: 0.1 }, /entropies are required/],
   ];

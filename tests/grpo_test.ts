@@ -3,30 +3,10 @@ import { loadGemma3 } from "../model/gemma3_fs.ts";
 import { trainableParameters } from "../model/trainable.ts";
 import { openSafetensors } from "../model/safetensors_fs.ts";
 import { decodeFloat32 } from "../model/safetensors_dtype.ts";
-import { grpoGradients } from "../rl/grpo.ts";
+import { grpoGradients } from "../rl/grpo_gradients.ts";
 import { completionMask, groupAdvantages, tokenGrid } from "../rl/grpo_math.ts";
 import type { LossAggregation } from "../rl/grpo_config.ts";
-import { testGpu } from "./_helpers.ts";
-
-const FIXTURE = Deno.env.get("WEBTUNE_FIXTURE") ??
-  new URL("../../shared/fixtures/gemma3-tiny-a", import.meta.url).pathname;
-
-interface GrpoFixture {
-  hyperparameters: {
-    num_generations: number;
-    beta: number;
-    epsilon: number;
-    epsilon_high: number;
-    eos_id: number;
-    pad_id: number;
-  };
-  prompts: number[][];
-  prompt_index_per_row: number[];
-  completion_ids: number[][];
-  completion_mask: number[][];
-  rewards: number[];
-  loss_variants: Record<string, { loss: number }>;
-}
+import { FIXTURE, type GrpoFixture, testGpu } from "./_helpers.ts";
 
 const VARIANTS: { name: string; aggregation: LossAggregation; offpolicy: boolean }[] = [
   { name: "sequence-mean-token-mean", aggregation: "sequence-mean-token-mean", offpolicy: false },

@@ -14,25 +14,7 @@ import { createGrpoConfig, type GrpoConfigInput } from "../rl/grpo_config.ts";
 import { type GrpoBatchGradients, grpoBatchGradients } from "../rl/grpo_gradients.ts";
 import { grpoLoss } from "../rl/grpo_loss.ts";
 import { completionMask, groupAdvantages, tokenGrid } from "../rl/grpo_math.ts";
-import { testGpu } from "./_helpers.ts";
-
-const FIXTURE = Deno.env.get("WEBTUNE_FIXTURE") ??
-  new URL("../../shared/fixtures/gemma3-tiny-a", import.meta.url).pathname;
-
-interface GrpoFixture {
-  hyperparameters: {
-    num_generations: number;
-    beta: number;
-    epsilon: number;
-    epsilon_high: number;
-    eos_id: number;
-    pad_id: number;
-  };
-  prompts: number[][];
-  prompt_index_per_row: number[];
-  completion_ids: number[][];
-  rewards: number[];
-}
+import { FIXTURE, type GrpoFixture, testGpu } from "./_helpers.ts";
 
 /** Every loss type, plus the options that change which statistics span the whole batch. */
 const VARIANTS: [string, GrpoConfigInput][] = [

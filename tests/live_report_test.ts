@@ -19,21 +19,11 @@ import { MemoryRunStore } from "../rl/run_store.ts";
 import { scoreResponse } from "../rl/scoring.ts";
 import { train } from "../rl/train.ts";
 import { createTrainConfig, TrainConfigError } from "../rl/train_config.ts";
+import { thrown } from "./_helpers.ts";
+import { TINY_TRAIN_SETS } from "./_train_worker.ts";
 
-/** A few steps per phase, small enough for a CPU adapter (as in `train_test.ts`). */
-const TINY = [
-  "sft.steps=3",
-  "grpo.numBatches=2",
-  "eval.numQuestions=2",
-  "eval.batchSize=1",
-  "eval.maxNewTokens=6",
-  "grpo.maxNewTokens=6",
-  "grpo.batchSize=1",
-  "grpo.numGenerations=2",
-  "checkpoint.everySteps=2",
-  "run.sampleEvery=1",
-  "run.samplesPerPoint=1",
-];
+/** A few steps per phase, small enough for a CPU adapter (one eval question per batch). */
+const TINY = [...TINY_TRAIN_SETS, "eval.batchSize=1"];
 
 /** A `MemoryRunStore` that records each report write with the phase running at the time. */
 class WatchedStore extends MemoryRunStore {
@@ -234,13 +224,7 @@ Deno.test("runPipeline() keeps running when a live report write fails", async ()
 
 Deno.test("eval.everySteps: validated, 0 by default and when a saved config lacks it", () => {
   assert.equal(resolveTrainConfig({ preset: "demo" }).eval.everySteps, 0);
-  const e = (() => {
-    try {
-      resolveTrainConfig({ preset: "demo", sets: ["eval.everySteps=-1"] });
-    } catch (e) {
-      return e;
-    }
-  })();
+  const e = thrown(() => resolveTrainConfig({ preset: "demo", sets: ["eval.everySteps=-1"] }));
   assert.ok(e instanceof TrainConfigError, String(e));
   assert.equal(e.field, "eval.everySteps");
   const saved = JSON.parse(JSON.stringify(presetInput("demo")));

@@ -7,26 +7,15 @@
  */
 
 import assert from "node:assert/strict";
-import type { Gpu } from "../kernels/gpu.ts";
 import { Tensor } from "../kernels/tensor.ts";
 import { disposeTokenBatch, makeTokenBatch } from "../model/batch.ts";
 import type { Gemma3 } from "../model/gemma3.ts";
-import { loadGemma3 } from "../model/gemma3_fs.ts";
 import { type GenerateOptions, READBACK_EVERY } from "../model/generate.ts";
 import { trainForward } from "../model/train_pass.ts";
-import { testGpu } from "./_helpers.ts";
-
-const FIXTURE = Deno.env.get("WEBTUNE_FIXTURE") ??
-  new URL("../../shared/fixtures/gemma3-tiny-a", import.meta.url).pathname;
+import { countReadbacks, FIXTURE, fixtureModel as model } from "./_helpers.ts";
 
 /** The acceptance bound of issue 17 on max |rollout − training| log-prob. */
 const MAX_DELTA = 1e-5;
-
-let loaded: Promise<Gemma3> | null = null;
-function model(): Promise<Gemma3> {
-  loaded ??= testGpu().then((gpu) => loadGemma3(FIXTURE, { gpu }));
-  return loaded;
-}
 
 /** Three prompts of different lengths from the fixture (one past the sliding window). */
 async function prompts(m: Gemma3): Promise<number[][]> {
@@ -36,21 +25,6 @@ async function prompts(m: Gemma3): Promise<number[][]> {
     .reduce((a: number[], b: number[]) => (b.length > a.length ? b : a));
   const p: number[] = greedy.prompt_ids;
   return [p, longest.slice(0, m.config.slidingWindow + 3), p.slice(0, 2)];
-}
-
-/** Counts `gpu.readMany` calls while `fn` runs. */
-async function countReadbacks<T>(gpu: Gpu, fn: () => Promise<T>): Promise<[T, number]> {
-  const original = gpu.readMany;
-  let count = 0;
-  gpu.readMany = (ranges) => {
-    count++;
-    return original.call(gpu, ranges);
-  };
-  try {
-    return [await fn(), count];
-  } finally {
-    gpu.readMany = original;
-  }
 }
 
 /** The training forward's log-prob of every completion token (row `len_prompt + j − 1`). */

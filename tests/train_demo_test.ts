@@ -7,11 +7,9 @@
  */
 
 import assert from "node:assert/strict";
-import { trainMain } from "../cli/train.ts";
 import { RUN_FILES } from "../rl/pipeline_fs.ts";
 import type { PhaseName } from "../rl/pipeline_state.ts";
-import { ProgressReporter } from "../rl/progress.ts";
-import { pausedLine } from "./_train_worker.ts";
+import { type CliRun, pausedLine, runTrainMain } from "./_train_worker.ts";
 
 /** A few steps per phase; small enough for a CPU adapter, long enough to checkpoint twice. */
 const SHORT_DEMO = [
@@ -41,27 +39,8 @@ const SHORT_DEMO = [
 
 const RUN_ID = "2026-01-02T03-04-05";
 
-interface CliRun {
-  readonly code: number;
-  readonly out: string;
-  readonly err: string;
-}
-
 /** `trainMain` in this process with the real phases, quiet progress and a fixed clock. */
-async function runTrain(
-  args: string[],
-): Promise<CliRun> {
-  const out: string[] = [], err: string[] = [];
-  const code = await trainMain(args, {
-    env: { HF_HUB_CACHE: "/nonexistent-hub-cache" },
-    out: (l) => out.push(l),
-    err: (l) => err.push(l),
-    onInterrupt: () => () => {},
-    now: () => new Date(Date.UTC(2026, 0, 2, 3, 4, 5)),
-    progress: (o) => new ProgressReporter({ write: () => {} }, o),
-  });
-  return { code, out: out.join("\n"), err: err.join("\n") };
-}
+const runTrain = (args: string[]): Promise<CliRun> => runTrainMain(args);
 
 async function readJson(path: string) {
   return JSON.parse(await Deno.readTextFile(path));

@@ -16,34 +16,22 @@ import { loadGemma3 } from "../model/gemma3_fs.ts";
 import { gemma3ForwardRef, type RefWeights } from "../model/gemma3_ref.ts";
 import {
   disposeGemma3Weights,
-  type Gemma3Weights,
   initGemma3Weights,
   LAYER_WEIGHTS,
-  type LayerWeightName,
   NORM_WEIGHTS,
 } from "../model/gemma3_weights.ts";
 import { trainForward } from "../model/train_pass.ts";
 import { trainableParameters } from "../model/trainable.ts";
-import { assertClose, randomArray, rng, testGpu, TINY_CONFIG } from "./_helpers.ts";
-
-const FIXTURE = Deno.env.get("WEBTUNE_FIXTURE") ??
-  new URL("../../shared/fixtures/gemma3-tiny-a", import.meta.url).pathname;
-
-/** Float64 copies of a model's weights (as the GPU holds them) for the reference forward. */
-async function refWeights(weights: Gemma3Weights): Promise<RefWeights> {
-  const read64 = async (t: Tensor) => Float64Array.from((await t.read()) as Float32Array);
-  const layers: Record<LayerWeightName, Float64Array>[] = [];
-  for (const layer of weights.layers) {
-    const out = {} as Record<LayerWeightName, Float64Array>;
-    for (const name of LAYER_WEIGHTS) out[name] = await read64(layer[name]);
-    layers.push(out);
-  }
-  return {
-    embed: await read64(weights.embed),
-    layers,
-    finalNorm: await read64(weights.finalNorm),
-  };
-}
+import {
+  assertClose,
+  FIXTURE,
+  forEachWeightGradient,
+  randomArray,
+  refWeights,
+  rng,
+  testGpu,
+  TINY_CONFIG,
+} from "./_helpers.ts";
 
 /** Per row of `[n, V]` logits: the log-prob of `targets[t]` and the entropy, in float64. */
 function rowStats(
@@ -198,17 +186,7 @@ Deno.test("TrainPass.backward({ gradEntropy }) matches float64 finite difference
       worst = Math.max(worst, err / scale);
     }
   };
-  await check("embed", ref.embed, trainable.grads.get("model.embed_tokens.weight")!);
-  for (let l = 0; l < config.numLayers; l++) {
-    for (const name of LAYER_WEIGHTS) {
-      await check(
-        `layers.${l}.${name}`,
-        ref.layers[l][name],
-        trainable.gradientSet.layers![l][name],
-      );
-    }
-  }
-  await check("final_norm", ref.finalNorm, trainable.grads.get("model.norm.weight")!);
+  await forEachWeightGradient(ref, trainable, check);
   console.log(`max |gpu − fd| / max|grad tensor| = ${worst.toExponential(2)}`);
 
   // Without the entropy gradient the same pass gives other gradients (the term is not lost).

@@ -14,6 +14,7 @@ import { resolveTrainConfig } from "../rl/presets.ts";
 import { reportPlots } from "../rl/report_plots.ts";
 import { MemoryRunStore } from "../rl/run_store.ts";
 import { train } from "../rl/train.ts";
+import { trainUntil } from "./_train_worker.ts";
 
 /** One GRPO step of a smaller demo model from its initial weights: no SFT, no evaluation. */
 const TINY = [
@@ -124,17 +125,7 @@ Deno.test({
 
     // Stopped after GRPO step 1 and resumed: the same draws, prompts and numbers.
     const store = new MemoryRunStore();
-    const controller = new AbortController();
-    const first = await train(config, {
-      store,
-      tokenizer,
-      signal: controller.signal,
-      onEvent: (e) => {
-        if (e.type === "metrics" && e.record.phase === "grpo" && e.record.step === 1) {
-          controller.abort();
-        }
-      },
-    });
+    const first = await trainUntil(config, { store, tokenizer }, "grpo", 1);
     assert.equal(first.status, "interrupted");
     assert.equal((await train(config, { store, tokenizer })).status, "completed");
     assert.deepEqual(untimed(await store.readMetrics()), untimed(await whole.readMetrics()));

@@ -19,21 +19,10 @@ import { train } from "../rl/train.ts";
 import { TrainConfigError } from "../rl/train_config.ts";
 import type { TrainEvent } from "../rl/train_events.ts";
 import { train as trainInFolder } from "../rl/train_fs.ts";
+import { TINY_TRAIN_SETS, trainUntil } from "./_train_worker.ts";
 
 /** A few steps per phase, small enough for a CPU adapter. */
-const TINY = [
-  "sft.steps=3",
-  "grpo.numBatches=2",
-  "eval.numQuestions=2",
-  "eval.batchSize=2",
-  "eval.maxNewTokens=6",
-  "grpo.maxNewTokens=6",
-  "grpo.batchSize=1",
-  "grpo.numGenerations=2",
-  "checkpoint.everySteps=2",
-  "run.sampleEvery=1",
-  "run.samplesPerPoint=1",
-];
+const TINY = TINY_TRAIN_SETS;
 
 /** Deno's file APIs, replaced by throwing stubs while `fn` runs. */
 const FILE_APIS = [
@@ -142,17 +131,7 @@ Deno.test({
     const expected = await train(config, { store: whole, tokenizer });
 
     const store = new MemoryRunStore();
-    const controller = new AbortController();
-    const first = await train(config, {
-      store,
-      tokenizer,
-      signal: controller.signal,
-      onEvent: (e) => {
-        if (e.type === "metrics" && e.record.phase === "sft" && e.record.step === 1) {
-          controller.abort();
-        }
-      },
-    });
+    const first = await trainUntil(config, { store, tokenizer }, "sft", 1);
     assert.equal(first.status, "interrupted");
     assert.deepEqual(first.state.current, {
       phase: "sft",

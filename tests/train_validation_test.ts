@@ -11,46 +11,29 @@
  */
 
 import assert from "node:assert/strict";
-import { trainMain } from "../cli/train.ts";
 import { gemma3Config } from "../model/config.ts";
 import type { Tokenizer } from "../model/tokenizer.ts";
 import type { PhaseSet } from "../rl/pipeline.ts";
 import { RUN_FILES } from "../rl/pipeline_fs.ts";
 import { resolveTrainConfig } from "../rl/presets.ts";
-import { ProgressReporter } from "../rl/progress.ts";
 import { MemoryRunStore } from "../rl/run_store.ts";
 import { staticInputSources } from "../rl/run_inputs.ts";
 import { TokenizerMismatchError, validateRun } from "../rl/run_validation.ts";
 import { train } from "../rl/train.ts";
 import { TrainConfigError } from "../rl/train_config.ts";
 import { train as trainInFolder } from "../rl/train_fs.ts";
+import { type CliRun, runTrainMain } from "./_train_worker.ts";
 
 const FIXTURE = Deno.env.get("WEBTUNE_FIXTURE") ??
   new URL("../../shared/fixtures/gemma3-tiny-a", import.meta.url).pathname;
-
-interface CliRun {
-  readonly code: number;
-  readonly out: string;
-  readonly err: string;
-}
 
 /** Phases that must never be built: the run must be refused before it starts. */
 const never = (): PhaseSet => {
   throw new Error("the run was started");
 };
 
-async function runCli(args: string[], phases: () => PhaseSet = never): Promise<CliRun> {
-  const out: string[] = [], err: string[] = [];
-  const code = await trainMain(args, {
-    env: { HF_HUB_CACHE: "/nonexistent-hub-cache" },
-    phases: () => phases(),
-    out: (l) => out.push(l),
-    err: (l) => err.push(l),
-    onInterrupt: () => () => {},
-    now: () => new Date(Date.UTC(2026, 0, 2, 3, 4, 5)),
-    progress: (o) => new ProgressReporter({ write: () => {} }, o),
-  });
-  return { code, out: out.join("\n"), err: err.join("\n") };
+function runCli(args: string[], phases: () => PhaseSet = never): Promise<CliRun> {
+  return runTrainMain(args, () => phases());
 }
 
 /** Runs `fn` with a temporary folder; the output folder is `<dir>/runs`. */
