@@ -12,6 +12,7 @@
  */
 
 import { type AdamWConfig, adamwConfig } from "./adamw_config.ts";
+import type { EvalConfig } from "./eval_config.ts";
 import { type Fields, int, openSection, str, TrainConfigError } from "./_config_fields.ts";
 import { demoData, evalSection, exportSection, grpo, lora, sft } from "./_train_config_sections.ts";
 import type {
@@ -326,22 +327,7 @@ export function evalDataSource(config: TrainConfig): string | null {
 }
 
 /** How a run decodes its evaluations: the `eval.*` decoding fields and the run seed. */
-export interface EvalDecoding {
-  /** `eval.maxNewTokens`. */
-  readonly maxNewTokens: number;
-  /** `eval.batchSize`. */
-  readonly batchSize: number;
-  /** `eval.passes`. */
-  readonly passes: number;
-  /** `eval.temperature` (0: greedy). */
-  readonly temperature: number;
-  /** `eval.topK`. */
-  readonly topK: number;
-  /** `eval.topP`. */
-  readonly topP: number;
-  /** `run.seed` (seed of pass 0). */
-  readonly seed: number;
-}
+export type EvalDecoding = Omit<EvalConfig, "eosIds" | "systemPrompt">;
 
 /**
  * The decoding settings of a run's evaluations — shared by its eval phases, periodic evals and
