@@ -37,6 +37,7 @@ export * from "./kernels/webgpu_setup_fs.ts";
 
 // model: disk access (Deno)
 export * from "./model/config_fs.ts";
+export * from "./model/file_source_fs.ts";
 export * from "./model/gemma3_fs.ts";
 export * from "./model/model_dir_fs.ts";
 export * from "./model/peft_fs.ts";
@@ -51,6 +52,7 @@ export * from "./rl/export_source_fs.ts";
 export * from "./rl/generate_fs.ts";
 export * from "./rl/metrics_fs.ts";
 export * from "./rl/pipeline_fs.ts";
+export * from "./rl/run_files_fs.ts";
 export * from "./rl/run_inputs_fs.ts";
 export * from "./rl/run_validation_fs.ts";
 export * from "./rl/train_config_fs.ts";

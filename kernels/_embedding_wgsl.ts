@@ -6,7 +6,7 @@
  */
 
 import { wgslBf16Reader } from "./_launch.ts";
-import type { Gpu } from "./gpu.ts";
+import type { GpuLimits } from "./gpu.ts";
 
 /** Row starts of the bound parts live in a uniform `array<vec4<u32>, 4>`. */
 export const MAX_PARTS = 16;
@@ -16,10 +16,12 @@ const WG = 64;
  * Table parts one dispatch of these templates binds: two storage bindings (ids or the CSR plan,
  * and the rows) come before the parts.
  *
- * @param gpu The runtime (its storage-binding limit).
+ * @param gpu The runtime, or anything with its storage-binding limit (e.g. `{ limits: device.limits }`).
  * @returns At most {@linkcode MAX_PARTS}.
  */
-export function partsPerDispatch(gpu: Gpu): number {
+export function partsPerDispatch(
+  gpu: { readonly limits: Pick<GpuLimits, "maxStorageBuffersPerShaderStage"> },
+): number {
   return Math.min(MAX_PARTS, gpu.limits.maxStorageBuffersPerShaderStage - 2);
 }
 

@@ -234,6 +234,10 @@ struct Params { tokens: u32, chunks: u32, vocab: u32 }
 @group(0) @binding(4) var<storage, read_write> logp: array<f32>;    // [T]
 @group(0) @binding(5) var<storage, read_write> lse: array<f32>;     // [T]${binding}
 
+// subtle: a quiet NaN's bits in a variable, so the NaN is made at run time; as a constant
+// expression, bitcast<f32>(0x7fc00000u), Tint rejects it ("value nan cannot be represented").
+var<private> nan_bits: u32 = 0x7fc00000u;
+
 @compute @workgroup_size(${COMBINE_WG})
 fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
   let t = gid.x + gid.y * nwg.x * ${COMBINE_WG}u;
@@ -249,6 +253,6 @@ fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) 
   let l = m + log(s);
   lse[t] = l;${wOut}
   // A target outside [0, V) never met a row: report NaN rather than stale memory.
-  logp[t] = select(bitcast<f32>(0x7fc00000u), tlogit[t] - l, targets[t] < p.vocab);
+  logp[t] = select(bitcast<f32>(nan_bits), tlogit[t] - l, targets[t] < p.vocab);
 }`;
 };

@@ -13,15 +13,47 @@ export class GpuError extends Error {
   }
 }
 
-/** No WebGPU adapter could be acquired. The message says how to get one. */
+/** Options of {@linkcode NoAdapterError}. */
+export interface NoAdapterErrorOptions {
+  /**
+   * Whose advice the message gives: `browser` (which browsers have WebGPU and how to enable it)
+   * or `deno` (which driver to install). Default: `deno` where the `Deno` global exists,
+   * `browser` elsewhere.
+   */
+  readonly runtime?: "browser" | "deno";
+}
+
+const DENO_ADVICE = "webtune needs a WebGPU adapter: a GPU driver with Vulkan/Metal/D3D12, or " +
+  "on a machine without a GPU Mesa's software rasterizer llvmpipe (Debian/Ubuntu: `apt-get " +
+  "install -y mesa-vulkan-drivers libgl1-mesa-dri`; set XDG_RUNTIME_DIR to a private directory).";
+
+const BROWSER_ADVICE = "webtune needs WebGPU: open the page in a browser that has it, such as " +
+  "a current Chrome or Edge, or Safari or Firefox with WebGPU enabled; on Linux, Chrome may " +
+  "need WebGPU switched on in chrome://flags (#enable-unsafe-webgpu, or start it with " +
+  "--enable-unsafe-webgpu); and serve the page over https:// or from http://localhost, since " +
+  "WebGPU exists only in secure contexts.";
+
+/**
+ * No WebGPU adapter could be acquired. The message says how to get one: in a browser, which
+ * browsers have WebGPU and how to enable it; in Deno, which driver to install.
+ *
+ * @example
+ * ```ts
+ * import { NoAdapterError } from "./errors.ts";
+ * const e = new NoAdapterError("navigator.gpu is undefined", { runtime: "browser" });
+ * console.log(e.message); // No WebGPU adapter found (navigator.gpu is undefined). … Chrome …
+ * ```
+ */
 export class NoAdapterError extends GpuError {
-  /** @param detail Extra context (e.g. the requested power preference). */
-  constructor(detail = "") {
+  /**
+   * @param detail Extra context (e.g. the requested power preference).
+   * @param options Whose advice to give (default: detected).
+   */
+  constructor(detail = "", options: NoAdapterErrorOptions = {}) {
+    const runtime = options.runtime ?? (typeof Deno === "undefined" ? "browser" : "deno");
     super(
-      "No WebGPU adapter found" + (detail ? ` (${detail})` : "") + ". webtune needs a WebGPU " +
-        "adapter: a GPU driver with Vulkan/Metal/D3D12, or on a machine without a GPU Mesa's " +
-        "software rasterizer llvmpipe (Debian/Ubuntu: `apt-get install -y mesa-vulkan-drivers " +
-        "libgl1-mesa-dri`; set XDG_RUNTIME_DIR to a private directory).",
+      "No WebGPU adapter found" + (detail ? ` (${detail})` : "") + ". " +
+        (runtime === "browser" ? BROWSER_ADVICE : DENO_ADVICE),
     );
     this.name = "NoAdapterError";
   }

@@ -11,8 +11,7 @@
 
 import { AllocationTracker, BufferPool, type MemoryStats } from "./buffer_pool.ts";
 import { GpuError, GpuOutOfMemoryError, KernelError, NoAdapterError } from "./errors.ts";
-import { PipelineCache } from "./pipeline_cache.ts";
-import type { CachedPipeline } from "./pipeline_cache.ts";
+import { type CachedPipeline, PipelineCache, type PipelineFailure } from "./pipeline_cache.ts";
 
 /** Limits webtune requests at the adapter's own maximum. */
 export interface GpuLimits {
@@ -86,6 +85,16 @@ const UNIFORM_SLOT = 256;
 const UNIFORM_SLOTS = 1024;
 const MAX_RECENT = 8;
 
+/** The validation result of one submission and what it ran. */
+interface SubmitCheck {
+  /** The last kernels recorded (with shapes), for the message. */
+  readonly kernels: string;
+  /** Every pipeline it dispatched. */
+  readonly pipelines: ReadonlySet<CachedPipeline>;
+  /** Errors of the whole recording: bind groups, passes, finish and submit. */
+  readonly error: Promise<GPUError | null>;
+}
+
 /**
  * A WebGPU device with webtune's runtime around it.
  *
@@ -119,7 +128,9 @@ export class Gpu {
   #uniformData = new Uint8Array(UNIFORM_SLOT * UNIFORM_SLOTS);
   #uniformUsed = 0;
   #recent: string[] = [];
-  #submitErrors: { kernels: string; error: Promise<GPUError | null> }[] = [];
+  /** Pipelines dispatched since the last submit. */
+  #used = new Set<CachedPipeline>();
+  #submitErrors: SubmitCheck[] = [];
   #dispatches = 0;
 
   private constructor(
@@ -152,7 +163,13 @@ export class Gpu {
    */
   static async create(options: GpuOptions = {}): Promise<Gpu> {
     const gpu = (globalThis.navigator as { gpu?: GPU } | undefined)?.gpu;
-    if (!gpu) throw new NoAdapterError("navigator.gpu is undefined");
+    if (!gpu) {
+      // Browsers hide WebGPU outside secure contexts (https:, localhost).
+      const insecure = (globalThis as { isSecureContext?: boolean }).isSecureContext === false;
+      throw new NoAdapterError(
+        "navigator.gpu is undefined" + (insecure ? "; this page is not a secure context" : ""),
+      );
+    }
     const adapter = await gpu.requestAdapter({ powerPreference: options.powerPreference });
     if (!adapter) throw new NoAdapterError("requestAdapter() returned null");
     const a = adapter.limits;
@@ -207,11 +224,22 @@ export class Gpu {
     return this.tracker.stats();
   }
 
-  #computePass(): GPUComputePassEncoder {
-    if (!this.#pass) {
-      this.#encoder ??= this.device.createCommandEncoder();
-      this.#pass = this.#encoder.beginComputePass();
+  /**
+   * The encoder of the current recording. Starting one opens a validation error scope that
+   * {@linkcode Gpu.submit} closes, so every error of the recording (bind groups, passes, finish,
+   * submit) lands in that submission's check; scopes opened meanwhile (pipeline creation, buffer
+   * allocation) nest inside it.
+   */
+  #recording(): GPUCommandEncoder {
+    if (!this.#encoder) {
+      this.device.pushErrorScope("validation");
+      this.#encoder = this.device.createCommandEncoder();
     }
+    return this.#encoder;
+  }
+
+  #computePass(): GPUComputePassEncoder {
+    this.#pass ??= this.#recording().beginComputePass();
     return this.#pass;
   }
 
@@ -220,8 +248,7 @@ export class Gpu {
       this.#pass.end();
       this.#pass = null;
     }
-    this.#encoder ??= this.device.createCommandEncoder();
-    return this.#encoder;
+    return this.#recording();
   }
 
   /**
@@ -253,12 +280,13 @@ export class Gpu {
     d.buffers.forEach((b, i) => {
       entries.push({ binding: first + i, resource: "buffer" in b ? b : { buffer: b } });
     });
+    const pass = this.#computePass(); // first: the bind group belongs to this recording's scope
     const bindGroup = this.device.createBindGroup({ layout: d.pipeline.layout, entries });
-    const pass = this.#computePass();
     pass.setPipeline(d.pipeline.pipeline);
     pass.setBindGroup(0, bindGroup);
     pass.dispatchWorkgroups(x, y, z);
     this.#dispatches++;
+    this.#used.add(d.pipeline);
     this.#recent.push(`${d.pipeline.label} (${d.shapes})`);
     if (this.#recent.length > MAX_RECENT) this.#recent.shift();
   }
@@ -325,33 +353,50 @@ export class Gpu {
         this.#uniformUsed * UNIFORM_SLOT,
       );
     }
-    this.device.pushErrorScope("validation");
     this.device.queue.submit([this.#encoder.finish()]);
     this.#submitErrors.push({
       kernels: this.#recent.join("; "),
-      error: this.device.popErrorScope(),
+      pipelines: this.#used,
+      error: this.device.popErrorScope(), // the scope #recording() opened
     });
     this.#encoder = null;
     this.#uniformUsed = 0;
     this.#recent = [];
+    this.#used = new Set();
   }
 
+  /**
+   * Awaits every check of the flush (allocations, pipeline creations, submissions) and throws
+   * at most one error. Submissions that dispatched a rejected pipeline failed because of it:
+   * their errors are consumed with it, never raised later against other kernels.
+   */
   async #raiseErrors(): Promise<void> {
-    for (const a of this.pool.takePendingAllocations()) {
+    const allocations = this.pool.takePendingAllocations();
+    const failures = await this.pipelines.takeFailures();
+    const submits = this.#submitErrors.splice(0);
+    let outOfMemory: GpuOutOfMemoryError | null = null;
+    for (const a of allocations) {
       const error = await a.error;
-      if (error) throw new GpuOutOfMemoryError(a.bytes, a.allocatedBytes, error.message);
+      outOfMemory ??= error && new GpuOutOfMemoryError(a.bytes, a.allocatedBytes, error.message);
     }
-    for (const p of this.pipelines.takePending()) {
-      const error = await p.error;
-      if (error) throw new KernelError(p.label, error.message);
-    }
-    for (const s of this.#submitErrors.splice(0)) {
+    const rejected = new Set(failures.map((f) => f.pipeline));
+    const submitErrors: KernelError[] = [];
+    for (const s of submits) {
       const error = await s.error;
-      if (error) throw new KernelError(`in [${s.kernels}]`, error.message);
+      if (error && ![...s.pipelines].some((p) => rejected.has(p))) {
+        submitErrors.push(new KernelError(`in [${s.kernels}]`, error.message));
+      }
     }
+    if (outOfMemory) throw outOfMemory;
+    if (failures.length > 0) throw pipelineError(failures, submitErrors);
+    if (submitErrors.length > 0) throw submitErrors[0];
   }
 
-  /** Submits and waits until the GPU has finished; raises any validation error as a `KernelError`. */
+  /**
+   * Submits and waits until the GPU has finished; raises any validation error as a `KernelError`
+   * (a kernel whose WGSL was rejected: one error naming it, with the compiler's message; the
+   * device stays usable).
+   */
   async sync(): Promise<void> {
     this.submit();
     await this.device.queue.onSubmittedWorkDone();
@@ -417,4 +462,25 @@ export class Gpu {
     this.#uniformRing.destroy();
     this.device.destroy();
   }
+}
+
+/**
+ * One `KernelError` for the pipelines rejected in a flush, naming the first; the other rejected
+ * pipelines and the errors of submissions that ran none of them follow in the message.
+ */
+function pipelineError(
+  failures: readonly PipelineFailure[],
+  unrelated: readonly KernelError[],
+): KernelError {
+  const [first, ...others] = failures;
+  const also = [
+    ...(others.length > 0
+      ? [`also rejected: ${others.map((f) => f.pipeline.label).join(", ")}`]
+      : []),
+    ...unrelated.map((e) => `also in this flush: ${e.message}`),
+  ];
+  return new KernelError(
+    first.pipeline.label,
+    first.message + (also.length > 0 ? ` (${also.join("; ")})` : ""),
+  );
 }

@@ -88,8 +88,22 @@ async function probeFresh(): Promise<string | null> {
   }
 }
 
-/** Runs argv quietly; on failure prints the tail of its error output. */
-async function exitCode(argv: readonly string[], options: { report: boolean }): Promise<number> {
+/**
+ * Runs a command quietly; on failure (with `report`) prints the tail of its error output.
+ *
+ * @param argv The command and its arguments.
+ * @param options `report`: print the failing command's last error lines.
+ * @returns Its exit code (127 when it cannot be started).
+ * @example
+ * ```ts
+ * import { exitCode } from "./webgpu_setup_fs.ts";
+ * console.log(await exitCode(["true"], { report: false })); // 0
+ * ```
+ */
+export async function exitCode(
+  argv: readonly string[],
+  options: { readonly report: boolean },
+): Promise<number> {
   let out: Deno.CommandOutput;
   try {
     out = await new Deno.Command(argv[0], {
@@ -108,7 +122,18 @@ async function exitCode(argv: readonly string[], options: { report: boolean }): 
   return out.code;
 }
 
-async function installAccess(): Promise<InstallAccess> {
+/**
+ * Whether this machine may install Debian packages: as root, through passwordless sudo, not
+ * at all (`denied`), or has no apt-get (`no-apt`).
+ *
+ * @returns The access.
+ * @example
+ * ```ts
+ * import { installAccess } from "./webgpu_setup_fs.ts";
+ * console.log(["root", "sudo", "denied", "no-apt"].includes(await installAccess())); // true
+ * ```
+ */
+export async function installAccess(): Promise<InstallAccess> {
   const quiet = { report: false };
   if (Deno.build.os !== "linux" || await exitCode(["apt-get", "--version"], quiet) !== 0) {
     return "no-apt";

@@ -1,11 +1,13 @@
 /**
- * Reading a checkpoint folder's `config.json` from disk (Deno).
+ * Reading a checkpoint folder's `config.json` from disk (Deno): `loadGemma3ConfigFrom` over a
+ * `dirSource`.
  *
  * @module
  */
 
-import { ConfigError, type Gemma3Config } from "./config.ts";
-import { parseGemma3Config } from "./config_hf.ts";
+import type { Gemma3Config } from "./config.ts";
+import { loadGemma3ConfigFrom } from "./config_hf.ts";
+import { dirSource, fileInDir } from "./file_source_fs.ts";
 
 /**
  * Reads and parses `config.json` from a checkpoint folder (or a `.json` file given directly).
@@ -22,18 +24,9 @@ import { parseGemma3Config } from "./config_hf.ts";
  * ```
  */
 export async function loadGemma3Config(path: string): Promise<Gemma3Config> {
-  const file = path.endsWith(".json") ? path : `${path.replace(/[/\\]$/, "")}/config.json`;
-  let text: string;
-  try {
-    text = await Deno.readTextFile(file);
-  } catch (e) {
-    throw new ConfigError("config.json", `cannot read ${file}: ${(e as Error).message}`);
+  if (path.endsWith(".json")) {
+    const { source, name } = fileInDir(path);
+    return await loadGemma3ConfigFrom(source, { file: name });
   }
-  let json: unknown;
-  try {
-    json = JSON.parse(text);
-  } catch (e) {
-    throw new ConfigError("config.json", `${file} is not JSON: ${(e as Error).message}`);
-  }
-  return parseGemma3Config(json, file);
+  return await loadGemma3ConfigFrom(dirSource(path));
 }

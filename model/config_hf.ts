@@ -4,7 +4,7 @@
  * e.g. gemma-3-4b). Missing fields take `Gemma3TextConfig`'s defaults, as transformers does.
  * Both the 4.x style (`rope_theta`, `rope_local_base_freq`, `rope_scaling`,
  * `sliding_window_pattern`) and the 5.x style (`rope_parameters` per layer type, `layer_types`)
- * are accepted.
+ * are accepted. {@linkcode loadGemma3ConfigFrom} reads it from any file source.
  *
  * @module
  */
@@ -17,6 +17,7 @@ import {
   layerTypesFromPattern,
   validateGemma3Config,
 } from "./config.ts";
+import { type FileSource, FileSourceError } from "./file_source.ts";
 
 /** `Gemma3TextConfig` defaults (transformers), used for fields a config.json leaves out. */
 const HF_DEFAULTS: Readonly<Record<string, unknown>> = Object.freeze({
@@ -263,4 +264,50 @@ export function parseGemma3Config(json: unknown, source = "config.json"): Gemma3
     maxPositionEmbeddings: pick("max_position_embeddings"),
   };
   return validateGemma3Config(fields as unknown as Gemma3Config, (f) => p + HF_NAMES[f]);
+}
+
+/** Options of {@linkcode loadGemma3ConfigFrom}. */
+export interface LoadConfigOptions {
+  /** The config file's name in the source (default `config.json`). */
+  readonly file?: string;
+}
+
+/**
+ * Reads and parses a model folder's `config.json` from a file source (a folder on disk, a
+ * URL, picked files).
+ *
+ * @param source The model folder.
+ * @param options Another file name than `config.json`.
+ * @returns The frozen, validated config.
+ * @throws {ConfigError} `field` "config.json" when the file cannot be read (the message names
+ *   its path or URL and, over HTTP, the status) or is not JSON; otherwise the offending field
+ *   (see {@linkcode parseGemma3Config}).
+ * @example
+ * ```ts
+ * import { loadGemma3ConfigFrom } from "./config_hf.ts";
+ * import { memorySource } from "./file_source.ts";
+ * const source = memorySource({ "config.json": '{"model_type": "gemma3_text", "vocab_size": 512}' });
+ * console.log((await loadGemma3ConfigFrom(source)).vocabSize); // 512
+ * ```
+ */
+export async function loadGemma3ConfigFrom(
+  source: FileSource,
+  options: LoadConfigOptions = {},
+): Promise<Gemma3Config> {
+  const name = options.file ?? "config.json";
+  const file = source.path(name);
+  let text: string;
+  try {
+    text = await source.readText(name);
+  } catch (e) {
+    if (!(e instanceof FileSourceError)) throw e;
+    throw new ConfigError("config.json", `cannot read ${file}: ${e.detail}`);
+  }
+  let json: unknown;
+  try {
+    json = JSON.parse(text);
+  } catch (e) {
+    throw new ConfigError("config.json", `${file} is not JSON: ${(e as Error).message}`);
+  }
+  return parseGemma3Config(json, file);
 }

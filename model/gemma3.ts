@@ -404,26 +404,4 @@ export class Gemma3 implements DecoderModel, LayerStack {
     });
     return out;
   }
-
-  /**
-   * Writes the LoRA adapter as a PEFT folder (`adapter_model.safetensors` F32 +
-   * `adapter_config.json`) that Hugging Face peft and vLLM load; see `peft_fs.ts`. The file
-   * system module is imported on first use, so this class stays browser-clean.
-   *
-   * @param dir Destination folder (created when missing).
-   * @param options `baseModelNameOrPath` recorded in the config (default null).
-   * @throws {ConfigError} when the model has no adapter.
-   * @example
-   * ```ts ignore
-   * await gemma.saveAdapter("runs/sft/adapter", { baseModelNameOrPath: "google/gemma-3-1b-it" });
-   * ```
-   */
-  async saveAdapter(
-    dir: string,
-    options: { readonly baseModelNameOrPath?: string | null } = {},
-  ): Promise<void> {
-    if (!this.lora) throw new ConfigError("lora", "this model has no LoRA adapter to save");
-    const { savePeftAdapter } = await import("./peft_fs.ts");
-    await savePeftAdapter(this.lora, dir, options);
-  }
 }

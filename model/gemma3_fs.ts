@@ -1,16 +1,15 @@
 /**
- * Loading a Gemma 3 model from a Hugging Face folder (`config.json` + `model.safetensors` or a
- * sharded index), optionally with a PEFT LoRA adapter.
+ * Loading a Gemma 3 model from a Hugging Face folder on disk (`config.json` +
+ * `model.safetensors` or a sharded index), optionally with a PEFT LoRA adapter:
+ * `loadGemma3From` (`gemma3_load.ts`) over a `dirSource`.
  *
  * @module
  */
 
-import { Gpu } from "../kernels/gpu.ts";
-import { loadGemma3Config } from "./config_fs.ts";
-import { Gemma3 } from "./gemma3.ts";
-import { disposeGemma3Weights, uploadGemma3Weights } from "./gemma3_weights.ts";
-import type { LoraAdapter } from "./lora.ts";
-import { openCheckpoint } from "./safetensors_fs.ts";
+import type { Gpu } from "../kernels/gpu.ts";
+import type { Gemma3 } from "./gemma3.ts";
+import { loadGemma3From } from "./gemma3_load.ts";
+import { dirSource } from "./file_source_fs.ts";
 
 /** Options of {@linkcode loadGemma3}. */
 export interface LoadGemma3Options {
@@ -36,23 +35,8 @@ export interface LoadGemma3Options {
  * ```
  */
 export async function loadGemma3(dir: string, options: LoadGemma3Options = {}): Promise<Gemma3> {
-  const config = await loadGemma3Config(dir);
-  const gpu = options.gpu ?? await Gpu.create();
-  const checkpoint = await openCheckpoint(dir);
-  try {
-    const weights = await uploadGemma3Weights(gpu, config, checkpoint);
-    let adapter: LoraAdapter | null = null;
-    if (options.adapter) {
-      const { loadPeftAdapter } = await import("./peft_fs.ts");
-      try {
-        adapter = await loadPeftAdapter(gpu, config, options.adapter);
-      } catch (e) {
-        disposeGemma3Weights(weights);
-        throw e;
-      }
-    }
-    return new Gemma3(gpu, config, weights, adapter);
-  } finally {
-    checkpoint.close();
-  }
+  return await loadGemma3From(dirSource(dir), {
+    gpu: options.gpu,
+    adapter: options.adapter ? dirSource(options.adapter) : undefined,
+  });
 }

@@ -1,7 +1,8 @@
 /**
  * Safetensors reading, browser-clean: header parsing and validation, a per-file tensor view
- * over any `ByteRangeReader` (`byte_readers.ts`). Sharded checkpoints are in
- * `safetensors_index.ts`, file access in `safetensors_fs.ts`.
+ * over any `ByteRangeReader` (`byte_readers.ts`) or a file of a `FileSource`
+ * (`file_source.ts`). Sharded checkpoints are in `safetensors_index.ts`, file access in
+ * `safetensors_fs.ts`.
  *
  * Format: 8-byte little-endian header length N, N bytes of JSON
  * (`{"__metadata__": {..}, name: {dtype, shape, data_offsets: [begin, end]}, ..}`, offsets
@@ -12,6 +13,7 @@
 
 import { FieldError } from "../base/field_error.ts";
 import type { ByteRangeReader } from "./byte_readers.ts";
+import { type FileSource, FileSourceError } from "./file_source.ts";
 
 /** Element types webtune understands in a safetensors header (the standard set without F8/F4). */
 export type SafetensorsDtype =
@@ -467,8 +469,68 @@ export async function openSafetensorsFrom(
     return makeFileView(file, header, reader);
   } catch (e) {
     reader.close();
-    throw e;
+    throw safetensorsErrorOf(e);
   }
+}
+
+/**
+ * A {@linkcode FileSourceError} as a {@linkcode SafetensorsError} of the same file:
+ * `not_found` becomes `missing_file`, anything else `io` (the source error is the `cause`).
+ *
+ * @param e What a source threw.
+ * @param tensor The tensor being read, or null.
+ * @returns The error to throw (`e` itself when it is not a source error).
+ * @example
+ * ```ts
+ * import { FileSourceError } from "./file_source.ts";
+ * import { SafetensorsError, safetensorsErrorOf } from "./safetensors.ts";
+ * const e = safetensorsErrorOf(new FileSourceError("not_found", "w.safetensors", "no such file"));
+ * console.log(e instanceof SafetensorsError && e.code); // "missing_file"
+ * ```
+ */
+export function safetensorsErrorOf(e: unknown, tensor: string | null = null): unknown {
+  if (!(e instanceof FileSourceError)) return e;
+  const error = new SafetensorsError(
+    e.code === "not_found" ? "missing_file" : "io",
+    e.file,
+    tensor,
+    e.detail,
+  );
+  error.cause = e;
+  return error;
+}
+
+/**
+ * Opens one safetensors file of a file source (a folder on disk, a URL, picked files): reads
+ * and validates its header; tensors are read later by byte ranges.
+ *
+ * @param source The folder.
+ * @param name The file's name in it.
+ * @returns The open file; its `path` is `source.path(name)`.
+ * @throws {SafetensorsError} `missing_file` when absent, `io` when it cannot be read (the
+ *   source's {@linkcode FileSourceError} is the `cause`), or any header problem.
+ * @example
+ * ```ts
+ * import { memorySource } from "./file_source.ts";
+ * import { openSafetensorsIn } from "./safetensors.ts";
+ * import { encodeSafetensors } from "./safetensors_writer.ts";
+ * const bytes = encodeSafetensors([{ name: "w", dtype: "F32", shape: [2], data: [1, 2] }]);
+ * const st = await openSafetensorsIn(memorySource({ "w.safetensors": bytes }), "w.safetensors");
+ * console.log(st.path, st.info("w").shape); // "memory/w.safetensors" [2]
+ * st.close();
+ * ```
+ */
+export async function openSafetensorsIn(
+  source: FileSource,
+  name: string,
+): Promise<SafetensorsFile> {
+  let reader: ByteRangeReader;
+  try {
+    reader = await source.openReader(name);
+  } catch (e) {
+    throw safetensorsErrorOf(e);
+  }
+  return await openSafetensorsFrom(source.path(name), reader);
 }
 
 function missing(file: string, name: string, names: Iterable<string>): SafetensorsError {
@@ -504,7 +566,12 @@ function makeFileView(
           `${t.byteLength} bytes`,
       );
     }
-    const got = await reader.readInto(t.byteOffset + start, target);
+    let got: number;
+    try {
+      got = await reader.readInto(t.byteOffset + start, target);
+    } catch (e) {
+      throw safetensorsErrorOf(e, name);
+    }
     if (got !== target.length) {
       throw new SafetensorsError(
         "truncated",

@@ -1,27 +1,25 @@
 /**
- * Safetensors on the local file system (Deno): a byte-range reader over `Deno.FsFile`, opening
- * single files and (sharded) checkpoints, and atomic writes. Tensors are read one at a time by
- * byte range, so a multi-GB checkpoint never sits in JS memory as a whole.
+ * Safetensors on the local file system (Deno): opening single files and (sharded) checkpoints
+ * (`openCheckpointFrom` over a `dirSource`), and atomic writes. Tensors are read one at a time
+ * by byte range, so a multi-GB checkpoint never sits in JS memory as a whole.
  *
  * @module
  */
 
-import { dirName, joinPath, writeFileAtomic } from "../base/atomic_fs.ts";
-import type { ByteRangeReader } from "./byte_readers.ts";
+import { writeFileAtomic } from "../base/atomic_fs.ts";
+import { dirSource, fileInDir } from "./file_source_fs.ts";
 import {
-  openSafetensorsFrom,
+  openSafetensorsIn,
   type SafetensorsDtype,
   SafetensorsError,
   type SafetensorsFile,
 } from "./safetensors.ts";
 import { type TensorData, tensorDataLength } from "./safetensors_dtype.ts";
-import { type Checkpoint, combineShards, parseSafetensorsIndex } from "./safetensors_index.ts";
+import { type Checkpoint, openCheckpointFrom } from "./safetensors_index.ts";
 import { encodeTensor, planSafetensors, type TensorToWrite } from "./safetensors_writer.ts";
 
-/** File name of a single-file checkpoint. */
-export const SINGLE_CHECKPOINT_FILE = "model.safetensors";
-/** File name of a sharded checkpoint's index. */
-export const CHECKPOINT_INDEX_FILE = "model.safetensors.index.json";
+// `fileReader` lives with the folder source now; re-exported for existing importers.
+export { fileReader } from "./file_source_fs.ts";
 
 async function statOrNull(path: string): Promise<Deno.FileInfo | null> {
   try {
@@ -30,62 +28,6 @@ async function statOrNull(path: string): Promise<Deno.FileInfo | null> {
     if (e instanceof Deno.errors.NotFound) return null;
     throw new SafetensorsError("io", path, null, `cannot stat: ${(e as Error).message}`);
   }
-}
-
-/**
- * Opens a file for random-access reads. Reads are serialised (seek + read pairs never
- * interleave), so concurrent `readInto` calls are safe.
- *
- * @param path The file.
- * @returns A reader; `close()` closes the file (idempotent).
- * @throws {SafetensorsError} `missing_file` when absent, `io` when it cannot be opened.
- */
-export async function fileReader(path: string): Promise<ByteRangeReader> {
-  const info = await statOrNull(path);
-  if (info === null) throw new SafetensorsError("missing_file", path, null, "no such file");
-  if (!info.isFile) throw new SafetensorsError("io", path, null, "not a regular file");
-  let file: Deno.FsFile;
-  try {
-    file = await Deno.open(path, { read: true });
-  } catch (e) {
-    throw new SafetensorsError("io", path, null, `cannot open: ${(e as Error).message}`);
-  }
-  let queue: Promise<unknown> = Promise.resolve();
-  let closed = false;
-  const readAt = async (offset: number, target: Uint8Array): Promise<number> => {
-    if (closed) throw new SafetensorsError("io", path, null, "read after close()");
-    try {
-      await file.seek(offset, Deno.SeekMode.Start);
-      let done = 0;
-      while (done < target.length) {
-        const n = await file.read(target.subarray(done));
-        if (n === null) break;
-        done += n;
-      }
-      return done;
-    } catch (e) {
-      throw new SafetensorsError(
-        "io",
-        path,
-        null,
-        `reading ${target.length} bytes at ${offset}: ${(e as Error).message}`,
-      );
-    }
-  };
-  return {
-    size: info.size,
-    readInto(offset: number, target: Uint8Array): Promise<number> {
-      const run = () => readAt(offset, target);
-      const result = queue.then(run, run);
-      queue = result.catch(() => {});
-      return result;
-    },
-    close() {
-      if (closed) return;
-      closed = true;
-      file.close();
-    },
-  };
 }
 
 /**
@@ -105,40 +47,8 @@ export async function fileReader(path: string): Promise<ByteRangeReader> {
  * ```
  */
 export async function openSafetensors(path: string): Promise<SafetensorsFile> {
-  return await openSafetensorsFrom(path, await fileReader(path));
-}
-
-async function openSharded(indexPath: string): Promise<Checkpoint> {
-  let text: string;
-  try {
-    text = await Deno.readTextFile(indexPath);
-  } catch (e) {
-    throw new SafetensorsError("io", indexPath, null, `cannot read: ${(e as Error).message}`);
-  }
-  const index = parseSafetensorsIndex(indexPath, text);
-  const dir = dirName(indexPath);
-  for (const shard of index.shards) {
-    const info = await statOrNull(joinPath(dir, shard));
-    if (info === null || !info.isFile) {
-      const listed = [...index.weightMap].filter(([, s]) => s === shard).map(([n]) => n);
-      throw new SafetensorsError(
-        "missing_shard",
-        indexPath,
-        listed[0],
-        `shard file "${shard}" (${listed.length} tensors) not found in ${dir}`,
-      );
-    }
-  }
-  const opened = new Map<string, SafetensorsFile>();
-  try {
-    for (const shard of index.shards) {
-      opened.set(shard, await openSafetensors(joinPath(dir, shard)));
-    }
-    return combineShards(indexPath, index, opened);
-  } catch (e) {
-    for (const f of opened.values()) f.close();
-    throw e;
-  }
+  const { source, name } = fileInDir(path);
+  return await openSafetensorsIn(source, name);
 }
 
 /**
@@ -162,33 +72,9 @@ async function openSharded(indexPath: string): Promise<Checkpoint> {
 export async function openCheckpoint(path: string): Promise<Checkpoint> {
   const info = await statOrNull(path);
   if (info === null) throw new SafetensorsError("missing_file", path, null, "no such file");
-  let target = path;
-  if (info.isDirectory) {
-    const single = joinPath(path, SINGLE_CHECKPOINT_FILE);
-    const index = joinPath(path, CHECKPOINT_INDEX_FILE);
-    if (await statOrNull(single)) target = single;
-    else if (await statOrNull(index)) target = index;
-    else {
-      throw new SafetensorsError(
-        "missing_file",
-        path,
-        null,
-        `no ${SINGLE_CHECKPOINT_FILE} or ${CHECKPOINT_INDEX_FILE} in this folder`,
-      );
-    }
-  }
-  if (target.endsWith(".json")) return await openSharded(target);
-  const file = await openSafetensors(target);
-  return Object.freeze({
-    path: target,
-    files: Object.freeze([file]),
-    tensors: file.tensors,
-    info: file.info,
-    read: file.read,
-    readInto: file.readInto,
-    readRange: file.readRange,
-    close: file.close,
-  });
+  if (info.isDirectory) return await openCheckpointFrom(dirSource(path));
+  const { source, name } = fileInDir(path);
+  return await openCheckpointFrom(source, { file: name });
 }
 
 /**

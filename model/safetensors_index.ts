@@ -1,16 +1,25 @@
 /**
- * Sharded checkpoints: parsing `model.safetensors.index.json` and presenting its shards as one
- * name → tensor view. Browser-clean; `safetensors_fs.ts` opens the shard files.
+ * Checkpoints: a model folder's `model.safetensors`, or `model.safetensors.index.json` and its
+ * shards presented as one name → tensor view, opened from any `FileSource` (a folder on disk,
+ * a URL, picked files). Browser-clean; `safetensors_fs.ts` opens folders on disk.
  *
  * @module
  */
 
+import { type FileSource, joinSourceName } from "./file_source.ts";
 import {
+  openSafetensorsIn,
   SafetensorsError,
+  safetensorsErrorOf,
   type SafetensorsFile,
   type TensorInfo,
   type TensorStore,
 } from "./safetensors.ts";
+
+/** File name of a single-file checkpoint. */
+export const SINGLE_CHECKPOINT_FILE = "model.safetensors";
+/** File name of a sharded checkpoint's index. */
+export const CHECKPOINT_INDEX_FILE = "model.safetensors.index.json";
 
 /** A parsed `model.safetensors.index.json`. */
 export interface SafetensorsIndex {
@@ -165,5 +174,113 @@ export function combineShards(
     close: () => {
       for (const f of files) f.close();
     },
+  });
+}
+
+async function existsIn(source: FileSource, name: string): Promise<boolean> {
+  try {
+    return await source.exists(name);
+  } catch (e) {
+    throw safetensorsErrorOf(e);
+  }
+}
+
+async function openShardedFrom(source: FileSource, indexName: string): Promise<Checkpoint> {
+  const indexPath = source.path(indexName);
+  let text: string;
+  try {
+    text = await source.readText(indexName);
+  } catch (e) {
+    throw safetensorsErrorOf(e);
+  }
+  const index = parseSafetensorsIndex(indexPath, text);
+  const folder = indexName.includes("/") ? indexName.slice(0, indexName.lastIndexOf("/")) : "";
+  for (const shard of index.shards) {
+    if (!(await existsIn(source, joinSourceName(folder, shard)))) {
+      const listed = [...index.weightMap].filter(([, s]) => s === shard).map(([n]) => n);
+      throw new SafetensorsError(
+        "missing_shard",
+        indexPath,
+        listed[0],
+        `shard file "${shard}" (${listed.length} tensors) not found in ` +
+          (folder === "" ? source.label : source.path(folder)),
+      );
+    }
+  }
+  const opened = new Map<string, SafetensorsFile>();
+  try {
+    for (const shard of index.shards) {
+      opened.set(shard, await openSafetensorsIn(source, joinSourceName(folder, shard)));
+    }
+    return combineShards(indexPath, index, opened);
+  } catch (e) {
+    for (const f of opened.values()) f.close();
+    throw e;
+  }
+}
+
+/** Options of {@linkcode openCheckpointFrom}. */
+export interface OpenCheckpointOptions {
+  /**
+   * A file of the source to open instead of looking for the checkpoint: a `.safetensors` file,
+   * or a sharded index (`.json`).
+   */
+  readonly file?: string;
+}
+
+/**
+ * Opens a Hugging Face checkpoint from a file source: `model.safetensors` (preferred, as
+ * transformers does) or `model.safetensors.index.json` plus its shards. Every shard's header
+ * is validated and every tensor the index lists is checked to be in its shard; tensors are
+ * read later, one at a time, by byte ranges.
+ *
+ * @param source The model folder (on disk, over HTTP, picked files, in memory).
+ * @param options A specific file to open instead.
+ * @returns One name → tensor view over all shards; call `close()` when done.
+ * @throws {SafetensorsError} `missing_file` (no checkpoint), `missing_shard`, `index_mismatch`,
+ *   `io` (the source's `FileSourceError`, naming the URL or path, is the `cause`), or any
+ *   header problem.
+ * @example
+ * ```ts
+ * import { memorySource } from "./file_source.ts";
+ * import { openCheckpointFrom } from "./safetensors_index.ts";
+ * import { encodeSafetensors } from "./safetensors_writer.ts";
+ * const source = memorySource({
+ *   "model.safetensors.index.json": '{"weight_map": {"a": "s1.safetensors"}}',
+ *   "s1.safetensors": encodeSafetensors([{ name: "a", dtype: "F32", shape: [1], data: [5] }]),
+ * });
+ * const ckpt = await openCheckpointFrom(source);
+ * console.log([...ckpt.tensors.keys()], ckpt.path); // ["a"] "memory/model.safetensors.index.json"
+ * ckpt.close();
+ * ```
+ */
+export async function openCheckpointFrom(
+  source: FileSource,
+  options: OpenCheckpointOptions = {},
+): Promise<Checkpoint> {
+  let name = options.file;
+  if (name === undefined) {
+    if (await existsIn(source, SINGLE_CHECKPOINT_FILE)) name = SINGLE_CHECKPOINT_FILE;
+    else if (await existsIn(source, CHECKPOINT_INDEX_FILE)) name = CHECKPOINT_INDEX_FILE;
+    else {
+      throw new SafetensorsError(
+        "missing_file",
+        source.label,
+        null,
+        `no ${SINGLE_CHECKPOINT_FILE} or ${CHECKPOINT_INDEX_FILE} in this folder`,
+      );
+    }
+  }
+  if (name.endsWith(".json")) return await openShardedFrom(source, name);
+  const file = await openSafetensorsIn(source, name);
+  return Object.freeze({
+    path: file.path,
+    files: Object.freeze([file]),
+    tensors: file.tensors,
+    info: file.info,
+    read: file.read,
+    readInto: file.readInto,
+    readRange: file.readRange,
+    close: file.close,
   });
 }

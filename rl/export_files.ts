@@ -3,7 +3,8 @@
  * {@linkcode ExportFile} is a name inside the export folder and a stream of bytes, produced only
  * when the file is written (a model's weights are read back from the GPU one tensor at a time),
  * so a 1B model's merged checkpoint never sits in memory whole. `RunStore.writeExport` writes
- * them: the run folder on disk (`FsRunStore`), or memory (`MemoryRunStore`).
+ * them: a run folder (`FsRunStore` on disk, `DirectoryRunStore` in a browser directory), or
+ * memory (`MemoryRunStore`).
  *
  * @module
  */
@@ -23,6 +24,12 @@ export interface ExportFile {
    */
   chunks(): AsyncIterable<Uint8Array>;
 }
+
+/** An {@linkcode ExportFile} whose size is known before it is written (safetensors, bytes). */
+export type SizedExportFile = ExportFile & {
+  /** Its size in bytes. */
+  readonly size: number;
+};
 
 /** An export file name that is not a plain relative path. */
 export class ExportError extends FieldError {
@@ -70,7 +77,7 @@ export function checkExportFileName(name: string): string {
  * for await (const chunk of file.chunks()) console.log(chunk.length); // 3
  * ```
  */
-export function textExportFile(name: string, text: string): ExportFile {
+export function textExportFile(name: string, text: string): SizedExportFile {
   return bytesExportFile(name, new TextEncoder().encode(text));
 }
 
@@ -82,7 +89,23 @@ export function textExportFile(name: string, text: string): ExportFile {
  * @returns The file.
  */
 export function jsonExportFile(name: string, value: unknown): ExportFile {
-  return textExportFile(name, JSON.stringify(value, null, 2) + "\n");
+  return textExportFile(name, jsonFileText(value));
+}
+
+/**
+ * The text of a run's JSON files (`pipeline.json`, `eval.json`, exports' JSON): two-space
+ * indent and a final newline.
+ *
+ * @param value JSON-serialisable value.
+ * @returns The text.
+ * @example
+ * ```ts
+ * import { jsonFileText } from "./export_files.ts";
+ * console.log(jsonFileText({ a: 1 })); // '{\n  "a": 1\n}\n'
+ * ```
+ */
+export function jsonFileText(value: unknown): string {
+  return JSON.stringify(value, null, 2) + "\n";
 }
 
 /**
@@ -92,10 +115,11 @@ export function jsonExportFile(name: string, value: unknown): ExportFile {
  * @param bytes Contents.
  * @returns The file.
  */
-export function bytesExportFile(name: string, bytes: Uint8Array): ExportFile {
+export function bytesExportFile(name: string, bytes: Uint8Array): SizedExportFile {
   checkExportFileName(name);
   return {
     name,
+    size: bytes.length,
     async *chunks() {
       yield bytes;
     },
@@ -123,9 +147,10 @@ export interface ExportTensor {
  * @param name Path inside the export folder.
  * @param tensors The tensors.
  * @param metadata `__metadata__` (default `{ format: "pt" }`, what transformers expects).
- * @returns The file.
- * @throws {SafetensorsError} From the layout (bad names, shapes) right away; a tensor whose
- *   values do not match its shape while the file is written.
+ * @returns The file, with its size.
+ * @throws {SafetensorsError} From the layout (bad names, shapes) right away.
+ * @throws {ExportError} While the file is written, for a tensor whose values do not match its
+ *   shape.
  * @example
  * ```ts
  * import { safetensorsExportFile } from "./export_files.ts";
@@ -134,14 +159,14 @@ export interface ExportTensor {
  * ]);
  * let bytes = 0;
  * for await (const chunk of file.chunks()) bytes += chunk.length;
- * console.log(bytes); // 8-byte length + padded header + 8 data bytes
+ * console.log(bytes === file.size); // true: 8-byte length + padded header + 8 data bytes
  * ```
  */
 export function safetensorsExportFile(
   name: string,
   tensors: readonly ExportTensor[],
   metadata: Readonly<Record<string, string>> = { format: "pt" },
-): ExportFile {
+): SizedExportFile {
   checkExportFileName(name);
   const placeholders = tensors.map((t) => ({
     name: t.name,
@@ -152,6 +177,7 @@ export function safetensorsExportFile(
   const layout = planSafetensors(name, placeholders, metadata);
   return {
     name,
+    size: layout.totalBytes,
     async *chunks() {
       yield layout.header;
       for (const [i, t] of tensors.entries()) {

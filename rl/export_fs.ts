@@ -1,14 +1,15 @@
 /**
  * Exports on disk (Deno only): {@linkcode writeExportFolder} writes an export's files into a
- * folder as a whole — every file into a temporary sibling folder (each fsynced), then one rename
- * over the old folder — and {@linkcode fileExportFile} streams a file from disk into an export
- * (a base model's tokenizer files).
+ * folder as a whole (`RunFiles.writeFolder` of `run_files_fs.ts`: every file into a temporary
+ * sibling folder, each fsynced, then one rename over the old folder) and
+ * {@linkcode fileExportFile} streams a file from disk into an export (a base model's tokenizer
+ * files).
  *
  * @module
  */
 
-import { dirName, joinPath, syncDir, writeFileAtomic } from "../base/atomic_fs.ts";
 import { checkExportFileName, type ExportFile } from "./export_files.ts";
+import { fsRunFiles } from "./run_files_fs.ts";
 
 /**
  * Writes an export folder atomically as a whole: the files go into `<dir>.tmp-<random>` (each
@@ -36,39 +37,7 @@ export async function writeExportFolder(
   files: readonly ExportFile[],
 ): Promise<string> {
   for (const f of files) checkExportFileName(f.name);
-  const parent = dirName(dir);
-  await Deno.mkdir(parent, { recursive: true });
-  const suffix = crypto.randomUUID().slice(0, 8);
-  const tmp = `${dir}.tmp-${suffix}`;
-  await Deno.mkdir(tmp);
-  try {
-    const folders = new Set<string>();
-    for (const f of files) {
-      const slash = f.name.indexOf("/");
-      if (slash > 0 && !folders.has(f.name.slice(0, slash))) {
-        folders.add(f.name.slice(0, slash));
-        await Deno.mkdir(joinPath(tmp, f.name.slice(0, slash)));
-      }
-      await writeFileAtomic(joinPath(tmp, f.name), async (write) => {
-        for await (const chunk of f.chunks()) await write(chunk);
-      });
-    }
-    for (const folder of folders) await syncDir(joinPath(tmp, folder));
-  } catch (e) {
-    await Deno.remove(tmp, { recursive: true }).catch(() => {});
-    throw e;
-  }
-  const old = `${dir}.old-${suffix}`;
-  let moved = false;
-  try {
-    await Deno.rename(dir, old);
-    moved = true;
-  } catch (e) {
-    if (!(e instanceof Deno.errors.NotFound)) throw e;
-  }
-  await Deno.rename(tmp, dir);
-  await syncDir(parent);
-  if (moved) await Deno.remove(old, { recursive: true });
+  await fsRunFiles.writeFolder(dir, files);
   return dir;
 }
 

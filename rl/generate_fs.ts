@@ -8,51 +8,30 @@
  * @module
  */
 
-import { buildPrompt } from "../data/prompt.ts";
-import type { Gpu } from "../kernels/gpu.ts";
-import { loadGemma3Config } from "../model/config_fs.ts";
-import { loadGemma3 } from "../model/gemma3_fs.ts";
-import { disposeGemma3Weights } from "../model/gemma3_weights.ts";
-import type { GenerateOptions } from "../model/generate.ts";
-import { checkTokenIds, encodePrompt, loadModelCodec } from "../model/model_dir_fs.ts";
-import { TextStream } from "../model/text_stream.ts";
+import { dirSource } from "../model/file_source_fs.ts";
+import { GEMMA3_DEFAULTS } from "../model/model_dir_fs.ts";
 import { resolveModelSource } from "./export_source_fs.ts";
+import {
+  type GeneratedText,
+  generateFromFiles,
+  type GenerateFromFilesOptions,
+} from "./generate_text.ts";
 
 /**
  * Options of {@linkcode generateFromModelDir}: what to load, how to wrap the prompt, and the
  * sampling as `generate` takes it (its defaults: temperature 1, top-k and top-p off, seed 0).
  */
 export type GenerateFromModelDirOptions =
-  & Pick<GenerateOptions, "maxNewTokens">
-  & Partial<Pick<GenerateOptions, "temperature" | "topK" | "topP" | "seed">>
+  & Omit<GenerateFromFilesOptions, "adapter" | "defaultTokenizer" | "defaultTokenizerConfig">
   & {
     /** A run folder's export phase (`sft` or `grpo`; default null: the last finished). */
     readonly phase?: string | null;
     /** A PEFT adapter to apply to a plain model folder (default null). */
     readonly adapter?: string | null;
-    /** Wrap the prompt in the folder's chat template, one user turn (default false). */
-    readonly chat?: boolean;
-    /** Wrap the prompt in the recipe's prompt (`buildPrompt`), as training and eval do. */
-    readonly recipe?: boolean;
-    /** Receives the text as it arrives (every 8 tokens; special tokens skipped). */
-    readonly onText?: (text: string) => void;
-    /** The device (default: a new one, destroyed at the end). */
-    readonly gpu?: Gpu;
   };
 
-/** What {@linkcode generateFromModelDir} produced. */
-export interface GenerateFromModelDirResult {
-  /** The completion text as streamed (special tokens skipped). */
-  readonly text: string;
-  /** Generated ids (the model's ids: compact for the demo's export). */
-  readonly tokens: readonly number[];
-  /** Prompt length in tokens. */
-  readonly promptTokens: number;
-  /** Wall-clock seconds of the generation. */
-  readonly seconds: number;
-  /** What was loaded (the folder, or the run and phase). */
-  readonly label: string;
-}
+/** What {@linkcode generateFromModelDir} produced (`label`: the folder, or the run and phase). */
+export type GenerateFromModelDirResult = GeneratedText;
 
 /**
  * Generates a continuation of one prompt from a model, run or export folder: resolves the
@@ -80,35 +59,10 @@ export async function generateFromModelDir(
   options: GenerateFromModelDirOptions,
 ): Promise<GenerateFromModelDirResult> {
   const source = await resolveModelSource(path, options);
-  const { codec } = await loadModelCodec(source.model);
-  const text = options.recipe ? buildPrompt(prompt) : prompt;
-  const ids = await encodePrompt(source.model, text, { tokenizer: codec, chat: options.chat });
-  checkTokenIds(ids, { vocabSize: (await loadGemma3Config(source.model)).vocabSize });
-  const model = await loadGemma3(source.model, {
-    gpu: options.gpu,
-    adapter: source.adapter ?? undefined,
+  const result = await generateFromFiles(dirSource(source.model), prompt, {
+    ...options,
+    ...GEMMA3_DEFAULTS,
+    adapter: source.adapter === null ? null : dirSource(source.adapter),
   });
-  try {
-    let completion = "";
-    const stream = new TextStream(codec, (t) => {
-      completion += t;
-      options.onText?.(t);
-    });
-    const started = performance.now();
-    const { maxNewTokens, temperature, topK, topP, seed } = options;
-    const onToken = (_sequence: number, id: number) => stream.push(id);
-    await model.generate([ids], { maxNewTokens, temperature, topK, topP, seed, onToken });
-    stream.finish();
-    return {
-      text: completion,
-      tokens: [...stream.tokens],
-      promptTokens: ids.length,
-      seconds: (performance.now() - started) / 1000,
-      label: source.label,
-    };
-  } finally {
-    model.lora?.dispose();
-    if (options.gpu) disposeGemma3Weights(model.weights);
-    else model.gpu.destroy();
-  }
+  return { ...result, label: source.label };
 }

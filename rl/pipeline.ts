@@ -31,6 +31,7 @@ import {
   type ReportEval,
   type ReportSample,
 } from "./report.ts";
+import { runReportInput } from "./run_report.ts";
 import type { RunStore } from "./run_store.ts";
 import { ReportWriter } from "./_report_writer.ts";
 import type { TrainEvent } from "./train_events.ts";
@@ -240,17 +241,7 @@ export async function runPipeline(options: RunPipelineOptions): Promise<Pipeline
   const reports = new ReportWriter({
     store,
     logger,
-    render: (metrics) =>
-      renderReport({
-        title,
-        config,
-        metrics,
-        evals: state.evals,
-        samples,
-        samplesPerPhase: perPhase,
-        startedAt: state.startedAt,
-        finishedAt: state.status === "completed" ? state.updatedAt : undefined,
-      }),
+    render: (metrics) => renderReport(runReportInput(state, { title, config, metrics, samples })),
     everyMs: options.reportEveryMs ?? DEFAULT_REPORT_EVERY_MS,
     clock: options.reportClock ?? (() => performance.now()),
     onLiveError: (e) => say(`report.html was not updated: ${e instanceof Error ? e.message : e}`),

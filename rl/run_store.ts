@@ -1,8 +1,10 @@
 /**
  * Where a training run's files go: the {@linkcode RunStore} interface (state, evaluations,
  * report, samples, metrics, checkpoints, the demo vocabulary and exports) and
- * {@linkcode MemoryRunStore}, which keeps all of it in memory (tests, browsers). The run folder
- * on disk is `FsRunStore` in `pipeline_fs.ts`.
+ * {@linkcode MemoryRunStore}, which keeps all of it in memory (tests, browsers). A run folder is
+ * `RunFolderStore` (`run_folder.ts`): on disk `FsRunStore` (`pipeline_fs.ts`), in a browser
+ * directory (the origin-private file system, a picked folder) `DirectoryRunStore`
+ * (`directory_run_store.ts`).
  *
  * @module
  */
@@ -24,6 +26,7 @@ import type { AdamWState } from "./optimizer.ts";
 import { type LineSink, MemoryLineSink, type MetricsRecord, parseMetricsJsonl } from "./metrics.ts";
 import type { EvalFile, PhaseName, PipelineState, RunRow } from "./pipeline_state.ts";
 import type { ReportSample } from "./report.ts";
+import { joinRunPath } from "./run_files.ts";
 
 /** Where a run's files go. */
 export interface RunStore {
@@ -105,7 +108,7 @@ export interface RunStore {
  * ```
  */
 export function exportRef(runDir: string, phase: PhaseName): string {
-  return `${runDir.replace(/[/\\]+$/, "")}/export/${phase}`;
+  return joinRunPath(runDir, `export/${phase}`);
 }
 
 /** What {@linkcode RunStore.retainRows} dropped. */
@@ -130,7 +133,7 @@ export interface DroppedRows {
  * ```
  */
 export function checkpointRef(runDir: string, phase: PhaseName, step: number): string {
-  return `${runDir.replace(/[/\\]+$/, "")}/checkpoints/${phase}/${checkpointDirName(step)}`;
+  return joinRunPath(runDir, `checkpoints/${phase}/${checkpointDirName(step)}`);
 }
 
 function copyOptimizerState(state: AdamWState): AdamWState {

@@ -5,6 +5,7 @@
  */
 
 import { SeededRandom } from "../base/random.ts";
+import { compareValues } from "./_browser_kernel_checks.ts";
 import { Gpu } from "../kernels/gpu.ts";
 import type { Tensor } from "../kernels/tensor.ts";
 import { type Gemma3Config, gemma3Config } from "../model/config.ts";
@@ -128,16 +129,11 @@ export function rng(seed: number): () => number {
   return () => random.next();
 }
 
-/** @returns `n` uniform values in [-scale, scale). */
-export function randomArray(n: number, seed: number, scale = 1): Float32Array {
-  const r = rng(seed);
-  const out = new Float32Array(n);
-  for (let i = 0; i < n; i++) out[i] = (r() * 2 - 1) * scale;
-  return out;
-}
+export { randomArray } from "./_browser_kernel_checks.ts";
 
 /**
- * Asserts `max |got − want| ≤ tol · max(1, max |want|)` and returns the max error.
+ * Asserts `max |got − want| ≤ tol · max(1, max |want|)` (`compareValues`, shared with the
+ * browser checks) and returns the max absolute error.
  */
 export function assertClose(
   got: ArrayLike<number>,
@@ -145,29 +141,13 @@ export function assertClose(
   tol: number,
   what = "values",
 ): number {
-  if (got.length !== want.length) {
-    throw new Error(`${what}: length ${got.length} != ${want.length}`);
-  }
-  let maxErr = 0;
-  let maxRef = 0;
-  let worst = -1;
-  for (let i = 0; i < want.length; i++) {
-    const e = Math.abs(got[i] - want[i]);
-    if (!(e <= maxErr)) {
-      maxErr = Number.isNaN(e) ? Infinity : e;
-      worst = i;
-    }
-    maxRef = Math.max(maxRef, Math.abs(want[i]));
-  }
-  const bound = tol * Math.max(1, maxRef);
-  if (!(maxErr <= bound)) {
+  const r = compareValues(what, got, want, tol);
+  if (!r.ok) {
     throw new Error(
-      `${what}: max |err| ${maxErr} > ${bound} at ${worst} (got ${got[worst]}, want ${
-        want[worst]
-      })`,
+      `${what}: max |err| / max(1, max |want|) = ${r.maxError} > ${tol} (${r.detail ?? ""})`,
     );
   }
-  return maxErr;
+  return r.absoluteError ?? 0;
 }
 
 /**

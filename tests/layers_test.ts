@@ -196,7 +196,7 @@ Deno.test("project: production code never imports a float64 reference (*_ref.ts)
   assert.deepEqual(wrong, []);
 });
 
-/** Every file reachable from `entry` by static imports. */
+/** Every file reachable from `entry` by static and dynamic imports (a bundler follows both). */
 function closure(entry: string): Set<string> {
   const seen = new Set<string>();
   const todo = [entry];
@@ -204,7 +204,7 @@ function closure(entry: string): Set<string> {
     const p = todo.pop()!;
     if (seen.has(p) || !sources.has(p)) continue;
     seen.add(p);
-    todo.push(...sources.get(p)!.imports);
+    todo.push(...sources.get(p)!.imports, ...sources.get(p)!.dynamicImports);
   }
   return seen;
 }

@@ -127,7 +127,7 @@ Deno.test("savePeftAdapter() of the loaded fixture adapter writes the fixture's 
   const gpu = await testGpu();
   const model = await loadGemma3(FIXTURE, { gpu, adapter: FIXTURE });
   await withTempDir(async (dir) => {
-    await model.saveAdapter(dir);
+    await savePeftAdapter(model, dir);
     const want = await readTensors(`${FIXTURE}/${PEFT_WEIGHTS_FILE}`);
     const got = await readTensors(`${dir}/${PEFT_WEIGHTS_FILE}`);
     assert.deepEqual([...got.keys()].sort(), [...want.keys()].sort());
@@ -458,10 +458,10 @@ Deno.test("adapters on some layers round-trip through layers_to_transform", asyn
   full.dispose();
 });
 
-Deno.test("Gemma3.saveAdapter() without an adapter throws ConfigError", async () => {
+Deno.test("savePeftAdapter() of a model without an adapter throws ConfigError", async () => {
   const gpu = await testGpu();
   const model = await loadGemma3(FIXTURE, { gpu });
-  await assert.rejects(() => model.saveAdapter("/nonexistent/never"), ConfigError);
+  await assert.rejects(() => savePeftAdapter(model, "/nonexistent/never"), ConfigError);
 });
 
 Deno.test("mergeLoraWeight() computes W + s·B·A; f64ToBf16Bits() rounds once", () => {

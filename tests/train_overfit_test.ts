@@ -8,29 +8,15 @@
 
 import assert from "node:assert/strict";
 import { collate, type TokenizedExample } from "../data/batching.ts";
-import { gemma3Config } from "../model/config.ts";
 import { Gemma3 } from "../model/gemma3.ts";
 import { disposeGemma3Weights, initGemma3Weights } from "../model/gemma3_weights.ts";
 import { trainableParameters } from "../model/trainable.ts";
 import { AdamW } from "../rl/optimizer.ts";
 import { SftTrainer } from "../rl/sft.ts";
+import { SMALL } from "./_browser_checks.ts";
 import { rng, testGpu } from "./_helpers.ts";
 
-const CONFIG = gemma3Config({
-  vocabSize: 64,
-  hiddenSize: 32,
-  intermediateSize: 64,
-  numLayers: 2,
-  numHeads: 4,
-  numKvHeads: 1,
-  headDim: 16,
-  slidingWindow: 4,
-  layerTypes: ["sliding_attention", "full_attention"],
-  queryPreAttnScalar: 16,
-  bosTokenId: 2,
-  eosTokenIds: [1],
-  padTokenId: 0,
-});
+const CONFIG = SMALL;
 const TARGET_LOSS = 0.05;
 const MAX_STEPS = 400;
 
