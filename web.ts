@@ -124,6 +124,7 @@ export * from "./rl/presets.ts";
 export * from "./rl/progress.ts";
 export * from "./rl/report.ts";
 export * from "./rl/rewards.ts";
+export * from "./rl/rollout_tasks.ts";
 export * from "./rl/run_files.ts";
 export * from "./rl/run_folder.ts";
 export * from "./rl/run_inputs.ts";

@@ -28,6 +28,7 @@ import {
 } from "./grpo_rollout.ts";
 import type { AdamW } from "./optimizer.ts";
 import type { CombineRewardsOptions } from "./rewards.ts";
+import type { RolloutExecutor } from "./rollout_tasks.ts";
 
 /** Options of {@linkcode GrpoTrainer}. */
 export interface GrpoTrainerOptions {
@@ -46,6 +47,12 @@ export interface GrpoTrainerOptions {
   readonly padId: number;
   /** Reward functions and weights (default: the seed's four, unweighted). */
   readonly rewards?: CombineRewardsOptions;
+  /**
+   * Runs the rollout's per-prompt tasks elsewhere, e.g. on rollout workers through a broker
+   * (default: the trainer samples them itself). Steps then log `remote_completions` and
+   * `rollout_staleness`.
+   */
+  readonly rollout?: RolloutExecutor;
   /** Base seed of the sampler; step s samples with `seed + s`. */
   readonly seed?: number;
   /** Frozen reference model for full fine-tuning (LoRA training uses `model.withLora(null)`). */
@@ -217,6 +224,10 @@ export class GrpoTrainer {
       seed: (this.#options.seed ?? 0) + step,
       rewards: this.#options.rewards,
       drawPrompts: options.drawPrompts,
+      executor: this.#options.rollout,
+      version: this.#optimizer.stepCount,
+      taskPrefix: `s${step}`,
+      trainable: this.#trainable,
     });
     const rolloutSeconds = (performance.now() - t0) / 1000;
     const { batch, advantages, sampled } = rollout;
@@ -294,6 +305,10 @@ export class GrpoTrainer {
       train_seconds: trainSeconds,
       tokens_per_second: tokens / Math.max(1e-9, rolloutSeconds + trainSeconds),
     };
+    if (this.#options.rollout) {
+      metrics.remote_completions = sampled.remote.filter((r) => r).length;
+      metrics.rollout_staleness = sampled.staleness;
+    }
     if (c.dynamicSampling) {
       metrics.resample_draws = rollout.resampleDraws;
       metrics.resample_rounds = rollout.resampleRounds;

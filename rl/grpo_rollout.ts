@@ -10,16 +10,25 @@
  * batch); when it has none at all, it trains on the first round's groups as if dynamic sampling
  * were off (their advantages are 0, so only the KL term moves the weights). Every draw is
  * deterministic: round 0 samples with `seed + step` (as without dynamic sampling), round r with
- * `seed + step + r · 0x9e3779b9` (mod 2³²), and the prompts come from the caller's stream, whose
- * position the caller checkpoints.
+ * `seed + step + r · 0x9e3779b9` (mod 2³²), prompt i of a round with `promptSeed(roundSeed, i)`
+ * as one task (`rollout_tasks.ts`: the learner or a rollout worker samples it, with the same
+ * result), and the prompts come from the caller's stream, whose position the caller
+ * checkpoints.
  *
  * @module
  */
 
 import type { Gemma3 } from "../model/gemma3.ts";
+import type { Trainable } from "../model/trainable.ts";
 import type { GrpoConfig } from "./grpo_config.ts";
 import { groupAdvantages } from "./grpo_math.ts";
 import { combineRewards, type CombineRewardsOptions, overlongPenalty } from "./rewards.ts";
+import {
+  localRollout,
+  promptSeed,
+  type RolloutExecutor,
+  type RolloutTask,
+} from "./rollout_tasks.ts";
 
 /** One prompt of a GRPO batch. */
 export interface GrpoPrompt {
@@ -63,6 +72,10 @@ export interface SampledGroups {
   /** The sampler's log-prob (temperature 1, of the logits it sampled from) of each completion
    * token, per row. */
   readonly rolloutLogps: readonly (readonly number[])[];
+  /** Whether a rollout worker sampled the row. */
+  readonly remote: readonly boolean[];
+  /** The largest version lag of the tasks' results behind the policy (0: all current). */
+  readonly staleness: number;
   /** Decoded completions per row. */
   readonly texts: readonly string[];
   /** Total reward per row (reward functions, weighted, plus the overlong penalty when on). */
@@ -99,6 +112,14 @@ export interface SampleGroupsOptions {
   readonly seed: number;
   /** Reward functions and weights (default: the seed's four, unweighted). */
   readonly rewards?: CombineRewardsOptions;
+  /** Runs the per-prompt tasks (default {@linkcode localRollout}: the learner samples). */
+  readonly executor?: RolloutExecutor;
+  /** The policy's version: optimizer updates done (default 0). */
+  readonly version?: number;
+  /** Task id prefix, e.g. `s3-r0` (default `r0`). */
+  readonly taskPrefix?: string;
+  /** The trained parameters, which rollout workers load (default null). */
+  readonly trainable?: Trainable | null;
 }
 
 /** Completion length as the loss mask counts it: up to and including the first EOS. */
@@ -107,12 +128,69 @@ function maskedLength(ids: readonly number[], eos: ReadonlySet<number>): number 
   return ids.length;
 }
 
+/** Decoded texts and rewards of completions (reward functions, weighted, plus the overlong
+ * penalty when on). */
+interface ScoredRows {
+  readonly texts: string[];
+  readonly rewards: readonly number[];
+  readonly rewardsPerFunction: Readonly<Record<string, readonly number[]>>;
+}
+
+function scoreRows(
+  completions: readonly (readonly number[])[],
+  answers: readonly string[],
+  options: Pick<SampleGroupsOptions, "config" | "decoder" | "eosIds" | "rewards">,
+): ScoredRows {
+  const texts = completions.map((ids) => options.decoder.decode(ids));
+  const scored = combineRewards(texts, answers, options.rewards);
+  const o = options.config.overlongPenalty;
+  if (!o.enabled) return { texts, rewards: scored.total, rewardsPerFunction: scored.perFunction };
+  const eos = new Set(options.eosIds);
+  const penalty = completions.map((ids) =>
+    overlongPenalty(maskedLength(ids, eos), o.maxLength, o.cacheLength)
+  );
+  return {
+    texts,
+    rewards: scored.total.map((r, i) => r + penalty[i]),
+    rewardsPerFunction: { ...scored.perFunction, [OVERLONG_REWARD_NAME]: penalty },
+  };
+}
+
 /**
- * Samples G completions per prompt and scores them.
+ * The total reward of a task's completions, as GRPO scores them (decoded, the reward functions
+ * weighted, plus the overlong penalty when on): what the learner checks a rollout worker's
+ * claimed rewards against, and what a worker computes.
+ *
+ * @param options The GRPO config, decoder, EOS ids and reward functions.
+ * @returns The scorer.
+ * @example
+ * ```ts
+ * import { createGrpoConfig } from "./grpo_config.ts";
+ * import { rolloutScorer } from "./grpo_rollout.ts";
+ * const score = rolloutScorer({
+ *   config: createGrpoConfig({}),
+ *   decoder: { decode: () => "<reasoning>x</reasoning><answer>7</answer>" },
+ *   eosIds: [1],
+ * });
+ * console.log(score({ answer: "7" }, [[5, 1]])[0] > 0); // true
+ * ```
+ */
+export function rolloutScorer(
+  options: Pick<SampleGroupsOptions, "config" | "decoder" | "eosIds" | "rewards">,
+): (task: Pick<RolloutTask, "answer">, completions: readonly (readonly number[])[]) => number[] {
+  return (task, completions) => [
+    ...scoreRows(completions, completions.map(() => task.answer), options).rewards,
+  ];
+}
+
+/**
+ * Samples G completions per prompt and scores them. Each prompt is one task
+ * (`rollout_tasks.ts`) with its own seed (`promptSeed(seed, index)`), run by `executor`: the
+ * learner itself, or rollout workers — the completions of a prompt are the same either way.
  *
  * @param model The policy.
  * @param prompts The prompts.
- * @param options Config, decoder, EOS ids, seed, rewards.
+ * @param options Config, decoder, EOS ids, seed, rewards, executor and policy version.
  * @returns The scored groups.
  * @example
  * ```ts
@@ -138,46 +216,45 @@ export async function sampleGroups(
   options: SampleGroupsOptions,
 ): Promise<SampledGroups> {
   const c = options.config, G = c.numGenerations;
-  const rows: number[][] = [];
-  const answers: string[] = [];
-  for (const p of prompts) {
-    const ids = p.ids.slice(-c.maxPromptLength);
-    for (let g = 0; g < G; g++) {
-      rows.push(ids);
-      answers.push(p.answer);
-    }
-  }
-  // The sampler's own log-prob of each token it drew costs no extra readback.
-  const { ids: completions, logprobs: rolloutLogps } = await model.generateWithLogprobs(rows, {
+  const version = options.version ?? 0;
+  const sampling = {
     maxNewTokens: c.maxNewTokens,
     temperature: c.temperature,
     topK: c.topK,
     topP: c.topP,
-    seed: options.seed,
     eosIds: [...options.eosIds],
+  };
+  const tasks: RolloutTask[] = prompts.map((p, i) => ({
+    id: `${options.taskPrefix ?? "r0"}-p${i}`,
+    promptIds: p.ids.slice(-c.maxPromptLength),
+    answer: p.answer,
+    numGenerations: G,
+    sampling,
+    seed: promptSeed(options.seed, i),
+    version,
+  }));
+  const score = rolloutScorer(options);
+  const results = await (options.executor ?? localRollout).run(tasks, {
+    model,
+    version,
+    trainable: options.trainable ?? null,
+    score,
   });
-  const texts = completions.map((ids) => options.decoder.decode(ids));
-  const scored = combineRewards(texts, answers, options.rewards);
-  let rewards: readonly number[] = scored.total;
-  let rewardsPerFunction: Readonly<Record<string, readonly number[]>> = scored.perFunction;
-  const o = c.overlongPenalty;
-  if (o.enabled) {
-    const eos = new Set(options.eosIds);
-    const penalty = completions.map((ids) =>
-      overlongPenalty(maskedLength(ids, eos), o.maxLength, o.cacheLength)
-    );
-    rewards = scored.total.map((r, i) => r + penalty[i]);
-    rewardsPerFunction = { ...scored.perFunction, [OVERLONG_REWARD_NAME]: penalty };
-  }
+  const rows = tasks.flatMap((t) => Array.from({ length: G }, () => t.promptIds));
+  const answers = tasks.flatMap((t) => Array.from({ length: G }, () => t.answer));
+  const completions = results.flatMap((r) => r.completions);
+  const rolloutLogps = results.flatMap((r) => r.rolloutLogps);
+  const remote = results.flatMap((r) => r.completions.map(() => r.remote));
+  const staleness = results.map((r) => version - r.version);
   return {
     prompts,
     rows,
     answers,
     completions,
     rolloutLogps,
-    texts,
-    rewards,
-    rewardsPerFunction,
+    remote,
+    staleness: staleness.length > 0 ? Math.max(...staleness) : 0,
+    ...scoreRows(completions, answers, options),
   };
 }
 
@@ -196,6 +273,8 @@ function selectGroups(s: SampledGroups, keep: readonly number[], G: number): Sam
     answers: rowsOf(s.answers),
     completions: rowsOf(s.completions),
     rolloutLogps: rowsOf(s.rolloutLogps),
+    remote: rowsOf(s.remote),
+    staleness: s.staleness,
     texts: rowsOf(s.texts),
     rewards: rowsOf(s.rewards),
     rewardsPerFunction: Object.fromEntries(
@@ -214,6 +293,8 @@ function concatGroups(parts: readonly SampledGroups[]): SampledGroups {
     answers: cat((s) => s.answers),
     completions: cat((s) => s.completions),
     rolloutLogps: cat((s) => s.rolloutLogps),
+    remote: cat((s) => s.remote),
+    staleness: Math.max(...parts.map((s) => s.staleness)),
     texts: cat((s) => s.texts),
     rewards: cat((s) => s.rewards),
     rewardsPerFunction: Object.fromEntries(
@@ -276,7 +357,12 @@ export async function collectRollout(
 ): Promise<GrpoRollout> {
   const c = options.config, G = c.numGenerations;
   const roundSeed = (r: number) => r === 0 ? options.seed : (options.seed + r * 0x9e3779b9) >>> 0;
-  const first = await sampleGroups(model, prompts, { ...options, seed: roundSeed(0) });
+  const round = (r: number) => ({
+    ...options,
+    seed: roundSeed(r),
+    taskPrefix: `${options.taskPrefix ?? "s0"}-r${r}`,
+  });
+  const first = await sampleGroups(model, prompts, round(0));
   const draws: SampledGroups[] = [first];
   const kept: SampledGroups[] = [];
   const informative = (s: SampledGroups): SampledGroups => {
@@ -292,7 +378,7 @@ export async function collectRollout(
       if (more.length === 0) break;
       rounds++;
       extra += more.length;
-      const s = await sampleGroups(model, more, { ...options, seed: roundSeed(rounds) });
+      const s = await sampleGroups(model, more, round(rounds));
       draws.push(s);
       const k = informative(s);
       kept.push(k);

@@ -294,6 +294,7 @@ export function grpoPhase(session: RunSession): Phase {
         seed: config.run.seed,
         reference,
         microBatchRows: g.microBatchSize,
+        rollout: session.rollout ?? undefined,
       });
       const order = promptOrder(examples.length, config.run.seed);
       const start = Math.floor((ctx.resumeFrom?.step ?? 0) / g.numIterations);

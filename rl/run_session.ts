@@ -15,6 +15,7 @@ import { type LoadedCheckpoint, restoreParams } from "./checkpoint.ts";
 import type { PhaseContext } from "./pipeline.ts";
 import { demoModelConfig } from "./presets.ts";
 import type { RunInputs } from "./run_inputs.ts";
+import type { RolloutExecutor } from "./rollout_tasks.ts";
 import { DEMO_SOURCE } from "./train_config.ts";
 
 /** The run's model and what every phase shares. */
@@ -27,6 +28,8 @@ export interface RunSession {
   endOfTurn(): Promise<number>;
   /** True once a phase of this process changed the weights. */
   trained: boolean;
+  /** Runs GRPO's rollout tasks elsewhere (rollout workers), or null: the learner samples. */
+  readonly rollout: RolloutExecutor | null;
   /** Frees the model and adapter, and the GPU when the session created it. */
   dispose(): Promise<void>;
 }
@@ -35,7 +38,8 @@ export interface RunSession {
  * Builds a run's session; nothing is created before the first `model()` call.
  *
  * @param inputs The run's inputs.
- * @param options `gpu`: the device to use (default: a new one, destroyed by `dispose`).
+ * @param options `gpu`: the device to use (default: a new one, destroyed by `dispose`);
+ *   `rollout`: where GRPO's rollout tasks run (default: the learner).
  * @returns The session.
  * @example
  * ```ts
@@ -51,13 +55,17 @@ export interface RunSession {
  * await session.dispose(); // nothing was created
  * ```
  */
-export function createRunSession(inputs: RunInputs, options: { gpu?: Gpu } = {}): RunSession {
+export function createRunSession(
+  inputs: RunInputs,
+  options: { readonly gpu?: Gpu; readonly rollout?: RolloutExecutor } = {},
+): RunSession {
   const config = inputs.config;
   let model: Promise<Gemma3> | null = null;
   let ownGpu: Gpu | null = null;
   return {
     inputs,
     trained: false,
+    rollout: options.rollout ?? null,
     model() {
       model ??= (async () => {
         const gpu = options.gpu ?? (ownGpu = await Gpu.create());

@@ -17,6 +17,7 @@ import { type PhaseSet, runPipeline } from "./pipeline.ts";
 import type { EvalFile, PipelineState } from "./pipeline_state.ts";
 import { createRunInputs, type InputSources, staticInputSources } from "./run_inputs.ts";
 import { createRunSession } from "./run_session.ts";
+import type { RolloutExecutor } from "./rollout_tasks.ts";
 import type { RunStore } from "./run_store.ts";
 import { type ValidatedRun, validateRun } from "./run_validation.ts";
 import type { TrainConfig } from "./train_config.ts";
@@ -41,6 +42,12 @@ export interface TrainOptions {
   readonly sources?: InputSources;
   /** The device (default: a new one, destroyed when the run ends). */
   readonly gpu?: Gpu;
+  /**
+   * Where GRPO's per-prompt rollout tasks run (default: this process), e.g. rollout workers
+   * through a broker (`BrokerRollout`); with `grpo.maxStaleness` 0 the run's metrics and
+   * evaluations do not depend on it.
+   */
+  readonly rollout?: RolloutExecutor;
   /** Clock of `pipeline.json`'s times (default `() => new Date()`). */
   readonly now?: () => Date;
   /** Title of `report.html` (default `webtune <preset> run <runDir>`). */
@@ -131,7 +138,7 @@ export async function train(config: TrainConfig, options: TrainOptions): Promise
     sources = (await validateRun(config, { sources })).sources;
   }
   const inputs = createRunInputs(config, { sources, store });
-  const session = createRunSession(inputs, { gpu: options.gpu });
+  const session = createRunSession(inputs, { gpu: options.gpu, rollout: options.rollout });
   const defaults = createPhases(session);
   try {
     const state = await runPipeline({

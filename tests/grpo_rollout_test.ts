@@ -16,10 +16,14 @@ import {
   OVERLONG_REWARD_NAME,
   type RolloutModel,
 } from "../rl/grpo_rollout.ts";
+import { promptSeed } from "../rl/rollout_tasks.ts";
 
 const EOS = 1, G = 2;
 
-/** A sampler whose row b draws `b % G + 1` tokens of 7 (then EOS when `eos`), recording seeds. */
+/**
+ * A sampler whose row b (of each task's G rows) draws `b % G + 1` tokens of 7 (then EOS when
+ * `eos`), recording seeds.
+ */
 function scriptedModel(seeds: number[], eos = true): RolloutModel {
   return {
     generateWithLogprobs(prompts, options) {
@@ -61,7 +65,8 @@ Deno.test("collectRollout() without dynamic sampling trains on every group it sa
     [prompt("same"), prompt("diff")],
     options({}, [prompt("unused")]),
   );
-  assert.deepEqual(seeds, [100]);
+  // One task per prompt, each with its own seed.
+  assert.deepEqual(seeds, [promptSeed(100, 0), promptSeed(100, 1)]);
   assert.equal(r.batch, r.sampled);
   assert.deepEqual(r.batch.prompts.map((p) => p.answer), ["same", "diff"]);
   assert.deepEqual(r.batch.rewards, [1, 1, 1, 3]); // "7" and "7 7"
@@ -92,7 +97,12 @@ Deno.test("collectRollout() with dynamic sampling drops equal-reward groups and 
   assert.deepEqual([r.resampleDraws, r.resampleRounds, r.zeroStdGroups], [3, 3, 3]);
   assert.deepEqual(stream.map((p) => p.answer), ["diff4"], "the stream moved by the draws");
   const phi = 0x9e3779b9;
-  assert.deepEqual(seeds, [100, (100 + phi) >>> 0, (100 + 2 * phi) >>> 0, (100 + 3 * phi) >>> 0]);
+  const rounds = [100, (100 + phi) >>> 0, (100 + 2 * phi) >>> 0, (100 + 3 * phi) >>> 0];
+  assert.deepEqual(seeds, [
+    promptSeed(100, 0),
+    promptSeed(100, 1),
+    ...rounds.slice(1).map((r) => promptSeed(r, 0)),
+  ]);
   assert.equal(r.batch.rows.length, 4);
   assert.ok(r.advantages.every((a) => a !== 0));
 });
