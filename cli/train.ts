@@ -28,6 +28,15 @@ import type { TrainConfig } from "../rl/train_config.ts";
 import { resolveRunConfig, type ResolveRunConfigOptions } from "../rl/train_config_fs.ts";
 import { type ProgressFactory, progressLines } from "../rl/train_events.ts";
 import { train } from "../rl/train_fs.ts";
+import {
+  BROKER_FLAGS,
+  type BrokerAddress,
+  brokerAddress,
+  type BrokerEnv,
+  connectBroker,
+  type LearnerRollout,
+  learnerRollout,
+} from "./_broker.ts";
 import { parseFlagTable, runCommand, UsageError, usageText } from "./_cli.ts";
 
 const FLAGS = {
@@ -41,11 +50,23 @@ const FLAGS = {
   set: ["strings", "path=value", "any config field, e.g. grpo.beta=0.04 (repeatable; JSON values)"],
   resume: ["string", "RUN_DIR", "continue an interrupted run with its saved config"],
   "print-config": ["boolean", "", "print the resolved config as JSON and exit (no run starts)"],
+  ...BROKER_FLAGS,
+  "rollout-ack-wait": [
+    "number",
+    "SECONDS",
+    "with --broker: hand a task a worker holds silently\nthis long to another (default 60)",
+  ],
+  "rollout-timeout": [
+    "number",
+    "SECONDS",
+    "with --broker: sample locally what no worker returned\nwithin this long (default 60)",
+  ],
 } as const;
 const USAGE = usageText(
   `usage: deno task train [--preset NAME] [--config FILE.json] [--model DIR] [--sft-data PATH]
        [--data PATH] [--out DIR] [--seed N] [--set path=value]... [--print-config]
-       deno task train --resume RUN_DIR [--print-config]`,
+       deno task train --resume RUN_DIR [--print-config]
+       (either with --broker URL: GRPO rollouts on \`deno task worker\` processes)`,
   FLAGS,
 ) + `
 
@@ -61,6 +82,12 @@ export interface TrainArgs {
   readonly config: ResolveRunConfigOptions;
   /** `--print-config`: print the resolved config and exit. */
   readonly printConfig: boolean;
+  /** `--broker` (credentials from flags or environment), or null: rollouts stay local. */
+  readonly broker: BrokerAddress | null;
+  /** `--rollout-timeout` in milliseconds. */
+  readonly rolloutTimeoutMs: number;
+  /** `--rollout-ack-wait` in milliseconds. */
+  readonly rolloutAckWaitMs: number;
 }
 
 /**
@@ -76,10 +103,24 @@ export interface TrainArgs {
  * if (a?.config.sets?.length !== 2) throw new Error();
  * ```
  */
-export function parseTrainArgs(args: readonly string[]): TrainArgs | null {
+export function parseTrainArgs(
+  args: readonly string[],
+  env: BrokerEnv = {},
+): TrainArgs | null {
   const v = parseFlagTable(args, FLAGS);
   if (v === null) return null;
-  const { resume = null, printConfig = false, set: sets = [], ...configFlags } = v;
+  const {
+    resume = null,
+    printConfig = false,
+    set: sets = [],
+    broker: _broker,
+    brokerUser: _user,
+    brokerPassword: _password,
+    rolloutTimeout = 60,
+    rolloutAckWait = 60,
+    ...configFlags
+  } = v;
+  const broker = brokerAddress(v, env);
   if (resume !== null && (Object.keys(configFlags).length > 0 || sets.length > 0)) {
     throw new UsageError(
       "--resume continues a run exactly, with its saved config.json; drop the other options " +
@@ -99,6 +140,9 @@ export function parseTrainArgs(args: readonly string[]): TrainArgs | null {
   return {
     resume,
     printConfig,
+    broker,
+    rolloutTimeoutMs: rolloutTimeout * 1000,
+    rolloutAckWaitMs: rolloutAckWait * 1000,
     config: {
       preset: v.preset ?? null,
       defaultPreset: v.model !== undefined ? "gemma3-1b-gsm8k" : "demo",
@@ -120,8 +164,8 @@ export const STOP_EXIT_CODES: Readonly<Record<StopSignal, number>> = Object.free
 
 /** What {@linkcode trainMain} uses from the outside world (injectable for tests). */
 export interface TrainEnvironment {
-  /** Environment variables deciding the Hugging Face cache. */
-  readonly env: HubCacheEnv;
+  /** Environment variables deciding the Hugging Face cache and the broker credentials. */
+  readonly env: HubCacheEnv & BrokerEnv;
   /** Replaces or wraps the phase implementations (tests). */
   readonly phases?: (defaults: PhaseSet) => PhaseSet;
   /** Writes a line to stdout. */
@@ -185,7 +229,8 @@ export async function trainMain(
     ...overrides,
   };
   const { out, err } = io, run = (a: TrainArgs) => runTrain(a, io);
-  return await runCommand(args, { usage: USAGE, parse: parseTrainArgs, run, out, err });
+  const parse = (args: readonly string[]) => parseTrainArgs(args, io.env);
+  return await runCommand(args, { usage: USAGE, parse, run, out, err });
 }
 
 async function runTrain(a: TrainArgs, io: TrainEnvironment): Promise<number> {
@@ -224,9 +269,22 @@ async function runTrain(a: TrainArgs, io: TrainEnvironment): Promise<number> {
     io.err(`\nstopping (${signal}): saving a checkpoint (${again} to quit at once)`);
     controller.abort();
   });
+  let rollout: LearnerRollout | null = null;
   try {
     runDir ??= await createRunDir(config.run.outDir, io.now());
     io.err(`preset ${config.preset}, run folder ${runDir}`);
+    if (a.broker !== null) {
+      const runId = runDir.split(/[/\\]/).at(-1)!.replace(/[^A-Za-z0-9_-]/g, "_");
+      rollout = learnerRollout({
+        connection: await connectBroker(a.broker, `webtune-learner-${runId}`),
+        config,
+        runId,
+        resultTimeoutMs: a.rolloutTimeoutMs,
+        ackWaitMs: a.rolloutAckWaitMs,
+        log: io.err,
+      });
+      io.err(`GRPO rollouts through the broker ${a.broker.url} (run id ${runId})`);
+    }
     const bars = progressLines(io.progress);
     try {
       const result = await train(config, {
@@ -236,6 +294,7 @@ async function runTrain(a: TrainArgs, io: TrainEnvironment): Promise<number> {
         onEvent: (e) => e.type === "message" ? io.err(e.text) : bars(e),
         now: io.now,
         phases: io.phases,
+        ...(rollout !== null ? { rollout } : {}),
       });
       printResult(io, runDir, result.eval);
       if (result.status !== "interrupted") return 0;
@@ -252,6 +311,7 @@ async function runTrain(a: TrainArgs, io: TrainEnvironment): Promise<number> {
     }
   } finally {
     removeHandler();
+    await rollout?.close();
   }
 }
 

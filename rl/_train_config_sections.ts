@@ -189,6 +189,7 @@ const GRPO_VARIANT_KEYS = [
   "overlongPenalty",
   "dynamicSampling",
   "maxResampleRounds",
+  "maxStaleness",
 ];
 
 /** Validates an optimizer section at `path`. */

@@ -25,6 +25,8 @@ import {
   type CompletionDecoder,
   type GrpoPrompt,
   type PromptStream,
+  rolloutScorer,
+  rolloutTasks,
 } from "./grpo_rollout.ts";
 import type { AdamW } from "./optimizer.ts";
 import type { CombineRewardsOptions } from "./rewards.ts";
@@ -66,6 +68,11 @@ export interface GrpoStepOptions {
   /** The prompt stream that dynamic sampling draws its extra prompts from (without it, no
    * extra rounds run). */
   readonly drawPrompts?: PromptStream;
+  /**
+   * The prompts of the next steps, in order (`grpo.maxStaleness` > 0 with a rollout executor
+   * that prefetches: the first `maxStaleness` of them are handed to the workers now).
+   */
+  readonly upcoming?: readonly (readonly GrpoPrompt[])[];
 }
 
 /** Everything one GRPO step measured. */
@@ -162,6 +169,16 @@ export function completionLossMask(
 }
 
 /** max |a − b| over the masked tokens of rows whose rollout log-probs are known. */
+/** Rollout log-probs as a `[rows, width]` grid (0 past each completion's end). */
+function rolloutLogpGrid(
+  rows: readonly (readonly number[])[],
+  shape: readonly [number, number],
+): TokenGrid<Float64Array> {
+  const data = new Float64Array(shape[0] * shape[1]);
+  rows.forEach((row, b) => data.set(row.slice(0, shape[1]), b * shape[1]));
+  return { data, shape };
+}
+
 function maxAbsDiff(
   rollout: readonly (readonly number[])[],
   training: TokenGrid,
@@ -217,6 +234,33 @@ export class GrpoTrainer {
   ): Promise<GrpoStepResult> {
     const c = this.#config, model = this.#model, G = c.numGenerations;
     const t0 = performance.now();
+    const executor = this.#options.rollout;
+    const policy = () => ({
+      model,
+      version: this.#optimizer.stepCount,
+      trainable: this.#trainable,
+      score: rolloutScorer({
+        config: c,
+        decoder: this.#options.decoder,
+        eosIds: this.#options.eosIds,
+        rewards: this.#options.rewards,
+      }),
+    });
+    // grpo.maxStaleness k > 0: the next k steps' prompts go to the workers now, sampled with
+    // this version; their completions come back up to k versions old.
+    const upcoming = options.upcoming ?? [];
+    if (executor?.prefetch && c.maxStaleness > 0 && upcoming.length > 0) {
+      const tasks = upcoming.slice(0, c.maxStaleness).flatMap((later, j) =>
+        rolloutTasks(later, {
+          config: c,
+          eosIds: this.#options.eosIds,
+          seed: (this.#options.seed ?? 0) + step + 1 + j,
+          version: this.#optimizer.stepCount,
+          taskPrefix: `s${step + 1 + j}-r0`,
+        })
+      );
+      await executor.prefetch(tasks, policy());
+    }
     const rollout = await collectRollout(model, prompts, {
       config: c,
       decoder: this.#options.decoder,
@@ -236,7 +280,11 @@ export class GrpoTrainer {
     const mask = completionLossMask(ids, eosPad, { maskTruncated: c.maskTruncatedCompletions });
 
     const t1 = performance.now();
-    let oldLogps: TokenGrid | undefined;
+    // Completions possibly sampled by an older policy (maxStaleness > 0): their rollout
+    // log-probs are the old policy of the importance ratio from the first iteration on.
+    let oldLogps: TokenGrid | undefined = c.maxStaleness > 0
+      ? rolloutLogpGrid(batch.rolloutLogps, ids.shape)
+      : undefined;
     let last = { loss: NaN, metrics: {} as Record<string, number> };
     let rolloutDrift = 0;
     for (let iteration = 0; iteration < c.numIterations; iteration++) {

@@ -127,6 +127,14 @@ export interface GrpoConfig {
   readonly dynamicSampling: boolean;
   /** Extra sampling rounds per step of dynamic sampling (integer ≥ 0). */
   readonly maxResampleRounds: number;
+  /**
+   * Rollout workers may sample a step's prompts up to this many policy versions ahead of the
+   * step (integer ≥ 0; 0: every completion comes from the current policy, and a run with
+   * workers equals the run without). Stale completions are corrected by the importance ratio
+   * against their rollout log-probs. Needs `dynamicSampling` off (later steps' prompts must be
+   * known in advance).
+   */
+  readonly maxStaleness: number;
 }
 
 /**
@@ -173,6 +181,7 @@ export const GRPO_RECIPE_DEFAULTS: Readonly<
   maskTruncatedCompletions: false,
   dynamicSampling: false,
   maxResampleRounds: 3,
+  maxStaleness: 0,
 });
 
 /** The loss type an aggregation mode stands for. */
@@ -413,5 +422,19 @@ export function createGrpoConfig(overrides: GrpoConfigInput = {}): GrpoConfig {
     overlongPenalty: overlongPenalty(given.overlongPenalty, maxNewTokens),
     dynamicSampling: requireBoolean("dynamicSampling", merged.dynamicSampling),
     maxResampleRounds: requireInteger("maxResampleRounds", merged.maxResampleRounds, 0),
+    maxStaleness: staleness(merged.maxStaleness, merged.dynamicSampling),
   });
+}
+
+function staleness(value: unknown, dynamicSampling: unknown): number {
+  const k = requireInteger("maxStaleness", value, 0);
+  if (k > 0 && dynamicSampling === true) {
+    throw GrpoConfigError.mustBe(
+      "maxStaleness",
+      "0 with dynamicSampling (later steps' prompts depend on this step's draws)",
+      k,
+      String,
+    );
+  }
+  return k;
 }

@@ -157,6 +157,46 @@ function scoreRows(
 }
 
 /**
+ * The per-prompt tasks of a sampling round: prompt i (cut to `maxPromptLength` from the left)
+ * with seed `promptSeed(seed, i)`, id `<taskPrefix>-p<i>`, the config's sampling.
+ *
+ * @param prompts The round's prompts.
+ * @param options Config, EOS ids, the round's seed, policy version and task id prefix.
+ * @returns One task per prompt.
+ * @example
+ * ```ts
+ * import { createGrpoConfig } from "./grpo_config.ts";
+ * import { rolloutTasks } from "./grpo_rollout.ts";
+ * const [t] = rolloutTasks([{ ids: [2, 5], answer: "7" }], {
+ *   config: createGrpoConfig({ numGenerations: 2 }), eosIds: [1], seed: 3, taskPrefix: "s0-r0",
+ * });
+ * console.log(t.id, t.numGenerations); // "s0-r0-p0" 2
+ * ```
+ */
+export function rolloutTasks(
+  prompts: readonly GrpoPrompt[],
+  options: Pick<SampleGroupsOptions, "config" | "eosIds" | "seed" | "version" | "taskPrefix">,
+): RolloutTask[] {
+  const c = options.config;
+  const sampling = {
+    maxNewTokens: c.maxNewTokens,
+    temperature: c.temperature,
+    topK: c.topK,
+    topP: c.topP,
+    eosIds: [...options.eosIds],
+  };
+  return prompts.map((p, i) => ({
+    id: `${options.taskPrefix ?? "r0"}-p${i}`,
+    promptIds: p.ids.slice(-c.maxPromptLength),
+    answer: p.answer,
+    numGenerations: c.numGenerations,
+    sampling,
+    seed: promptSeed(options.seed, i),
+    version: options.version ?? 0,
+  }));
+}
+
+/**
  * The total reward of a task's completions, as GRPO scores them (decoded, the reward functions
  * weighted, plus the overlong penalty when on): what the learner checks a rollout worker's
  * claimed rewards against, and what a worker computes.
@@ -215,24 +255,9 @@ export async function sampleGroups(
   prompts: readonly GrpoPrompt[],
   options: SampleGroupsOptions,
 ): Promise<SampledGroups> {
-  const c = options.config, G = c.numGenerations;
+  const G = options.config.numGenerations;
   const version = options.version ?? 0;
-  const sampling = {
-    maxNewTokens: c.maxNewTokens,
-    temperature: c.temperature,
-    topK: c.topK,
-    topP: c.topP,
-    eosIds: [...options.eosIds],
-  };
-  const tasks: RolloutTask[] = prompts.map((p, i) => ({
-    id: `${options.taskPrefix ?? "r0"}-p${i}`,
-    promptIds: p.ids.slice(-c.maxPromptLength),
-    answer: p.answer,
-    numGenerations: G,
-    sampling,
-    seed: promptSeed(options.seed, i),
-    version,
-  }));
+  const tasks = rolloutTasks(prompts, options);
   const score = rolloutScorer(options);
   const results = await (options.executor ?? localRollout).run(tasks, {
     model,

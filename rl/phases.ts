@@ -329,8 +329,19 @@ export function grpoPhase(session: RunSession): Phase {
         async run(batch) {
           if (!g.dynamicSampling) drawn = batch * g.batchSize;
           const prompts = encode(draw(g.batchSize));
+          // maxStaleness k > 0 (no dynamic sampling): the next k batches' prompts, for workers.
+          const batchPrompts = (b: number) =>
+            encode(Array.from(
+              { length: g.batchSize },
+              (_, i) => examples[order[(b * g.batchSize + i) % order.length]],
+            ));
+          const later = Math.min(g.maxStaleness, g.numBatches - 1 - batch);
           const r = await trainer.step(prompts, batch, {
             drawPrompts: (count) => encode(draw(count)),
+            upcoming: Array.from(
+              { length: Math.max(0, later) },
+              (_, j) => batchPrompts(batch + 1 + j),
+            ),
           });
           // subtle: the trainer hands back the very objects `encode` made (with their question)
           const first = r.prompts[0] as typeof prompts[number];

@@ -84,6 +84,15 @@ export interface RolloutExecutor {
    * @returns One result per task, in task order.
    */
   run(tasks: readonly RolloutTask[], policy: RolloutPolicy): Promise<RolloutTaskResult[]>;
+  /**
+   * Hands out tasks of later steps now, to be sampled with the current policy
+   * (`grpo.maxStaleness` > 0); `run` with the same task ids later takes their results when at
+   * most `maxStaleness` versions old. Executors without workers have none.
+   *
+   * @param tasks Tasks of later steps (their `version`: the current one).
+   * @param policy The learner's policy now.
+   */
+  prefetch?(tasks: readonly RolloutTask[], policy: RolloutPolicy): Promise<void>;
 }
 
 /**

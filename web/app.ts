@@ -34,6 +34,7 @@ import {
 } from "../web.ts";
 import { type ModelPanel, setupModelPanel } from "./model_panel.ts";
 import { openOpfsRunStore, trainedModelSource } from "./stores.ts";
+import { setupWorkerPanel } from "./worker_panel.ts";
 
 /** What the page exposes on `globalThis.webtune` (tests and the console read it). */
 export interface DemoPageHandle {
@@ -117,6 +118,7 @@ async function init(): Promise<void> {
   $("stop").addEventListener("click", () => controller?.abort());
   $("status").textContent = "Ready.";
   panel = setupModelPanel({ gpu, tokenizer, tokenizerConfig, modelUrl: params.get("model") });
+  setupWorkerPanel({ gpu, tokenizer, params });
   setState("ready");
   if (params.get("autorun") === "1") await runDemo();
 }
