@@ -27,7 +27,7 @@ import {
 } from "../kernels/adamw.ts";
 import { ShapeError } from "../kernels/errors.ts";
 import type { BufferBinding, Gpu } from "../kernels/gpu.ts";
-import { shapeString, Tensor } from "../kernels/tensor.ts";
+import { readTensorsF32, shapeString, Tensor } from "../kernels/tensor.ts";
 import {
   type AdamWConfig,
   adamwConfig,
@@ -282,20 +282,7 @@ export class AdamW {
     this.#check();
     if (this.#pending) throw new OptimizerError("state", "commit the pending step first");
     const tensors = this.#slots.flatMap((s) => [s.m, s.v]);
-    const ranges = tensors.flatMap((t) =>
-      t.parts.map((p) => ({ buffer: p.buffer, offset: 0, size: Math.max(p.bytes, 4) }))
-    );
-    const chunks = await this.#gpu.readMany(ranges);
-    let at = 0;
-    const host = tensors.map((t) => {
-      const out = new Float32Array(t.numel);
-      let offset = 0;
-      for (const p of t.parts) {
-        out.set(new Float32Array(chunks[at++], 0, p.bytes / 4), offset);
-        offset += p.bytes / 4;
-      }
-      return out;
-    });
+    const host = await readTensorsF32(tensors);
     const moments = new Map<string, { m: Float32Array; v: Float32Array }>();
     this.#slots.forEach((s, i) => moments.set(s.name, { m: host[2 * i], v: host[2 * i + 1] }));
     return Object.freeze({ stepCount: this.#stepCount, moments });

@@ -7,31 +7,12 @@
  * @module
  */
 
-import type { Tensor } from "../kernels/tensor.ts";
+import { readTensorsF32, type Tensor } from "../kernels/tensor.ts";
 import { bytesReader } from "../model/byte_readers.ts";
 import { openSafetensorsFrom } from "../model/safetensors.ts";
 import { decodeFloat32 } from "../model/safetensors_dtype.ts";
 import { encodeSafetensors } from "../model/safetensors_writer.ts";
 import type { HostTensor } from "./checkpoint.ts";
-
-/** Reads f32 tensors back in one GPU wait. */
-async function readAll(tensors: readonly Tensor[]): Promise<Float32Array[]> {
-  if (tensors.length === 0) return [];
-  const ranges = tensors.flatMap((t) =>
-    t.parts.map((p) => ({ buffer: p.buffer, offset: 0, size: Math.max(p.bytes, 4) }))
-  );
-  const chunks = await tensors[0].gpu.readMany(ranges);
-  let at = 0;
-  return tensors.map((t) => {
-    const out = new Float32Array(t.numel);
-    let offset = 0;
-    for (const p of t.parts) {
-      out.set(new Float32Array(chunks[at++], 0, p.bytes / 4), offset);
-      offset += p.bytes / 4;
-    }
-    return out;
-  });
-}
 
 /**
  * Encodes trainable parameters as a `weights/v<N>` object.
@@ -55,7 +36,7 @@ export async function encodeRolloutWeights(
   params: ReadonlyMap<string, Tensor>,
   version: number,
 ): Promise<Uint8Array> {
-  const data = await readAll([...params.values()]);
+  const data = await readTensorsF32([...params.values()]);
   return encodeSafetensors(
     [...params].map(([name, t], i) => ({ name, dtype: "F32", shape: t.shape, data: data[i] })),
     { format: "pt", version: String(version) },
