@@ -401,7 +401,10 @@ Deno.test("resolveTrainConfig() sets every GRPO-family field with --set; the def
   assert.deepEqual([cispo.grpo.lossType, cispo.grpo.epsilonHigh], ["cispo", 5]);
 });
 
-/** The `grpo.*` fields added with the GRPO family (absent from older `config.json` files). */
+/**
+ * The `grpo.*` fields added with the GRPO family and the rollout workers (absent from older
+ * `config.json` files).
+ */
 const GRPO_FAMILY_FIELDS = [
   "lossType",
   "importanceSampling",
@@ -417,6 +420,7 @@ const GRPO_FAMILY_FIELDS = [
   "overlongPenalty",
   "dynamicSampling",
   "maxResampleRounds",
+  "maxStaleness",
 ];
 
 Deno.test("createTrainConfig() keeps grpo.aggregation working: the older name of grpo/bnpo", () => {
@@ -467,6 +471,12 @@ Deno.test("createTrainConfig() names the GRPO-family field that is wrong", () =>
     [['grpo.maskTruncatedCompletions="yes"'], "grpo.maskTruncatedCompletions", "true or false"],
     [["grpo.dynamicSampling=1"], "grpo.dynamicSampling", "true or false"],
     [["grpo.maxResampleRounds=-1"], "grpo.maxResampleRounds", "must be >= 0, got -1"],
+    [["grpo.maxStaleness=1.5"], "grpo.maxStaleness", "must be an integer"],
+    [
+      ["grpo.maxStaleness=1", "grpo.dynamicSampling=true"],
+      "grpo.maxStaleness",
+      "must be 0 with dynamicSampling",
+    ],
     [["grpo.lossType=cispo"], "grpo.epsilonHigh", 'when lossType is "cispo", got none'],
     [["grpo.lossType=cispo", "grpo.epsilonHigh=0.28"], "grpo.epsilonHigh", "got 0.28"],
     [

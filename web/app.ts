@@ -20,7 +20,7 @@ import {
   loadTokenizerFromUrl,
   MemoryRunStore,
   type MetricsRecord,
-  renderReport,
+  renderRunReport,
   reportPlots,
   type ReportSample,
   resolveTrainConfig,
@@ -54,6 +54,8 @@ const $ = <T extends HTMLElement = HTMLElement>(id: string): T => {
   return el as T;
 };
 const params = new URLSearchParams(location.search);
+/** The title of the run's report (the page's store, as `report.html` in a run folder). */
+const REPORT_TITLE = "webtune demo run (browser)";
 const handle: DemoPageHandle = { state: "loading", result: null, error: null, run: runDemo };
 (globalThis as { webtune?: DemoPageHandle }).webtune = handle;
 
@@ -219,17 +221,6 @@ class RunView {
       return div;
     }));
   }
-
-  /** Renders the report the Deno run folder would hold, for download. */
-  reportHtml(config: TrainConfig, evals: EvalFile): string {
-    return renderReport({
-      title: "webtune demo run (browser)",
-      config,
-      metrics: this.#metrics,
-      evals: evals as Record<string, NonNullable<EvalFile["base"]>>,
-      samples: this.#samples,
-    });
-  }
 }
 
 function renderAccuracy(evals: EvalFile): void {
@@ -281,13 +272,15 @@ async function runDemo(): Promise<void> {
       gpu,
       signal: controller.signal,
       onEvent: view.onEvent,
-      title: "webtune demo run (browser)",
+      title: REPORT_TITLE,
     });
     handle.result = result;
     renderAccuracy(result.eval);
     const link = $<HTMLAnchorElement>("download-report");
     link.href = URL.createObjectURL(
-      new Blob([view.reportHtml(config, result.eval)], { type: "text/html" }),
+      new Blob([await renderRunReport(store, { config, title: REPORT_TITLE })], {
+        type: "text/html",
+      }),
     );
     link.hidden = false;
     const trained = await trainedModelSource(store);
