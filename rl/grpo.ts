@@ -168,7 +168,6 @@ export function completionLossMask(
   return mask;
 }
 
-/** max |a − b| over the masked tokens of rows whose rollout log-probs are known. */
 /** Rollout log-probs as a `[rows, width]` grid (0 past each completion's end). */
 function rolloutLogpGrid(
   rows: readonly (readonly number[])[],
@@ -179,6 +178,7 @@ function rolloutLogpGrid(
   return { data, shape };
 }
 
+/** max |a − b| over the masked tokens of rows whose rollout log-probs are known. */
 function maxAbsDiff(
   rollout: readonly (readonly number[])[],
   training: TokenGrid,
@@ -235,17 +235,6 @@ export class GrpoTrainer {
     const c = this.#config, model = this.#model, G = c.numGenerations;
     const t0 = performance.now();
     const executor = this.#options.rollout;
-    const policy = () => ({
-      model,
-      version: this.#optimizer.stepCount,
-      trainable: this.#trainable,
-      score: rolloutScorer({
-        config: c,
-        decoder: this.#options.decoder,
-        eosIds: this.#options.eosIds,
-        rewards: this.#options.rewards,
-      }),
-    });
     // grpo.maxStaleness k > 0: the next k steps' prompts go to the workers now, sampled with
     // this version; their completions come back up to k versions old.
     const upcoming = options.upcoming ?? [];
@@ -259,7 +248,17 @@ export class GrpoTrainer {
           taskPrefix: `s${step + 1 + j}-r0`,
         })
       );
-      await executor.prefetch(tasks, policy());
+      await executor.prefetch(tasks, {
+        model,
+        version: this.#optimizer.stepCount,
+        trainable: this.#trainable,
+        score: rolloutScorer({
+          config: c,
+          decoder: this.#options.decoder,
+          eosIds: this.#options.eosIds,
+          rewards: this.#options.rewards,
+        }),
+      });
     }
     const rollout = await collectRollout(model, prompts, {
       config: c,
@@ -268,7 +267,7 @@ export class GrpoTrainer {
       seed: (this.#options.seed ?? 0) + step,
       rewards: this.#options.rewards,
       drawPrompts: options.drawPrompts,
-      executor: this.#options.rollout,
+      executor,
       version: this.#optimizer.stepCount,
       taskPrefix: `s${step}`,
       trainable: this.#trainable,
