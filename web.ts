@@ -48,6 +48,7 @@ export * from "./kernels/rms_norm_backward.ts";
 export * from "./kernels/rope.ts";
 export * from "./kernels/rope_backward.ts";
 export * from "./kernels/sampling.ts";
+export * from "./kernels/tuning.ts";
 
 // data: datasets, prompts, batches
 export * from "./data/batch_sampler.ts";

@@ -12,6 +12,7 @@
 import { AllocationTracker, BufferPool, type MemoryStats } from "./buffer_pool.ts";
 import { GpuError, GpuOutOfMemoryError, KernelError, NoAdapterError } from "./errors.ts";
 import { type CachedPipeline, PipelineCache, type PipelineFailure } from "./pipeline_cache.ts";
+import { Tuner, type TuningMode } from "./tuning.ts";
 
 /** Limits webtune requests at the adapter's own maximum. */
 export interface GpuLimits {
@@ -47,6 +48,8 @@ export interface GpuFeatures {
   readonly f16: boolean;
   /** GPU timestamps (`timestamp-query`). */
   readonly timestampQuery: boolean;
+  /** WGSL subgroup operations (`subgroups`; shaders start with `enable subgroups;`). */
+  readonly subgroups: boolean;
 }
 
 /** Options of {@linkcode Gpu.create}. */
@@ -55,6 +58,8 @@ export interface GpuOptions {
   readonly powerPreference?: GPUPowerPreference;
   /** Caps the storage binding size below the adapter's (tests use this to force splitting). */
   readonly maxStorageBufferBindingSize?: number;
+  /** Kernel autotuning (see `tuning.ts`); default `"off"`: the deterministic table. */
+  readonly tuning?: TuningMode;
 }
 
 /** A buffer range bound to one binding slot. */
@@ -121,6 +126,8 @@ export class Gpu {
   readonly pool: BufferPool;
   /** Compiled pipelines. */
   readonly pipelines: PipelineCache;
+  /** Chooses kernel variants per shape class. */
+  readonly tuner: Tuner;
 
   #encoder: GPUCommandEncoder | null = null;
   #pass: GPUComputePassEncoder | null = null;
@@ -138,11 +145,13 @@ export class Gpu {
     adapter: AdapterSummary,
     limits: GpuLimits,
     features: GpuFeatures,
+    tuner: Tuner,
   ) {
     this.device = device;
     this.adapter = adapter;
     this.limits = limits;
     this.features = features;
+    this.tuner = tuner;
     this.tracker = new AllocationTracker();
     this.pool = new BufferPool(device, this.tracker);
     this.pipelines = new PipelineCache(device);
@@ -155,7 +164,7 @@ export class Gpu {
 
   /**
    * Acquires an adapter and a device with the adapter's own maxima for the limits webtune needs
-   * and `shader-f16` / `timestamp-query` when offered.
+   * and `shader-f16` / `timestamp-query` / `subgroups` when offered.
    *
    * @param options Adapter preference and optional caps.
    * @returns The runtime.
@@ -189,6 +198,8 @@ export class Gpu {
     const timestampQuery = adapter.features.has("timestamp-query");
     if (f16) requiredFeatures.push("shader-f16");
     if (timestampQuery) requiredFeatures.push("timestamp-query");
+    const subgroups = adapter.features.has("subgroups" as GPUFeatureName);
+    if (subgroups) requiredFeatures.push("subgroups" as GPUFeatureName);
     const device = await adapter.requestDevice({ requiredLimits, requiredFeatures });
     const info = adapter.info;
     return new Gpu(
@@ -210,7 +221,8 @@ export class Gpu {
         maxComputeInvocationsPerWorkgroup: device.limits.maxComputeInvocationsPerWorkgroup,
         maxComputeWorkgroupsPerDimension: device.limits.maxComputeWorkgroupsPerDimension,
       }),
-      Object.freeze({ f16, timestampQuery }),
+      Object.freeze({ f16, timestampQuery, subgroups }),
+      new Tuner(options.tuning ?? "off"),
     );
   }
 
