@@ -32,7 +32,8 @@ export * from "./web.ts";
 
 // base: disk access (Deno)
 
-// kernels: setting up a WebGPU adapter on a fresh machine (Deno)
+// kernels: setting up a WebGPU adapter on a fresh machine, the kernel tuning cache (Deno)
+export * from "./kernels/tuning_fs.ts";
 export * from "./kernels/webgpu_setup_fs.ts";
 
 // model: disk access (Deno)

@@ -22,6 +22,7 @@
 // base: shared basics (seeded PRNG, field errors)
 export * from "./base/field_error.ts";
 export * from "./base/random.ts";
+export * from "./base/version.ts";
 
 // kernels: WebGPU runtime and WGSL kernels
 export * from "./kernels/gpu.ts";

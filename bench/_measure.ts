@@ -1,73 +1,29 @@
 /**
- * Private helpers of the benches: deterministic pseudo-random inputs, GPU launch timing behind
- * one sync (calibrated to ~0.3 s of work, so Deno's ≥ 10 ms GPU wait stays under 5 %), and
- * median/best summaries.
+ * Private helpers of the benches: deterministic pseudo-random inputs and GPU launch timing
+ * behind one sync (`harness.ts`, calibrated here to ~0.3 s of work, so Deno's ≥ 10 ms GPU wait
+ * stays under 5 %), Deno.bench registration, and median/best summaries. Every summary line gives GFLOP/s or GB/s (whichever bounds the kernel)
+ * and, on an adapter in `peaks.ts`, the % of that peak; every summary starts with the adapter
+ * and its peaks ({@linkcode adapterLines}).
  *
  * @module
  */
 
 import type { Gpu } from "../kernels/gpu.ts";
+import { type AdapterPeak, findPeak, peakNote, peakSummary, type RateUnit } from "./peaks.ts";
+import {
+  calibrateReps as calibrateRun,
+  gpuRun,
+  lcgFill,
+  lcgWords,
+  median,
+  secondsOf,
+} from "./harness.ts";
+
+export { lcgFill, lcgWords, median };
+export type { RateUnit };
 
 /** Seconds of GPU work one calibrated bench iteration records. */
 export const TARGET_SECONDS = 0.3;
-
-/**
- * `n` successive states of the LCG `s ← 1664525·s + 1013904223 (mod 2³²)`, first step from `seed`.
- *
- * @param n Number of words.
- * @param seed Starting state (taken mod 2³²).
- * @returns The words.
- * @example
- * ```ts
- * import { lcgWords } from "./_measure.ts";
- * const ids = Array.from(lcgWords(4, 1), (s) => s % 1000);
- * ```
- */
-export function lcgWords(n: number, seed: number): Uint32Array<ArrayBuffer> {
-  const out = new Uint32Array(n);
-  let s = seed >>> 0;
-  for (let i = 0; i < n; i++) {
-    s = (Math.imul(s, 1664525) + 1013904223) >>> 0;
-    out[i] = s;
-  }
-  return out;
-}
-
-/**
- * `n` values uniform in [-scale, scale) from {@link lcgWords}.
- *
- * @param n Number of values.
- * @param seed LCG seed.
- * @param scale Half-width of the range.
- * @returns The values.
- * @example
- * ```ts
- * import { lcgFill } from "./_measure.ts";
- * const x = lcgFill(1024, 1, 0.5);
- * if (x.some((v) => v < -0.5 || v >= 0.5)) throw new Error("out of range");
- * ```
- */
-export function lcgFill(n: number, seed: number, scale = 1): Float32Array<ArrayBuffer> {
-  const words = lcgWords(n, seed);
-  const out = new Float32Array(n);
-  for (let i = 0; i < n; i++) out[i] = (words[i] / 2 ** 31 - 1) * scale;
-  return out;
-}
-
-/**
- * The median (upper middle for an even count) of `xs`.
- *
- * @param xs Samples (not modified).
- * @returns The median; undefined for no samples.
- * @example
- * ```ts
- * import { median } from "./_measure.ts";
- * if (median([3, 1, 2]) !== 2) throw new Error();
- * ```
- */
-export function median(xs: readonly number[]): number {
-  return xs.toSorted((a, b) => a - b)[Math.floor(xs.length / 2)];
-}
 
 /**
  * Records `reps` launches and waits for the GPU once.
@@ -81,11 +37,8 @@ export function median(xs: readonly number[]): number {
  * const seconds = await timeLaunches(gpu, () => add(x, y, { out }), 10);
  * ```
  */
-export async function timeLaunches(gpu: Gpu, launch: () => void, reps: number): Promise<number> {
-  const t0 = performance.now();
-  for (let i = 0; i < reps; i++) launch();
-  await gpu.sync();
-  return (performance.now() - t0) / 1000;
+export function timeLaunches(gpu: Gpu, launch: () => void, reps: number): Promise<number> {
+  return secondsOf(gpuRun(gpu, launch), reps);
 }
 
 /** How {@link calibrateReps} compiles and starts. */
@@ -121,23 +74,63 @@ export async function calibrateReps(
   } else {
     await timeLaunches(gpu, launch, options.compileLaunches ?? 1); // compile
   }
-  let reps = options.firstLaunches ?? 1;
-  let s = await timeLaunches(gpu, launch, reps);
-  while (s < 0.05) s = await timeLaunches(gpu, launch, reps *= 4);
-  return Math.max(1, Math.round((reps * TARGET_SECONDS) / s));
+  return await calibrateRun(gpuRun(gpu, launch), {
+    targetSeconds: TARGET_SECONDS,
+    firstReps: options.firstLaunches,
+  });
 }
 
-/** Unit of a {@link RateCase}'s rate; GB/s and GFLOP/s divide by 1e9. */
-export type RateUnit = "GB/s" | "GFLOP/s" | "rows/s";
+const peaks = new WeakMap<Gpu, AdapterPeak | null>();
+
+/**
+ * The peaks of the bench's adapter (`peaks.ts`), or null when unknown (software adapters).
+ *
+ * @param gpu The device.
+ * @returns Its peaks or null.
+ * @example
+ * ```ts ignore
+ * const peak = adapterPeak(gpu);
+ * ```
+ */
+export function adapterPeak(gpu: Gpu): AdapterPeak | null {
+  if (!peaks.has(gpu)) peaks.set(gpu, findPeak(gpu.adapter));
+  return peaks.get(gpu)!;
+}
+
+/**
+ * The head of a summary: `adapter: <description>[; title]` and the adapter's peak line.
+ *
+ * @param gpu The device.
+ * @param title Added to the adapter line (e.g. the shapes the cases model).
+ * @returns Two lines, with a blank line before.
+ * @example
+ * ```ts ignore
+ * console.log(adapterLines(gpu, "Gemma 3 1B projections"));
+ * ```
+ */
+export function adapterLines(gpu: Gpu, title?: string): string {
+  return `\nadapter: ${gpu.adapter.description}${title ? `; ${title}` : ""}\n` +
+    peakSummary(adapterPeak(gpu));
+}
+
+/** A count per launch reported as a rate beside the main one (e.g. sampled rows). */
+export interface SecondaryRate {
+  /** Count per launch. */
+  readonly perLaunch: number;
+  /** Unit of the rate, e.g. `rows/s` (counts per second, not divided by 1e9). */
+  readonly unit: string;
+}
 
 /** A kernel launch benched at a calibrated number of launches per iteration. */
 export interface RateCase {
   /** Bench name. */
   readonly name: string;
-  /** Work of one launch: bytes, flops or rows, per `unit`. */
+  /** Work of one launch: bytes or flops, per `unit`. */
   readonly work: number;
-  /** Unit of the recorded rates. */
+  /** Unit of the recorded rates: the bound of the kernel (FLOPs or memory traffic). */
   readonly unit: RateUnit;
+  /** Also printed as a rate (e.g. rows/s). */
+  readonly also?: SecondaryRate;
   /** Records one launch. */
   readonly launch: () => void;
   /** Launches per iteration; 0 until calibrated. */
@@ -155,6 +148,7 @@ export interface RateCase {
  * @param work Work of one launch.
  * @param unit Unit of the rate.
  * @param launch Records one launch.
+ * @param also A count per launch also printed as a rate.
  * @returns The case.
  * @example
  * ```ts ignore
@@ -166,8 +160,9 @@ export function rateCase(
   work: number,
   unit: RateUnit,
   launch: () => void,
+  also?: SecondaryRate,
 ): RateCase {
-  return { name, work, unit, launch, reps: 0, rates: [], ms: [] };
+  return { name, work, unit, launch, also, reps: 0, rates: [], ms: [] };
 }
 
 /** Deno.bench settings and calibration of {@link benchRate}. */
@@ -195,7 +190,6 @@ export interface BenchRateOptions {
  * ```
  */
 export function benchRate(gpu: Gpu, c: RateCase, options: BenchRateOptions): void {
-  const perUnit = c.unit === "rows/s" ? 1 : 1e9;
   Deno.bench({
     name: c.name,
     group: options.group,
@@ -206,7 +200,7 @@ export function benchRate(gpu: Gpu, c: RateCase, options: BenchRateOptions): voi
       b.start();
       const s = await timeLaunches(gpu, c.launch, c.reps);
       b.end();
-      c.rates.push((c.work * c.reps) / s / perUnit);
+      c.rates.push((c.work * c.reps) / s / 1e9);
       c.ms.push((s / c.reps) * 1e3);
     },
   });
@@ -220,24 +214,33 @@ export interface RateLineOptions {
   readonly numberWidth: number;
   /** Adds the median ms per launch. */
   readonly ms?: boolean;
+  /** The adapter's peaks: adds the median's % of peak (see {@linkcode adapterPeak}). */
+  readonly peak?: AdapterPeak | null;
 }
 
 /**
- * `name  median unit median, best best[, ms ms/launch] (reps launches/iter)`.
+ * `name  median unit median[ (p % of peak)], best best[, ms ms/launch][, rows/s] (reps
+ * launches/iter)`.
  *
  * @param c A measured case.
- * @param options Widths and the ms column.
+ * @param options Widths, the ms column and the adapter's peaks.
  * @returns The summary line.
  * @example
  * ```ts ignore
- * console.log(rateLine(c, { nameWidth: 52, numberWidth: 7 }));
+ * console.log(rateLine(c, { nameWidth: 52, numberWidth: 7, peak: adapterPeak(gpu) }));
  * ```
  */
 export function rateLine(c: RateCase, options: RateLineOptions): string {
   const w = options.numberWidth;
+  const mid = median(c.rates);
   const ms = options.ms ? `, ${median(c.ms).toFixed(1).padStart(w)} ms/launch` : "";
-  return `${c.name.padEnd(options.nameWidth)} ${median(c.rates).toFixed(2).padStart(w)} ${c.unit}` +
-    ` median, ${Math.max(...c.rates).toFixed(2).padStart(w)} best${ms} (${c.reps} launches/iter)`;
+  const also = c.also
+    ? `, ${(c.also.perLaunch / (median(c.ms) / 1e3)).toFixed(1)} ${c.also.unit}`
+    : "";
+  return `${c.name.padEnd(options.nameWidth)} ${mid.toFixed(2).padStart(w)} ${c.unit} median` +
+    `${peakNote(mid, c.unit, options.peak ?? null)}, ${
+      Math.max(...c.rates).toFixed(2).padStart(w)
+    } best${ms}${also} (${c.reps} launches/iter)`;
 }
 
 /** How {@link benchRates} registers and reports its cases. */
@@ -252,7 +255,7 @@ export interface BenchRatesOptions {
 
 /**
  * Registers a Deno.bench per case ({@link benchRate}) and, when the run ends, prints the adapter
- * and a {@link rateLine} per measured case.
+ * and its peaks and a {@link rateLine} (with % of peak) per measured case.
  *
  * @param gpu The device.
  * @param cases The cases, in print order.
@@ -270,10 +273,10 @@ export function benchRates(
   const settings = options.bench;
   for (const c of cases) benchRate(gpu, c, typeof settings === "function" ? settings(c) : settings);
   globalThis.addEventListener("unload", () => {
-    const title = options.title ? `; ${options.title}` : "";
-    console.log(`\nadapter: ${gpu.adapter.description}${title}`);
+    console.log(adapterLines(gpu, options.title));
+    const line = { ...options.line, peak: adapterPeak(gpu) };
     for (const c of cases) {
-      if (c.rates.length > 0) console.log(rateLine(c, options.line));
+      if (c.rates.length > 0) console.log(rateLine(c, line));
     }
   });
 }
@@ -310,30 +313,89 @@ export function benchIterations(
   });
 }
 
+/** A bench whose iteration is timed whole ({@link benchIterations}), for its summary line. */
+export interface IterationCase {
+  /** Bench name. */
+  readonly name: string;
+  /** Work of one iteration: flops or bytes, per `unit` (the bound of the kernel). */
+  readonly work: number;
+  /** Unit of the rate. */
+  readonly unit: RateUnit;
+  /** Milliseconds of each measured iteration. */
+  readonly ms: number[];
+  /** A second rate of the same iteration (e.g. a GEMV's GFLOP/s beside its GB/s). */
+  readonly also?: { readonly work: number; readonly unit: RateUnit };
+  /** Text in the parentheses, from the best iteration's milliseconds (e.g. ms per call). */
+  readonly tail?: (bestMs: number) => string;
+}
+
 /**
- * `name: W unit best, W median (tail)`, where a rate is `work / ms / 1e6` (work per iteration
- * in units of 1e9 per second, e.g. flops → GFLOP/s).
+ * `name: W unit best[ (p % of peak)], W median[; also][ (tail)]`, where a rate is
+ * `work / ms / 1e6` (work per iteration in units of 1e9 per second, e.g. flops → GFLOP/s).
  *
- * @param name Bench name.
- * @param work Work of one iteration.
- * @param unit Unit printed after the rates.
- * @param ms Milliseconds of each measured iteration (non-empty).
- * @param tail Text in the parentheses, from the best iteration's milliseconds.
+ * @param c A measured case (`ms` non-empty).
+ * @param peak The adapter's peaks, or null.
  * @returns The summary line.
  * @example
  * ```ts
  * import { iterationLine } from "./_measure.ts";
- * iterationLine("rope", 2e9, "GB/s", [10, 12, 11], (ms) => `${ms} ms / iteration`);
+ * const c = { name: "rope", work: 2e9, unit: "GB/s" as const, ms: [10, 12, 11] };
+ * console.log(iterationLine({ ...c, tail: (ms) => `${ms} ms / iteration` }, null));
+ * // rope: 200.00 GB/s best, 181.82 median (10 ms / iteration)
  * ```
  */
-export function iterationLine(
-  name: string,
-  work: number,
-  unit: string,
-  ms: readonly number[],
-  tail: (bestMs: number) => string,
-): string {
-  const best = Math.min(...ms);
-  return `${name}: ${(work / best / 1e6).toFixed(2)} ${unit} best, ` +
-    `${(work / median(ms) / 1e6).toFixed(2)} median (${tail(best)})`;
+export function iterationLine(c: IterationCase, peak: AdapterPeak | null): string {
+  const best = Math.min(...c.ms);
+  const rate = (work: number, ms: number) => work / ms / 1e6;
+  const also = c.also
+    ? `; ${rate(c.also.work, best).toFixed(2)} ${c.also.unit}` +
+      peakNote(rate(c.also.work, best), c.also.unit, peak)
+    : "";
+  const tail = c.tail ? ` (${c.tail(best)})` : "";
+  return `${c.name}: ${rate(c.work, best).toFixed(2)} ${c.unit} best` +
+    `${peakNote(rate(c.work, best), c.unit, peak)}, ${
+      rate(c.work, median(c.ms)).toFixed(2)
+    } median` +
+    `${also}${tail}`;
+}
+
+/**
+ * Median rate of a measured {@link IterationCase} in its unit; NaN before any iteration.
+ *
+ * @param c The case.
+ * @returns GFLOP/s or GB/s.
+ * @example
+ * ```ts
+ * import { medianRate } from "./_measure.ts";
+ * const r = medianRate({ name: "x", work: 1e9, unit: "GFLOP/s", ms: [500, 1000, 2000] });
+ * if (r !== 1) throw new Error(String(r));
+ * ```
+ */
+export function medianRate(c: IterationCase): number {
+  return c.ms.length === 0 ? NaN : c.work / median(c.ms) / 1e6;
+}
+
+/**
+ * When the run ends, prints the adapter and its peaks, then an {@link iterationLine} per
+ * measured case and the `extra` lines.
+ *
+ * @param gpu The device.
+ * @param cases The cases, in print order.
+ * @param options Title of the adapter line; more lines after the cases (computed at the end).
+ * @example
+ * ```ts ignore
+ * printIterationSummary(gpu, cases, { extra: () => [`ratio ${r}`] });
+ * ```
+ */
+export function printIterationSummary(
+  gpu: Gpu,
+  cases: readonly IterationCase[],
+  options: { readonly title?: string; readonly extra?: () => string[] } = {},
+): void {
+  globalThis.addEventListener("unload", () => {
+    console.log(adapterLines(gpu, options.title));
+    const peak = adapterPeak(gpu);
+    for (const c of cases) if (c.ms.length > 0) console.log(iterationLine(c, peak));
+    for (const line of options.extra?.() ?? []) console.log(line);
+  });
 }

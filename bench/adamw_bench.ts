@@ -19,7 +19,15 @@ import {
 import { adamwConfig } from "../rl/adamw_config.ts";
 import { Gpu } from "../kernels/gpu.ts";
 import { Tensor } from "../kernels/tensor.ts";
-import { benchRate, lcgFill, type RateCase, rateCase, rateLine } from "./_measure.ts";
+import {
+  adapterLines,
+  adapterPeak,
+  benchRate,
+  lcgFill,
+  type RateCase,
+  rateCase,
+  rateLine,
+} from "./_measure.ts";
 
 const gpu = await Gpu.create();
 const RANK = 32, LAYERS = 26, HIDDEN = 1152, Q_OUT = 4 * 256, KV_OUT = 256, MLP = 6912;
@@ -105,8 +113,7 @@ const cases: RateCase[] = [
 for (const c of cases) benchRate(gpu, c, { n: 4, warmup: 1 });
 
 globalThis.addEventListener("unload", () => {
-  console.log(`\nadapter: ${gpu.adapter.description}; ${N} LoRA params (Gemma 3 1B, r=32)`);
-  for (const c of cases) {
-    if (c.rates.length > 0) console.log(rateLine(c, { nameWidth: 52, numberWidth: 7, ms: true }));
-  }
+  console.log(adapterLines(gpu, `${N} LoRA params (Gemma 3 1B, r=32)`));
+  const line = { nameWidth: 52, numberWidth: 7, ms: true, peak: adapterPeak(gpu) };
+  for (const c of cases) if (c.rates.length > 0) console.log(rateLine(c, line));
 });

@@ -23,7 +23,16 @@ import { Gpu } from "../kernels/gpu.ts";
 import { tokenLogprobs } from "../kernels/logprobs.ts";
 import { tokenLogprobsBackward } from "../kernels/logprobs_backward.ts";
 import { Tensor } from "../kernels/tensor.ts";
-import { benchRate, lcgFill, median, type RateCase, rateCase } from "./_measure.ts";
+import { peakNote } from "./peaks.ts";
+import {
+  adapterLines,
+  adapterPeak,
+  benchRate,
+  lcgFill,
+  median,
+  type RateCase,
+  rateCase,
+} from "./_measure.ts";
 
 const gpu = await Gpu.create();
 
@@ -121,7 +130,8 @@ for (const c of cases) {
 }
 
 globalThis.addEventListener("unload", () => {
-  console.log(`\nadapter: ${gpu.adapter.description}`);
+  console.log(adapterLines(gpu));
+  const peak = adapterPeak(gpu);
   for (const c of cases) {
     if (c.rates.length === 0) continue;
     const forward = cases.find((f) => f.group === c.group && f.name.startsWith("tokenLogprobs "));
@@ -130,10 +140,13 @@ globalThis.addEventListener("unload", () => {
     const vsPlain = plain?.ms.length
       ? `, ${(median(c.ms) / median(plain.ms)).toFixed(3)}× the time without entropy`
       : "";
+    const rate = median(c.rates);
     console.log(
-      `${c.name.padEnd(56)} ${median(c.rates).toFixed(2).padStart(7)} GFLOP/s median, ${
-        median(c.ms).toFixed(1).padStart(9)
-      } ms/launch (${c.reps} launches/iter), ${ratio.toFixed(2)}× the forward's GFLOP/s${vsPlain}`,
+      `${c.name.padEnd(56)} ${rate.toFixed(2).padStart(7)} GFLOP/s median${
+        peakNote(rate, "GFLOP/s", peak)
+      }, ${median(c.ms).toFixed(1).padStart(9)} ms/launch (${c.reps} launches/iter), ${
+        ratio.toFixed(2)
+      }× the forward's GFLOP/s${vsPlain}`,
     );
   }
 });

@@ -1,12 +1,16 @@
 /**
  * Matmul throughput: webtune vs jax-js (jit'd `numpy.matmul` on its WebGPU device) on the same
  * adapter and the same matrices, plus the Gemma 3 1B shapes (MLP up/down projections, tied LM
- * head GEMV over the split 262144×1152 bf16 embedding).
+ * head GEMV over the split 262144×1152 bf16 embedding). Every shape runs webtune's default (the
+ * deterministic table's variant: tuning is off) and then every other variant
+ * `matmulCandidates` lists for it on this adapter, forced (`<name> <variant>`).
  *
  * Each iteration records several products and waits once, so the ≥ 10 ms GPU wait is < 5 % of
- * it. A GFLOP/s (and GB/s for the GEMV) summary is printed at the end.
+ * it. The summary gives GFLOP/s (GB/s of W for the GEMV, which memory bounds) with the % of the
+ * adapter's peak where `peaks.ts` knows it, and the webtune / jax-js ratios.
  *
- * Run: `deno bench -A bench/matmul_bench.ts`
+ * Run: `deno bench -A bench/matmul_bench.ts`; the webtune vs jax-js comparison alone:
+ * `deno bench -A bench/matmul_bench.ts --filter "/^matmul (1024|2048) (webtune|jax-js)$/"`.
  *
  * @module
  */
@@ -14,19 +18,23 @@
 import { defaultDevice, init, jit, numpy as np } from "@jax-js/jax";
 import { toBf16 } from "../kernels/dtype.ts";
 import { Gpu } from "../kernels/gpu.ts";
-import { matmul, matmulTiling } from "../kernels/matmul.ts";
+import { matmul, matmulCandidates } from "../kernels/matmul.ts";
 import { Tensor } from "../kernels/tensor.ts";
-import { benchIterations, lcgFill } from "./_measure.ts";
+import {
+  benchIterations,
+  type IterationCase,
+  lcgFill,
+  medianRate,
+  printIterationSummary,
+  type RateUnit,
+} from "./_measure.ts";
 
 const gpu = await Gpu.create();
 if (!(await init()).includes("webgpu")) throw new Error("jax-js found no WebGPU device");
 defaultDevice("webgpu");
 const jaxMatmul = jit((a: np.Array, b: np.Array) => np.matmul(a, b));
 
-/** Milliseconds of each measured iteration, by bench name. */
-const times = new Map<string, number[]>();
-/** Work of one iteration, by bench name. */
-const work = new Map<string, { flops: number; bytes?: number }>();
+const cases: IterationCase[] = [];
 
 /** Values uniform in [-0.5, 0.5). */
 const random = (n: number, seed: number) => lcgFill(n, seed, 0.5);
@@ -39,22 +47,49 @@ function randomBf16(n: number, seed: number): Uint16Array {
   return out;
 }
 
-/** Registers a bench whose iteration runs `reps` products and waits once. */
-function bench(
+/** What one registered bench does per product and how it is reported. */
+interface Product {
+  readonly flops: number;
+  /** Bytes of W read, for memory-bound products (then GB/s is the main rate). */
+  readonly weightBytes?: number;
+  readonly reps: number;
+  readonly variant?: string;
+}
+
+/** Registers a bench whose iteration runs `p.reps` products and waits once. */
+function bench(name: string, group: string | undefined, p: Product, run: () => Promise<void>) {
+  const unit: RateUnit = p.weightBytes === undefined ? "GFLOP/s" : "GB/s";
+  const c: IterationCase = {
+    name,
+    work: (p.weightBytes ?? p.flops) * p.reps,
+    unit,
+    ms: [],
+    also: p.weightBytes === undefined ? undefined : { work: p.flops * p.reps, unit: "GFLOP/s" },
+    tail: p.variant === undefined ? undefined : () => `variant ${p.variant}`,
+  };
+  cases.push(c);
+  benchIterations({ name, group, n: 4, warmup: 1, baseline: name.endsWith("jax-js") }, run, c.ms);
+}
+
+/** The default launch (tuning off: the table's first candidate) and each other candidate. */
+function benchVariants(
   name: string,
   group: string | undefined,
-  flopsPerRep: number,
-  reps: number,
-  run: () => Promise<void>,
-  bytesPerRep?: number,
+  p: Product & { readonly candidates: readonly string[] },
+  launch: (variant: string | undefined) => void,
 ): void {
-  work.set(name, {
-    flops: flopsPerRep * reps,
-    bytes: bytesPerRep === undefined ? undefined : bytesPerRep * reps,
-  });
-  const ms: number[] = [];
-  times.set(name, ms);
-  benchIterations({ name, group, n: 4, warmup: 1, baseline: name.endsWith("jax-js") }, run, ms);
+  const [table, ...others] = p.candidates;
+  for (const variant of [undefined, ...others]) {
+    bench(
+      variant === undefined ? name : `${name} ${variant}`,
+      group,
+      { ...p, variant: variant ?? table },
+      async () => {
+        for (let r = 0; r < p.reps; r++) launch(variant);
+        await gpu.sync();
+      },
+    );
+  }
 }
 
 // Square f32: webtune `x·W` (W [K, N], i.e. transposeB: false) and jax-js `np.matmul` on the
@@ -73,11 +108,12 @@ for (const [size, reps] of [[1024, 4], [2048, 1]] as const) {
   for (let i = 0; i < size; i++) diff = Math.max(diff, Math.abs(wRow[i] - Number(jRow[i])));
   if (diff > 1e-3) throw new Error(`webtune and jax-js disagree at ${size}: ${diff}`);
   const flops = 2 * size ** 3;
-  bench(`matmul ${size} webtune`, `matmul ${size}`, flops, reps, async () => {
-    for (let r = 0; r < reps; r++) matmul(ta, tb, { transposeB: false, out });
-    await gpu.sync();
+  const candidates = matmulCandidates(gpu, { form: "nn", m: size, n: size, k: size });
+  const group = `matmul ${size}`;
+  benchVariants(`matmul ${size} webtune`, group, { flops, reps, candidates }, (variant) => {
+    matmul(ta, tb, { transposeB: false, out, variant });
   });
-  bench(`matmul ${size} jax-js`, `matmul ${size}`, flops, reps, async () => {
+  bench(`matmul ${size} jax-js`, group, { flops, reps }, async () => {
     const ys = Array.from({ length: reps }, () => jaxMatmul(ja.ref, jb.ref));
     for (const y of ys) await y.blockUntilReady();
     for (const y of ys) y.dispose();
@@ -94,31 +130,28 @@ for (const [label, m, n, k, reps] of gemma) {
   const x = Tensor.fromArray(gpu, random(m * k, m + k), [m, k]);
   const w = Tensor.fromArray(gpu, randomBf16(n * k, n), [n, k], "bf16");
   const out = Tensor.empty(gpu, [m, n]);
-  const name = `matmul gemma3-1b ${label} bf16 webtune`;
-  bench(name, undefined, 2 * m * n * k, reps, async () => {
-    for (let r = 0; r < reps; r++) matmul(x, w, { out });
-    await gpu.sync();
-  }, m === 1 ? n * k * 2 : undefined);
+  const candidates = matmulCandidates(gpu, { form: "nt", m, n, k, bf16: true });
+  const product = {
+    flops: 2 * m * n * k,
+    weightBytes: m === 1 ? n * k * 2 : undefined,
+    reps,
+    candidates,
+  };
+  benchVariants(`matmul gemma3-1b ${label} bf16 webtune`, undefined, product, (variant) => {
+    matmul(x, w, { out, variant });
+  });
 }
 
-globalThis.addEventListener("unload", () => {
-  console.log(`\nadapter: ${gpu.adapter.description}`);
-  const tiling = (m: number, n: number, k: number) =>
-    JSON.stringify(matmulTiling(gpu, { m, n, k }));
-  console.log(`tiling: 1024³ ${tiling(1024, 1024, 1024)}, GEMV ${tiling(1, 262144, 1152)}`);
-  const rate = new Map<string, number>();
-  for (const [name, ts] of times) {
-    if (ts.length === 0) continue;
-    const w = work.get(name)!;
-    const ms = ts.reduce((s, t) => s + t, 0) / ts.length;
-    rate.set(name, w.flops / ms / 1e6);
-    const gbs = w.bytes === undefined ? "" : `  ${(w.bytes / ms / 1e6).toFixed(2)} GB/s of W`;
-    console.log(`${name.padEnd(64)} ${(w.flops / ms / 1e6).toFixed(2).padStart(7)} GFLOP/s${gbs}`);
-  }
-  for (const size of [1024, 2048]) {
-    const ours = rate.get(`matmul ${size} webtune`), theirs = rate.get(`matmul ${size} jax-js`);
-    if (ours && theirs) {
-      console.log(`matmul ${size}: webtune / jax-js = ${(ours / theirs).toFixed(2)}×`);
-    }
-  }
+printIterationSummary(gpu, cases, {
+  extra: () =>
+    [1024, 2048].flatMap((size) => {
+      const rate = (name: string) => {
+        const c = cases.find((c) => c.name === name);
+        return c ? medianRate(c) : NaN;
+      };
+      const ours = rate(`matmul ${size} webtune`), theirs = rate(`matmul ${size} jax-js`);
+      return ours > 0 && theirs > 0
+        ? [`matmul ${size}: webtune / jax-js = ${(ours / theirs).toFixed(2)}× (medians)`]
+        : [];
+    }),
 });

@@ -1,6 +1,8 @@
 /**
  * Throughput of `sample` over B = 4 rows of the Gemma 3 vocabulary (V = 262144 logits): greedy,
- * temperature 1, and top-k 50 + top-p 0.95, in rows/s, each launch writing its ids into a slot
+ * temperature 1, and top-k 50 + top-p 0.95, in GB/s (memory bound: one read of the `[B, V]`
+ * f32 logits per launch counts, passes beyond the first do not) and rows/s, each launch writing
+ * its ids into a slot
  * of a `[64, B]` buffer as a generation loop does; each also with `logprobsOut` (the sampled
  * tokens' temperature-1 log-probs into a `[64, B]` f32 buffer, as `generateWithLogprobs` does).
  *
@@ -24,10 +26,10 @@ const logprobs = Tensor.empty(gpu, [64 * B], "f32");
 
 let step = 0;
 const sampling = (name: string, options: SampleOptions): RateCase =>
-  rateCase(`sample B=${B} V=${V} ${name}`, B, "rows/s", () => {
+  rateCase(`sample B=${B} V=${V} ${name}`, 4 * B * V, "GB/s", () => {
     const slot = step++ % 64;
     sample(logits, { ...options, seed: 1, step, out: ids, outOffset: slot * B });
-  });
+  }, { perLaunch: B, unit: "rows/s" });
 
 const modes: [string, SampleOptions][] = [
   ["greedy", { temperature: 0 }],

@@ -1,8 +1,10 @@
 /**
  * One LoRA SFT step of the real `gemma3_1b` config (random bf16 weights; LoRA rank 32, alpha 32
- * on all 7 projections; AdamW) on one 256-token sequence: time and peak GPU bytes, and the peak
- * projected by the same accounting for a GRPO step with 4 sequences of 256 + 768 tokens.
- * Goal: ≤ 4 GiB.
+ * on all 7 projections; AdamW) on one 256-token sequence: time, GFLOP/s (forward + backward
+ * model FLOPs, `gemma3_workload.ts`, with the % of the adapter's f32 peak where `peaks.ts`
+ * knows it) and peak GPU bytes, and the peak projected by the same accounting for a GRPO step
+ * with 4 sequences of 256 + 768 tokens. Goal: ≤ 4 GiB. (`grpo_step_bench.ts` measures that
+ * step itself.)
  *
  * Accounting: the allocation tracker of `Gpu` (`peakAllocatedBytes`: buffers that exist, pooled
  * or not; `peakInUseBytes`: buffers handed out). Before each measured step the pool is trimmed
@@ -27,7 +29,7 @@
  * Deno 2.9 runs a slow bench 3 times whatever `n`/`warmup` say: each run times one step (the
  * first includes pipeline compilation) and prints its numbers; the first run also makes the
  * 2×256 measurement (untimed). On Mesa llvmpipe (2 shared cores) a 256-token step took 85–160 s
- * and the file ~10 minutes, one of them drawing 1B random weights in JS.
+ * and the file ~10 minutes.
  *
  * @module
  */
@@ -36,13 +38,14 @@ import { Gpu } from "../kernels/gpu.ts";
 import type { Tensor } from "../kernels/tensor.ts";
 import { gemma3_1b } from "../model/config.ts";
 import { Gemma3 } from "../model/gemma3.ts";
-import { initGemma3Weights } from "../model/gemma3_weights.ts";
 import { KvCache } from "../model/kv_cache.ts";
 import { LoraAdapter, loraConfig } from "../model/lora.ts";
 import { type Trainable, trainableParameters } from "../model/trainable.ts";
 import { AdamW } from "../rl/optimizer.ts";
 import { type SftMicroBatch, SftTrainer } from "../rl/sft.ts";
-import { lcgWords } from "./_measure.ts";
+import { adapterLines, adapterPeak, lcgWords } from "./_measure.ts";
+import { forwardFlops, randomBf16Weights } from "./gemma3_workload.ts";
+import { formatRate } from "./peaks.ts";
 
 const SEQ = 256;
 const GRPO = { rows: 4, prompt: 256, completion: 768 } as const;
@@ -72,7 +75,7 @@ function setup(): Promise<Setup> {
   setupPromise ??= (async () => {
     const config = gemma3_1b();
     const t0 = performance.now();
-    const weights = initGemma3Weights(gpu, config, { dtype: "bf16" });
+    const weights = randomBf16Weights(gpu, config);
     await gpu.sync();
     const initSeconds = (performance.now() - t0) / 1000;
     const model = new Gemma3(
@@ -198,7 +201,10 @@ Deno.bench(
     const s = await setup();
     runs++;
     const one = await measureStep(s, 1, SEQ, b);
+    // LoRA: forward and the backward's dX through the frozen weights (no dW of the base).
+    const flops = 2 * forwardFlops(s.model.config, 0, SEQ, SEQ);
     const lines = [
+      ...(runs === 1 ? [adapterLines(gpu)] : []),
       `gemma3_1b bf16 random weights, LoRA r32 α32 × 7 targets, on ${gpu.adapter.description}` +
       ` (run ${runs}${
         runs === 1
@@ -207,8 +213,8 @@ Deno.bench(
       })`,
       `  SFT step 1×${SEQ}: ${one.seconds.toFixed(1)} s = ${
         (one.tokens / one.seconds).toFixed(2)
-      }` +
-      ` tokens/s; peak allocated ${one.peakAllocated} B (${gib(one.peakAllocated)}), ` +
+      } tokens/s, ${formatRate(flops / one.seconds / 1e9, "GFLOP/s", adapterPeak(gpu))}` +
+      `; peak allocated ${one.peakAllocated} B (${gib(one.peakAllocated)}), ` +
       `peak in use ${one.peakInUse} B (${gib(one.peakInUse)})`,
     ];
     if (runs === 1) {

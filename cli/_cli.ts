@@ -1,11 +1,20 @@
 /**
  * Command-line plumbing shared by the `deno task` scripts: strict flag parsing (numbers
- * checked), and the exits: usage error 2, `--help` 0, failure 1.
+ * checked), the exits: usage error 2, `--help` 0, failure 1, and the `--tuning` flag of the
+ * scripts that run kernels.
  *
  * @module
  */
 
 import { parseArgs, type ParseArgsOptionsConfig } from "node:util";
+import type { GpuOptions } from "../kernels/gpu.ts";
+import {
+  TUNING_MODES,
+  tuningForAdapter,
+  type TuningMode,
+  type TuningStore,
+} from "../kernels/tuning.ts";
+import { fileTuningStore } from "../kernels/tuning_fs.ts";
 
 /** A command-line mistake: printed with the usage, exit code 2. */
 export class UsageError extends Error {
@@ -154,4 +163,61 @@ export async function runCommand<T>(args: readonly string[], command: Command<T>
     err(`error: ${plain ? "" : `${error.name}: `}${error.message}`);
     return 1;
   }
+}
+
+/** The `--tuning` flag of the scripts that run kernels (train, eval, generate, worker). */
+export const TUNING_FLAG = {
+  tuning: [
+    "string",
+    "MODE",
+    "kernel autotuning: off | cached | full (default cached on a GPU,\n" +
+    "off on a software adapter; choices kept in the user's cache folder)",
+  ],
+} as const satisfies Record<string, FlagSpec>;
+
+/**
+ * Checks a `--tuning` value.
+ *
+ * @param value The flag's value, or undefined when not given.
+ * @returns The mode, or null for the default (`tuningForAdapter`: cached on a GPU, off on a
+ *   software adapter).
+ * @throws {UsageError} For another value.
+ * @example
+ * ```ts
+ * import { parseTuning } from "./_cli.ts";
+ * console.log(parseTuning("full"), parseTuning(undefined)); // full null
+ * ```
+ */
+export function parseTuning(value: string | undefined): TuningMode | null {
+  if (value === undefined) return null;
+  if (!(TUNING_MODES as readonly string[]).includes(value)) {
+    throw new UsageError(`--tuning must be off, cached or full, got "${value}"`);
+  }
+  return value as TuningMode;
+}
+
+/**
+ * The `Gpu.create` options of a script: its `--tuning` (or `tuningForAdapter`: cached on a
+ * GPU, off on a software adapter) and the tuning cache file under the user's cache folder
+ * (`fileTuningStore`).
+ *
+ * @param mode `--tuning`, or null.
+ * @param options `warn` prints a warning line (a damaged cache file); `store` replaces the file
+ *   store (tests).
+ * @returns The options.
+ * @example
+ * ```ts
+ * import { cliGpuOptions } from "./_cli.ts";
+ * console.log(cliGpuOptions("full", { warn: console.error }).tuning); // full
+ * ```
+ */
+export function cliGpuOptions(
+  mode: TuningMode | null,
+  options: { readonly warn: (line: string) => void; readonly store?: TuningStore },
+): GpuOptions {
+  return {
+    tuning: mode ?? tuningForAdapter,
+    tuningStore: options.store ??
+      fileTuningStore(undefined, { onWarning: (m) => options.warn(`warning: ${m}`) }),
+  };
 }

@@ -19,7 +19,18 @@ import {
 } from "../rl/evaluate_fs.ts";
 import { consoleProgress } from "../rl/metrics_fs.ts";
 import type { ProgressReporter } from "../rl/progress.ts";
-import { parseFlagTable, runCommand, UsageError, usageText } from "./_cli.ts";
+import { Gpu } from "../kernels/gpu.ts";
+import type { TuningMode } from "../kernels/tuning.ts";
+import { progressLines, tuneKernels } from "../rl/train_events.ts";
+import {
+  cliGpuOptions,
+  parseFlagTable,
+  parseTuning,
+  runCommand,
+  TUNING_FLAG,
+  UsageError,
+  usageText,
+} from "./_cli.ts";
 
 const FLAGS = {
   model: ["string", "DIR", "Hugging Face Gemma 3 folder, run folder (runs/<id>) or export folder"],
@@ -41,6 +52,7 @@ const FLAGS = {
     "run folder: the export, sft or grpo (default the last finished); also\n" +
     "the name in eval.json (default the export's phase, base or adapter)",
   ],
+  ...TUNING_FLAG,
 } as const;
 const USAGE = usageText(
   "usage: deno task eval --model DIR|runs/<id> [--phase sft|grpo] [--data PATH|demo] [options]",
@@ -55,6 +67,8 @@ const USAGE = usageText(
 export type EvalArgs = EvaluateModelDirOptions & {
   readonly model: string;
   readonly explicit: readonly (keyof EvaluateModelDirOptions)[];
+  /** `--tuning` (null: the default for the adapter). */
+  readonly tuning: TuningMode | null;
 };
 
 /**
@@ -80,10 +94,21 @@ export function parseEvalArgs(args: readonly string[]): EvalArgs | null {
   }
   if (limit === 0) throw new UsageError("--limit must be >= 1, got 0");
   const phase = v.phase ?? (adapter ? "adapter" : "base");
-  const explicit = Object.keys(v).filter((k) => k !== "model") as EvalArgs["explicit"];
+  const explicit = Object.keys(v).filter((k) => k !== "model" && k !== "tuning") as EvalArgs[
+    "explicit"
+  ];
+  const tuning = parseTuning(v.tuning);
   try {
-    const options: EvaluateModelDirOptions = { ...evalConfig(v), adapter, data, split, limit, out };
-    return Object.freeze({ ...options, model, phase, explicit: Object.freeze(explicit) });
+    const { tuning: _, ...settings } = v;
+    const options: EvaluateModelDirOptions = {
+      ...evalConfig(settings),
+      adapter,
+      data,
+      split,
+      limit,
+      out,
+    };
+    return Object.freeze({ ...options, model, phase, explicit: Object.freeze(explicit), tuning });
   } catch (err) {
     if (!(err instanceof FieldError)) throw err;
     const flag = err.path.replace(/[A-Z]/g, (c) => `-${c.toLowerCase()}`);
@@ -111,15 +136,23 @@ export function explicitEvalOptions(args: EvalArgs): EvaluateModelDirOptions {
 async function run(a: EvalArgs): Promise<void> {
   const progress = consoleProgress();
   let bar: ProgressReporter | undefined;
-  const { result, files, evalJson } = await evaluateModelDir(a.model, {
-    ...explicitEvalOptions(a),
-    env: Deno.env.toObject(),
-    onStart: (line) => console.error(line),
-    progress: (total) => bar = progress({ phase: "eval", total }),
-  });
-  bar?.finish();
-  console.log(formatEvalResult(result.summary));
-  console.log(`wrote ${files.summary}, ${files.records}, ${evalJson}`);
+  const gpu = await Gpu.create(cliGpuOptions(a.tuning, { warn: console.error }));
+  try {
+    const { result, files, evalJson } = await evaluateModelDir(a.model, {
+      ...explicitEvalOptions(a),
+      env: Deno.env.toObject(),
+      gpu,
+      onStart: (line) => console.error(line),
+      progress: (total) => bar = progress({ phase: "eval", total }),
+    });
+    bar?.finish();
+    console.log(formatEvalResult(result.summary));
+    console.log(`wrote ${files.summary}, ${files.records}, ${evalJson}`);
+    // The shape classes met are timed after the results, so the next evaluation runs faster.
+    await tuneKernels(gpu, progressLines(consoleProgress()));
+  } finally {
+    gpu.destroy();
+  }
 }
 
 const plainErrors = [EvalInputError, ModelDirError];

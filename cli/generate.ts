@@ -3,15 +3,27 @@
  * folder (`runs/<id>`: the export of its last finished training phase, or `--phase`) or an
  * export folder, through `generateFromModelDir` (`rl/generate_fs.ts`). Text is printed as tokens
  * arrive (every 8 tokens: the generator reads ids back once per 8 steps), a summary goes to
- * stderr.
+ * stderr. With kernel tuning on (`--tuning`), the shape classes met are timed after the text
+ * (one progress line), so later runs use the fastest variants.
  *
  * @module
  */
 
+import { Gpu } from "../kernels/gpu.ts";
+import type { TuningMode } from "../kernels/tuning.ts";
 import { ModelDirError } from "../model/model_dir_fs.ts";
 import { generateFromModelDir, type GenerateFromModelDirOptions } from "../rl/generate_fs.ts";
-import { consoleProgressTarget } from "../rl/metrics_fs.ts";
-import { parseFlagTable, runCommand, UsageError, usageText } from "./_cli.ts";
+import { consoleProgress, consoleProgressTarget } from "../rl/metrics_fs.ts";
+import { progressLines, tuneKernels } from "../rl/train_events.ts";
+import {
+  cliGpuOptions,
+  parseFlagTable,
+  parseTuning,
+  runCommand,
+  TUNING_FLAG,
+  UsageError,
+  usageText,
+} from "./_cli.ts";
 
 const FLAGS = {
   model: ["string", "DIR", "Hugging Face Gemma 3 folder, run folder (runs/<id>) or export folder"],
@@ -25,15 +37,19 @@ const FLAGS = {
   "top-k": ["int", "K", "keep the K most likely tokens (default 0 = off)"],
   "top-p": ["number", "P", "nucleus mass (default 1 = off)"],
   seed: ["int", "S", "sampling seed (default 0)"],
+  ...TUNING_FLAG,
 } as const;
 const USAGE = usageText(
   'usage: deno task generate --model DIR|runs/<id> --prompt "…" [options]',
   FLAGS,
 );
 
-/** Parsed command line of `deno task generate`: folder, prompt, what to load and sampling. */
+/**
+ * Parsed command line of `deno task generate`: folder, prompt, what to load, sampling and
+ * `--tuning` (null: the default for the adapter).
+ */
 export type GenerateArgs =
-  & { readonly model: string; readonly prompt: string }
+  & { readonly model: string; readonly prompt: string; readonly tuning: TuningMode | null }
   & Required<Omit<GenerateFromModelDirOptions, "onText" | "gpu">>;
 
 /**
@@ -59,18 +75,27 @@ export function parseGenerateArgs(args: readonly string[]): GenerateArgs | null 
   if (v.chat && v.recipe) throw new UsageError("--chat and --recipe exclude each other");
   const defaults = { chat: false, recipe: false, phase: null, adapter: null };
   const sampling = { maxNewTokens: 128, temperature: 0, topK: 0, topP, seed: 0 };
-  return Object.freeze({ ...defaults, ...sampling, ...v, model: v.model, prompt: v.prompt });
+  const { model, prompt } = v;
+  const tuning = parseTuning(v.tuning);
+  return Object.freeze({ ...defaults, ...sampling, ...v, model, prompt, tuning });
 }
 
 async function run(a: GenerateArgs): Promise<void> {
   const { write } = consoleProgressTarget("stdout").writer;
-  const r = await generateFromModelDir(a.model, a.prompt, { ...a, onText: write });
-  write("\n");
-  const n = r.tokens.length;
-  console.error(
-    `[${n} tokens after a ${r.promptTokens}-token prompt: ${r.seconds.toFixed(2)} s, ` +
-      `${(n / r.seconds).toFixed(2)} tokens/s]`,
-  );
+  const gpu = await Gpu.create(cliGpuOptions(a.tuning, { warn: console.error }));
+  try {
+    const { tuning: _, ...options } = a;
+    const r = await generateFromModelDir(a.model, a.prompt, { ...options, gpu, onText: write });
+    write("\n");
+    const n = r.tokens.length;
+    console.error(
+      `[${n} tokens after a ${r.promptTokens}-token prompt: ${r.seconds.toFixed(2)} s, ` +
+        `${(n / r.seconds).toFixed(2)} tokens/s]`,
+    );
+    await tuneKernels(gpu, progressLines(consoleProgress()));
+  } finally {
+    gpu.destroy();
+  }
 }
 
 const plainErrors = [ModelDirError];

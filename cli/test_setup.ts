@@ -1,14 +1,17 @@
 /**
- * `deno run -A cli/test_setup.ts`: run by `deno task test` (and `.ci/run`) before the tests,
- * which drive a real Chromium (the browser tests) and a real nats-server (the rollout broker
- * tests). Silent when both are there (`WEBTUNE_CHROMIUM` names another Chromium binary than
- * `/usr/bin/chromium`); otherwise installs Debian's `chromium` / `nats-server` with apt-get
- * where allowed (root or passwordless sudo), or prints the command to run and exits 1.
+ * `deno run -A cli/test_setup.ts`: run by `deno task test`, `deno task test:lavapipe` (and
+ * `.ci/run`) before the tests, which drive a real Chromium (the browser tests), a real
+ * nats-server (the rollout broker tests) and, in the second run, Mesa's Vulkan software adapter
+ * (lavapipe, `cli/test_lavapipe.ts`). Silent when all are there (`WEBTUNE_CHROMIUM` names another
+ * Chromium binary than `/usr/bin/chromium`); otherwise installs Debian's `chromium` /
+ * `nats-server` / `mesa-vulkan-drivers` with apt-get where allowed (root or passwordless sudo),
+ * or prints the command to run and exits 1.
  *
  * @module
  */
 
 import { exitCode, installAccess } from "../kernels/webgpu_setup_fs.ts";
+import { LAVAPIPE_PACKAGE, lavapipeManifest } from "./test_lavapipe.ts";
 
 const chromium = Deno.env.get("WEBTUNE_CHROMIUM") ?? "/usr/bin/chromium";
 const isFile = async (path: string) => (await Deno.stat(path).catch(() => null))?.isFile ?? false;
@@ -18,6 +21,7 @@ const onPath = async (name: string) => await exitCode(["which", name], { report:
 const needed: [string, () => Promise<boolean>][] = [
   ["chromium", () => isFile(chromium)],
   ["nats-server", () => onPath("nats-server")],
+  [LAVAPIPE_PACKAGE, async () => await lavapipeManifest() !== null],
 ];
 const missing: string[] = [];
 for (const [pkg, present] of needed) if (!(await present())) missing.push(pkg);
@@ -29,7 +33,9 @@ if (missing.length > 0) {
     console.error(`The tests need ${missing.join(" and ")} (not found). Run:\n  ${command}`);
     Deno.exit(1);
   }
-  console.error(`Installing ${missing.join(" and ")} with apt-get (browser and broker tests).`);
+  console.error(
+    `Installing ${missing.join(" and ")} with apt-get (browser, broker and lavapipe tests).`,
+  );
   const prefix = [
     ...(access === "sudo" ? ["sudo", "-n"] : []),
     "env",

@@ -2,6 +2,8 @@
  * `deno task train`: flags → config (`resolveRunConfig`) → checks (`validateRunFs`) → run folder
  * → `train()` (`rl/train_fs.ts`), with progress lines on stderr and the eval summary on stdout.
  * Ctrl-C or SIGTERM saves a checkpoint and exits (130 / 143); `--resume` continues exactly.
+ * `--tuning` sets kernel autotuning (default: cached choices on a GPU, in the user's cache
+ * folder; off on a software adapter); a tuning between steps shows as one progress line.
  *
  * @module
  */
@@ -9,6 +11,8 @@
 import { FieldError } from "../base/field_error.ts";
 import type { HubCacheEnv } from "../data/dataset_fs.ts";
 import { DatasetNotFoundError } from "../data/errors.ts";
+import { Gpu } from "../kernels/gpu.ts";
+import type { TuningMode, TuningStore } from "../kernels/tuning.ts";
 import { formatEvalSummary } from "../rl/evaluate.ts";
 import { TrainMemoryError } from "../rl/memory_estimate.ts";
 import { consoleProgress } from "../rl/metrics_fs.ts";
@@ -37,7 +41,15 @@ import {
   type LearnerRollout,
   learnerRollout,
 } from "./_broker.ts";
-import { parseFlagTable, runCommand, UsageError, usageText } from "./_cli.ts";
+import {
+  cliGpuOptions,
+  parseFlagTable,
+  parseTuning,
+  runCommand,
+  TUNING_FLAG,
+  UsageError,
+  usageText,
+} from "./_cli.ts";
 
 const FLAGS = {
   preset: ["string", "NAME", PRESET_NAMES.join(" | ")],
@@ -50,6 +62,7 @@ const FLAGS = {
   set: ["strings", "path=value", "any config field, e.g. grpo.beta=0.04 (repeatable; JSON values)"],
   resume: ["string", "RUN_DIR", "continue an interrupted run with its saved config"],
   "print-config": ["boolean", "", "print the resolved config as JSON and exit (no run starts)"],
+  ...TUNING_FLAG,
   ...BROKER_FLAGS,
   "rollout-ack-wait": [
     "number",
@@ -65,7 +78,8 @@ const FLAGS = {
 const USAGE = usageText(
   `usage: deno task train [--preset NAME] [--config FILE.json] [--model DIR] [--sft-data PATH]
        [--data PATH] [--out DIR] [--seed N] [--set path=value]... [--print-config]
-       deno task train --resume RUN_DIR [--print-config]
+       [--tuning off|cached|full]
+       deno task train --resume RUN_DIR [--print-config] [--tuning off|cached|full]
        (either with --broker URL: GRPO rollouts on \`deno task worker\` processes)`,
   FLAGS,
 ) + `
@@ -88,6 +102,8 @@ export interface TrainArgs {
   readonly rolloutTimeoutMs: number;
   /** `--rollout-ack-wait` in milliseconds. */
   readonly rolloutAckWaitMs: number;
+  /** `--tuning`, or null: the default for the adapter (`tuningForAdapter`). */
+  readonly tuning: TuningMode | null;
 }
 
 /**
@@ -118,6 +134,7 @@ export function parseTrainArgs(
     brokerPassword: _password,
     rolloutTimeout = 60,
     rolloutAckWait = 60,
+    tuning,
     ...configFlags
   } = v;
   const broker = brokerAddress(v, env);
@@ -143,6 +160,7 @@ export function parseTrainArgs(
     broker,
     rolloutTimeoutMs: rolloutTimeout * 1000,
     rolloutAckWaitMs: rolloutAckWait * 1000,
+    tuning: parseTuning(tuning),
     config: {
       preset: v.preset ?? null,
       defaultPreset: v.model !== undefined ? "gemma3-1b-gsm8k" : "demo",
@@ -178,6 +196,8 @@ export interface TrainEnvironment {
   readonly onInterrupt: (handler: (signal: StopSignal) => void) => () => void;
   /** Clock. */
   readonly now: () => Date;
+  /** Where tuned kernel choices are kept (default: the file in the user's cache folder). */
+  readonly tuningStore?: TuningStore;
 }
 
 function onSignals(handler: (signal: StopSignal) => void): () => void {
@@ -270,7 +290,9 @@ async function runTrain(a: TrainArgs, io: TrainEnvironment): Promise<number> {
     controller.abort();
   });
   let rollout: LearnerRollout | null = null;
+  let gpu: Gpu | null = null;
   try {
+    gpu = await Gpu.create(cliGpuOptions(a.tuning, { warn: io.err, store: io.tuningStore }));
     runDir ??= await createRunDir(config.run.outDir, io.now());
     io.err(`preset ${config.preset}, run folder ${runDir}`);
     if (a.broker !== null) {
@@ -294,6 +316,7 @@ async function runTrain(a: TrainArgs, io: TrainEnvironment): Promise<number> {
         onEvent: (e) => e.type === "message" ? io.err(e.text) : bars(e),
         now: io.now,
         phases: io.phases,
+        gpu,
         ...(rollout !== null ? { rollout } : {}),
       });
       printResult(io, runDir, result.eval);
@@ -312,6 +335,7 @@ async function runTrain(a: TrainArgs, io: TrainEnvironment): Promise<number> {
   } finally {
     removeHandler();
     await rollout?.close();
+    gpu?.destroy();
   }
 }
 

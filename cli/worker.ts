@@ -4,14 +4,23 @@
  * demo's from the run itself, or its own `--model` folder, refused before any task when its
  * fingerprint differs —, then samples tasks with the adapter or weights version each names,
  * scores them with the run's reward functions and sends the results back. Progress (tasks,
- * tokens/s) goes to stderr; Ctrl-C or SIGTERM hands the unfinished task back and exits.
+ * tokens/s) goes to stderr; Ctrl-C or SIGTERM hands the unfinished task back and exits. With
+ * kernel tuning on (`--tuning`), shape classes met by a task are timed after it (one progress
+ * line), so later tasks use the fastest variants.
  *
  * @module
  */
 
 import { Gpu } from "../kernels/gpu.ts";
+import type { TuningMode } from "../kernels/tuning.ts";
+import { consoleProgress } from "../rl/metrics_fs.ts";
 import { RolloutBrokerError } from "../rl/rollout_connect.ts";
-import { RolloutWorkerError, runRolloutWorker } from "../rl/rollout_worker.ts";
+import {
+  type RolloutWorkerBase,
+  RolloutWorkerError,
+  runRolloutWorker,
+} from "../rl/rollout_worker.ts";
+import { progressLines, tuneKernels } from "../rl/train_events.ts";
 import {
   BROKER_FLAGS,
   type BrokerAddress,
@@ -20,7 +29,15 @@ import {
   connectBroker,
   workerBase,
 } from "./_broker.ts";
-import { parseFlagTable, runCommand, UsageError, usageText } from "./_cli.ts";
+import {
+  cliGpuOptions,
+  parseFlagTable,
+  parseTuning,
+  runCommand,
+  TUNING_FLAG,
+  UsageError,
+  usageText,
+} from "./_cli.ts";
 
 const FLAGS = {
   ...BROKER_FLAGS,
@@ -28,9 +45,11 @@ const FLAGS = {
   run: ["string", "ID", "the run to join (default: the newest announced one)"],
   id: ["string", "NAME", "this worker's id (default random)"],
   "max-tasks": ["int", "N", "stop after N tasks (default: until the run ends)"],
+  ...TUNING_FLAG,
 } as const;
 const USAGE = usageText(
-  "usage: deno task worker --broker nats://host:port [--model DIR] [--run ID]",
+  "usage: deno task worker --broker nats://host:port [--model DIR] [--run ID]\n" +
+    "       [--tuning off|cached|full]",
   FLAGS,
 ) + `
 
@@ -49,6 +68,8 @@ export interface WorkerArgs {
   readonly id: string | null;
   /** `--max-tasks`, or null. */
   readonly maxTasks: number | null;
+  /** `--tuning`, or null: the default for the adapter. */
+  readonly tuning: TuningMode | null;
 }
 
 /**
@@ -79,7 +100,23 @@ export function parseWorkerArgs(
     run: v.run ?? null,
     id: v.id ?? null,
     maxTasks: v.maxTasks ?? null,
+    tuning: parseTuning(v.tuning),
   });
+}
+
+/** The base with kernel tuning after each sampling call (which met the shape classes). */
+function tuningAfterSampling(base: RolloutWorkerBase, gpu: Gpu): RolloutWorkerBase {
+  const model = base.model, bars = progressLines(consoleProgress());
+  return {
+    ...base,
+    model: {
+      async generateWithLogprobs(...args) {
+        const out = await model.generateWithLogprobs(...args);
+        await tuneKernels(gpu, bars);
+        return out;
+      },
+    },
+  };
 }
 
 async function run(a: WorkerArgs): Promise<number> {
@@ -90,16 +127,16 @@ async function run(a: WorkerArgs): Promise<number> {
   };
   for (const s of ["SIGINT", "SIGTERM"] as const) Deno.addSignalListener(s, stop);
   const connection = await connectBroker(a.broker, `webtune-worker${a.id ? `-${a.id}` : ""}`);
-  const gpu = await Gpu.create();
+  const gpu = await Gpu.create(cliGpuOptions(a.tuning, { warn: console.error }));
   try {
     const summary = await runRolloutWorker({
       connection,
       ...(a.run !== null ? { runId: a.run } : {}),
       ...(a.id !== null ? { workerId: a.id } : {}),
       ...(a.maxTasks !== null ? { maxTasks: a.maxTasks } : {}),
-      loadBase: (info) => {
+      loadBase: async (info) => {
         console.error(`joining run ${info.runId}`);
-        return workerBase(info, { model: a.model, gpu });
+        return tuningAfterSampling(await workerBase(info, { model: a.model, gpu }), gpu);
       },
       signal: controller.signal,
       log: (line) => console.error(line),

@@ -33,9 +33,13 @@ const qkvLayout = (T: string): string[] => [
 
 /**
  * Launch 1's storage bindings: q, k, v, the forward's output and lse, dOut, the optional ranges
- * (7), then dsum (D per row, written for launch 2) and dq.
+ * (7), then dsum (D per row, written for launch 2) and dq. The flash dq kernel binds the same.
+ *
+ * @param T The element type (`f32` or `vec4<f32>`).
+ * @param ranges Whether the ranges tensor is bound.
+ * @returns The binding declarations.
  */
-const queriesLayout = (T: string, ranges: boolean): string[] => [
+export const queriesLayout = (T: string, ranges: boolean): string[] => [
   ...qkvLayout(T),
   `@group(0) @binding(4) var<storage, read> out: array<${T}>; // [B, S, H, D]  forward output`,
   "@group(0) @binding(5) var<storage, read> lse: array<f32>; // [B, S, H]",
@@ -54,9 +58,13 @@ const queriesLayout = (T: string, ranges: boolean): string[] => [
 
 /**
  * Launch 2's storage bindings: q, k, v, the forward's lse (no output), dOut, the optional
- * ranges (6), then dsum (from launch 1), dk and dv.
+ * ranges (6), then dsum (from launch 1), dk and dv. The flash dk/dv kernel binds the same.
+ *
+ * @param T The element type (`f32` or `vec4<f32>`).
+ * @param ranges Whether the ranges tensor is bound.
+ * @returns The binding declarations.
  */
-const keysLayout = (T: string, ranges: boolean): string[] => [
+export const keysLayout = (T: string, ranges: boolean): string[] => [
   ...qkvLayout(T),
   "@group(0) @binding(4) var<storage, read> lse: array<f32>; // [B, S, H]",
   `@group(0) @binding(5) var<storage, read> dout: array<${T}>; // [B, S, H, D]`,

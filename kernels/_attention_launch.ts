@@ -1,14 +1,17 @@
 /**
  * Checks shared by the attention launchers (prefill, decode, backward): the scale and window
  * options, the head grouping, the ranges tensor, and the rank-4 view of `[B, S, heads, D]`
- * tensors given as `[S, heads, D]`.
+ * tensors given as `[S, heads, D]`; and their variants: the flash tilings, the split-decode
+ * memory, and the choice between a forced id and the tuner's.
  *
  * @module
  */
 
 import { expectDtype, expectShape } from "./_launch.ts";
 import { ShapeError } from "./errors.ts";
+import type { GpuLimits } from "./gpu.ts";
 import type { Tensor } from "./tensor.ts";
+import type { Tuner, TuningJob } from "./tuning.ts";
 
 /**
  * @param t A `[B, S, heads, D]` or `[S, heads, D]` tensor.
@@ -69,4 +72,174 @@ export function checkRanges(kernel: string, ranges: Tensor | undefined, batch: n
   if (!ranges) return;
   expectDtype(kernel, "ranges", ranges, ["i32"]);
   expectShape(kernel, "ranges", ranges, [batch, 2]);
+}
+
+/**
+ * Workgroup memory of every flash/split tiling: 16 KiB, WebGPU's guaranteed minimum. (Deno's GL
+ * backend zero-initialises workgroup memory with one constructor that llvmpipe builds in time
+ * quadratic in its size — seconds to minutes at the first dispatch of a big tile — which is why
+ * tiles stop at 8 keys and the tests run these tilings at small head widths on GL.)
+ */
+const WORKGROUP_BYTES = 16384;
+/** Invocations per workgroup every flash tiling stays within: WebGPU's guaranteed 256. */
+const WORKGROUP_INVOCATIONS = 256;
+
+/** The limits a variant must fit. */
+export type VariantLimits = Pick<
+  GpuLimits,
+  | "maxComputeWorkgroupStorageSize"
+  | "maxComputeInvocationsPerWorkgroup"
+  | "maxStorageBuffersPerShaderStage"
+>;
+
+/** The flash kernels: prefill forward, backward dq (and D), backward dk/dv. */
+export type FlashKernel = "forward" | "dq" | "dkdv";
+
+/** Tiling of a flash kernel. */
+export interface FlashTiling {
+  /** The kernel it tiles. */
+  readonly kernel: FlashKernel;
+  /** Rows per workgroup: query rows (token, head), or keys in the dk/dv kernel. */
+  readonly rows: number;
+  /** Invocations per row. */
+  readonly lanes: number;
+  /** Keys (dk/dv: query rows) per tile staged in workgroup memory; 0 when none fits. */
+  readonly tile: number;
+  /** Invocations per workgroup (rows · lanes). */
+  readonly workgroupSize: number;
+  /** Workgroup memory in bytes. */
+  readonly workgroupBytes: number;
+}
+
+/** f32 values of a workgroup array of n values (packed four to a vec4 element). */
+const packed = (n: number) => 4 * Math.ceil(n / 4);
+
+/**
+ * The tiling of a flash variant id (`flash<rows>`) for a head width: `lanes` = the power of two
+ * that leaves ≤ 32 columns per invocation, within [64 / rows, 256 / rows] (64–256 invocations);
+ * `tile` = the most keys (≤ 8) whose workgroup arrays fit 16 KiB: forward K/V tile + partial
+ * scores; dq: K/V tile + partials + dS; dk/dv: q and dOut tiles + lse/D + partials + P and dS.
+ *
+ * @param id A flash variant id, e.g. `flash32`.
+ * @param headDim D.
+ * @param kernel Which flash kernel.
+ * @returns The tiling (tile 0 when no tile fits).
+ */
+export function flashTiling(id: string, headDim: number, kernel: FlashKernel): FlashTiling {
+  const rows = Number(id.slice("flash".length));
+  let lanes = 1;
+  while (lanes * 32 < headDim) lanes *= 2;
+  lanes = Math.min(Math.max(lanes, Math.ceil(64 / rows)), Math.floor(WORKGROUP_INVOCATIONS / rows));
+  const wg = rows * lanes;
+  const tileRows = (n: number) => (headDim % 4 === 0 ? n * headDim : packed(n * headDim));
+  const floats = (t: number) =>
+    kernel === "forward"
+      ? tileRows(t) + packed(t * wg)
+      : kernel === "dq"
+      ? tileRows(t) + packed(t * wg) + packed(rows * t)
+      : 2 * tileRows(t) + packed(2 * t) + packed(t * wg) + packed(2 * rows * t);
+  let tile = 8;
+  while (tile > 0 && 4 * floats(tile) > WORKGROUP_BYTES) tile--;
+  return Object.freeze({
+    kernel,
+    rows,
+    lanes,
+    tile,
+    workgroupSize: wg,
+    workgroupBytes: 4 * floats(tile),
+  });
+}
+
+/**
+ * Whether a flash tiling runs on a device: it fits the limits (the backward kernels bind 9
+ * storage buffers, the forward 6), holds ≥ 1 key per tile and ≤ 32 vectors per invocation
+ * (registers).
+ *
+ * @param t The tiling.
+ * @param headDim D.
+ * @param limits The device's limits.
+ * @returns True when valid.
+ */
+export function flashFits(t: FlashTiling, headDim: number, limits: VariantLimits): boolean {
+  const vectors = Math.ceil(headDim / (headDim % 4 === 0 ? 4 : 1) / t.lanes);
+  const buffers = t.kernel === "forward" ? 6 : 9;
+  return t.tile > 0 && vectors <= 32 && buffers <= limits.maxStorageBuffersPerShaderStage &&
+    t.workgroupSize <= limits.maxComputeInvocationsPerWorkgroup &&
+    t.workgroupBytes <= limits.maxComputeWorkgroupStorageSize;
+}
+
+/**
+ * Whether a split-decode variant fits: the group's queries and its scores of a chunk in 16 KiB
+ * of workgroup memory (and the device's limit).
+ *
+ * @param chunk Keys per chunk.
+ * @param groups Query heads per KV head.
+ * @param headDim D.
+ * @param limits The device's limits.
+ * @returns True when valid.
+ */
+export function splitFits(
+  chunk: number,
+  groups: number,
+  headDim: number,
+  limits: VariantLimits,
+): boolean {
+  const q = headDim % 4 === 0 ? groups * headDim : packed(groups * headDim);
+  const bytes = 4 * (q + packed(groups * chunk));
+  return bytes <= Math.min(WORKGROUP_BYTES, limits.maxComputeWorkgroupStorageSize);
+}
+
+/**
+ * Orders candidates for the tuner: valid ids, the table's choice first.
+ *
+ * @param valid The ids valid for the shape on this adapter, in catalogue order.
+ * @param first The table's choice (used when valid).
+ * @returns The candidates.
+ */
+export function withFirst(valid: readonly string[], first: string): readonly string[] {
+  const head = valid.includes(first) ? first : valid[0];
+  return Object.freeze([head, ...valid.filter((id) => id !== head)]);
+}
+
+/** How a launcher picks its variant: forced by the caller, or the tuner's choice. */
+export interface VariantChoice {
+  /** Kernel name (messages). */
+  readonly kernel: string;
+  /** The caller's `variant` option, if any. */
+  readonly forced: string | undefined;
+  /** The tuning job (its candidates: valid ids, the table's choice first). */
+  readonly job: TuningJob;
+}
+
+/**
+ * The variant a launch runs: the forced id when it is a candidate, else the tuner's choice.
+ *
+ * @param tuner The device's tuner.
+ * @param choice Kernel, forced id and tuning job.
+ * @returns A candidate id.
+ * @throws {ShapeError} when the forced id is unknown or not valid here, naming the valid ids.
+ */
+export function chooseVariant(tuner: Tuner, choice: VariantChoice): string {
+  const { kernel, forced, job } = choice;
+  if (forced === undefined) return tuner.choose(job);
+  if (!job.candidates.includes(forced)) {
+    throw new ShapeError(
+      kernel,
+      `options.variant "${forced}" is not valid for this shape on this adapter; ` +
+        `valid: ${job.candidates.join(", ")}`,
+    );
+  }
+  return forced;
+}
+
+/**
+ * Rounds up to a power of two (shape-class buckets).
+ *
+ * @param n A positive count.
+ * @returns The smallest power of two ≥ n.
+ */
+export function pow2(n: number): number {
+  let p = 1;
+  while (p < n) p *= 2;
+  return p;
 }

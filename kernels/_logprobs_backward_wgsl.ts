@@ -12,6 +12,7 @@
  */
 
 import { dotBlock, type DotConstants, dotDeclarations } from "./_logprobs_wgsl.ts";
+import { SG_ENABLE, SG_STATE } from "./_reduce_variant.ts";
 
 /**
  * WGSL of `logprobs_dz`: each workgroup takes `TT` tokens × `WG·TV` rows of the chunk. Token
@@ -185,6 +186,13 @@ export interface AccConstants extends Record<string, number | string | boolean> 
   wg: number;
 }
 
+/** The `sg` variant's tile of `logprobs_dh`: 4 rows × 4 columns per workgroup of 64. */
+export const SG_ACC_TILE: Readonly<Pick<AccConstants, "tm" | "tn4" | "wg">> = Object.freeze({
+  tm: 4,
+  tn4: 1,
+  wg: 64,
+});
+
 /** k values summed in a partial accumulator before it joins the total (f32 error). */
 const K_BLOCK = 128;
 
@@ -267,6 +275,7 @@ function accStep(c: AccConstants, width: 4 | 1): string {
  * @returns The WGSL source.
  */
 export function accSource(c: AccConstants): string {
+  if (c.sg === true) return accSubgroupSource(c);
   const { tm, tn4 } = c;
   let setup = "", flush = "", store = "";
   for (let i = 0; i < tm; i++) {
@@ -332,6 +341,87 @@ ${accStep(c, 4)}    }
   for (var k = k4; k < p.K; k++) {
     ${skip1}
 ${accStep(c, 1)}  }
+  ${store}
+}`;
+}
+
+/**
+ * WGSL of the `sg` variant of `logprobs_dh` (constant `sg: true`): split-K. A workgroup owns
+ * one `TM × 4·TN4` tile of dh; lane `l` sums k = 4l, 4l + 4·WG, … (then the tail k ≥ K & ~3 one
+ * by one); each accumulator is summed over the subgroup, elected into workgroup slots, and
+ * summed over the slots by every subgroup (see `_reduce_variant.ts`); lane `o` adds output `o`.
+ *
+ * @param c Constants (`form: "dh"`, the `SG_ACC_TILE` tile).
+ * @returns The WGSL source.
+ */
+function accSubgroupSource(c: AccConstants): string {
+  const { tm, tn4, wg } = c;
+  const outs = tm * tn4;
+  let setup = "", reduce = "", store = "";
+  for (let i = 0; i < tm; i++) setup += `let ar${i} = min(row0 + ${i}u, p.M - 1u) * p.ldz;\n`;
+  for (let g = 0; g < tn4; g++) {
+    if (c.vec) setup += `let bc${g} = p.b_off + min(col0 + ${g * 4}u, p.N - 4u);\n`;
+    else {
+      for (let j = 0; j < 4; j++) {
+        setup += `let bc${g}_${j} = p.b_off + min(col0 + ${g * 4 + j}u, p.N - 1u);\n`;
+      }
+    }
+    for (let i = 0; i < tm; i++) {
+      const o = i * tn4 + g;
+      setup += `var acc${i}_${g} = vec4<f32>();\n`;
+      reduce += `red[${
+        o * wg
+      }u + lane] = select(vec4<f32>(), subgroupAdd(acc${i}_${g}), elected);\n`;
+      const at = `p.c_off + (row0 + ${i}u) * p.N + col0 + ${g * 4}u`;
+      const add = c.vec
+        ? `if (row0 + ${i}u < p.M && col0 + ${g * 4}u < p.N) {
+      let o = (${at}) >> 2u; c[o] = c[o] + tot;
+    }`
+        : [0, 1, 2, 3].map((j) =>
+          `if (row0 + ${i}u < p.M && col0 + ${
+            g * 4 + j
+          }u < p.N) { let o = ${at} + ${j}u; c[o] = c[o] + tot[${j}]; }`
+        ).join("\n    ");
+      store += `{
+    var t = vec4<f32>();
+    for (var j = sg_rank; j < ${wg}u; j += sg_count) { t += red[${o * wg}u + j]; }
+    let tot = subgroupAdd(t);
+    if (lane == ${o}u) {
+    ${add}
+    }
+  }
+  `;
+    }
+  }
+  return /* wgsl */ `${SG_ENABLE}
+struct Params {
+  M: u32, N: u32, K: u32, // output rows (T), columns (D), reduction length (chunk rows)
+  ldz: u32,               // row stride of dz
+  b_off: u32,             // element offset of b's row 0 (E chunk inside its part)
+  c_off: u32,             // element offset of c's row 0 (unused: 0)
+}
+@group(0) @binding(0) var<uniform> p: Params;
+${accLoaders(c)}
+${SG_STATE}
+var<workgroup> red: array<vec4<f32>, ${outs * wg}>; // [TM·TN4 outputs, WG slots]
+
+@compute @workgroup_size(${wg})
+fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) lane: u32) {
+  let row0 = wid.y * ${tm}u; // the workgroup's tile (uniform)
+  let col0 = wid.x * ${tn4 * 4}u;
+  var live = false; // workgroup-uniform
+  for (var i = 0u; i < ${tm}u; i++) { live = live || grad[min(row0 + i, p.M - 1u)] != 0.0; }
+  if (!live) { return; }
+  sg_init();
+  ${setup}
+  let k4 = p.K & ~3u;
+  for (var k = lane * 4u; k < k4; k += ${wg * 4}u) {
+${accStep(c, 4)}  }
+  for (var k = k4 + lane; k < p.K; k += ${wg}u) {
+${accStep(c, 1)}  }
+  let elected = subgroupElect();
+  ${reduce}
+  workgroupBarrier();
   ${store}
 }`;
 }

@@ -7,9 +7,11 @@
  */
 
 import { expectDtype } from "./_launch.ts";
+import { pickVariant, pow2Bucket, withSubgroupVariant } from "./_reduce_variant.ts";
 import type { DotConstants } from "./_logprobs_wgsl.ts";
 import { ShapeError } from "./errors.ts";
 import type { BufferBinding, Gpu } from "./gpu.ts";
+import type { TuningBench } from "./tuning.ts";
 import { shapeString, type Tensor, type TensorPart } from "./tensor.ts";
 
 /**
@@ -190,4 +192,80 @@ export function checkHead(
     vocab: embedding.shape[0],
     temperature: checkTemperature(kernel, options),
   };
+}
+
+/**
+ * Every variant of the log-prob forward and backward: `reg` = the register-blocked kernels
+ * with workgroup-memory trees; `sg` = the forward's chunk merge of (max, Σ exp, Σ exp·x) and the
+ * backward's `dh` reduction over the vocabulary on subgroup operations (adapters with
+ * `subgroups`).
+ */
+export const LOGPROBS_VARIANTS: readonly ["reg", "sg"] = Object.freeze(["reg", "sg"] as const);
+
+/** A log-prob variant id (see {@linkcode LOGPROBS_VARIANTS}). */
+export type LogprobsVariant = typeof LOGPROBS_VARIANTS[number];
+
+/** The sizes of a log-prob launch. */
+export interface LogprobsShape {
+  /** T. */
+  readonly tokens: number;
+  /** D. */
+  readonly dim: number;
+  /** V. */
+  readonly vocab: number;
+}
+
+/**
+ * The log-prob variants (forward and backward) valid on this adapter, the deterministic
+ * table's choice first: `reg` on fallback (software) adapters and where subgroups are missing,
+ * else `sg`.
+ *
+ * @param gpu The runtime (adapter kind and features).
+ * @param _shape The sizes (every variant takes every shape).
+ * @returns Variant ids.
+ * @example
+ * ```ts
+ * import { Gpu } from "./gpu.ts";
+ * import { tokenLogprobsCandidates } from "./logprobs.ts";
+ * const gpu = await Gpu.create();
+ * console.log(tokenLogprobsCandidates(gpu, { tokens: 3, dim: 64, vocab: 1000 })); // ["reg"] on llvmpipe
+ * gpu.destroy();
+ * ```
+ */
+export function tokenLogprobsCandidates(
+  gpu: Gpu,
+  _shape: LogprobsShape,
+): readonly LogprobsVariant[] {
+  return withSubgroupVariant(gpu, ["reg"]) as readonly LogprobsVariant[];
+}
+
+/** Vocabulary rows of the tuner's scratch embedding at most (timing per row is what counts). */
+export const SCRATCH_VOCAB = 16384;
+
+/**
+ * Checks a forced variant or asks the tuner for one.
+ *
+ * @param gpu The runtime.
+ * @param request Kernel (family), forced variant, sizes, what else splits the shape class and
+ *   the tuner's bench.
+ * @returns The variant.
+ * @throws {ShapeError} on a variant that is unknown or not valid on this adapter.
+ */
+export function logprobsVariant(
+  gpu: Gpu,
+  request: {
+    readonly kernel: string;
+    readonly variant?: string;
+    readonly shape: LogprobsShape;
+    readonly shapeClass: string;
+    readonly prepare: () => TuningBench;
+  },
+): LogprobsVariant {
+  const { tokens, dim, vocab } = request.shape;
+  return pickVariant(gpu, request.kernel, request.variant, {
+    family: request.kernel,
+    shapeClass: `t${pow2Bucket(tokens)}:d${dim}:v${pow2Bucket(vocab)}:${request.shapeClass}`,
+    candidates: tokenLogprobsCandidates(gpu, request.shape),
+    prepare: request.prepare,
+  }) as LogprobsVariant;
 }

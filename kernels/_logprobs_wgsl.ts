@@ -6,6 +6,8 @@
  * @module
  */
 
+import { SG_ENABLE, SG_STATE } from "./_reduce_variant.ts";
+
 /** Specialisation constants of the dot-product kernels. */
 export interface DotConstants extends Record<string, number | string | boolean> {
   /** Elements per load: 4 (D % 4 = 0) or 1. */
@@ -96,15 +98,88 @@ export function dotBlock(
   return lines.join("\n    ");
 }
 
+/** The entropy pieces of {@linkcode partialSource} the reductions use. */
+interface EntropyPieces {
+  readonly merge: string;
+  readonly spill: string;
+  readonly write: string;
+}
+
+/** The `reg` variant's end of `logprobs_partial`: a pairwise tree of the (m, s, w) triples. */
+function treeReduction(c: DotConstants, e: EntropyPieces): string {
+  return `for (var i = 0u; i < ${c.tt}u; i++) {
+    red_m[i * ${c.wg}u + lid] = m[i];
+    red_s[i * ${c.wg}u + lid] = s[i];${e.spill}
+  }
+  workgroupBarrier();
+  for (var off = ${c.wg / 2}u; off > 0u; off >>= 1u) {
+    if (lid < off) {
+      for (var i = 0u; i < ${c.tt}u; i++) { merge(i * ${c.wg}u + lid, i * ${c.wg}u + lid + off); }
+    }
+    workgroupBarrier();
+  }
+  if (lid < ${c.tt}u && t0 + lid < p.tokens) {
+    partial[(t0 + lid) * p.chunks + p.chunk_offset + wid.x] =
+      vec2<f32>(red_m[lid * ${c.wg}u], red_s[lid * ${c.wg}u]);${e.write}
+  }`;
+}
+
+/**
+ * The `sg` variant's end of `logprobs_partial`: per token, the subgroup's (max, rescaled sums),
+ * elected into workgroup slots, then each subgroup merges every slot (online, by rank) and
+ * reduces once more (see `_reduce_variant.ts`); invocation 0 writes the token block's pairs.
+ */
+function sgReduction(c: DotConstants, ent: boolean): string {
+  const w = (x: string) => (ent ? x : "");
+  return `for (var i = 0u; i < ${c.tt}u; i++) {
+    let mm = subgroupMax(m[i]);
+    let f = exp(m[i] - mm);
+    let ss = subgroupAdd(s[i] * f);${
+    w("\n    let ww = subgroupAdd(f * (w[i] + (m[i] - mm) * s[i]));")
+  }
+    let elected = subgroupElect();
+    red_m[i * ${c.wg}u + lid] = select(${NEG}, mm, elected);
+    red_s[i * ${c.wg}u + lid] = select(0.0, ss, elected);${
+    w(`\n    red_w[i * ${c.wg}u + lid] = select(0.0, ww, elected);`)
+  }
+  }
+  workgroupBarrier();
+  for (var i = 0u; i < ${c.tt}u; i++) {
+    var acc_m = ${NEG};
+    var acc_s = 0.0;${w("\n    var acc_w = 0.0;")}
+    for (var j = sg_rank; j < ${c.wg}u; j += sg_count) {
+      let k = i * ${c.wg}u + j;
+      let mx = max(acc_m, red_m[k]);
+      let fa = exp(acc_m - mx);
+      let fb = exp(red_m[k] - mx);${
+    w("\n      acc_w = fa * (acc_w + (acc_m - mx) * acc_s) + fb * (red_w[k] + (red_m[k] - mx) * red_s[k]);")
+  }
+      acc_s = acc_s * fa + red_s[k] * fb;
+      acc_m = mx;
+    }
+    let mm = subgroupMax(acc_m);
+    let f = exp(acc_m - mm);
+    let ss = subgroupAdd(acc_s * f);${
+    w("\n    let ww = subgroupAdd(f * (acc_w + (acc_m - mm) * acc_s));")
+  }
+    if (lid == 0u && t0 + i < p.tokens) {
+      let at = (t0 + i) * p.chunks + p.chunk_offset + wid.x;
+      partial[at] = vec2<f32>(mm, ss);${w("\n      partial_w[at] = ww;")}
+    }
+  }`;
+}
+
 /**
  * WGSL of `logprobs_partial`: per (token block, chunk) online `(max, Σ exp)` and target logits.
  * With the extra constant `entropy: true` (absent = off: the plain kernel's source and pipeline
  * key), also `w = Σ exp(x − m)·(x − m)` into binding 6, rescaled with the running max: moving
- * m → m' turns w into `exp(m − m')·(w + (m − m')·s)`.
+ * m → m' turns w into `exp(m − m')·(w + (m − m')·s)`. With the extra constant `sg: true` (the
+ * `sg` variant) the workgroup's (m, s, w) merge runs on subgroup operations instead of a tree.
  */
 export const partialSource = (c: DotConstants): string => {
   const n = c.tt * c.tv;
   const ent = c.entropy === true;
+  const sg = c.sg === true;
   const spill: string[] = [];
   for (let i = 0; i < c.tt; i++) {
     for (let j = 0; j < c.tv; j++) spill.push(`xs[${i * c.tv + j}] = acc_${i}_${j};`);
@@ -139,7 +214,7 @@ export const partialSource = (c: DotConstants): string => {
         `\n    partial_w[(t0 + lid) * p.chunks + p.chunk_offset + wid.x] = red_w[lid * ${c.wg}u];`,
     }
     : { binding: "", shared: "", merge: "", state: "", init: "", update: "", spill: "", write: "" };
-  return /* wgsl */ `
+  return /* wgsl */ `${sg ? SG_ENABLE : ""}
 struct Params {
   tokens: u32, rows: u32, row_start: u32, chunk_offset: u32, chunks: u32, inv_temp: f32,
   dp: u32,     // D / pack: loads per dot product
@@ -152,7 +227,7 @@ ${dotDeclarations(c)}
 @group(0) @binding(5) var<storage, read_write> tlogit: array<f32>; // [T] logit of the target${e.binding}
 
 var<workgroup> red_m: array<f32, ${c.tt * c.wg}>;
-var<workgroup> red_s: array<f32, ${c.tt * c.wg}>;${e.shared}
+var<workgroup> red_s: array<f32, ${c.tt * c.wg}>;${e.shared}${sg ? SG_STATE : ""}
 
 fn merge(a: u32, b: u32) {
   let m = max(red_m[a], red_m[b]);${e.merge}
@@ -163,7 +238,7 @@ fn merge(a: u32, b: u32) {
 @compute @workgroup_size(${c.wg})
 fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
   let t0 = wid.y * ${c.tt}u;
-  let chunk_base = wid.x * p.steps * ${c.wg * c.tv}u;
+  let chunk_base = wid.x * p.steps * ${c.wg * c.tv}u;${sg ? "\n  sg_init();" : ""}
   // Online (max, Σ exp(x − max)) per token of the tile.
   var m: array<f32, ${c.tt}>;
   var s: array<f32, ${c.tt}>;${e.state}
@@ -189,21 +264,7 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
       }
     }
   }
-  for (var i = 0u; i < ${c.tt}u; i++) {
-    red_m[i * ${c.wg}u + lid] = m[i];
-    red_s[i * ${c.wg}u + lid] = s[i];${e.spill}
-  }
-  workgroupBarrier();
-  for (var off = ${c.wg / 2}u; off > 0u; off >>= 1u) {
-    if (lid < off) {
-      for (var i = 0u; i < ${c.tt}u; i++) { merge(i * ${c.wg}u + lid, i * ${c.wg}u + lid + off); }
-    }
-    workgroupBarrier();
-  }
-  if (lid < ${c.tt}u && t0 + lid < p.tokens) {
-    partial[(t0 + lid) * p.chunks + p.chunk_offset + wid.x] =
-      vec2<f32>(red_m[lid * ${c.wg}u], red_s[lid * ${c.wg}u]);${e.write}
-  }
+  ${sg ? sgReduction(c, ent) : treeReduction(c, e)}
 }`;
 };
 

@@ -1,17 +1,18 @@
 /**
  * WGSL templates of RMSNorm's backward (`rms_norm_backward.ts` holds the launcher and the
- * formulas): the per-row dx kernel (both strategies, sharing the forward's row-sum openings)
+ * formulas): the per-row dx kernel (every variant, sharing the forward's row-sum openings)
  * and the two-stage, fixed-order dw reduction.
  *
  * @module
  */
 
 import { WGSL_LINEAR, wgslBf16Reader } from "./_launch.ts";
+import { SG_ENABLE } from "./_reduce_variant.ts";
 import { invocationRowSum, workgroupRowSum } from "./_rms_norm_wgsl.ts";
 
 /** Constants of {@linkcode rmsNormDxSource}. */
 export interface RmsNormDxConstants extends Record<string, number | string | boolean> {
-  /** `row` or `workgroup` (see `RmsNormStrategy`). */
+  /** The variant: `row`, `workgroup` or `sg` (see `RMS_NORM_VARIANTS`). */
   strategy: string;
   /** Invocations per workgroup, a power of two. */
   wg: number;
@@ -26,12 +27,12 @@ export interface RmsNormDxConstants extends Record<string, number | string | boo
 /**
  * WGSL of the dx kernel: `dx = r·gw − x·r³·(Σ_i gw_i·x_i)/D` per row, `gw = dy ∘ (1 + w)`.
  *
- * @param c Strategy, workgroup size, weight dtype, in place, accumulation.
+ * @param c Variant, workgroup size, weight dtype, in place, accumulation.
  * @returns The WGSL source.
  */
 export const rmsNormDxSource = (c: RmsNormDxConstants): string => {
   const target = c.inPlace ? "dy" : "dx";
-  const header = `
+  const header = `${c.strategy === "sg" ? SG_ENABLE : ""}
 struct Params { rows: u32, d: u32 }
 @group(0) @binding(0) var<uniform> p: Params;
 @group(0) @binding(1) var<storage, read> x: array<f32>;    // [rows, D]
@@ -69,9 +70,9 @@ ${sum}
 }`;
   }
   return /* wgsl */ `${header}
-${workgroupRowSum(c.wg, "gw(base + i, i), x[base + i]")}
+${workgroupRowSum(c, "gw(base + i, i), x[base + i]")}
   let r = rstd[row];
-  let c = r * r * r * (partial[0] / f32(p.d));
+  let c = r * r * r * (row_sum / f32(p.d));
   for (var i = lid; i < p.d; i += ${c.wg}u) {
     ${store}
   }

@@ -1,19 +1,21 @@
 /**
  * WGSL template of RMSNorm's forward (`rms_norm.ts` holds the launcher and the numerics) and
  * the row-sum openings its backward shares: `Σ fma(a, b)` over a row of D values either by
- * one workgroup per row (pairwise tree) or one invocation per row (eight interleaved sums).
+ * one workgroup per row (pairwise tree, or subgroup reductions) or one invocation per row
+ * (eight interleaved sums).
  *
  * @module
  */
 
 import { wgslBf16Reader } from "./_launch.ts";
+import { SG_ENABLE, SG_STATE, subgroupReducer } from "./_reduce_variant.ts";
 
 /** Which input buffer the result is written into (WebGPU cannot bind one buffer twice). */
 export type RmsNormAlias = "none" | "x" | "residual";
 
 /** Constants of {@linkcode rmsNormSource}. */
 export interface RmsNormConstants extends Record<string, number | string | boolean> {
-  /** `row` or `workgroup` (see `RmsNormStrategy`). */
+  /** The variant: `row`, `workgroup` or `sg` (see `RMS_NORM_VARIANTS`). */
   strategy: string;
   /** Invocations per workgroup, a power of two. */
   wg: number;
@@ -28,31 +30,45 @@ export interface RmsNormConstants extends Record<string, number | string | boole
 }
 
 /**
- * WGSL of the "workgroup" strategy's opening: one workgroup of `wg` per row (`row`, `base`;
- * rows past the end return), `Σ fma(terms)` over the row's D entries left in `partial[0]`.
+ * WGSL of the opening of the one-workgroup-per-row variants (`workgroup`, `sg`): one workgroup
+ * of `wg` per row (`row`, `base`; rows past the end return), `Σ fma(terms)` over the row's D
+ * entries left in `row_sum` — by a pairwise tree in workgroup memory (`workgroup`), or by two
+ * subgroup reductions (`sg`, see `_reduce_variant.ts`; the source must start with `SG_ENABLE`).
  *
- * @param wg Invocations per workgroup (a power of two).
+ * @param c The variant (`workgroup` or `sg`) and invocations per workgroup (a power of two).
  * @param terms The two `fma` factors of entry `i`, e.g. `"x[base + i], x[base + i]"`.
  * @returns The WGSL (declarations and the opening of `main`).
  */
-export const workgroupRowSum = (wg: number, terms: string): string =>
-  /* wgsl */ `var<workgroup> partial: array<f32, ${wg}>;
-
-@compute @workgroup_size(${wg})
-fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
-        @builtin(local_invocation_index) lid: u32) {
-  let row = wid.x + wid.y * nwg.x; // uniform across the workgroup
-  if (row >= p.rows) { return; }
-  let base = row * p.d;
-  var acc = 0.0;
-  for (var i = lid; i < p.d; i += ${wg}u) { acc = fma(${terms}, acc); }
+export const workgroupRowSum = (
+  c: { readonly strategy: string; readonly wg: number },
+  terms: string,
+): string => {
+  const sg = c.strategy === "sg";
+  const reduce = sg ? "\n  let row_sum = workgroup_sum(lid, acc);" : `
   partial[lid] = acc;
   workgroupBarrier();
   // subtle: pairwise tree, not a serial sum, so the f32 error grows with log2(wg) only.
-  for (var s = ${wg / 2}u; s > 0u; s >>= 1u) {
+  for (var s = ${c.wg / 2}u; s > 0u; s >>= 1u) {
     if (lid < s) { partial[lid] += partial[lid + s]; }
     workgroupBarrier();
-  }`;
+  }
+  let row_sum = partial[0];`;
+  const helpers = sg
+    ? `${SG_STATE}
+${subgroupReducer({ name: "workgroup_sum", type: "f32", op: "add", buf: "partial", wg: c.wg })}
+`
+    : "";
+  return /* wgsl */ `var<workgroup> partial: array<f32, ${c.wg}>;
+${helpers}
+@compute @workgroup_size(${c.wg})
+fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
+        @builtin(local_invocation_index) lid: u32) {
+  let row = wid.x + wid.y * nwg.x; // uniform across the workgroup
+  if (row >= p.rows) { return; }${sg ? "\n  sg_init();" : ""}
+  let base = row * p.d;
+  var acc = 0.0;
+  for (var i = lid; i < p.d; i += ${c.wg}u) { acc = fma(${terms}, acc); }${reduce}`;
+};
 
 /** The pieces of {@linkcode invocationRowSum}. */
 export interface InvocationRowSum {
@@ -94,7 +110,7 @@ fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) 
 /**
  * WGSL of `rmsNorm`: `y = (x · r) · (1 + w)` (+ residual) with `r = 1 / sqrt(Σx²/D + eps)`.
  *
- * @param c Strategy, workgroup size, weight dtype, residual, aliasing and rstd output.
+ * @param c Variant, workgroup size, weight dtype, residual, aliasing and rstd output.
  * @returns The WGSL source.
  */
 export const rmsNormSource = (c: RmsNormConstants): string => {
@@ -122,7 +138,7 @@ export const rmsNormSource = (c: RmsNormConstants): string => {
   ].filter((line) => line !== "");
   const target = c.alias === "x" ? "x" : c.alias === "residual" ? "res" : "out";
   const wAt = c.wBf16 ? "bf16_at_w(i)" : "w[i]";
-  const header = `
+  const header = `${c.strategy === "sg" ? SG_ENABLE : ""}
 struct Params { rows: u32, d: u32, eps: f32 }
 @group(0) @binding(0) var<uniform> p: Params;
 ${decl.join("\n")}
@@ -154,8 +170,8 @@ ${sum}
 }`;
   }
   return /* wgsl */ `${header}
-${workgroupRowSum(c.wg, "x[base + i], x[base + i]")}
-  let r = 1.0 / sqrt(partial[0] / f32(p.d) + p.eps);
+${workgroupRowSum(c, "x[base + i], x[base + i]")}
+  let r = 1.0 / sqrt(row_sum / f32(p.d) + p.eps);
   for (var i = lid; i < p.d; i += ${c.wg}u) {
     let y = (x[base + i] * r) * (1.0 + ${wAt});
     ${store}

@@ -5,6 +5,14 @@
  * @module
  */
 
+import {
+  combine,
+  SG_ENABLE,
+  SG_STATE,
+  type SubgroupOp,
+  subgroupReducer,
+} from "./_reduce_variant.ts";
+
 /** Elements per loop iteration: llvmpipe ends any invocation's loops after 65535 iterations in
  * total, so each pass over a row must take few iterations. */
 export const UNROLL = 8;
@@ -32,20 +40,33 @@ function blocked(body: string, until?: string): string {
   }${exit}\n    }`;
 }
 
-/** WGSL: a workgroup tree reduction of one u32/f32 per invocation, result uniform. */
+/**
+ * WGSL: a workgroup reduction of one u32/f32 per invocation, result uniform — a tree
+ * (`reg`), or subgroup reductions whose result invocation 0 hands out through
+ * `workgroupUniformLoad` (`sg`).
+ */
 function reducer(
   name: string,
   type: "u32" | "f32",
-  op: (a: string, b: string) => string,
-  wg: number,
+  op: SubgroupOp,
+  c: SampleConstants,
 ): string {
   const buf = type === "u32" ? "red_u" : "red_f";
+  const wg = c.wg;
+  if (c.sg === 1) {
+    return `${subgroupReducer({ name: `${name}_sg`, type, op, buf, wg })}
+fn ${name}(lid: u32, v: ${type}) -> ${type} {
+  let r = ${name}_sg(lid, v);
+  if (lid == 0u) { ${buf}_out = r; }
+  return workgroupUniformLoad(&${buf}_out);
+}`;
+  }
   return `
 fn ${name}(lid: u32, v: ${type}) -> ${type} {
   ${buf}[lid] = v;
   workgroupBarrier();
   for (var off = ${wg / 2}u; off > 0u; off >>= 1u) {
-    if (lid < off) { ${buf}[lid] = ${op(`${buf}[lid]`, `${buf}[lid + off]`)}; }
+    if (lid < off) { ${buf}[lid] = ${combine(op, `${buf}[lid]`, `${buf}[lid + off]`)}; }
     workgroupBarrier();
   }
   let r = workgroupUniformLoad(&${buf}[0]);
@@ -62,13 +83,24 @@ export interface SampleConstants extends Record<string, number> {
   unroll: number;
 }
 
+/** The four reductions of the sampling kernel. */
+function reducers(c: SampleConstants): string {
+  const sg = c.sg === 1;
+  return `${sg ? `${SG_STATE}\nvar<workgroup> red_u_out: u32;\nvar<workgroup> red_f_out: f32;` : ""}
+${reducer("reduce_max_u", "u32", "max", c)}
+${reducer("reduce_min_u", "u32", "min", c)}
+${reducer("reduce_sum_u", "u32", "add", c)}
+${reducer("reduce_sum_f", "f32", "add", c)}`;
+}
+
 /**
  * WGSL of the sampling kernel. With the extra constant `logprobs: 1` (absent = off: the source
  * and pipeline key of the plain kernel) it also writes, beside each id, the temperature-1
  * log-softmax of the row at that id, `z_id − (max + log Σ exp(z − max))`, into binding 3:
- * one more pass over the row (the one below the max).
+ * one more pass over the row (the one below the max). With `sg: 1` (the `sg` variant) the
+ * reductions run on subgroup operations.
  *
- * @param c Workgroup size and unroll (and `logprobs`).
+ * @param c Workgroup size and unroll (and `logprobs`, `sg`).
  * @returns The WGSL source.
  */
 export const sampleSource = (c: SampleConstants): string => {
@@ -87,7 +119,7 @@ export const sampleSource = (c: SampleConstants): string => {
   const write = lp
     ? "\n    logp[p.out_offset + p.row_start + wid.x] = bitcast<f32>(logits[base + chosen]) - lse;"
     : "";
-  return /* wgsl */ `
+  return /* wgsl */ `${c.sg === 1 ? SG_ENABLE : ""}
 struct Params {
   vocab: u32, row_start: u32, out_offset: u32, top_k: u32,
   inv_temp: f32, top_p: f32, seed: u32, step: u32, greedy: u32,
@@ -103,10 +135,7 @@ var<workgroup> block_last: array<u32, ${c.wg}>;
 var<workgroup> total: f32;
 var<workgroup> picked: u32;
 
-${reducer("reduce_max_u", "u32", (a, b) => `max(${a}, ${b})`, c.wg)}
-${reducer("reduce_min_u", "u32", (a, b) => `min(${a}, ${b})`, c.wg)}
-${reducer("reduce_sum_u", "u32", (a, b) => `${a} + ${b}`, c.wg)}
-${reducer("reduce_sum_f", "f32", (a, b) => `${a} + ${b}`, c.wg)}
+${reducers(c)}
 
 // PCG output permutation; mirrored by samplingUniform() in sampling_ref.ts.
 fn pcg(v: u32) -> u32 {
@@ -131,7 +160,9 @@ fn weight(k: u32, lmax: f32) -> f32 {
 }
 
 @compute @workgroup_size(${c.wg})
-fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
+fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) lid: u32) {${
+    c.sg === 1 ? "\n  sg_init();" : ""
+  }
   let n = p.vocab;
   let base = wid.x * n;
   var km = 0u;

@@ -14,6 +14,13 @@
  *    `p ← p − lr·(m̂/(√v̂ + eps) + wd·p)`. When `applied` is 0 nothing is written: the skip is
  *    decided on the GPU, so no readback is needed before the update.
  *
+ * The two reductions (1, 2) come in variants ({@linkcode GRAD_NORM_VARIANTS}, the `variant`
+ * option, else the tuner's choice among {@linkcode gradGlobalNormCandidates}): `reg`, pairwise
+ * trees in workgroup memory — the table's choice on fallback adapters and without subgroups;
+ * `sg`, `subgroupAdd` with elected per-subgroup sums in workgroup memory and a second
+ * `subgroupAdd` (one barrier; no subgroup size assumed) — the table's choice on other adapters
+ * with `subgroups`. Both keep the chunks, the partials and the per-invocation order.
+ *
  * Nothing here reads back; the stats buffer is read later with the loss (one wait). WGSL in
  * `_adamw_wgsl.ts`; the float64 reference (optax's formulas) in `adamw_ref.ts`.
  *
@@ -24,12 +31,44 @@ import { expectDtype, grid1d, Uniforms } from "./_launch.ts";
 import {
   finalizeSource,
   REDUCE_CHUNK,
+  type ReduceConstants,
   sumSquaresSource,
   UPDATE_CHUNK,
   updateSource,
 } from "./_adamw_wgsl.ts";
+import { pickVariant, pow2Bucket, withSubgroupVariant } from "./_reduce_variant.ts";
 import { ShapeError } from "./errors.ts";
+import type { Gpu } from "./gpu.ts";
 import { shapeString, Tensor } from "./tensor.ts";
+
+/** Every variant of the global-norm reductions: `reg` (trees) and `sg` (subgroup sums). */
+export const GRAD_NORM_VARIANTS: readonly ["reg", "sg"] = Object.freeze(["reg", "sg"] as const);
+
+/**
+ * The global-norm variants valid on this adapter, the deterministic table's choice first:
+ * `reg` on fallback (software) adapters and without subgroups, else `sg`.
+ *
+ * @param gpu The runtime (adapter kind and features).
+ * @param _shape The gradients' total element count (every variant takes every size).
+ * @returns Variant ids.
+ * @example
+ * ```ts
+ * import { Gpu } from "./gpu.ts";
+ * import { gradGlobalNormCandidates } from "./adamw.ts";
+ * const gpu = await Gpu.create();
+ * console.log(gradGlobalNormCandidates(gpu, { numel: 1000 })); // ["reg"] on llvmpipe
+ * gpu.destroy();
+ * ```
+ */
+export function gradGlobalNormCandidates(
+  gpu: Gpu,
+  _shape: { readonly numel: number },
+): readonly string[] {
+  return withSubgroupVariant(gpu, ["reg"]);
+}
+
+/** Elements of the tuner's scratch gradient at most. */
+const SCRATCH_NUMEL = 1 << 22;
 
 /** Indices into the stats vector written by {@linkcode gradGlobalNorm}. */
 export const ADAMW_STATS: Readonly<{
@@ -62,6 +101,11 @@ export interface GradGlobalNormOptions {
   readonly partials?: Tensor;
   /** f32 values that must all be finite for the step to apply (e.g. the loss). */
   readonly guard?: Tensor;
+  /**
+   * Forces a variant (`GRAD_NORM_VARIANTS`; one of `gradGlobalNormCandidates` here); default:
+   * the tuner's choice.
+   */
+  readonly variant?: string;
 }
 
 /**
@@ -72,7 +116,7 @@ export interface GradGlobalNormOptions {
  * @param grads Gradient tensors, f32, any shapes (split tensors are fine).
  * @param options Output, scratch and guard tensors.
  * @returns The stats tensor (`options.out` when given).
- * @throws {ShapeError} on wrong dtypes or sizes.
+ * @throws {ShapeError} on wrong dtypes or sizes, or a variant not valid here.
  * @example
  * ```ts
  * import { Gpu } from "./gpu.ts";
@@ -109,8 +153,23 @@ export function gradGlobalNorm(
   }
   const guard = options.guard;
   if (guard) expectDtype(kernel, "guard", guard, ["f32"]);
+  const numel = grads.reduce((n, g) => n + g.numel, 0);
+  const variant = pickVariant(gpu, kernel, options.variant, {
+    family: kernel,
+    shapeClass: `n${pow2Bucket(numel)}`,
+    candidates: gradGlobalNormCandidates(gpu, { numel }),
+    prepare: () => {
+      const g = Tensor.zeros(gpu, [Math.max(1, Math.min(numel, SCRATCH_NUMEL))]);
+      const stats = Tensor.empty(gpu, [ADAMW_STATS.length]);
+      return {
+        launch: (id) => void gradGlobalNorm([g], { out: stats, variant: id }),
+        dispose: () => [g, stats].forEach((t) => t.dispose()),
+      };
+    },
+  });
+  const constants: ReduceConstants = variant === "sg" ? { sg: true } : {};
   const maxGrid = gpu.limits.maxComputeWorkgroupsPerDimension;
-  const reduce = gpu.pipelines.get("gradSumSquaresPartials", {}, sumSquaresSource);
+  const reduce = gpu.pipelines.get("gradSumSquaresPartials", constants, sumSquaresSource);
   let offset = 0;
   for (const g of grads) {
     for (const part of g.parts) {
@@ -128,7 +187,7 @@ export function gradGlobalNorm(
   }
   const partialsBinding = { buffer: partials.buffer, offset: 0, size: offset * 4 || 4 };
   gpu.dispatch({
-    pipeline: gpu.pipelines.get("gradNormFinalize", {}, finalizeSource),
+    pipeline: gpu.pipelines.get("gradNormFinalize", constants, finalizeSource),
     shapes: `${offset} partials, guard ${guard ? shapeString(guard.shape) : "none"}`,
     uniforms: new Uniforms().u32(offset).u32(guard?.numel ?? 0).build(),
     // Without a guard the partials are bound again read-only (aliasing read-only is allowed).

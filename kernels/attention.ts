@@ -17,28 +17,65 @@
  * C ≥ window slots. Decode sees at most the last C indices: for a global layer make C ≥ the
  * longest sequence.
  *
- * Kernel: one invocation per (token, KV head) handles the G = numHeads / numKvHeads query heads
- * that share the KV head (each K/V load serves G heads); online (flash-style) softmax over
- * blocks of 16 keys whose scores stay in registers, the output row as accumulator. No workgroup
- * memory or barriers (slow on llvmpipe) and no large private arrays (llvmpipe compiles
- * dynamically indexed private arrays into slow code that takes a minute to build).
+ * Variants (`options.variant` forces one; otherwise `gpu.tuner` picks among
+ * {@linkcode attentionCandidates} / {@linkcode attentionDecodeCandidates}, whose first entry is
+ * the deterministic table's choice). All accumulate in f32.
+ * - `reg` (prefill and decode; the table's choice on software adapters): one invocation per
+ *   (token, KV head) handles the G = numHeads / numKvHeads query heads that share the KV head
+ *   (each K/V load serves G heads); online (flash-style) softmax over blocks of 16 keys whose
+ *   scores stay in registers, the output row as accumulator. No workgroup memory or barriers
+ *   (slow on llvmpipe) and no large private arrays (llvmpipe compiles dynamically indexed private
+ *   arrays into slow code that takes a minute to build). WGSL in `_attention_wgsl.ts`.
+ * - `flash32`, `flash64` (prefill): flash attention. A workgroup owns 32 / 64 consecutive rows
+ *   r = token·G + g of one (sequence, KV head), so each staged key serves all G heads; `lanes`
+ *   invocations per row hold its q and output columns in registers. Tiles of keys are staged in
+ *   workgroup memory (K, then V in the same buffer); the lanes' partial scores go through
+ *   workgroup memory, where one lane per (row, key) sums them; online softmax in registers. Only the keys some row of the block sees (causal, window, ranges) are visited.
+ *   Tiling (`flashTiling`): ≤ 32 columns per lane, 64–256 invocations, tiles of ≤ 8 keys in
+ *   16 KiB. One pipeline per tiling: without ranges q's buffer stands in for them, and lse goes
+ *   to scratch when not requested. WGSL in `_flash_attention_wgsl.ts`.
+ * - `split64`, `split256` (decode, flash-decoding): the visible keys of each sequence are split
+ *   into chunks of 64 / 256; a workgroup per (sequence, KV head, chunk) scores its keys for the
+ *   G heads together (one key per lane, q in workgroup memory), then sums values with lanes over
+ *   columns, writing (max, sum, unnormalised output) per head and chunk to scratch; a combine
+ *   pass rescales and adds the chunks. Parallelism is B × KV heads × chunks. WGSL in
+ *   `_flash_decode_wgsl.ts`.
  *
- * WGSL in `_attention_wgsl.ts`; the backward pass is `attentionBackward` in
- * `attention_backward.ts`.
+ * The backward pass is `attentionBackward` in `attention_backward.ts`.
  *
  * @module
  */
 
 import { expectDtype, expectShape, grid1d, Uniforms } from "./_launch.ts";
-import { checkHeads, checkRanges, checkScaleWindow, shape4 } from "./_attention_launch.ts";
+import {
+  checkHeads,
+  checkRanges,
+  checkScaleWindow,
+  chooseVariant,
+  flashFits,
+  flashTiling,
+  pow2,
+  shape4,
+  splitFits,
+  withFirst,
+} from "./_attention_launch.ts";
 import {
   type AttentionConstants,
   attentionSource,
   type CacheWriteConstants,
   cacheWriteSource,
 } from "./_attention_wgsl.ts";
+import { type FlashAttentionConstants, flashAttentionSource } from "./_flash_attention_wgsl.ts";
+import {
+  type FlashDecodeCombineConstants,
+  flashDecodeCombineSource,
+  type FlashDecodeConstants,
+  flashDecodeSource,
+} from "./_flash_decode_wgsl.ts";
 import { ShapeError } from "./errors.ts";
+import type { BufferBinding, Gpu } from "./gpu.ts";
 import { shapeString, Tensor } from "./tensor.ts";
+import type { TuningJob } from "./tuning.ts";
 
 /** Keys and values (same shape). */
 export interface KvPair {
@@ -60,6 +97,11 @@ export interface AttentionOptions {
   readonly returnLse?: boolean;
   /** Write the output here (f32, shaped like q). */
   readonly out?: Tensor;
+  /**
+   * Force a variant (an id of {@linkcode ATTENTION_VARIANTS} or
+   * {@linkcode ATTENTION_DECODE_VARIANTS} valid for the shape); default: the tuner's choice.
+   */
+  readonly variant?: string;
 }
 
 /** Output of the attention launchers. */
@@ -75,23 +117,23 @@ interface AttentionCall {
   readonly kernel: string;
   readonly decode: boolean;
   /** `seq` = S (prefill) or C, the cache slots (decode). */
-  readonly dims: {
-    readonly batch: number;
-    readonly seq: number;
-    readonly heads: number;
-    readonly kvHeads: number;
-    readonly headDim: number;
-  };
+  readonly dims: Required<AttentionShape>;
   readonly options: AttentionOptions;
-  readonly window: number;
 }
 
-/** Checks the outputs and records the prefill or decode launch. */
+/** A checked call with its outputs, ready to record. */
+interface AttentionLaunch extends AttentionCall {
+  readonly q: Tensor;
+  readonly kv: KvPair;
+  readonly out: Tensor;
+  readonly lse: Tensor | null;
+}
+
+/** Checks the outputs, picks the variant and records the prefill or decode launch. */
 function launch(q: Tensor, kv: KvPair, call: AttentionCall): AttentionResult {
-  const { kernel, decode, options, window } = call;
+  const { kernel, options } = call;
   const gpu = q.gpu;
-  const { batch, seq, heads, kvHeads, headDim } = call.dims;
-  checkRanges(kernel, options.ranges, batch);
+  checkRanges(kernel, options.ranges, call.dims.batch);
   if (options.out && [q, kv.k, kv.v].includes(options.out)) {
     throw new ShapeError(kernel, "out must not alias q, k or v");
   }
@@ -102,8 +144,75 @@ function launch(q: Tensor, kv: KvPair, call: AttentionCall): AttentionResult {
       `out must be f32 ${shapeString(q.shape)}, got ${out.dtype} ${shapeString(out.shape)}`,
     );
   }
-  const rows = q.numel / headDim / (heads / kvHeads);
+  const variant = chooseVariant(gpu.tuner, {
+    kernel,
+    forced: options.variant,
+    job: tuningJob(q, kv, call),
+  });
   const lse = options.returnLse ? Tensor.empty(gpu, q.shape.slice(0, -1), "f32") : null;
+  const l: AttentionLaunch = { ...call, q, kv, out, lse };
+  if (variant === "reg") recordReg(l);
+  else if (call.decode) recordSplit(l, Number(variant.slice("split".length)));
+  else recordFlash(l, variant);
+  return { out, lse };
+}
+
+/** The tuning question of a call: its candidates and scratch inputs of its shape. */
+function tuningJob(q: Tensor, kv: KvPair, call: AttentionCall): TuningJob {
+  const { batch, seq, heads, kvHeads, headDim, window } = call.dims;
+  const gpu = q.gpu;
+  const candidates = call.decode
+    ? attentionDecodeCandidates(gpu, call.dims)
+    : attentionCandidates(gpu, call.dims);
+  const shapeClass = `d${headDim}:g${heads / kvHeads}:kvh${kvHeads}:b${pow2(batch)}:` +
+    `${call.decode ? "c" : "s"}${pow2(seq)}:w${window}`;
+  const prepare = () => {
+    const [tq, tk, tv] = [q.shape, kv.k.shape, kv.v.shape].map((s) => Tensor.zeros(gpu, s));
+    const full = Int32Array.from({ length: 2 * batch }, (_, i) => (i % 2 ? seq : 0));
+    // decode: the new token is the last of a full cache; prefill: ranges only when the call had
+    const ranges = call.decode || call.options.ranges
+      ? Tensor.fromArray(gpu, full, [batch, 2])
+      : undefined;
+    const { scale, returnLse } = call.options;
+    return {
+      launch(id: string) {
+        const options = { scale, window, ranges, returnLse, variant: id };
+        const r = launch(tq, { k: tk, v: tv }, { ...call, options });
+        r.out.dispose();
+        r.lse?.dispose();
+      },
+      dispose() {
+        for (const t of [tq, tk, tv, ranges]) t?.dispose();
+      },
+    };
+  };
+  return {
+    family: call.decode ? "attention_decode" : "attention",
+    shapeClass,
+    candidates,
+    prepare,
+  };
+}
+
+/** The storage bindings of the reg pipelines: q, k, v, [ranges], out, [lse]. */
+function bindings(l: AttentionLaunch): BufferBinding[] {
+  const buffers = [l.q.binding(), l.kv.k.binding(), l.kv.v.binding()];
+  if (l.options.ranges) buffers.push(l.options.ranges.binding());
+  buffers.push(l.out.binding());
+  if (l.lse) buffers.push(l.lse.binding());
+  return buffers;
+}
+
+/** The launch's shapes, for error messages. */
+const shapesOf = (l: AttentionLaunch) =>
+  `q${shapeString(l.q.shape)} k${shapeString(l.kv.k.shape)} window=${l.dims.window}`;
+
+/** Records variant "reg": one invocation per (token, KV head). */
+function recordReg(l: AttentionLaunch): void {
+  const { decode, options } = l;
+  const gpu = l.q.gpu;
+  const { batch, seq, heads, kvHeads, headDim, window } = l.dims;
+  const rows = l.q.numel / headDim / (heads / kvHeads);
   // small workgroups: causal rows differ in length, and llvmpipe runs one workgroup per core
   const wg = decode ? 4 : 16;
   const constants: AttentionConstants = {
@@ -111,23 +220,184 @@ function launch(q: Tensor, kv: KvPair, call: AttentionCall): AttentionResult {
     w: headDim % 4 === 0 ? 4 : 1,
     decode,
     ranges: options.ranges !== undefined,
-    lse: lse !== null,
+    lse: l.lse !== null,
     wg,
     g: heads / kvHeads,
   };
-  const buffers = [q.binding(), kv.k.binding(), kv.v.binding()];
-  if (options.ranges) buffers.push(options.ranges.binding());
-  buffers.push(out.binding());
-  if (lse) buffers.push(lse.binding());
   gpu.dispatch({
-    pipeline: gpu.pipelines.get(kernel, constants, attentionSource),
-    shapes: `q${shapeString(q.shape)} k${shapeString(kv.k.shape)} window=${window}`,
+    pipeline: gpu.pipelines.get(l.kernel, constants, attentionSource),
+    shapes: shapesOf(l),
     uniforms: new Uniforms().u32(batch).u32(seq).u32(kvHeads).u32(window)
       .f32(options.scale).f32(-Infinity).build(),
-    buffers,
+    buffers: bindings(l),
     workgroups: grid1d(rows, wg, gpu.limits.maxComputeWorkgroupsPerDimension),
   });
-  return { out, lse };
+}
+
+/**
+ * Records a flash prefill variant: a workgroup per (sequence, KV head, block of query rows).
+ * One pipeline serves every call: without ranges q's buffer stands in for them (`has_ranges`
+ * = 0), and lse goes to scratch when not requested.
+ */
+function recordFlash(l: AttentionLaunch, variant: string): void {
+  const gpu = l.q.gpu;
+  const { batch, seq, heads, kvHeads, headDim, window } = l.dims;
+  const t = flashTiling(variant, headDim, "forward");
+  const g = heads / kvHeads;
+  const blocks = Math.ceil((seq * g) / t.rows);
+  const constants: FlashAttentionConstants = {
+    d: headDim,
+    w: headDim % 4 === 0 ? 4 : 1,
+    rows: t.rows,
+    lanes: t.lanes,
+    tile: t.tile,
+  };
+  const lse = l.lse ?? Tensor.empty(gpu, l.q.shape.slice(0, -1), "f32");
+  const ranges = l.options.ranges ?? l.q;
+  gpu.dispatch({
+    pipeline: gpu.pipelines.get("attentionFlash", constants, flashAttentionSource),
+    shapes: shapesOf(l),
+    uniforms: new Uniforms().u32(batch).u32(seq).u32(kvHeads).u32(window)
+      .f32(l.options.scale).f32(-Infinity).u32(g).u32(blocks)
+      .u32(l.options.ranges ? 1 : 0).u32(t.tile).build(),
+    buffers: [
+      l.q.binding(),
+      l.kv.k.binding(),
+      l.kv.v.binding(),
+      ranges.binding(),
+      l.out.binding(),
+      lse.binding(),
+    ],
+    workgroups: grid1d(batch * kvHeads * blocks, 1, gpu.limits.maxComputeWorkgroupsPerDimension),
+  });
+  if (!l.lse) lse.dispose(); // stream-ordered, like every scratch tensor
+}
+
+/** Records a split decode variant: partials per (sequence, KV head, chunk), then the combine. */
+function recordSplit(l: AttentionLaunch, chunk: number): void {
+  const gpu = l.q.gpu;
+  const { batch, seq, heads, kvHeads, headDim, window } = l.dims;
+  const w = headDim % 4 === 0 ? 4 : 1;
+  const chunks = Math.ceil((window > 0 ? Math.min(seq, window) : seq) / chunk);
+  const partOut = Tensor.empty(gpu, [batch, heads, chunks, headDim], "f32");
+  const partMl = Tensor.empty(gpu, [batch, heads, chunks, 2], "f32");
+  const maxGrid = gpu.limits.maxComputeWorkgroupsPerDimension;
+  const constants: FlashDecodeConstants = { d: headDim, w, g: heads / kvHeads, chunk };
+  gpu.dispatch({
+    pipeline: gpu.pipelines.get("attentionDecodeSplit", constants, flashDecodeSource),
+    shapes: shapesOf(l),
+    uniforms: new Uniforms().u32(batch).u32(seq).u32(kvHeads).u32(window)
+      .f32(l.options.scale).u32(chunks).build(),
+    buffers: [
+      l.q.binding(),
+      l.kv.k.binding(),
+      l.kv.v.binding(),
+      l.options.ranges!.binding(),
+      partOut.binding(),
+      partMl.binding(),
+    ],
+    workgroups: grid1d(batch * kvHeads * chunks, 1, maxGrid),
+  });
+  const combine: FlashDecodeCombineConstants = { d: headDim, w, lse: l.lse !== null };
+  const buffers = [partOut.binding(), partMl.binding(), l.out.binding()];
+  if (l.lse) buffers.push(l.lse.binding());
+  gpu.dispatch({
+    pipeline: gpu.pipelines.get("attentionDecodeCombine", combine, flashDecodeCombineSource),
+    shapes: shapesOf(l),
+    uniforms: new Uniforms().u32(batch * heads).u32(chunks).f32(-Infinity).build(),
+    buffers,
+    workgroups: grid1d((batch * heads * headDim) / w, 64, maxGrid),
+  });
+  partOut.dispose(); // stream-ordered: a later user of the pooled buffers runs after these reads
+  partMl.dispose();
+}
+
+/** Every variant id of {@linkcode attention} (prefill), in catalogue order. */
+export const ATTENTION_VARIANTS: readonly string[] = Object.freeze(["reg", "flash32", "flash64"]);
+
+/** Every variant id of {@linkcode attentionDecode}, in catalogue order. */
+export const ATTENTION_DECODE_VARIANTS: readonly string[] = Object.freeze([
+  "reg",
+  "split64",
+  "split256",
+]);
+
+/** Dimensions of an attention launch (variant candidates and tuning classes). */
+export interface AttentionShape {
+  /** Sequences B. */
+  readonly batch: number;
+  /** Prefill: tokens per sequence S. Decode: cache slots C. */
+  readonly seq: number;
+  /** Query heads H. */
+  readonly heads: number;
+  /** KV heads (divides H). */
+  readonly kvHeads: number;
+  /** Head dimension D. */
+  readonly headDim: number;
+  /** Sliding window (0 or absent = global). */
+  readonly window?: number;
+}
+
+/**
+ * The prefill variants valid for a shape on this adapter, the deterministic table's choice
+ * first: `reg` on software adapters; elsewhere `flash32` for D > 128 (256 invocations of ≤ 32
+ * columns each), else `flash64`.
+ *
+ * @param gpu The device (adapter kind and limits).
+ * @param shape The launch's dimensions.
+ * @returns Variant ids of {@linkcode ATTENTION_VARIANTS}.
+ * @example
+ * ```ts
+ * import { Gpu } from "./gpu.ts";
+ * import { attentionCandidates } from "./attention.ts";
+ * const gpu = await Gpu.create();
+ * const shape = { batch: 1, seq: 128, heads: 4, kvHeads: 1, headDim: 256, window: 512 };
+ * console.log(attentionCandidates(gpu, shape)); // [ "reg", "flash32", "flash64" ] on llvmpipe
+ * gpu.destroy();
+ * ```
+ */
+export function attentionCandidates(
+  gpu: Pick<Gpu, "adapter" | "limits">,
+  shape: AttentionShape,
+): readonly string[] {
+  const d = shape.headDim;
+  const valid = ATTENTION_VARIANTS.filter((id) =>
+    id === "reg" || flashFits(flashTiling(id, d, "forward"), d, gpu.limits)
+  );
+  const table = gpu.adapter.isFallbackAdapter ? "reg" : d > 128 ? "flash32" : "flash64";
+  return withFirst(valid, table);
+}
+
+/**
+ * The decode variants valid for a shape on this adapter, the deterministic table's choice
+ * first: `reg` on software adapters and for short caches; `split64` where a sequence sees ≥ 256
+ * keys (min(C, window)).
+ *
+ * @param gpu The device (adapter kind and limits).
+ * @param shape The launch's dimensions (`seq` = C, the cache slots).
+ * @returns Variant ids of {@linkcode ATTENTION_DECODE_VARIANTS}.
+ * @example
+ * ```ts
+ * import { Gpu } from "./gpu.ts";
+ * import { attentionDecodeCandidates } from "./attention.ts";
+ * const gpu = await Gpu.create();
+ * const shape = { batch: 4, seq: 1024, heads: 4, kvHeads: 1, headDim: 256 };
+ * console.log(attentionDecodeCandidates(gpu, shape)); // [ "reg", "split64", "split256" ] on llvmpipe
+ * gpu.destroy();
+ * ```
+ */
+export function attentionDecodeCandidates(
+  gpu: Pick<Gpu, "adapter" | "limits">,
+  shape: AttentionShape,
+): readonly string[] {
+  const groups = shape.heads / shape.kvHeads;
+  const valid = ATTENTION_DECODE_VARIANTS.filter((id) =>
+    id === "reg" ||
+    splitFits(Number(id.slice("split".length)), groups, shape.headDim, gpu.limits)
+  );
+  const window = shape.window ?? 0;
+  const keys = window > 0 ? Math.min(shape.seq, window) : shape.seq;
+  return withFirst(valid, !gpu.adapter.isFallbackAdapter && keys >= 256 ? "split64" : "reg");
 }
 
 /**
@@ -173,8 +443,8 @@ export function attention(q: Tensor, kv: KvPair, options: AttentionOptions): Att
     const want = [batch, seq, kvHeads, headDim].slice(4 - t.shape.length);
     expectShape(kernel, name, t, want);
   }
-  const dims = { batch, seq, heads, kvHeads, headDim };
-  return launch(q, kv, { kernel, decode: false, dims, options, window });
+  const dims = { batch, seq, heads, kvHeads, headDim, window };
+  return launch(q, kv, { kernel, decode: false, dims, options });
 }
 
 /**
@@ -224,8 +494,8 @@ export function attentionDecode(
   checkHeads(kernel, heads, kvHeads);
   if (!options.ranges) throw new ShapeError(kernel, "options.ranges ([B, 2] i32) is required");
   if (cacheLen === 0) throw new ShapeError(kernel, "the cache must have at least one slot");
-  const dims = { batch, seq: cacheLen, heads, kvHeads, headDim };
-  return launch(q, cache, { kernel, decode: true, dims, options, window });
+  const dims = { batch, seq: cacheLen, heads, kvHeads, headDim, window };
+  return launch(q, cache, { kernel, decode: true, dims, options });
 }
 
 /** Options of {@linkcode writeKvCache}. */

@@ -7,27 +7,57 @@
  * `dq_i = scale·Σ_j dS·k_j`, `dk_j = scale·Σ_{i,h} dS·q_i`, `dv_j = Σ_{i,h} P·dOut_i`.
  *
  * WGSL has no float atomics, so every output element is owned by one invocation (deterministic,
- * bit-reproducible) and the work is split in two launches:
- * 1. per (query token, KV head): D for its G query heads (saved for launch 2) and dq, looping
- *    over the visible keys `[max(start, i − W + 1), i]`;
- * 2. per (4 consecutive key tokens, KV head): dk and dv, looping over the rows (query i, head
- *    of the group) that see key j — queries `[j, min(end, j + W))` — recomputing P and dS; each
- *    q/dOut load serves the 4 keys.
- * Both work on blocks of keys (rows) whose dot products stay in small private arrays; the
- * output rows double as accumulators (llvmpipe compiles big private arrays into slow code,
- * slowly); no workgroup memory or barriers. WGSL in `_attention_backward_wgsl.ts`.
+ * bit-reproducible) and every variant runs two launches: one writes D (saved for the second)
+ * and dq, the other dk and dv. Variants (`options.variant` forces one; otherwise `gpu.tuner`
+ * picks among {@linkcode attentionBackwardCandidates}, the table's choice first):
+ * - `reg` (the table's choice on software adapters):
+ *   1. per (query token, KV head): D for its G query heads and dq, looping over the visible
+ *      keys `[max(start, i − W + 1), i]`;
+ *   2. per (4 consecutive key tokens, KV head): dk and dv, looping over the rows (query i, head
+ *      of the group) that see key j — queries `[j, min(end, j + W))` — recomputing P and dS;
+ *      each q/dOut load serves the 4 keys.
+ *   Both work on blocks of keys (rows) whose dot products stay in small private arrays; the
+ *   output rows double as accumulators (llvmpipe compiles big private arrays into slow code,
+ *   slowly); no workgroup memory or barriers. WGSL in `_attention_backward_wgsl.ts`.
+ * - `flash16`, `flash32` (flash-attention 2 style, `flashTiling` as in the forward):
+ *   1. dq kernel, a workgroup per (sequence, KV head, 16 / 32 query rows r = token·G + g) with
+ *      the rows' q, dOut and dq columns in registers: D from a lane reduction, then per tile of
+ *      keys staged in workgroup memory: V (dP = dOut·v), then K (P from the scores and lse,
+ *      dS = P·(dP − D)), dq += scale·dS·k;
+ *   2. dk/dv kernel, a workgroup per (sequence, KV head, 16 / 32 keys) with the keys' k, v, dk
+ *      and dv columns in registers, over tiles of the query rows that see them (q, dOut, lse and
+ *      D staged): dv += P·dOut, dk += scale·dS·q.
+ *   Fully masked tiles are skipped; without ranges q's buffer stands in for them. WGSL in
+ *   `_flash_attention_backward_wgsl.ts`.
  *
  * @module
  */
 
 import { expectDtype, expectShape, grid1d, Uniforms } from "./_launch.ts";
-import { checkHeads, checkRanges, checkScaleWindow, shape4 } from "./_attention_launch.ts";
+import {
+  checkHeads,
+  checkRanges,
+  checkScaleWindow,
+  chooseVariant,
+  flashFits,
+  flashTiling,
+  pow2,
+  shape4,
+  withFirst,
+} from "./_attention_launch.ts";
 import {
   type AttentionBackwardConstants,
   attentionBackwardSource,
 } from "./_attention_backward_wgsl.ts";
+import {
+  type FlashAttentionBackwardConstants,
+  flashAttentionBackwardSource,
+} from "./_flash_attention_backward_wgsl.ts";
+import type { AttentionShape } from "./attention.ts";
 import { ShapeError } from "./errors.ts";
+import type { BufferBinding, Gpu } from "./gpu.ts";
 import { shapeString, Tensor } from "./tensor.ts";
+import type { TuningJob } from "./tuning.ts";
 
 // Block sizes: bigger blocks reuse more loads but llvmpipe's compile time grows fast with them
 // (64-entry score arrays took 13 s to build); these keep every pipeline under ~1 s to build.
@@ -43,6 +73,11 @@ export interface AttentionBackwardOptions {
   readonly window?: number;
   /** i32 `[B, 2]`: valid token indices `[start, end)` per sequence (default `[0, S)`). */
   readonly ranges?: Tensor;
+  /**
+   * Force a variant (an id of {@linkcode ATTENTION_BACKWARD_VARIANTS} valid for the shape);
+   * default: the tuner's choice.
+   */
+  readonly variant?: string;
 }
 
 /** What the forward ran on and returned (`attention(q, { k, v }, { returnLse: true })`). */
@@ -129,41 +164,190 @@ export function attentionBackward(
   checkRanges(kernel, options.ranges, batch);
 
   const gpu = q.gpu;
+  const dims = { batch, seq, heads, kvHeads, headDim, window };
+  const variant = chooseVariant(gpu.tuner, {
+    kernel,
+    forced: options.variant,
+    job: tuningJob(dOut, inputs, options, dims),
+  });
   const dq = Tensor.empty(gpu, q.shape, "f32");
   const dk = Tensor.empty(gpu, k.shape, "f32");
   const dv = Tensor.empty(gpu, v.shape, "f32");
   const dsum = Tensor.empty(gpu, lse.shape, "f32"); // D = dOut·out per row
+  const l: BackwardLaunch = { dOut, inputs, options, dims, dq, dk, dv, dsum };
+  if (variant === "reg") recordReg(l);
+  else recordFlash(l, variant);
+  dsum.dispose(); // stream-ordered: a later user of the pooled buffer runs after these reads
+  return { dq, dk, dv };
+}
+
+/** One checked backward call with its outputs, ready to record. */
+interface BackwardLaunch {
+  readonly dOut: Tensor;
+  readonly inputs: AttentionBackwardInputs;
+  readonly options: AttentionBackwardOptions;
+  readonly dims: Required<AttentionShape>;
+  readonly dq: Tensor;
+  readonly dk: Tensor;
+  readonly dv: Tensor;
+  /** D = dOut·out per row, written by the first launch for the second. */
+  readonly dsum: Tensor;
+}
+
+/** Storage bindings of a launch (the same for reg and flash): see `_attention_backward_wgsl.ts`. */
+function bindings(l: BackwardLaunch, keys: boolean): BufferBinding[] {
+  const { q, k, v, out, lse } = l.inputs;
+  const buffers = [q.binding(), k.binding(), v.binding()];
+  if (!keys) buffers.push(out.binding());
+  buffers.push(lse.binding(), l.dOut.binding());
+  if (l.options.ranges) buffers.push(l.options.ranges.binding());
+  buffers.push(l.dsum.binding());
+  buffers.push(...(keys ? [l.dk.binding(), l.dv.binding()] : [l.dq.binding()]));
+  return buffers;
+}
+
+/** The launch's shapes, for error messages. */
+const shapesOf = (l: BackwardLaunch, keys: boolean) =>
+  `${keys ? "dk/dv" : "dq"} q${shapeString(l.inputs.q.shape)} ` +
+  `k${shapeString(l.inputs.k.shape)} window=${l.dims.window}`;
+
+/** Records variant "reg": launch 1 per (query token, KV head), launch 2 per 4 keys. */
+function recordReg(l: BackwardLaunch): void {
+  const gpu = l.dOut.gpu;
+  const { batch, seq, heads, kvHeads, headDim, window } = l.dims;
   const g = heads / kvHeads;
   const keyGroups = Math.ceil(seq / KEYS_PER_INVOCATION);
   const wg = 16; // small workgroups: causal rows differ in length; llvmpipe runs one per core
   const uniforms = new Uniforms().u32(batch).u32(seq).u32(kvHeads).u32(window)
-    .f32(options.scale).u32(keyGroups).build();
-  const ranges = options.ranges ? [options.ranges.binding()] : [];
-  const shapes = `q${shapeString(q.shape)} k${shapeString(k.shape)} window=${window}`;
+    .f32(l.options.scale).u32(keyGroups).build();
   for (const keys of [false, true]) {
     const constants: AttentionBackwardConstants = {
       d: headDim,
       w: headDim % 4 === 0 ? 4 : 1,
       g,
-      ranges: options.ranges !== undefined,
+      ranges: l.options.ranges !== undefined,
       keys,
       blk: keys ? ROWS_PER_BLOCK : Math.max(4, Math.floor(KEY_BLOCK / g)),
       kb: KEYS_PER_INVOCATION,
       wg,
     };
     const rows = batch * (keys ? keyGroups : seq) * kvHeads;
-    const buffers = [q.binding(), k.binding(), v.binding()];
-    if (!keys) buffers.push(out.binding());
-    buffers.push(lse.binding(), dOut.binding(), ...ranges, dsum.binding());
-    buffers.push(...(keys ? [dk.binding(), dv.binding()] : [dq.binding()]));
     gpu.dispatch({
-      pipeline: gpu.pipelines.get(kernel, constants, attentionBackwardSource),
-      shapes: `${keys ? "dk/dv" : "dq"} ${shapes}`,
+      pipeline: gpu.pipelines.get("attentionBackward", constants, attentionBackwardSource),
+      shapes: shapesOf(l, keys),
       uniforms,
-      buffers,
+      buffers: bindings(l, keys),
       workgroups: grid1d(rows, wg, gpu.limits.maxComputeWorkgroupsPerDimension),
     });
   }
-  dsum.dispose(); // stream-ordered: a later user of the pooled buffer runs after these reads
-  return { dq, dk, dv };
+}
+
+/**
+ * Records a flash variant: the dq kernel per (sequence, KV head, block of query rows), then the
+ * dk/dv kernel per (sequence, KV head, block of keys). Without ranges q's buffer stands in for
+ * them (`has_ranges` = 0), so one pipeline per kernel serves every call.
+ */
+function recordFlash(l: BackwardLaunch, variant: string): void {
+  const gpu = l.dOut.gpu;
+  const { batch, seq, heads, kvHeads, headDim, window } = l.dims;
+  const g = heads / kvHeads;
+  const options = { ...l.options, ranges: l.options.ranges ?? l.inputs.q };
+  for (const keys of [false, true]) {
+    const t = flashTiling(variant, headDim, keys ? "dkdv" : "dq");
+    const blocks = Math.ceil((keys ? seq : seq * g) / t.rows);
+    const constants: FlashAttentionBackwardConstants = {
+      d: headDim,
+      w: headDim % 4 === 0 ? 4 : 1,
+      rows: t.rows,
+      lanes: t.lanes,
+      tile: t.tile,
+      keys,
+    };
+    gpu.dispatch({
+      pipeline: gpu.pipelines.get(
+        "attentionBackwardFlash",
+        constants,
+        flashAttentionBackwardSource,
+      ),
+      shapes: shapesOf(l, keys),
+      uniforms: new Uniforms().u32(batch).u32(seq).u32(kvHeads).u32(window)
+        .f32(l.options.scale).u32(g).u32(blocks).u32(l.options.ranges ? 1 : 0).u32(t.tile)
+        .build(),
+      buffers: bindings({ ...l, options }, keys),
+      workgroups: grid1d(batch * kvHeads * blocks, 1, gpu.limits.maxComputeWorkgroupsPerDimension),
+    });
+  }
+}
+
+/** The tuning question of a call: its candidates and scratch inputs of its shape. */
+function tuningJob(
+  dOut: Tensor,
+  inputs: AttentionBackwardInputs,
+  options: AttentionBackwardOptions,
+  dims: Required<AttentionShape>,
+): TuningJob {
+  const gpu = dOut.gpu;
+  const { batch, seq, heads, kvHeads, headDim, window } = dims;
+  const shapeClass = `d${headDim}:g${heads / kvHeads}:kvh${kvHeads}:b${pow2(batch)}:` +
+    `s${pow2(seq)}:w${window}`;
+  const prepare = () => {
+    const z = (t: Tensor) => Tensor.zeros(gpu, t.shape);
+    const { q, k, v, out, lse } = inputs;
+    const scratch = { q: z(q), k: z(k), v: z(v), out: z(out), lse: z(lse) };
+    const dy = z(dOut);
+    const full = Int32Array.from({ length: 2 * batch }, (_, i) => (i % 2 ? seq : 0));
+    const ranges = options.ranges ? Tensor.fromArray(gpu, full, [batch, 2]) : undefined;
+    return {
+      launch(id: string) {
+        const o = { scale: options.scale, window, ranges, variant: id };
+        const r = attentionBackward(dy, scratch, o);
+        for (const t of [r.dq, r.dk, r.dv]) t.dispose();
+      },
+      dispose() {
+        for (const t of [...Object.values(scratch), dy, ranges]) t?.dispose();
+      },
+    };
+  };
+  return {
+    family: "attention_backward",
+    shapeClass,
+    candidates: attentionBackwardCandidates(gpu, dims),
+    prepare,
+  };
+}
+
+/** Every variant id of {@linkcode attentionBackward}, in catalogue order. */
+export const ATTENTION_BACKWARD_VARIANTS: readonly string[] = Object.freeze([
+  "reg",
+  "flash16",
+  "flash32",
+]);
+
+/**
+ * The backward variants valid for a shape on this adapter, the deterministic table's choice
+ * first: `reg` on software adapters, else `flash32` (`flash16` where it does not fit).
+ *
+ * @param gpu The device (adapter kind and limits).
+ * @param shape The forward's dimensions.
+ * @returns Variant ids of {@linkcode ATTENTION_BACKWARD_VARIANTS}.
+ * @example
+ * ```ts
+ * import { Gpu } from "./gpu.ts";
+ * import { attentionBackwardCandidates } from "./attention_backward.ts";
+ * const gpu = await Gpu.create();
+ * const shape = { batch: 1, seq: 256, heads: 4, kvHeads: 1, headDim: 256 };
+ * console.log(attentionBackwardCandidates(gpu, shape)); // [ "reg", "flash16", "flash32" ] on llvmpipe
+ * gpu.destroy();
+ * ```
+ */
+export function attentionBackwardCandidates(
+  gpu: Pick<Gpu, "adapter" | "limits">,
+  shape: AttentionShape,
+): readonly string[] {
+  const d = shape.headDim;
+  const valid = ATTENTION_BACKWARD_VARIANTS.filter((id) =>
+    id === "reg" ||
+    (["dq", "dkdv"] as const).every((k) => flashFits(flashTiling(id, d, k), d, gpu.limits))
+  );
+  return withFirst(valid, gpu.adapter.isFallbackAdapter ? "reg" : "flash32");
 }

@@ -12,7 +12,14 @@
 import { AllocationTracker, BufferPool, type MemoryStats } from "./buffer_pool.ts";
 import { GpuError, GpuOutOfMemoryError, KernelError, NoAdapterError } from "./errors.ts";
 import { type CachedPipeline, PipelineCache, type PipelineFailure } from "./pipeline_cache.ts";
-import { Tuner, type TuningMode } from "./tuning.ts";
+import {
+  adapterKey,
+  Tuner,
+  type TuningDevice,
+  type TuningMode,
+  type TuningStore,
+  type TuningTimer,
+} from "./tuning.ts";
 
 /** Limits webtune requests at the adapter's own maximum. */
 export interface GpuLimits {
@@ -38,6 +45,10 @@ export interface AdapterSummary {
   readonly vendor: string;
   /** Architecture string (often empty). */
   readonly architecture: string;
+  /** Device string or id. */
+  readonly device: string;
+  /** Driver, where the runtime tells it (empty otherwise; Deno does not). */
+  readonly driver: string;
   /** True for software adapters such as llvmpipe. */
   readonly isFallbackAdapter: boolean;
 }
@@ -58,8 +69,18 @@ export interface GpuOptions {
   readonly powerPreference?: GPUPowerPreference;
   /** Caps the storage binding size below the adapter's (tests use this to force splitting). */
   readonly maxStorageBufferBindingSize?: number;
-  /** Kernel autotuning (see `tuning.ts`); default `"off"`: the deterministic table. */
-  readonly tuning?: TuningMode;
+  /**
+   * Kernel autotuning (see `tuning.ts`), or a function choosing it from the adapter (e.g. off on
+   * a software adapter); default `"off"`: the deterministic table, reproducible.
+   */
+  readonly tuning?: TuningMode | ((adapter: AdapterSummary) => TuningMode);
+  /**
+   * Where tuned choices are remembered, under the adapter's key (default: in memory). Mode
+   * `"cached"` reads them at creation; `gpu.tuner.tune()` saves new ones.
+   */
+  readonly tuningStore?: TuningStore;
+  /** Measures candidates (default: GPU timestamps when offered, else wall time). */
+  readonly tuningTimer?: TuningTimer;
 }
 
 /** A buffer range bound to one binding slot. */
@@ -111,7 +132,7 @@ interface SubmitCheck {
  * gpu.destroy();
  * ```
  */
-export class Gpu {
+export class Gpu implements TuningDevice {
   /** The device. */
   readonly device: GPUDevice;
   /** The adapter's self-description. */
@@ -126,7 +147,7 @@ export class Gpu {
   readonly pool: BufferPool;
   /** Compiled pipelines. */
   readonly pipelines: PipelineCache;
-  /** Chooses kernel variants per shape class. */
+  /** Chooses kernel variants per shape class; `tuner.tune()` times the jobs it queued. */
   readonly tuner: Tuner;
 
   #encoder: GPUCommandEncoder | null = null;
@@ -139,19 +160,30 @@ export class Gpu {
   #used = new Set<CachedPipeline>();
   #submitErrors: SubmitCheck[] = [];
   #dispatches = 0;
+  #timestamps: { readonly querySet: GPUQuerySet; readonly resolved: GPUBuffer } | null = null;
 
   private constructor(
     device: GPUDevice,
     adapter: AdapterSummary,
     limits: GpuLimits,
     features: GpuFeatures,
-    tuner: Tuner,
+    options: GpuOptions,
   ) {
     this.device = device;
     this.adapter = adapter;
     this.limits = limits;
     this.features = features;
-    this.tuner = tuner;
+    const tuning = options.tuning ?? "off";
+    this.tuner = new Tuner(typeof tuning === "function" ? tuning(adapter) : tuning, {
+      store: options.tuningStore,
+      timer: options.tuningTimer,
+      device: this,
+      adapterKey: adapterKey({
+        ...adapter,
+        features: [...device.features],
+        limits: { ...limits },
+      }),
+    });
     this.tracker = new AllocationTracker();
     this.pool = new BufferPool(device, this.tracker);
     this.pipelines = new PipelineCache(device);
@@ -164,9 +196,10 @@ export class Gpu {
 
   /**
    * Acquires an adapter and a device with the adapter's own maxima for the limits webtune needs
-   * and `shader-f16` / `timestamp-query` / `subgroups` when offered.
+   * and `shader-f16` / `timestamp-query` / `subgroups` when offered; with tuning `"cached"`,
+   * reads the store's choices for this adapter.
    *
-   * @param options Adapter preference and optional caps.
+   * @param options Adapter preference, optional caps, tuning mode, store and timer.
    * @returns The runtime.
    * @throws {NoAdapterError} when WebGPU or an adapter is missing.
    */
@@ -202,12 +235,14 @@ export class Gpu {
     if (subgroups) requiredFeatures.push("subgroups" as GPUFeatureName);
     const device = await adapter.requestDevice({ requiredLimits, requiredFeatures });
     const info = adapter.info;
-    return new Gpu(
+    const created = new Gpu(
       device,
       Object.freeze({
         description: info.description || info.device || "unknown adapter",
         vendor: info.vendor,
         architecture: info.architecture,
+        device: info.device,
+        driver: (info as { driver?: string }).driver ?? "",
         isFallbackAdapter: (info as { isFallbackAdapter?: boolean }).isFallbackAdapter ?? false,
       }),
       Object.freeze({
@@ -222,8 +257,10 @@ export class Gpu {
         maxComputeWorkgroupsPerDimension: device.limits.maxComputeWorkgroupsPerDimension,
       }),
       Object.freeze({ f16, timestampQuery, subgroups }),
-      new Tuner(options.tuning ?? "off"),
+      options,
     );
+    await created.tuner.load();
+    return created;
   }
 
   /** Kernels dispatched since creation (for tests and benches). */
@@ -416,6 +453,57 @@ export class Gpu {
   }
 
   /**
+   * GPU seconds the dispatches `record` makes take: they are recorded into a compute pass of
+   * their own, with timestamps written at its start and end, then read back (one wait). Used by
+   * the tuner; benches may use it too.
+   *
+   * @param record Records the dispatches (launchers).
+   * @returns Seconds, or null without `timestamp-query`, or when the recording left the pass
+   *   (a launch that submits, e.g. by writing a buffer) or the timestamps run backwards.
+   * @throws What `record` or the readback throws (a rejected pipeline: `KernelError`).
+   * @example
+   * ```ts
+   * import { Gpu } from "./gpu.ts";
+   * import { Tensor } from "./tensor.ts";
+   * import { matmul } from "./matmul.ts";
+   * const gpu = await Gpu.create();
+   * const x = Tensor.fromArray(gpu, new Float32Array(64 * 64), [64, 64]);
+   * const seconds = await gpu.timeDispatches(() => matmul(x, x).dispose());
+   * console.log(gpu.features.timestampQuery ? seconds! >= 0 : seconds === null); // true
+   * gpu.destroy();
+   * ```
+   */
+  async timeDispatches(record: () => void): Promise<number | null> {
+    if (!this.features.timestampQuery) return null;
+    this.submit(); // an empty uniform ring: the launches cannot overflow it mid-pass
+    this.#timestamps ??= {
+      querySet: this.device.createQuerySet({ type: "timestamp", count: 2, label: "timings" }),
+      resolved: this.device.createBuffer({
+        size: 16,
+        usage: GPUBufferUsage.QUERY_RESOLVE | GPUBufferUsage.COPY_SRC,
+        label: "timings",
+      }),
+    };
+    const { querySet, resolved } = this.#timestamps;
+    const pass = this.#recording().beginComputePass({
+      timestampWrites: { querySet, beginningOfPassWriteIndex: 0, endOfPassWriteIndex: 1 },
+    });
+    this.#pass = pass;
+    let whole = false;
+    try {
+      record();
+      whole = this.#pass === pass; // a submit midway ended it early
+    } finally {
+      if (this.#pass === pass) this.#commandEncoder(); // ends the pass
+    }
+    if (!whole) return null;
+    this.#recording().resolveQuerySet(querySet, 0, 2, resolved, 0);
+    const [bytes] = await this.readMany([{ buffer: resolved, offset: 0, size: 16 }]);
+    const [begin, end] = new BigUint64Array(bytes);
+    return end >= begin ? Number(end - begin) / 1e9 : null;
+  }
+
+  /**
    * Reads bytes back from a GPU buffer (submits pending work first). One GPU wait.
    *
    * @param buffer Source (needs `COPY_SRC`).
@@ -472,6 +560,8 @@ export class Gpu {
     this.submit();
     this.pool.trim();
     this.#uniformRing.destroy();
+    this.#timestamps?.querySet.destroy();
+    this.#timestamps?.resolved.destroy();
     this.device.destroy();
   }
 }

@@ -9,7 +9,7 @@
  * {@linkcode compileKernelVariants} compiles a list of variants on a device and returns the ones
  * it rejects: tests run it on Deno's adapter and in Chromium (Tint), so WGSL that one WebGPU
  * implementation rejects is caught before a user's browser meets it. The tiling tables come
- * from the launchers where they export them (`matmulTiling`, `tileFor`, `rowLaunch`,
+ * from the launchers where they export them (`matmulTiling`, `tileFor`, `rowLaunchOf`,
  * `partsPerDispatch`); `tests/kernel_variants_test.ts` checks that a broad workload compiles
  * nothing the catalogue lacks.
  *
@@ -27,16 +27,39 @@ import {
   type CacheWriteConstants,
   cacheWriteSource,
 } from "./_attention_wgsl.ts";
+import { flashTiling } from "./_attention_launch.ts";
+import {
+  type FlashAttentionBackwardConstants,
+  flashAttentionBackwardSource,
+} from "./_flash_attention_backward_wgsl.ts";
+import { type FlashAttentionConstants, flashAttentionSource } from "./_flash_attention_wgsl.ts";
+import {
+  type FlashDecodeCombineConstants,
+  flashDecodeCombineSource,
+  type FlashDecodeConstants,
+  flashDecodeSource,
+} from "./_flash_decode_wgsl.ts";
+import { ATTENTION_DECODE_VARIANTS, ATTENTION_VARIANTS } from "./attention.ts";
+import { ATTENTION_BACKWARD_VARIANTS } from "./attention_backward.ts";
 import { addSource, scaleSource } from "./_elementwise_wgsl.ts";
 import { embeddingScatterSource, zeroSource } from "./_embedding_backward_wgsl.ts";
 import { embeddingSource, partsPerDispatch } from "./_embedding_wgsl.ts";
 import { gegluBackwardSource } from "./_geglu_backward_wgsl.ts";
 import { gegluSource } from "./_geglu_wgsl.ts";
 import { tileFor } from "./_logprobs_launch.ts";
-import { type AccConstants, accSource, dzSource, liveSource } from "./_logprobs_backward_wgsl.ts";
+import {
+  type AccConstants,
+  accSource,
+  dzSource,
+  liveSource,
+  SG_ACC_TILE,
+} from "./_logprobs_backward_wgsl.ts";
 import { combineSource, type DotConstants, partialSource } from "./_logprobs_wgsl.ts";
+import { matmulTileVariants } from "./_matmul_launch.ts";
+import { type MatmulSgemvConstants, matmulSgemvSource } from "./_matmul_sgemv_wgsl.ts";
+import { matmulSplitReduceSource, matmulTileSource } from "./_matmul_tiled_wgsl.ts";
 import { matmulSource, type MatmulVariant } from "./_matmul_wgsl.ts";
-import { rowLaunch } from "./_rms_norm_launch.ts";
+import { type RmsNormVariant, rowLaunchOf } from "./_rms_norm_launch.ts";
 import {
   rmsNormDwSource,
   type RmsNormDxConstants,
@@ -78,6 +101,11 @@ export interface KernelVariantOptions {
    * `device.limits`); default 8 storage buffers, WebGPU's guaranteed minimum.
    */
   readonly limits?: { readonly maxStorageBuffersPerShaderStage: number };
+  /**
+   * The device's optional features (pass `gpu.features`): variants that need one it lacks
+   * (`subgroups`: WGSL `enable subgroups;`) are left out; default none.
+   */
+  readonly features?: { readonly subgroups?: boolean };
 }
 
 /** A variant that the device rejected. */
@@ -177,6 +205,19 @@ function matmulVariants(): MatmulVariant[] {
   return out;
 }
 
+/** `matmul_sgemv` (subgroup GEMV, x·Wᵀ, M ≤ 4): ±bf16, ±aligned, 1–4 rows; none without subgroups. */
+function matmulSgemvVariants(subgroups: boolean): MatmulSgemvConstants[] {
+  if (!subgroups) return [];
+  return combos<Pick<MatmulSgemvConstants, "bf16" | "aligned">>({ bf16: BOOLS, aligned: BOOLS })
+    .flatMap((c) => [1, 2, 3, 4].map((rows) => ({ ...c, rows })));
+}
+
+/** `logprobs_partial`: the dot-product constants (±entropy), and with subgroups the `sg` ones. */
+function partialVariants(subgroups: boolean): DotConstants[] {
+  const plain = dotVariants();
+  return subgroups ? [...plain, ...plain.map((c) => ({ ...c, sg: true }))] : plain;
+}
+
 /** The dot-product constants of `logprobs_partial` / `logprobs_dz` (±entropy). */
 function dotVariants(): DotConstants[] {
   const tiles = unique(ADAPTERS.flatMap((gpu) => SHAPES.map((s) => tileFor(gpu, s.tokens))));
@@ -199,8 +240,11 @@ function accTiling(fallback: boolean, rows: number, dim: number) {
   return { tm: rows >= 16 ? 16 : 4, tn4, wg: 8 };
 }
 
-/** `logprobs_dh` (rows = tokens, b = E of either dtype) and `logprobs_de` (rows = vocab chunk). */
-function accVariants(form: "dh" | "de"): AccConstants[] {
+/**
+ * `logprobs_dh` (rows = tokens, b = E of either dtype) and `logprobs_de` (rows = vocab chunk);
+ * with subgroups also the `sg` variant's split-K `dh` (its own tile).
+ */
+function accVariants(form: "dh" | "de", subgroups = false): AccConstants[] {
   // Rows: tokens (dh) or a vocabulary chunk of ≤ 65536 rows (de), crossed with every width.
   const rows = SHAPES.map((s) => (form === "dh" ? s.tokens : Math.min(s.vocab, 65536)));
   const tiles = unique(
@@ -208,7 +252,8 @@ function accVariants(form: "dh" | "de"): AccConstants[] {
       rows.flatMap((r) => SHAPES.map((s) => accTiling(fallback, r, s.hidden)))
     ),
   );
-  return tiles.flatMap((tile) =>
+  const sg = form === "dh" && subgroups ? [{ ...SG_ACC_TILE, sg: true }] : [];
+  return [...tiles, ...sg].flatMap((tile) =>
     combos<Pick<AccConstants, "bf16" | "vec" | "a4">>({
       bf16: form === "dh" ? BOOLS : [false],
       vec: BOOLS,
@@ -218,18 +263,21 @@ function accVariants(form: "dh" | "de"): AccConstants[] {
   );
 }
 
-/** `sample` for the workgroup sizes of odd, fixture and Gemma vocabularies (±log-probs). */
-function sampleVariants(): SampleConstants[] {
+/** `sample` for the workgroup sizes of odd, fixture and Gemma vocabularies (±log-probs, ±sg). */
+function sampleVariants(subgroups: boolean): SampleConstants[] {
   // Mirrors sample(): wg = the smallest power of two ≥ 2 with wg·64 ≥ V, at most 64.
   const wgs = unique(SHAPES.map((s) => {
     let wg = 2;
     while (wg < 64 && wg * 64 < s.vocab) wg *= 2;
     return wg;
   }));
-  return wgs.flatMap((wg): SampleConstants[] => [
-    { wg, unroll: UNROLL },
-    { wg, unroll: UNROLL, logprobs: 1 },
-  ]);
+  const sgs: Record<string, number>[] = subgroups ? [{}, { sg: 1 }] : [{}];
+  return wgs.flatMap((wg): SampleConstants[] =>
+    sgs.flatMap((sg) => [
+      { wg, unroll: UNROLL, ...sg },
+      { wg, unroll: UNROLL, logprobs: 1, ...sg },
+    ])
+  );
 }
 
 /** `attention` (prefill, wg 16) or `attentionDecode` (ranges required, wg 4), ±lse. */
@@ -265,21 +313,67 @@ function attentionBackwardVariants(): AttentionBackwardConstants[] {
   );
 }
 
-/** The (strategy, wg) pairs of the RMSNorm launchers over row widths of every shape. */
-function rowLaunches(kernel: string): { strategy: string; wg: number }[] {
+/** Values per load of a head width: vec4 when D % 4 = 0. */
+const vecWidth = (d: number) => (d % 4 === 0 ? 4 : 1);
+
+/** `attentionFlash`: the tiling of every flash prefill id (`flash<rows>`) for each head width. */
+function flashAttentionVariants(): FlashAttentionConstants[] {
+  const ids = ATTENTION_VARIANTS.filter((id) => id.startsWith("flash"));
+  return SHAPES.flatMap((s) =>
+    ids.map((id) => {
+      const { rows, lanes, tile } = flashTiling(id, s.headDim, "forward");
+      return { d: s.headDim, w: vecWidth(s.headDim), rows, lanes, tile };
+    })
+  );
+}
+
+/** `attentionBackwardFlash`: both kernels (dq, dk/dv) of every flash backward id. */
+function flashAttentionBackwardVariants(): FlashAttentionBackwardConstants[] {
+  const ids = ATTENTION_BACKWARD_VARIANTS.filter((id) => id.startsWith("flash"));
+  return SHAPES.flatMap((s) =>
+    ids.flatMap((id) =>
+      BOOLS.map((keys) => {
+        const { rows, lanes, tile } = flashTiling(id, s.headDim, keys ? "dkdv" : "dq");
+        return { d: s.headDim, w: vecWidth(s.headDim), rows, lanes, tile, keys };
+      })
+    )
+  );
+}
+
+/** `attentionDecodeSplit`: every split decode id (`split<chunk>`) for each head width and G. */
+function flashDecodeVariants(): FlashDecodeConstants[] {
+  const ids = ATTENTION_DECODE_VARIANTS.filter((id) => id.startsWith("split"));
+  return SHAPES.flatMap((s) =>
+    ids.map((id) => ({
+      d: s.headDim,
+      w: vecWidth(s.headDim),
+      g: s.groups,
+      chunk: Number(id.slice("split".length)),
+    }))
+  );
+}
+
+/** `attentionDecodeCombine` (the split decode's second pass), ±lse. */
+function flashDecodeCombineVariants(): FlashDecodeCombineConstants[] {
+  return SHAPES.flatMap((s) => BOOLS.map((lse) => ({ d: s.headDim, w: vecWidth(s.headDim), lse })));
+}
+
+/** The (variant, wg) pairs of the RMSNorm launchers over row widths of every shape. */
+function rowLaunches(subgroups: boolean): { strategy: string; wg: number }[] {
   const widths = SHAPES.flatMap((s) => [s.hidden, s.headDim]);
+  const variants: RmsNormVariant[] = subgroups ? ["row", "workgroup", "sg"] : ["row", "workgroup"];
   return unique(
-    (["row", "workgroup"] as const).flatMap((strategy) =>
+    variants.flatMap((variant) =>
       widths.map((d) => {
-        const { wg } = rowLaunch(ADAPTERS[0], { kernel, strategy, d });
+        const { strategy, wg } = rowLaunchOf(variant, d);
         return { strategy, wg };
       })
     ),
   );
 }
 
-function rmsNormVariants(): RmsNormConstants[] {
-  return rowLaunches("rmsNorm").flatMap((launch) =>
+function rmsNormVariants(subgroups: boolean): RmsNormConstants[] {
+  return rowLaunches(subgroups).flatMap((launch) =>
     combos<Pick<RmsNormConstants, "wBf16" | "residual" | "alias" | "rstd">>({
       wBf16: BOOLS,
       residual: BOOLS,
@@ -289,8 +383,8 @@ function rmsNormVariants(): RmsNormConstants[] {
   );
 }
 
-function rmsNormDxVariants(): RmsNormDxConstants[] {
-  return rowLaunches("rmsNormBackward").flatMap((launch) =>
+function rmsNormDxVariants(subgroups: boolean): RmsNormDxConstants[] {
+  return rowLaunches(subgroups).flatMap((launch) =>
     combos<Pick<RmsNormDxConstants, "wBf16" | "inPlace" | "accumulate">>({
       wBf16: BOOLS,
       inPlace: BOOLS,
@@ -316,15 +410,20 @@ export function kernelFamilies(options: KernelVariantOptions = {}): readonly Ker
   });
   const parts = Array.from({ length: maxParts }, (_, i) => i + 1);
   const inPlace = combos({ inPlace: BOOLS });
+  const subgroups = options.features?.subgroups ?? false;
+  const reduceSg: PipelineConstants[] = subgroups ? [{}, { sg: true }] : [{}];
   return Object.freeze([
     family("matmul", matmulSource, matmulVariants()),
-    family("logprobs_partial", partialSource, dotVariants()),
+    family("matmul_tile", matmulTileSource, matmulTileVariants()),
+    family("matmul_split_reduce", matmulSplitReduceSource, [{}]),
+    family("matmul_sgemv", matmulSgemvSource, matmulSgemvVariants(subgroups)),
+    family("logprobs_partial", partialSource, partialVariants(subgroups)),
     family("logprobs_combine", combineSource, [{}, { entropy: true }]),
     family("logprobs_dz", dzSource, dotVariants()),
     family("logprobs_live", liveSource, [{}]),
-    family("logprobs_dh", accSource, accVariants("dh")),
+    family("logprobs_dh", accSource, accVariants("dh", subgroups)),
     family("logprobs_de", accSource, accVariants("de")),
-    family("sample", sampleSource, sampleVariants()),
+    family("sample", sampleSource, sampleVariants(subgroups)),
     family("attention", attentionSource, attentionVariants(false)),
     family("attentionDecode", attentionSource, attentionVariants(true)),
     family(
@@ -333,8 +432,16 @@ export function kernelFamilies(options: KernelVariantOptions = {}): readonly Ker
       combos<CacheWriteConstants>({ offsets: BOOLS, counts: BOOLS }),
     ),
     family("attentionBackward", attentionBackwardSource, attentionBackwardVariants()),
-    family("rmsNorm", rmsNormSource, rmsNormVariants()),
-    family("rmsNormBackwardDx", rmsNormDxSource, rmsNormDxVariants()),
+    family("attentionFlash", flashAttentionSource, flashAttentionVariants()),
+    family("attentionDecodeSplit", flashDecodeSource, flashDecodeVariants()),
+    family("attentionDecodeCombine", flashDecodeCombineSource, flashDecodeCombineVariants()),
+    family(
+      "attentionBackwardFlash",
+      flashAttentionBackwardSource,
+      flashAttentionBackwardVariants(),
+    ),
+    family("rmsNorm", rmsNormSource, rmsNormVariants(subgroups)),
+    family("rmsNormBackwardDx", rmsNormDxSource, rmsNormDxVariants(subgroups)),
     family("rmsNormBackwardDw", rmsNormDwSource, [
       { stage: "rows", final: false },
       { stage: "rows", final: true },
@@ -345,8 +452,8 @@ export function kernelFamilies(options: KernelVariantOptions = {}): readonly Ker
     family("gegluBackward", gegluBackwardSource, combos({ vec4: BOOLS, inPlace: BOOLS })),
     family("add", addSource, inPlace),
     family("scale", scaleSource, inPlace),
-    family("gradSumSquaresPartials", sumSquaresSource, [{}]),
-    family("gradNormFinalize", finalizeSource, [{}]),
+    family("gradSumSquaresPartials", sumSquaresSource, reduceSg),
+    family("gradNormFinalize", finalizeSource, reduceSg),
     family("adamwUpdate", updateSource, [{}]),
     family("embedding", embeddingSource, combos({ bf16: BOOLS, parts })),
     family("embeddingBackward", embeddingScatterSource, combos({ parts })),

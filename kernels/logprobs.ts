@@ -14,6 +14,14 @@
  * online pass (rescaled with the running max like the sum) and the combine writes the entropy
  * `H = lse − Σ p·x = log S − W/S` of the same distribution (one more `[T, chunks]` f32 scratch).
  *
+ * Variants ({@linkcode LOGPROBS_VARIANTS}, the `variant` option, else the tuner's choice among
+ * {@linkcode tokenLogprobsCandidates}): `reg` merges the workgroup's pairs (triples) by a
+ * pairwise tree in workgroup memory — the table's choice on fallback adapters and without
+ * subgroups; `sg` merges them with `subgroupMax` / `subgroupAdd` (rescaled to the subgroup's
+ * max), elected per-subgroup results in workgroup memory and one more subgroup merge (one
+ * barrier instead of log2(WG) + 1; no subgroup size assumed) — the table's choice on other
+ * adapters with `subgroups`. Both use the same tile and the same f32 online updates.
+ *
  * Memory: `[T, chunks]` pairs (chunks = V / 4096), never `[T, V]`. E may be split into parts along
  * V (a 262144×1152 bf16 embedding is 604 MB, above one storage binding): one partial launch per
  * part. The per-token `lse` is returned so the backward pass can rebuild `softmax − onehot`
@@ -27,12 +35,21 @@ import { grid1d, Uniforms } from "./_launch.ts";
 import {
   checkHead,
   hBinding,
+  logprobsVariant,
   LOOP_BUDGET,
   paddedPartBinding,
+  SCRATCH_VOCAB,
   tokenGrid,
 } from "./_logprobs_launch.ts";
 import { COMBINE_WG, combineSource, partialSource } from "./_logprobs_wgsl.ts";
 import { shapeString, Tensor } from "./tensor.ts";
+
+export {
+  LOGPROBS_VARIANTS,
+  type LogprobsShape,
+  type LogprobsVariant,
+  tokenLogprobsCandidates,
+} from "./_logprobs_launch.ts";
 
 /** Steps of `WG·TV` rows per chunk (fewer for very wide D, see `LOOP_BUDGET`). */
 const MAX_STEPS = 16;
@@ -56,6 +73,11 @@ export interface TokenLogprobsOptions {
    * `p = softmax(h·Eᵀ / temperature)` (default false: the kernels and results of the plain call).
    */
   readonly entropy?: boolean;
+  /**
+   * Forces a variant (`LOGPROBS_VARIANTS`; one of `tokenLogprobsCandidates` for this adapter);
+   * default: the tuner's choice.
+   */
+  readonly variant?: string;
 }
 
 /** Outputs of {@linkcode tokenLogprobs}; the caller disposes both. */
@@ -76,7 +98,7 @@ export interface TokenLogprobs {
  * @param inputs Hidden states h `[T, D]`, the tied embedding `[V, D]` and the targets `[T]`.
  * @param options Temperature; `entropy` to also return each row's entropy.
  * @returns Per-token log-probs and logsumexp (and entropy), f32 `[T]` each.
- * @throws {ShapeError} on mismatched shapes or dtypes.
+ * @throws {ShapeError} on mismatched shapes or dtypes, or a variant not valid here.
  * @example
  * ```ts
  * import { Gpu } from "./gpu.ts";
@@ -105,6 +127,28 @@ export function tokenLogprobs(
   const { c, tokens, vocab, temperature } = checkHead(kernel, inputs, options);
   const gpu = h.gpu;
   const withEntropy = options.entropy === true;
+  const variant = logprobsVariant(gpu, {
+    kernel,
+    variant: options.variant,
+    shape: { tokens, dim: h.shape[1], vocab },
+    shapeClass: `${embedding.dtype}:${withEntropy ? "entropy" : "plain"}`,
+    prepare: () => {
+      const rows = Math.min(vocab, SCRATCH_VOCAB);
+      const sh = Tensor.zeros(gpu, h.shape),
+        se = Tensor.zeros(gpu, [rows, h.shape[1]], embedding.dtype);
+      const st = Tensor.zeros(gpu, [tokens], "u32");
+      return {
+        launch: (id) => {
+          const r = tokenLogprobs({ h: sh, embedding: se, targets: st }, {
+            ...options,
+            variant: id,
+          });
+          for (const t of [r.logprobs, r.lse, r.entropy]) t?.dispose();
+        },
+        dispose: () => [sh, se, st].forEach((t) => t.dispose()),
+      };
+    },
+  });
   const logprobs = Tensor.empty(gpu, [tokens], "f32");
   const lse = Tensor.empty(gpu, [tokens], "f32");
   const entropy = withEntropy ? Tensor.empty(gpu, [tokens], "f32") : undefined;
@@ -119,10 +163,10 @@ export function tokenLogprobs(
   const tlogit = Tensor.empty(gpu, [tokens], "f32");
   // [T, chunks] Σ exp(x − max)·(x − max), only for the entropy.
   const partialW = entropy ? Tensor.empty(gpu, [tokens, chunks], "f32") : null;
-  // subtle: without entropy the key (and source) stay those of the plain kernel.
+  // subtle: `reg` without entropy keeps the key (and source) of the plain kernel.
   const pipeline = gpu.pipelines.get(
     "logprobs_partial",
-    partialW ? { ...c, entropy: true } : c,
+    { ...c, ...(partialW ? { entropy: true } : {}), ...(variant === "sg" ? { sg: true } : {}) },
     partialSource,
   );
   const shapes = `h${shapeString(h.shape)} E${shapeString(embedding.shape)} ${embedding.dtype}`;

@@ -16,6 +16,12 @@
  * the entropy term `dz_tv −= gradEntropy_t · p_tv · (log p_tv + H_t) / τ` (p recomputed from the
  * saved lse, H the forward's), and a tiny `logprobs_live` kernel marks the tokens with any
  * gradient for the skips below.
+ * Variants (the `variant` option, else the tuner's choice among `tokenLogprobsCandidates`):
+ * `reg` runs the register-blocked products above — the table's choice on fallback adapters and
+ * without subgroups; `sg` runs `logprobs_dh` split-K: a workgroup per 4 × 4 tile of dh whose 64
+ * lanes split the chunk's rows and sum with subgroup reductions (dh has only T·D outputs, too
+ * few to fill a GPU for short batches, while each sums a whole chunk) — the table's choice on
+ * other adapters with `subgroups`. `logprobs_dz` and `logprobs_de` (V·D outputs) are the same.
  * Every sum has a fixed order (no atomics), so results are bit-reproducible. Work is
  * `6·T·V·D` flops with dE, `4·T·V·D` without. Tokens with a zero grad cost (almost) nothing:
  * their dz are written as zeros without dot products, `logprobs_dh` skips tiles of such tokens
@@ -29,8 +35,10 @@ import {
   checkHead,
   expectTokens,
   hBinding,
+  logprobsVariant,
   LOOP_BUDGET,
   paddedPartBinding,
+  SCRATCH_VOCAB,
   tokenGrid,
 } from "./_logprobs_launch.ts";
 import {
@@ -39,9 +47,11 @@ import {
   dzSource,
   LIVE_WG,
   liveSource,
+  SG_ACC_TILE,
 } from "./_logprobs_backward_wgsl.ts";
 import { ShapeError } from "./errors.ts";
 import type { Gpu } from "./gpu.ts";
+import type { TuningBench } from "./tuning.ts";
 import { shapeString, Tensor, type TensorPart } from "./tensor.ts";
 
 /** Upper bound of the `[T, chunk]` dz scratch. */
@@ -87,6 +97,11 @@ export interface TokenLogprobsBackwardOptions {
    * (`inputs.entropy` must be given). Left out: the plain kernels, bit for bit.
    */
   readonly gradEntropy?: Tensor;
+  /**
+   * Forces a variant (`LOGPROBS_VARIANTS`; one of `tokenLogprobsCandidates` for this adapter);
+   * default: the tuner's choice.
+   */
+  readonly variant?: string;
 }
 
 /**
@@ -138,7 +153,7 @@ function chunks(vocab: number, size: number, e: Tensor, d?: Tensor): Chunk[] {
  *   returned.
  * @param options `dEmbedding` to accumulate into, temperature, `gradEntropy`.
  * @returns dh, f32 `[T, D]` (the caller disposes it).
- * @throws {ShapeError} on mismatched shapes or dtypes.
+ * @throws {ShapeError} on mismatched shapes or dtypes, or a variant not valid here.
  * @example
  * ```ts
  * import { Gpu } from "./gpu.ts";
@@ -204,6 +219,13 @@ export function tokenLogprobsBackward(
     throw new ShapeError(kernel, `T must be ≤ ${MAX_TOKENS}, got ${tokens}`);
   }
   const gpu = h.gpu;
+  const variant = logprobsVariant(gpu, {
+    kernel,
+    variant: options.variant,
+    shape: { tokens, dim, vocab },
+    shapeClass: `${embedding.dtype}:${dE ? "dE" : "noDE"}:${gradEntropy ? "entropy" : "plain"}`,
+    prepare: () => backwardBench(grad, inputs, options),
+  });
   const dh = Tensor.zeros(gpu, [tokens, dim], "f32");
   if (tokens === 0) return dh;
 
@@ -250,7 +272,7 @@ export function tokenLogprobsBackward(
     bf16: c.bf16,
     vec,
     a4: ldz % 4 === 0,
-    ...accTiling(gpu, tokens, dim),
+    ...(variant === "sg" ? { ...SG_ACC_TILE, sg: true } : accTiling(gpu, tokens, dim)),
   };
   const dhPipeline = gpu.pipelines.get("logprobs_dh", dhC, accSource);
   const deTiling = accTiling(gpu, ldz, dim);
@@ -262,7 +284,8 @@ export function tokenLogprobsBackward(
     ...deTiling,
   };
   const dePipeline = dE ? gpu.pipelines.get("logprobs_de", deC, accSource) : null;
-  const columnGroups = (t: AccConstants) => Math.ceil(dim / (t.wg * 4 * t.tn4));
+  // The sg tile is one workgroup wide; the register tiles spread their lanes along D.
+  const columnGroups = (t: AccConstants) => Math.ceil(dim / ((t.sg ? 1 : t.wg) * 4 * t.tn4));
 
   for (const { lo, hi, e, d } of chunks(vocab, ldz, embedding, dE)) {
     const rows = hi - lo;
@@ -305,4 +328,33 @@ export function tokenLogprobsBackward(
   dz.dispose();
   if (live !== grad) live.dispose();
   return dh;
+}
+
+/** Scratch inputs of a backward's shape class (E capped at `SCRATCH_VOCAB` rows) for the tuner. */
+function backwardBench(
+  grad: Tensor,
+  inputs: TokenLogprobsBackwardInputs,
+  options: TokenLogprobsBackwardOptions,
+): TuningBench {
+  const gpu = grad.gpu;
+  const [tokens, dim] = inputs.h.shape;
+  const rows = Math.min(inputs.embedding.shape[0], SCRATCH_VOCAB);
+  const ones = () => Tensor.fromArray(gpu, new Float32Array(tokens).fill(1));
+  const scratch = {
+    h: Tensor.zeros(gpu, [tokens, dim]),
+    embedding: Tensor.zeros(gpu, [rows, dim], inputs.embedding.dtype),
+    targets: Tensor.zeros(gpu, [tokens], "u32"),
+    lse: Tensor.zeros(gpu, [tokens]),
+    entropy: options.gradEntropy ? Tensor.zeros(gpu, [tokens]) : undefined,
+  };
+  const g = ones(); // non-zero: zero grads skip the work
+  const gradEntropy = options.gradEntropy ? ones() : undefined;
+  const dEmbedding = options.dEmbedding ? Tensor.zeros(gpu, [rows, dim]) : undefined;
+  const all = [...Object.values(scratch), g, gradEntropy, dEmbedding];
+  return {
+    launch: (id) =>
+      tokenLogprobsBackward(g, scratch, { ...options, dEmbedding, gradEntropy, variant: id })
+        .dispose(),
+    dispose: () => all.forEach((t) => t?.dispose()),
+  };
 }

@@ -1,32 +1,69 @@
 /**
  * Matrix multiplication: `y = x·Wᵀ` (W in HF `[out, in]` layout, f32 or bf16), `y = x·W`, and
  * `y = aᵀ·b` (weight gradients), batched, with a fused epilogue (`out = residual + α·x·Wᵀ` or
- * `out += α·x·Wᵀ`).
+ * `out += α·x·Wᵀ`). Every variant below serves the three forms (the subgroup GEMV: `x·Wᵀ`),
+ * both dtypes of W, split weights, weight row ranges and the epilogue (a uniform), and
+ * accumulates in f32 with partial sums over blocks of 128 k (f32 error ≈ 10× lower at
+ * K = 6912 than one running sum), so any of them may run any launch within f32 rounding.
  *
- * One WGSL template (`_matmul_wgsl.ts`) serves the three forms. Register blocking: each
- * invocation owns a `rows × (4·colVec4s)` tile of the output, held in vec4 accumulators over
- * columns, and walks K four (bf16 decode: eight) at a time, summing blocks of 128 k before adding
- * them to the totals (f32 error ≈ 10× lower at K = 6912 than one running sum). All invocations of a workgroup share the same rows, so the A loads are uniform
- * (one scalar load per workgroup instead of one per lane on SIMD-across-lanes adapters such as
- * llvmpipe); the lanes spread along N, so B loads of neighbouring lanes are neighbours in memory.
- * No workgroup memory and no barriers: llvmpipe runs those very slowly.
+ * - `reg` (`_matmul_wgsl.ts`): register blocking. Each invocation owns a
+ *   `rows × (4·colVec4s)` tile of the output in vec4 accumulators and walks K four (bf16
+ *   decode: eight) at a time. All invocations of a workgroup share the same rows, so the A loads
+ *   are uniform (one scalar load per workgroup on SIMD-across-lanes adapters such as llvmpipe);
+ *   the lanes spread along N. No workgroup memory and no barriers: llvmpipe runs those very
+ *   slowly. The only variant of software adapters' table ({@linkcode matmulTiling}).
+ * - `tile<BM>x<BN>t<TM>x<TN>` (`_matmul_tiled_wgsl.ts`): classic block tiling for GPUs
+ *   (`tile4x128t1x4` for M ≤ 4, `tile64x64t4x4`, and `tile128x128t8x8` for shapes that allow
+ *   vec4 loads). A workgroup stages slabs of 8 k (128×128: 4) of its `BM` rows of A and `BN`
+ *   columns of B in workgroup memory (k-major, bf16 widened to f32 while staging, vec4 global
+ *   loads when aligned, bounds checked otherwise; the form is a uniform), then each invocation
+ *   accumulates its `TM × TN` outputs from vec4 reads of the slabs (its column quads
+ *   interleaved with its neighbours', free of bank conflicts).
+ * - `splitk<S>`: split-K for skinny products (decode GEMV, LoRA `x·Aᵀ`, `dYᵀ·X` of small
+ *   matrices over long T): the tiled kernel (`tile4x128t1x4` for M ≤ 4, else `tile64x64t4x4`)
+ *   reduces one of S k slices per workgroup into f32 partial sums `[S, M, N]`; a second pass
+ *   adds the slices in a fixed order and applies the epilogue (deterministic, no atomics).
+ * - `sgemv` (`_matmul_sgemv_wgsl.ts`, adapters with `subgroups`): `x·Wᵀ` for M ≤ 4; each
+ *   subgroup reads a row of W with its lanes side by side and sums its lanes' partial dot
+ *   products with `subgroupAdd`.
+ *
+ * Which variant runs: `options.variant` when given, else `gpu.tuner.choose` over
+ * {@linkcode matmulCandidates} (first: the deterministic table; family `matmul`, shape class
+ * form, dtype, M rounded up to a power of two, exact N and K).
  *
  * @module
  */
 
 import { expectDtype, partBinding, Uniforms } from "./_launch.ts";
+import {
+  candidateIds,
+  dispatchSgemv,
+  dispatchTiled,
+  geometry,
+  type LaunchShape,
+  MATMUL_SPLITS,
+  MATMUL_TILES,
+  MATMUL_VARIANT_IDS,
+  type MatmulShape,
+  type Plan,
+  type Slice,
+  splitTile,
+  variantFits,
+} from "./_matmul_launch.ts";
 import { ShapeError } from "./errors.ts";
 import type { Gpu } from "./gpu.ts";
 import { shapeString, Tensor } from "./tensor.ts";
+import type { TuningBench } from "./tuning.ts";
 import {
   ACCUMULATE,
-  type Epilogue,
   type MatmulForm,
   matmulSource,
   type MatmulVariant,
   RESIDUAL,
   STORE,
 } from "./_matmul_wgsl.ts";
+
+export type { MatmulForm, MatmulShape };
 
 /** How one matmul launch is blocked. */
 export interface MatmulTiling {
@@ -93,8 +130,13 @@ export interface MatmulEpilogueOptions {
   readonly alpha?: number;
   /** `out = residual + α·product`; an f32 tensor shaped like the result, distinct from `out`. */
   readonly residual?: Tensor;
-  /** Override the tiling (tuning and tests); default {@linkcode matmulTiling}. */
+  /** Override the tiling of variant `reg` (tuning and tests); default {@linkcode matmulTiling}. */
   readonly tiling?: MatmulTiling;
+  /**
+   * Force a variant (one of {@linkcode MATMUL_VARIANTS} that {@linkcode matmulCandidates} lists
+   * for this launch); default: the tuner's choice, the table's without tuning.
+   */
+  readonly variant?: string;
 }
 
 /** Options of {@linkcode matmul}. */
@@ -108,20 +150,10 @@ export interface MatmulOptions extends MatmulEpilogueOptions {
   readonly wRows?: readonly [start: number, end: number];
 }
 
-interface Plan {
-  kernel: string;
-  form: MatmulForm;
-  a: Tensor;
-  b: Tensor;
-  out: Tensor;
-  residual?: Tensor;
-  accumulate: boolean;
-  alpha: number;
+/** A launch with its variant resolved (`tiling` for `reg`). */
+interface VariantPlan extends Plan {
+  variant: string;
   tiling?: MatmulTiling;
-  batch: number;
-  m: number;
-  n: number;
-  k: number;
 }
 
 function product(dims: readonly number[]): number {
@@ -165,19 +197,117 @@ function prepareOut(
   return { out: o.out ?? Tensor.empty(gpu, shape, "f32"), residual: o.residual };
 }
 
-/** Records one dispatch of the template over b rows/elements described by the arguments. */
-function dispatchOne(
-  plan: Plan,
-  part: number,
-  d: { k: number; n: number; aOff: number; bOff: number; cOff: number; epilogue: Epilogue },
-): void {
+/**
+ * Every matmul variant id: `reg`, the tiles (`tile4x128t1x4`, `tile64x64t4x4`,
+ * `tile128x128t8x8`), split-K (`splitk2`, `splitk4`, `splitk8`, `splitk16`)
+ * and the subgroup GEMV `sgemv`.
+ *
+ * @example
+ * ```ts
+ * import { MATMUL_VARIANTS } from "./matmul.ts";
+ * console.log(MATMUL_VARIANTS[0]); // reg
+ * ```
+ */
+export const MATMUL_VARIANTS: readonly string[] = MATMUL_VARIANT_IDS;
+
+/**
+ * The variants that can run a product on this adapter (its limits and features), the
+ * deterministic table's choice first: `reg` on fallback (software) adapters; elsewhere `reg`
+ * for tiny products, the biggest tile that still gives ≥ 256 workgroups for M, N ≥ 512,
+ * split-K when the output has too few tiles to fill a GPU and K is long (M ≤ 4 with
+ * K ≥ 1024, LoRA `x·Aᵀ`, `dYᵀ·X` of small matrices), `tile4x128t1x4` for other M ≤ 4,
+ * `tile64x64t4x4` from 2^24 FLOPs, else `reg`.
+ *
+ * @param gpu The runtime.
+ * @param shape Form, output rows `m` and columns `n`, reduction length `k`, bf16 W, batch.
+ * @returns Variant ids (see {@linkcode MATMUL_VARIANTS}), the table's choice first.
+ * @example
+ * ```ts
+ * import { Gpu } from "./gpu.ts";
+ * import { matmulCandidates } from "./matmul.ts";
+ * const gpu = await Gpu.create();
+ * // On llvmpipe: [ "reg", "tile4x128t1x4", … ]
+ * console.log(matmulCandidates(gpu, { form: "nt", m: 1, n: 1152, k: 6912, bf16: true }));
+ * gpu.destroy();
+ * ```
+ */
+export function matmulCandidates(gpu: Gpu, shape: MatmulShape): readonly string[] {
+  return candidateIds(gpu, shape);
+}
+
+/** Powers of two ≥ m share a tuning choice. */
+function bucket(m: number): number {
+  let b = 1;
+  while (b < m) b *= 2;
+  return b;
+}
+
+/** Scratch inputs of a launch's shape, launching any variant (for the tuner). */
+function tuningBench(gpu: Gpu, s: MatmulShape): TuningBench {
+  const { form, m, n, k } = s;
+  const a = Tensor.zeros(gpu, form === "tn" ? [k, m] : [m, k]);
+  const b = Tensor.zeros(gpu, form === "nt" ? [n, k] : [k, n], s.bf16 ? "bf16" : "f32");
+  const out = Tensor.empty(gpu, [m, n]);
+  return {
+    launch(id: string) {
+      if (form === "tn") matmulTransA(a, b, { out, variant: id });
+      else matmul(a, b, { out, transposeB: form === "nt", variant: id });
+    },
+    dispose() {
+      for (const t of [a, b, out]) t.dispose();
+    },
+  };
+}
+
+/**
+ * The variant a launch runs: forced (validated), `reg` with a tiling, or the tuner's.
+ *
+ * @throws {ShapeError} for a forced variant that is unknown or does not fit the shape.
+ */
+function chooseVariant(
+  kernel: string,
+  gpu: Gpu,
+  shape: Required<MatmulShape> & LaunchShape,
+  o: MatmulEpilogueOptions,
+): string {
+  const { variant } = o;
+  const { form, m, n, k } = shape;
+  if (variant !== undefined) {
+    if (o.tiling && variant !== "reg") {
+      throw new ShapeError(kernel, `tiling applies to variant "reg" only, got "${variant}"`);
+    }
+    if (!MATMUL_VARIANT_IDS.includes(variant) || !variantFits(gpu, variant, shape)) {
+      throw new ShapeError(
+        kernel,
+        `variant "${variant}" does not fit ${form} m=${m} n=${n} k=${k} ` +
+          `${shape.bf16 ? "bf16" : "f32"} on this adapter; valid: ` +
+          candidateIds(gpu, shape).join(", "),
+      );
+    }
+    return variant;
+  }
+  if (o.tiling) return "reg";
+  return gpu.tuner.choose({
+    family: "matmul",
+    shapeClass: `${form}:${shape.bf16 ? "bf16" : "f32"}:m${bucket(m)}:n${n}:k${k}`,
+    candidates: candidateIds(gpu, shape),
+    prepare: () => tuningBench(gpu, shape),
+  });
+}
+
+/** Records the dispatch(es) of one slice with the plan's variant. */
+function dispatchOne(plan: VariantPlan, part: number, d: Slice): void {
+  const { variant } = plan;
+  if (variant === "sgemv") return dispatchSgemv(plan, part, d);
+  const splits = MATMUL_SPLITS[variant];
+  if (splits) return dispatchTiled(plan, part, d, { tile: splitTile(plan.m), splits });
+  if (variant !== "reg") {
+    return dispatchTiled(plan, part, d, { tile: MATMUL_TILES[variant], splits: 1 });
+  }
   const { form, a, b, out, batch, m } = plan;
   const gpu = a.gpu;
   const { k, n } = d;
-  const kTotal = form === "tn" ? k : a.shape[a.shape.length - 1];
-  const lda = form === "tn" ? m : kTotal;
-  const ldb = form === "nt" ? k : n;
-  const ldc = plan.n;
+  const { lda, ldb, ldc, sa, sb } = geometry(plan, d);
   const bf16 = b.dtype === "bf16";
   const aligned = k % 4 === 0 && (form === "nt" ||
     (n % 4 === 0 && (form === "tn" || (lda % 4 === 0 && d.aOff % 4 === 0))));
@@ -195,7 +325,7 @@ function dispatchOne(
   };
   const uniforms = new Uniforms().u32(m).u32(n).u32(k).u32(lda).u32(ldb).u32(ldc)
     .u32(d.aOff).u32(d.bOff).u32(d.cOff)
-    .u32(a.numel / batch).u32(b.numel / batch)
+    .u32(sa).u32(sb)
     .u32(ldc * m).f32(plan.alpha).u32(d.epilogue).build();
   // Binding 4 is read only in mode 2; otherwise `a` stands in (read-only twice is allowed).
   const r = d.epilogue === RESIDUAL ? plan.residual! : a;
@@ -274,24 +404,35 @@ export function matmul(x: Tensor, w: Tensor, options: MatmulOptions = {}): Tenso
   const n = end - start;
   const batch = product(lead);
   const m = batched ? x.shape[x.shape.length - 2] : product(x.shape.slice(0, -1));
+  const form = nt ? "nt" : "nn";
+  const variant = chooseVariant(kernel, x.gpu, {
+    form,
+    m,
+    n,
+    k,
+    bf16: w.dtype === "bf16",
+    batch,
+    partsAligned: nt || w.parts.every((p) => p.rowStart % 4 === 0),
+  }, options);
   const { out, residual } = prepareOut(kernel, x.gpu, [...x.shape.slice(0, -1), n], options, [
     x,
     w,
   ]);
-  const plan: Plan = {
+  const plan: VariantPlan = {
     kernel,
-    form: nt ? "nt" : "nn",
+    form,
     a: x,
     b: w,
     out,
     residual,
     accumulate: options.accumulate ?? false,
     alpha: options.alpha ?? 1,
-    tiling: options.tiling,
     batch,
     m,
     n,
     k,
+    variant,
+    tiling: options.tiling,
   };
   const first = plan.accumulate ? ACCUMULATE : residual ? RESIDUAL : STORE;
   if (k === 0 || w.parts.length === 1 && nt) {
@@ -366,24 +507,33 @@ export function matmulTransA(a: Tensor, b: Tensor, options: MatmulEpilogueOption
   }
   const [k, m] = a.shape.slice(-2), n = b.shape[r - 1];
   const lead = a.shape.slice(0, -2);
+  const batch = product(lead);
+  const variant = chooseVariant(
+    kernel,
+    a.gpu,
+    { form: "tn", m, n, k, bf16: false, batch },
+    options,
+  );
   const { out, residual } = prepareOut(kernel, a.gpu, [...lead, m, n], options, [a, b]);
   const accumulate = options.accumulate ?? false;
+  const plan: VariantPlan = {
+    kernel,
+    form: "tn",
+    a,
+    b,
+    out,
+    residual,
+    accumulate,
+    alpha: options.alpha ?? 1,
+    batch,
+    m,
+    n,
+    k,
+    variant,
+    tiling: options.tiling,
+  };
   dispatchOne(
-    {
-      kernel,
-      form: "tn",
-      a,
-      b,
-      out,
-      residual,
-      accumulate,
-      alpha: options.alpha ?? 1,
-      tiling: options.tiling,
-      batch: product(lead),
-      m,
-      n,
-      k,
-    },
+    plan,
     0,
     {
       k,

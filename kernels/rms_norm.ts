@@ -7,10 +7,17 @@
  * every `(t, h)` row of `headDim` values.
  *
  * Numerics follow transformers' float32 `Gemma3RMSNorm`: the sum of squares is accumulated in
- * f32 — never as one serial sum but as partial sums combined pairwise (a tree across the
- * workgroup, or eight interleaved sums per invocation; see {@linkcode RmsNormStrategy}), which
- * keeps the result within ~1e-6 relative of a float64 reference — then
- * `rstd = 1 / sqrt(sum / D + eps)`, `y = (x · rstd) · (1 + w)`.
+ * f32 — never as one serial sum but as partial sums combined pairwise — then
+ * `rstd = 1 / sqrt(sum / D + eps)`, `y = (x · rstd) · (1 + w)`, within ~1e-6 relative of a
+ * float64 reference. Variants ({@linkcode RMS_NORM_VARIANTS}, the `variant` option; otherwise
+ * `gpu.tuner` picks among {@linkcode rmsNormCandidates}):
+ * - `row`: one invocation per row, eight interleaved partial sums combined pairwise; no
+ *   barriers — the table's choice on fallback (software) adapters;
+ * - `workgroup`: one workgroup per row (~8 values per invocation), a pairwise tree in workgroup
+ *   memory — the table's choice on other adapters without subgroups;
+ * - `sg`: one workgroup per row, the tree replaced by `subgroupAdd`, elected per-subgroup sums
+ *   in workgroup memory and a second `subgroupAdd` (one barrier instead of log2(wg) + 1; no
+ *   subgroup size assumed) — the table's choice on other adapters with `subgroups`.
  *
  * WGSL in `_rms_norm_wgsl.ts`; the backward pass is `rmsNormBackward` in `rms_norm_backward.ts`.
  *
@@ -18,12 +25,17 @@
  */
 
 import { expectDtype, grid1d, sameBuffer, Uniforms } from "./_launch.ts";
-import { type RmsNormStrategy, rowLaunch } from "./_rms_norm_launch.ts";
+import { rowLaunch } from "./_rms_norm_launch.ts";
 import { type RmsNormAlias, type RmsNormConstants, rmsNormSource } from "./_rms_norm_wgsl.ts";
 import { ShapeError } from "./errors.ts";
 import { shapeString, Tensor } from "./tensor.ts";
 
-export type { RmsNormStrategy } from "./_rms_norm_launch.ts";
+export {
+  RMS_NORM_VARIANTS,
+  rmsNormCandidates,
+  type RmsNormShape,
+  type RmsNormVariant,
+} from "./_rms_norm_launch.ts";
 
 /** Options of {@linkcode rmsNorm}. */
 export interface RmsNormOptions {
@@ -42,8 +54,11 @@ export interface RmsNormOptions {
   readonly out?: Tensor;
   /** Also write `1 / sqrt(mean(x²) + eps)` per row into this f32 tensor of `rows` elements. */
   readonly rstd?: Tensor;
-  /** Row-to-invocation mapping (default `auto`); every strategy gives the same numerics class. */
-  readonly strategy?: RmsNormStrategy;
+  /**
+   * Forces a variant (`RMS_NORM_VARIANTS`; it must be one of `rmsNormCandidates` for this
+   * adapter); default: the tuner's choice. Every variant gives the same numerics class.
+   */
+  readonly variant?: string;
 }
 
 /**
@@ -54,7 +69,7 @@ export interface RmsNormOptions {
  * @param w Weight `[D]`, f32 or bf16 (Gemma stores `w`, the kernel applies `1 + w`).
  * @param options eps, fused residual, output tensor and the optional per-row `1/rms`.
  * @returns The output tensor (`options.out` when given, else a new f32 tensor shaped like x).
- * @throws {ShapeError} on mismatched shapes or dtypes.
+ * @throws {ShapeError} on mismatched shapes or dtypes, or a variant not valid here.
  * @example
  * ```ts
  * import { Gpu } from "./gpu.ts";
@@ -104,7 +119,21 @@ export function rmsNorm(x: Tensor, w: Tensor, options: RmsNormOptions = {}): Ten
       throw new ShapeError(kernel, `rstd must hold ${rows} rows, got ${shapeString(rstd.shape)}`);
     }
   }
-  const launch = rowLaunch(x.gpu, { kernel, strategy: options.strategy, d });
+  const launch = rowLaunch(x.gpu, {
+    kernel,
+    variant: options.variant,
+    rows,
+    d,
+    shapeClass: w.dtype,
+    prepare: () => {
+      const sx = Tensor.zeros(x.gpu, [rows, d]), sw = Tensor.zeros(x.gpu, [d], w.dtype);
+      const sy = Tensor.empty(x.gpu, [rows, d]), sr = Tensor.empty(x.gpu, [rows]);
+      return {
+        launch: (id) => void rmsNorm(sx, sw, { variant: id, out: sy, rstd: sr }),
+        dispose: () => [sx, sw, sy, sr].forEach((t) => t.dispose()),
+      };
+    },
+  });
   if (options.out && (options.out.dtype !== "f32" || options.out.numel !== x.numel)) {
     throw new ShapeError(
       kernel,

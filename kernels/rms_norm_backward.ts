@@ -6,13 +6,15 @@
  *   dw = Σ_rows dy ∘ x · r                      (over rows; two-stage, fixed order)
  *
  * The residual form `h + norm(x)` needs nothing more: dh passes through and this computes norm's
- * dx from the same gradient. WGSL in `_rms_norm_backward_wgsl.ts`.
+ * dx from the same gradient. The dx kernel's row sum `Σ gw·x` comes in the forward's variants
+ * (`row`, `workgroup`, `sg`: see `rms_norm.ts`); dw is a column sum over rows, one fixed-order
+ * kernel for all. WGSL in `_rms_norm_backward_wgsl.ts`.
  *
  * @module
  */
 
 import { expectDtype, grid1d, sameBuffer, Uniforms } from "./_launch.ts";
-import { type RmsNormStrategy, rowLaunch } from "./_rms_norm_launch.ts";
+import { rowLaunch } from "./_rms_norm_launch.ts";
 import {
   DW_WG,
   rmsNormDwSource,
@@ -43,8 +45,11 @@ export interface RmsNormBackwardOptions {
   readonly out?: Tensor;
   /** Add dx into `out` (`out += dx`, e.g. into the residual stream's gradient). Needs `out`. */
   readonly accumulateDx?: boolean;
-  /** Row-to-invocation mapping of the dx kernel (default `auto`, as in {@linkcode rmsNorm}). */
-  readonly strategy?: RmsNormStrategy;
+  /**
+   * Forces the dx kernel's variant (as {@linkcode rmsNorm}'s: `row`, `workgroup`, `sg`, one of
+   * `rmsNormCandidates`); default: the tuner's choice. The dw reduction is the same for all.
+   */
+  readonly variant?: string;
 }
 
 /**
@@ -55,9 +60,9 @@ export interface RmsNormBackwardOptions {
  *
  * @param dy Gradient of the output, x's shape, f32.
  * @param inputs The forward's x and w and the `rstd` it wrote.
- * @param options Weight gradient to accumulate into, dx target, dx accumulation, strategy.
+ * @param options Weight gradient to accumulate into, dx target, dx accumulation, variant.
  * @returns dx (`options.out` when given, else a new f32 tensor shaped like x).
- * @throws {ShapeError} on mismatched shapes, dtypes or aliasing.
+ * @throws {ShapeError} on mismatched shapes, dtypes or aliasing, or a variant not valid here.
  * @example
  * ```ts
  * import { Gpu } from "./gpu.ts";
@@ -130,7 +135,23 @@ export function rmsNormBackward(
     throw new ShapeError(kernel, "accumulateDx needs an out tensor to add into");
   }
   const gpu = x.gpu;
-  const launch = rowLaunch(gpu, { kernel, strategy: options.strategy, d });
+  const launch = rowLaunch(gpu, {
+    kernel,
+    variant: options.variant,
+    rows,
+    d,
+    shapeClass: w.dtype,
+    prepare: () => {
+      const sx = Tensor.zeros(gpu, [rows, d]), sw = Tensor.zeros(gpu, [d], w.dtype);
+      const sr = Tensor.zeros(gpu, [rows]), sdy = Tensor.zeros(gpu, [rows, d]);
+      const sdx = Tensor.empty(gpu, [rows, d]);
+      return {
+        launch: (id) =>
+          void rmsNormBackward(sdy, { x: sx, w: sw, rstd: sr }, { variant: id, out: sdx }),
+        dispose: () => [sx, sw, sr, sdy, sdx].forEach((t) => t.dispose()),
+      };
+    },
+  });
   const maxGrid = gpu.limits.maxComputeWorkgroupsPerDimension;
   const shapes = `x${shapeString(x.shape)} w${shapeString(w.shape)}:${w.dtype}`;
   // dw first: it reads dy, which dx may overwrite.

@@ -15,6 +15,14 @@
  *    prefix-summed by invocation 0 and the invocation whose interval holds `u · total` rescans
  *    its block.
  *
+ * The reductions (max, counts, masses, the greedy argmin of indices) come in variants
+ * ({@linkcode SAMPLE_VARIANTS}, the `variant` option, else the tuner's choice among
+ * {@linkcode sampleCandidates}): `reg`, pairwise trees in workgroup memory — the table's choice
+ * on fallback adapters and without subgroups; `sg`, `subgroupMax`/`Min`/`Add` with elected
+ * per-subgroup results in workgroup memory and a second subgroup reduction (two barriers
+ * instead of log2(WG) + 2; no subgroup size assumed) — the table's choice on other adapters
+ * with `subgroups`. Counts and maxima are exact either way; masses differ only in f32 rounding.
+ *
  * Only the ids are written (u32, optionally into a slot of a caller's `[steps, B]` buffer), so
  * a generation loop reads back once per batch of steps. With `logprobsOut`, the kernel also
  * writes each id's temperature-1 log-probability `z_id − logsumexp(z)` of the same logits (one
@@ -27,10 +35,38 @@
  */
 
 import { expectDtype, Uniforms } from "./_launch.ts";
+import { pickVariant, pow2Bucket, withSubgroupVariant } from "./_reduce_variant.ts";
 import { type SampleConstants, sampleSource, UNROLL } from "./_sampling_wgsl.ts";
 import { FieldError, type FieldErrorDetails } from "../base/field_error.ts";
 import { ShapeError } from "./errors.ts";
+import type { Gpu } from "./gpu.ts";
 import { shapeString, Tensor } from "./tensor.ts";
+
+/** Every variant of the sampling kernel's reductions: `reg` (trees) and `sg` (subgroups). */
+export const SAMPLE_VARIANTS: readonly ["reg", "sg"] = Object.freeze(["reg", "sg"] as const);
+
+/**
+ * The sampling variants valid on this adapter, the deterministic table's choice first: `reg`
+ * on fallback (software) adapters and without subgroups, else `sg`.
+ *
+ * @param gpu The runtime (adapter kind and features).
+ * @param _shape Rows and vocabulary (every variant takes every shape).
+ * @returns Variant ids.
+ * @example
+ * ```ts
+ * import { Gpu } from "./gpu.ts";
+ * import { sampleCandidates } from "./sampling.ts";
+ * const gpu = await Gpu.create();
+ * console.log(sampleCandidates(gpu, { rows: 4, vocab: 262144 })); // ["reg"] on llvmpipe
+ * gpu.destroy();
+ * ```
+ */
+export function sampleCandidates(
+  gpu: Gpu,
+  _shape: { readonly rows: number; readonly vocab: number },
+): readonly string[] {
+  return withSubgroupVariant(gpu, ["reg"]);
+}
 
 /**
  * Largest workgroup (one workgroup per row); small rows get smaller ones. On llvmpipe 64 beats
@@ -124,6 +160,11 @@ export interface SampleOptions extends Partial<SamplingParams> {
    * (one binding) at `outOffset` + row.
    */
   readonly logprobsOut?: Tensor;
+  /**
+   * Forces a variant (`SAMPLE_VARIANTS`; one of `sampleCandidates` here); default: the
+   * tuner's choice. Every variant picks the same ids as `sampleRef` for the same uniforms.
+   */
+  readonly variant?: string;
 }
 
 /**
@@ -134,7 +175,7 @@ export interface SampleOptions extends Partial<SamplingParams> {
  * @param logits Logits `[B, V]` f32 (may be split into parts along B).
  * @param options Sampling parameters, output tensor and offset, optional log-prob output.
  * @returns Token ids: `options.out` when given, else a new u32 `[B]` tensor.
- * @throws {ShapeError} on wrong shapes or dtypes.
+ * @throws {ShapeError} on wrong shapes or dtypes, or a variant not valid here.
  * @throws {SamplingOptionsError} on invalid parameters.
  * @example
  * ```ts
@@ -199,14 +240,31 @@ export function sample(logits: Tensor, options: SampleOptions = {}): Tensor {
         `${logprobsOut.dtype} ${shapeString(logprobsOut.shape)} at offset ${outOffset}`,
     );
   }
+  const mode = p.temperature === 0 ? "greedy" : `k${p.topK > 0 ? 1 : 0}p${p.topP < 1 ? 1 : 0}`;
+  const variant = pickVariant(gpu, kernel, options.variant, {
+    family: kernel,
+    shapeClass: `v${vocab}:r${pow2Bucket(rows)}:${mode}:${logprobsOut ? "logprobs" : "ids"}`,
+    candidates: sampleCandidates(gpu, { rows, vocab }),
+    prepare: () => {
+      const sl = Tensor.zeros(gpu, [rows, vocab]), so = Tensor.empty(gpu, [rows], "u32");
+      const sp = logprobsOut ? Tensor.empty(gpu, [rows]) : undefined;
+      return {
+        launch: (id) => void sample(sl, { ...p, out: so, logprobsOut: sp, variant: id }),
+        dispose: () => [sl, so, sp].forEach((t) => t?.dispose()),
+      };
+    },
+  });
   if (rows === 0) return out;
   // ~64 elements per invocation, so rows of a few tokens do not pay for 256-wide barriers.
   let wg = 2;
   while (wg < MAX_WG && wg * 64 < vocab) wg *= 2;
-  // subtle: without logprobsOut the key (and source) stay those of the plain kernel.
-  const constants: SampleConstants = logprobsOut
-    ? { wg, unroll: UNROLL, logprobs: 1 }
-    : { wg, unroll: UNROLL };
+  // subtle: `reg` without logprobsOut keeps the key (and source) of the plain kernel.
+  const constants: SampleConstants = {
+    wg,
+    unroll: UNROLL,
+    ...(logprobsOut ? { logprobs: 1 } : {}),
+    ...(variant === "sg" ? { sg: 1 } : {}),
+  };
   const pipeline = gpu.pipelines.get(kernel, constants, sampleSource);
   const invTemp = p.temperature === 0 ? 0 : 1 / p.temperature;
   for (const part of logits.parts) {

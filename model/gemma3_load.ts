@@ -7,7 +7,7 @@
  * @module
  */
 
-import { Gpu } from "../kernels/gpu.ts";
+import { Gpu, type GpuOptions } from "../kernels/gpu.ts";
 import { loadGemma3ConfigFrom } from "./config_hf.ts";
 import { Gemma3 } from "./gemma3.ts";
 import { disposeGemma3Weights, uploadGemma3Weights } from "./gemma3_weights.ts";
@@ -21,6 +21,8 @@ import { openCheckpointFrom } from "./safetensors_index.ts";
 export interface LoadGemma3FromOptions {
   /** Runtime to load onto (default: a new one). */
   readonly gpu?: Gpu;
+  /** Options of the new runtime when `gpu` is not given (e.g. kernel tuning). */
+  readonly gpuOptions?: GpuOptions;
   /**
    * A PEFT adapter (`adapter_config.json` + `adapter_model.safetensors`) to apply: its own
    * source, or a sub-folder of the model's source (`""` for the model folder itself).
@@ -56,7 +58,7 @@ export async function loadGemma3From(
   options: LoadGemma3FromOptions = {},
 ): Promise<Gemma3> {
   const config = await loadGemma3ConfigFrom(source);
-  const gpu = options.gpu ?? await Gpu.create();
+  const gpu = options.gpu ?? await Gpu.create(options.gpuOptions);
   const checkpoint = await openCheckpointFrom(source);
   try {
     const weights = await uploadGemma3Weights(gpu, config, checkpoint);
@@ -82,6 +84,8 @@ export async function loadGemma3From(
 export interface LoadGemma3FromUrlOptions extends UrlSourceOptions {
   /** Runtime to load onto (default: a new one). */
   readonly gpu?: Gpu;
+  /** Options of the new runtime when `gpu` is not given (e.g. kernel tuning). */
+  readonly gpuOptions?: GpuOptions;
   /**
    * A PEFT adapter folder: a URL (relative ones resolve against the model's folder URL, so
    * `"adapter/"` is a sub-folder and the model's own URL its folder), or any source.
@@ -109,10 +113,10 @@ export async function loadGemma3FromUrl(
   url: string | URL,
   options: LoadGemma3FromUrlOptions = {},
 ): Promise<Gemma3> {
-  const { gpu, adapter, ...sourceOptions } = options;
+  const { gpu, gpuOptions, adapter, ...sourceOptions } = options;
   const source = urlSource(url, sourceOptions);
   const adapterSource = typeof adapter === "string" || adapter instanceof URL
     ? urlSource(new URL(adapter, source.label), sourceOptions)
     : adapter;
-  return await loadGemma3From(source, { gpu, adapter: adapterSource });
+  return await loadGemma3From(source, { gpu, gpuOptions, adapter: adapterSource });
 }

@@ -15,7 +15,9 @@ import { type DemoSetOptions, generateDemoSet } from "../data/demo_set.ts";
 import { loadGsm8k } from "../data/gsm8k_fs.ts";
 import { buildPrompt } from "../data/prompt.ts";
 import { loadGemma3Config } from "../model/config_fs.ts";
+import type { Gpu } from "../kernels/gpu.ts";
 import { loadGemma3 } from "../model/gemma3_fs.ts";
+import { disposeGemma3Weights } from "../model/gemma3_weights.ts";
 import { checkTokenIds, loadModelCodec } from "../model/model_dir_fs.ts";
 import {
   type EvalConfig,
@@ -116,6 +118,8 @@ export interface EvaluateModelDirOptions extends EvalQuestionsOptions, Partial<E
   readonly progress?: (total: number) => EvalProgressSink;
   /** Receives one line before the model loads (`evaluating M on N questions of S`). */
   readonly onStart?: (line: string) => void;
+  /** Load the model on this device (kept open afterwards; default: a new one, destroyed). */
+  readonly gpu?: Gpu;
 }
 
 /** What {@linkcode evaluateModelDir} did. */
@@ -188,7 +192,7 @@ export async function evaluateModelDir(
   const eosIds = settings.eosIds ??
     (source.run || vocabMap ? [...modelConfig.eosTokenIds] : undefined);
   const config = evalConfig({ ...settings, eosIds });
-  const gemma = await loadGemma3(source.model, { adapter: adapter ?? undefined });
+  const gemma = await loadGemma3(source.model, { adapter: adapter ?? undefined, gpu: options.gpu });
   try {
     const progress = options.progress?.(evalStepCount(questions.length, config));
     const result = await evaluate(gemma, questions, { ...config, tokenizer: codec, progress });
@@ -208,7 +212,9 @@ export async function evaluateModelDir(
     await mergeEvalPhase(evalJson, phase, result.summary);
     return { result, files, evalJson };
   } finally {
-    gemma.gpu.destroy();
+    gemma.lora?.dispose();
+    if (options.gpu) disposeGemma3Weights(gemma.weights);
+    else gemma.gpu.destroy();
   }
 }
 

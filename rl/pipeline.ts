@@ -104,6 +104,13 @@ export interface PhaseContext {
    */
   refreshReport(): void;
   /**
+   * Sends an event to the run's listener (`TrainOptions.onEvent`), e.g. the kernel tuning's
+   * progress.
+   *
+   * @param event The event.
+   */
+  emit(event: TrainEvent): void;
+  /**
    * Keeps a sample completion (`samples.jsonl`, the report's table).
    *
    * @param sample The sample.
@@ -292,6 +299,7 @@ export async function runPipeline(options: RunPipelineOptions): Promise<Pipeline
         };
       },
       refreshReport,
+      emit,
       addSample: (sample) => {
         const full: ReportSample = { ...sample, phase: sample.phase ?? phase };
         samples.push(full);

@@ -355,6 +355,18 @@ export class ProgressReporter {
   }
 
   /**
+   * Erases the line drawn on a terminal so other output can take it (another progress line);
+   * the next update draws it again. Plain lines are left as they are.
+   */
+  clear(): void {
+    if (this.#interactive && this.#drawnLength > 0) {
+      this.#writer.write(`\r${" ".repeat(this.#drawnLength)}\r`);
+      this.#drawnLength = 0;
+      this.#lastOutput = -Infinity; // redrawn at the next update
+    }
+  }
+
+  /**
    * Prints the final line and ends it with a newline. Later calls do nothing.
    *
    * @param values Final metrics to show.

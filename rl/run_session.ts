@@ -6,7 +6,7 @@
  * @module
  */
 
-import { Gpu } from "../kernels/gpu.ts";
+import { Gpu, type GpuOptions } from "../kernels/gpu.ts";
 import { Gemma3 } from "../model/gemma3.ts";
 import { disposeGemma3Weights, initGemma3Weights } from "../model/gemma3_weights.ts";
 import { LoraAdapter, loraConfig } from "../model/lora.ts";
@@ -38,8 +38,9 @@ export interface RunSession {
  * Builds a run's session; nothing is created before the first `model()` call.
  *
  * @param inputs The run's inputs.
- * @param options `gpu`: the device to use (default: a new one, destroyed by `dispose`);
- *   `rollout`: where GRPO's rollout tasks run (default: the learner).
+ * @param options `gpu`: the device to use (default: a new one, made with `gpuOptions` — e.g.
+ *   kernel tuning — and destroyed by `dispose`); `rollout`: where GRPO's rollout tasks run
+ *   (default: the learner).
  * @returns The session.
  * @example
  * ```ts
@@ -57,7 +58,11 @@ export interface RunSession {
  */
 export function createRunSession(
   inputs: RunInputs,
-  options: { readonly gpu?: Gpu; readonly rollout?: RolloutExecutor } = {},
+  options: {
+    readonly gpu?: Gpu;
+    readonly gpuOptions?: GpuOptions;
+    readonly rollout?: RolloutExecutor;
+  } = {},
 ): RunSession {
   const config = inputs.config;
   let model: Promise<Gemma3> | null = null;
@@ -68,7 +73,7 @@ export function createRunSession(
     rollout: options.rollout ?? null,
     model() {
       model ??= (async () => {
-        const gpu = options.gpu ?? (ownGpu = await Gpu.create());
+        const gpu = options.gpu ?? (ownGpu = await Gpu.create(options.gpuOptions));
         let m: Gemma3;
         if (config.model.path === DEMO_SOURCE) {
           const vocab = (await inputs.vocabMap())!;

@@ -4,7 +4,10 @@
  * step, evaluates every `eval.everySteps` steps (when set), logs its metrics with the GPU bytes
  * in use, moves the progress count (which may re-render the live report), keeps samples every
  * `run.sampleEvery` units, saves a checkpoint every `checkpoint.everySteps` steps and at the
- * end; a GPU out-of-memory
+ * end. After a unit that met kernel shape classes not tuned yet (tuning `"cached"` or `"full"`;
+ * the unit ran the table's variants), it times them (`tuneKernels`) before logging, so the
+ * cost lands in that unit's time (the first's, which the ETA ignores) and later units run the
+ * tuned variants; a GPU out-of-memory
  * error becomes a {@linkcode TrainMemoryError} saying which settings fit; the optimizer and the
  * trained parameters are freed however it ends.
  *
@@ -20,6 +23,7 @@ import { type StepShape, trainMemoryError } from "./memory_estimate.ts";
 import type { AdamW } from "./optimizer.ts";
 import type { PhaseContext, PhaseResult, PhaseSample } from "./pipeline.ts";
 import type { ProgressUpdate } from "./progress.ts";
+import { tuneKernels } from "./train_events.ts";
 
 /** What one unit of a training phase produced. */
 export interface TrainingStepResult {
@@ -113,7 +117,8 @@ export function gpuBytesMetrics(gpu: Pick<Gpu, "memory">): Record<string, number
 /**
  * Runs (or continues) a training phase.
  *
- * @param ctx The phase's context: config, logger, progress, samples, checkpoints, signal.
+ * @param ctx The phase's context: config, logger, progress, samples, checkpoints, signal, and
+ *   where tuning events go.
  * @param loop What the phase does per unit.
  * @returns `completed` with the final checkpoint, or `interrupted` with the one saved on abort.
  * @throws {TrainMemoryError} When the GPU ran out of memory (other errors pass through).
@@ -143,6 +148,7 @@ export async function runTrainingLoop(
       }
       const r = await loop.run(units);
       loop.onStep();
+      await tuneKernels(loop.model.gpu, ctx.emit, { signal: ctx.signal });
       const before = loop.stepOf(units);
       units++;
       const step = loop.stepOf(units);

@@ -1,14 +1,22 @@
 /**
  * Shared setup of the attention tests: the case shape, the score scale, the reference options
- * of a case, its seeded f32 inputs on the GPU, the odd-shape sweep and the padded batch.
+ * of a case, its seeded f32 inputs on the GPU, the odd-shape sweep, the padded batch, the cases
+ * every variant runs, the lse check, and a backward run against its reference.
  *
  * @module
  */
 
+import assert from "node:assert/strict";
 import type { Gpu } from "../kernels/gpu.ts";
 import { Tensor } from "../kernels/tensor.ts";
-import type { AttentionRefOptions } from "../kernels/attention_ref.ts";
-import { randomArray } from "./_helpers.ts";
+import { attention } from "../kernels/attention.ts";
+import { attentionBackward } from "../kernels/attention_backward.ts";
+import {
+  attentionBackwardRef,
+  attentionRef,
+  type AttentionRefOptions,
+} from "../kernels/attention_ref.ts";
+import { assertClose, randomArray } from "./_helpers.ts";
 
 /** The fixture's queryPreAttnScalar^−0.5 (head_dim 32). */
 export const SCALE = 24 ** -0.5;
@@ -119,4 +127,137 @@ export function* oddCases(): Generator<SeededCase> {
 export function paddedCase(window: number): AttentionCase {
   const ranges = [3, 13, 0, 5, 0, 13, 4, 4];
   return { batch: 4, seq: 13, heads: 4, kvHeads: 1, headDim: 10, window, ranges };
+}
+
+/**
+ * Odd cases every attention variant runs (`tests/attention_variants_test.ts`): sequence lengths
+ * that are no multiple of any block or tile, head widths 7 (scalar loads, columns that do not
+ * split evenly over lanes) and 32, G = 3 and 1, windows smaller than S, and left- and
+ * right-padded ranges (one sequence empty).
+ */
+export const VARIANT_CASES: readonly AttentionCase[] = Object.freeze([
+  { batch: 2, seq: 37, heads: 6, kvHeads: 2, headDim: 7, window: 5 },
+  {
+    batch: 4,
+    seq: 13,
+    heads: 2,
+    kvHeads: 2,
+    headDim: 32,
+    window: 0,
+    ranges: [3, 13, 0, 5, 0, 13, 4, 4],
+  },
+  { batch: 2, seq: 21, heads: 3, kvHeads: 1, headDim: 32, window: 6, ranges: [2, 21, 0, 17] },
+]);
+
+/**
+ * Checks a kernel's lse against the reference: rows that see no key must be −∞ on both sides,
+ * the others within 1e-5.
+ *
+ * @param got The kernel's lse.
+ * @param want The reference's.
+ * @param what Names the case in messages.
+ */
+export function assertLse(got: ArrayLike<number>, want: Float64Array, what: string): void {
+  const finite: number[] = [], finiteWant: number[] = [];
+  for (let i = 0; i < want.length; i++) {
+    if (want[i] === -Infinity) assert.equal(got[i], -Infinity, `${what} lse[${i}]`);
+    else {
+      finite.push(got[i]);
+      finiteWant.push(want[i]);
+    }
+  }
+  assertClose(finite, finiteWant, 1e-5, `${what} lse`);
+}
+
+/** The backward's tolerance: max |err| / max(1, max |ref|). */
+export const BACKWARD_TOLERANCE = 1e-5;
+
+/** The gradients of one backward run. */
+export interface BackwardRun {
+  dq: Float32Array;
+  dk: Float32Array;
+  dv: Float32Array;
+}
+
+/** How a backward case runs: its inputs' seed, where out/lse come from, which variant. */
+export interface BackwardRunOptions {
+  /** Seed of the case's inputs (dOut: seed + 3). */
+  readonly seed: number;
+  /** Take out/lse from the forward kernel (default: attentionRef rounded to f32). */
+  readonly forwardKernel?: boolean;
+  /** Force this backward variant (default: the table's choice). */
+  readonly variant?: string;
+  /** Force this forward variant when `forwardKernel` (default: the table's choice). */
+  readonly forwardVariant?: string;
+}
+
+/**
+ * Runs attentionBackward on f32 inputs; out/lse come from attentionRef (rounded to f32) or the
+ * forward kernel.
+ *
+ * @param gpu The test GPU.
+ * @param c The case.
+ * @param run Seed, forward source and variants.
+ * @returns The kernel's gradients and the reference's (from the same f32 out/lse).
+ */
+export async function runBackwardCase(
+  gpu: Gpu,
+  c: AttentionCase,
+  run: BackwardRunOptions,
+): Promise<{ got: BackwardRun; want: ReturnType<typeof attentionBackwardRef> }> {
+  const { seed, forwardKernel = false } = run;
+  const { batch, seq, heads } = c;
+  const { q, k, v, tq, tk, tv, tr } = attentionInputs(gpu, c, seed);
+  const dOut = randomArray(q.length, seed + 3);
+  const tdo = Tensor.fromArray(gpu, dOut, tq.shape);
+  const options = { scale: SCALE, window: c.window, ranges: tr };
+  let tout: Tensor, tlse: Tensor;
+  if (forwardKernel) {
+    const fwd = { ...options, returnLse: true, variant: run.forwardVariant };
+    const r = attention(tq, { k: tk, v: tv }, fwd);
+    [tout, tlse] = [r.out, r.lse!];
+  } else {
+    const r = attentionRef({ q, k, v }, refOptions(c));
+    tout = Tensor.fromArray(gpu, Float32Array.from(r.out), tq.shape);
+    tlse = Tensor.fromArray(gpu, Float32Array.from(r.lse), [batch, seq, heads]);
+  }
+  const { dq, dk, dv } = attentionBackward(
+    tdo,
+    { q: tq, k: tk, v: tv, out: tout, lse: tlse },
+    { ...options, variant: run.variant },
+  );
+  assert.deepEqual(dq.shape, tq.shape);
+  assert.deepEqual(dk.shape, tk.shape);
+  assert.deepEqual(dv.shape, tv.shape);
+  const [out, lse] = [await tout.read(), await tlse.read()];
+  const got = {
+    dq: (await dq.read()) as Float32Array,
+    dk: (await dk.read()) as Float32Array,
+    dv: (await dv.read()) as Float32Array,
+  };
+  const want = attentionBackwardRef(dOut, { q, k, v, out, lse }, refOptions(c));
+  for (const t of [tq, tk, tv, tdo, tr, tout, tlse, dq, dk, dv]) t?.dispose();
+  return { got, want };
+}
+
+/**
+ * Runs a backward case ({@linkcode runBackwardCase}) and checks dq, dk and dv within
+ * {@linkcode BACKWARD_TOLERANCE}.
+ *
+ * @param gpu The test GPU.
+ * @param c The case.
+ * @param run Seed, forward source and variants.
+ * @returns The kernel's gradients.
+ */
+export async function checkBackward(
+  gpu: Gpu,
+  c: AttentionCase,
+  run: BackwardRunOptions,
+): Promise<BackwardRun> {
+  const { got, want } = await runBackwardCase(gpu, c, run);
+  const what = `attentionBackward ${run.variant ?? ""} ${JSON.stringify(c)}`;
+  assertClose(got.dq, want.dq, BACKWARD_TOLERANCE, `${what} dq`);
+  assertClose(got.dk, want.dk, BACKWARD_TOLERANCE, `${what} dk`);
+  assertClose(got.dv, want.dv, BACKWARD_TOLERANCE, `${what} dv`);
+  return got;
 }

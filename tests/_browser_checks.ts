@@ -3,7 +3,9 @@
  * page gets them from `deno bundle --platform browser tests/_browser_checks.ts`):
  *
  * - {@linkcode kernelChecks}: every kernel family against its float64 reference
- *   (`_browser_kernel_checks.ts`);
+ *   (`_browser_kernel_checks.ts`); {@linkcode subgroupKernelChecks}: every subgroup variant
+ *   forced the same way (fails where the adapter offers no subgroups), and matmul's
+ *   (`matmulSubgroupChecks` of `_matmul_variant_checks.ts`, which throws without subgroups);
  * - {@linkcode fixtureForwardCheck}: the tiny Gemma 3 fixture's logits against its reference,
  *   the folder loaded by `loadGemma3From` (over HTTP range requests in a page, from disk in
  *   Deno);
@@ -46,7 +48,10 @@ export {
   compareValues,
   kernelChecks,
   randomArray,
+  subgroupKernelChecks,
+  subgroupVariantIds,
 } from "./_browser_kernel_checks.ts";
+export { matmulSubgroupChecks } from "./_matmul_variant_checks.ts";
 
 /** The fixture folder: a `FileSource`, or its URL (read with HTTP range requests). */
 export type FixtureFolder = FileSource | string | URL;

@@ -9,7 +9,7 @@
  */
 
 import { SeededRandom } from "../base/random.ts";
-import { ADAMW_STATS, adamwUpdate, gradGlobalNorm } from "../kernels/adamw.ts";
+import { ADAMW_STATS, adamwUpdate, GRAD_NORM_VARIANTS, gradGlobalNorm } from "../kernels/adamw.ts";
 import { adamwUpdateRef, gradGlobalNormRef } from "../kernels/adamw_ref.ts";
 import { attention, attentionDecode, writeKvCache } from "../kernels/attention.ts";
 import { attentionBackward } from "../kernels/attention_backward.ts";
@@ -21,6 +21,11 @@ import {
   writeKvCacheRef,
 } from "../kernels/attention_ref.ts";
 import { type DType, roundToBf16 } from "../kernels/dtype.ts";
+import {
+  compileKernelVariants,
+  type KernelVariant,
+  kernelVariants,
+} from "../kernels/kernel_variants.ts";
 import { add, scale } from "../kernels/elementwise.ts";
 import { addRef, scaleRef } from "../kernels/elementwise_ref.ts";
 import { embedding } from "../kernels/embedding.ts";
@@ -30,20 +35,20 @@ import { geglu } from "../kernels/geglu.ts";
 import { gegluBackward } from "../kernels/geglu_backward.ts";
 import { gegluBackwardRef, gegluRef } from "../kernels/geglu_ref.ts";
 import type { Gpu } from "../kernels/gpu.ts";
-import { tokenLogprobs } from "../kernels/logprobs.ts";
+import { LOGPROBS_VARIANTS, tokenLogprobs } from "../kernels/logprobs.ts";
 import { tokenLogprobsBackward } from "../kernels/logprobs_backward.ts";
 import { tokenLogprobsBackwardRef, tokenLogprobsRef } from "../kernels/logprobs_ref.ts";
 import { loraLinear } from "../kernels/lora.ts";
 import { loraLinearRef } from "../kernels/lora_ref.ts";
 import { matmul, matmulTransA } from "../kernels/matmul.ts";
 import { matmulRef, matmulTransARef } from "../kernels/matmul_ref.ts";
-import { rmsNorm, type RmsNormStrategy } from "../kernels/rms_norm.ts";
+import { RMS_NORM_VARIANTS, rmsNorm } from "../kernels/rms_norm.ts";
 import { rmsNormBackward } from "../kernels/rms_norm_backward.ts";
 import { rmsNormBackwardRef, rmsNormRef } from "../kernels/rms_norm_ref.ts";
 import { rope, RopeTable } from "../kernels/rope.ts";
 import { ropeBackward } from "../kernels/rope_backward.ts";
 import { ropeRef } from "../kernels/rope_ref.ts";
-import { sample, type SampleOptions } from "../kernels/sampling.ts";
+import { sample, SAMPLE_VARIANTS, type SampleOptions } from "../kernels/sampling.ts";
 import { sampleLogprobsRef, sampleRef } from "../kernels/sampling_ref.ts";
 import { type HostArray, Tensor } from "../kernels/tensor.ts";
 
@@ -160,12 +165,19 @@ function randomIds(n: number, range: number, seed: number): Int32Array {
   return Int32Array.from({ length: n }, () => Math.floor(random.next() * range));
 }
 
-/** Collects results and owns the tensors of one family (disposed by `release`). */
+/**
+ * Collects results and owns the tensors of one family (disposed by `release`). With `variant`,
+ * the family forces that kernel variant in every launch and the names end in `[variant]`.
+ */
 class Checker {
   readonly results: CheckResult[] = [];
   readonly #tensors: Tensor[] = [];
 
-  constructor(readonly gpu: Gpu, readonly toleranceScale: number) {}
+  constructor(
+    readonly gpu: Gpu,
+    readonly toleranceScale: number,
+    readonly variant?: string,
+  ) {}
 
   /** Uploads a tensor owned by this checker. */
   tensor(data: HostArray, shape: readonly number[], dtype?: DType): Tensor {
@@ -187,8 +199,9 @@ class Checker {
     options: CompareOptions = {},
   ): Promise<void> {
     const values = got instanceof Tensor ? await this.own(got).read() : got;
+    const named = this.variant ? `${name} [${this.variant}]` : name;
     this.results.push(
-      compareValues(name, values, want, tolerance * this.toleranceScale, options),
+      compareValues(named, values, want, tolerance * this.toleranceScale, options),
     );
   }
 
@@ -234,19 +247,24 @@ const matmulFamily: Family = async (c) => {
 /** Gemma RMSNorm: rows, per-head, fused residual, rstd, and the backward (rms_norm*_test.ts). */
 const rmsNormFamily: Family = async (c) => {
   const TOL = 1e-5, EPS = 1e-6;
-  const strategies: RmsNormStrategy[] = ["row", "workgroup"];
+  // Table runs: both explicit mappings; a forced variant runs twice (f32 and bf16 w).
+  const variants = c.variant ? [c.variant, c.variant] : ["row", "workgroup"];
+  const forced = c.variant;
   for (const [rows, d] of [[33, 257], [7, 1000], [257, 7]]) {
-    for (const strategy of strategies) {
-      const dtype = strategy === "row" ? "f32" : "bf16";
+    for (const [i, variant] of variants.entries()) {
+      const dtype = i === 0 ? "f32" : "bf16";
       const x = randomArray(rows * d, rows * 31 + d, 3), w32 = randomArray(d, d + 7, 0.5);
-      const y = rmsNorm(c.tensor(x, [rows, d]), c.tensor(w32, [d], dtype), { eps: EPS, strategy });
+      const y = rmsNorm(c.tensor(x, [rows, d]), c.tensor(w32, [d], dtype), { eps: EPS, variant });
       const want = rmsNormRef(x, bf16If(dtype, w32), { eps: EPS }).y;
-      await c.close(`rmsNorm ${rows}x${d} ${dtype} ${strategy}`, y, want, TOL);
+      await c.close(`rmsNorm ${rows}x${d} ${dtype}${forced ? "" : ` ${variant}`}`, y, want, TOL);
     }
   }
   const [t, h, hd] = [7, 3, 256];
   const xh = randomArray(t * h * hd, t + h + hd, 2), wh = randomArray(hd, hd, 0.5);
-  const yh = rmsNorm(c.tensor(xh, [t, h, hd]), c.tensor(wh, [hd], "bf16"), { eps: EPS });
+  const yh = rmsNorm(c.tensor(xh, [t, h, hd]), c.tensor(wh, [hd], "bf16"), {
+    eps: EPS,
+    variant: forced,
+  });
   await c.close(
     `rmsNorm per head ${t}x${h}x${hd}`,
     yh,
@@ -260,7 +278,7 @@ const rmsNormFamily: Family = async (c) => {
     const x = randomArray(rows * d, 1, 2), res = randomArray(rows * d, 2, 20);
     const w = randomArray(d, 3, 0.5);
     const tr = c.tensor(res, [rows, d]);
-    rmsNorm(c.tensor(x, [rows, d]), c.tensor(w, [d]), { residual: tr, out: tr });
+    rmsNorm(c.tensor(x, [rows, d]), c.tensor(w, [d]), { residual: tr, out: tr, variant: forced });
     await c.close(
       "rmsNorm fused residual",
       tr,
@@ -272,7 +290,11 @@ const rmsNormFamily: Family = async (c) => {
     const [rows, d] = [33, 1000];
     const x = randomArray(rows * d, 11, 4), w = randomArray(d, 12, 0.5);
     const rstd = c.own(Tensor.empty(c.gpu, [rows]));
-    const y = rmsNorm(c.tensor(x, [rows, d]), c.tensor(w, [d], "bf16"), { eps: 1e-3, rstd });
+    const y = rmsNorm(c.tensor(x, [rows, d]), c.tensor(w, [d], "bf16"), {
+      eps: 1e-3,
+      rstd,
+      variant: forced,
+    });
     const want = rmsNormRef(x, roundToBf16(w), { eps: 1e-3 });
     await c.close("rmsNorm with rstd: y", y, want.y, TOL);
     // the Deno test bounds each row's error by TOL · rstd: compare rstd / want with 1
@@ -284,8 +306,8 @@ const rmsNormFamily: Family = async (c) => {
   for (const [rows, d] of [[33, 257], [7, 1000]]) {
     const x = randomArray(rows * d, rows * 31 + d, 3), dy = randomArray(rows * d, rows + 5);
     const w32 = randomArray(d, d + 7, 0.5), dw0 = randomArray(d, 9, 2);
-    for (const strategy of strategies) {
-      const dtype = strategy === "row" ? "bf16" : "f32";
+    for (const [i, variant] of variants.entries()) {
+      const dtype = i === 0 ? "bf16" : "f32";
       const w = bf16If(dtype, w32);
       const rstd = Float32Array.from(rmsNormRef(x, w, { eps: EPS }).rstd);
       const want = rmsNormBackwardRef(dy, { x, w, rstd });
@@ -294,8 +316,8 @@ const rmsNormFamily: Family = async (c) => {
         x: c.tensor(x, [rows, d]),
         w: c.tensor(w32, [d], dtype),
         rstd: c.tensor(rstd, [rows]),
-      }, { dw, strategy });
-      const what = `rmsNormBackward ${rows}x${d} ${dtype} ${strategy}`;
+      }, { dw, variant });
+      const what = `rmsNormBackward ${rows}x${d} ${dtype}${forced ? "" : ` ${variant}`}`;
       await c.close(`${what} dx`, dx, want.dx, TOL);
       await c.close(`${what} dw`, dw, want.dw.map((v, i) => v + dw0[i]), TOL);
     }
@@ -308,7 +330,7 @@ const rmsNormFamily: Family = async (c) => {
     x: c.tensor(xh, [t, h, hd]),
     w: c.tensor(wh, [hd], "bf16"),
     rstd: c.tensor(rstdh, [t, h]),
-  }, { dw: dwh });
+  }, { dw: dwh, variant: forced });
   await c.close(`rmsNormBackward per head ${t}x${h}x${hd} dx`, dxh, wantH.dx, TOL);
   await c.close(`rmsNormBackward per head ${t}x${h}x${hd} dw`, dwh, wantH.dw, TOL);
 };
@@ -567,6 +589,7 @@ const logprobsFamily: Family = async (c) => {
     const got = tokenLogprobs({ h: p.th, embedding: p.te, targets: p.tt }, {
       temperature,
       entropy: true,
+      variant: c.variant,
     });
     const want = tokenLogprobsRef({ h: p.h, embedding: p.e, targets: p.targets }, {
       ...p.dims,
@@ -604,6 +627,7 @@ const logprobsFamily: Family = async (c) => {
       dEmbedding,
       temperature,
       gradEntropy: gradEntropy ? c.tensor(gradEntropy, [tokens]) : undefined,
+      variant: c.variant,
     });
     const want = tokenLogprobsBackwardRef(grads, { h: p.h, embedding: p.e, targets: p.targets }, {
       ...p.dims,
@@ -625,7 +649,8 @@ const logprobsFamily: Family = async (c) => {
 const samplingFamily: Family = async (c) => {
   const draw = async (logits: Float32Array, vocab: number, options: SampleOptions) => {
     const t = c.tensor(logits, [logits.length / vocab, vocab]);
-    return Array.from((await c.own(sample(t, options)).read()) as Uint32Array);
+    const ids = sample(t, { ...options, variant: c.variant });
+    return Array.from((await c.own(ids).read()) as Uint32Array);
   };
   {
     const vocab = 1000, rows = 3;
@@ -701,7 +726,10 @@ const adamwFamily: Family = async (c) => {
   // ~1265 values in [−s, s] have a norm of about 20.5·s: 0.5 and 2.0 clip at 1.0, 0.01 does not
   for (const [k, gradScale] of [0.01, 0.5, 2.0].entries()) {
     const grads = names.map((n, i) => randomArray(numel(n), 100 * k + 7 + i, gradScale));
-    gradGlobalNorm(grads.map((g, i) => c.tensor(g, shapes[names[i]])), { out: stats });
+    gradGlobalNorm(grads.map((g, i) => c.tensor(g, shapes[names[i]])), {
+      out: stats,
+      variant: c.variant,
+    });
     const norm = gradGlobalNormRef(grads);
     names.forEach((n, i) => {
       const weightDecay = n === "bias" ? 0 : 0.1;
@@ -730,6 +758,17 @@ const adamwFamily: Family = async (c) => {
       await c.close(`adamwUpdate step ${k + 1} ${n}`, await params[i].read(), host[i].p, TOL);
     }
   }
+  // A non-finite guard value (e.g. the loss) stops the step, counted in the stats.
+  const guard = c.tensor(new Float32Array([1, NaN, 2, Infinity]), [4]);
+  const g = c.tensor(randomArray(70001, 5), [70001]);
+  gradGlobalNorm([g], { out: stats, guard, variant: c.variant });
+  const s = await stats.read();
+  await c.close(
+    "gradGlobalNorm guard [applied, badGuard]",
+    [s[ADAMW_STATS.applied], s[ADAMW_STATS.badGuard]],
+    [0, 2],
+    0,
+  );
 };
 
 /** LoRA linear `x·Wᵀ + s·(x·Aᵀ)·Bᵀ`, ranks 1, 3, 4, f32 and bf16 W (lora_test.ts). */
@@ -791,21 +830,115 @@ export async function kernelChecks(
 ): Promise<CheckResult[]> {
   const results: CheckResult[] = [];
   for (const [family, run] of FAMILIES) {
-    const c = new Checker(gpu, options.toleranceScale ?? 1);
-    try {
-      await run(c);
-    } catch (e) {
-      c.results.push({
-        name: `${family}: threw`,
-        maxError: Infinity,
-        tolerance: 0,
-        ok: false,
-        detail: e instanceof Error ? `${e.name}: ${e.message}` : String(e),
-      });
-    } finally {
-      c.release();
+    results.push(...await runFamily(new Checker(gpu, options.toleranceScale ?? 1), family, run));
+  }
+  return results;
+}
+
+/** Runs one family's checks; an exception becomes one failed result naming it. */
+async function runFamily(c: Checker, family: string, run: Family): Promise<CheckResult[]> {
+  try {
+    await run(c);
+  } catch (e) {
+    c.results.push({
+      name: `${family}${c.variant ? ` [${c.variant}]` : ""}: threw`,
+      maxError: Infinity,
+      tolerance: 0,
+      ok: false,
+      detail: e instanceof Error ? `${e.name}: ${e.message}` : String(e),
+    });
+  } finally {
+    c.release();
+  }
+  return c.results;
+}
+
+/**
+ * Compiles the catalogue's subgroup variants (`kernel_variants.ts` with the device's features),
+ * one per code path (numeric constants such as tiles aside: compiling all takes SwiftShader
+ * ~50 s).
+ */
+async function subgroupCatalogueCheck(gpu: Gpu): Promise<CheckResult> {
+  const all = kernelVariants({ limits: gpu.device.limits, features: gpu.features })
+    .filter((v) => v.code.trimStart().startsWith("enable subgroups;"));
+  const paths = new Map<string, KernelVariant>();
+  for (const v of all) {
+    const named = Object.entries(v.constants).filter(([, x]) => typeof x !== "number").sort();
+    const key = `${v.name}${JSON.stringify(named)}`;
+    if (!paths.has(key)) paths.set(key, v);
+  }
+  const failed = await compileKernelVariants(gpu.device, [...paths.values()]);
+  const ok = paths.size > 0 && failed.length === 0;
+  return {
+    name: `subgroup variants of the catalogue compile (${paths.size} code paths)`,
+    maxError: ok ? 0 : Infinity,
+    tolerance: 0,
+    ok,
+    ...(failed.length ? { detail: failed.map((f) => `${f.label}: ${f.message}`).join("; ") } : {}),
+  };
+}
+
+/** The families with subgroup variants and every variant id they have. */
+const SUBGROUP_FAMILIES: readonly [string, Family, readonly string[]][] = [
+  ["rms_norm", rmsNormFamily, RMS_NORM_VARIANTS],
+  ["logprobs", logprobsFamily, LOGPROBS_VARIANTS],
+  ["sampling", samplingFamily, SAMPLE_VARIANTS],
+  ["adamw", adamwFamily, GRAD_NORM_VARIANTS],
+];
+
+/**
+ * The subgroup variant ids (`sg…`) of each family with subgroup variants, e.g.
+ * `{ rms_norm: ["sg"], … }`: what {@linkcode subgroupKernelChecks} forces.
+ *
+ * @returns Family name → subgroup variant ids.
+ * @example
+ * ```ts
+ * import { subgroupVariantIds } from "./_browser_kernel_checks.ts";
+ * console.log(subgroupVariantIds().rms_norm); // ["sg"]
+ * ```
+ */
+export function subgroupVariantIds(): Record<string, readonly string[]> {
+  return Object.fromEntries(
+    SUBGROUP_FAMILIES.map(([family, , ids]) => [family, ids.filter((id) => id.startsWith("sg"))]),
+  );
+}
+
+/**
+ * Forces every subgroup variant of RMSNorm (forward and backward), the log-probs (forward and
+ * backward), sampling and the global gradient norm through the family's checks above (odd
+ * shapes, float64 references, the Deno tests' tolerances; sampling exactly `sampleRef`'s ids).
+ * The first result says whether the adapter offers `subgroups`: without them it fails and
+ * nothing else runs, so a run cannot pass without testing anything.
+ *
+ * @param gpu The runtime (the page's `navigator.gpu` in Chromium: SwiftShader has subgroups).
+ * @param options Tolerance scale.
+ * @returns The results; names end in `[variant]`.
+ * @example
+ * ```ts ignore
+ * const results = await subgroupKernelChecks(await Gpu.create());
+ * console.log(results.filter((r) => !r.ok)); // [] where subgroups are offered
+ * ```
+ */
+export async function subgroupKernelChecks(
+  gpu: Gpu,
+  options: CheckOptions = {},
+): Promise<CheckResult[]> {
+  const offered = gpu.features.subgroups;
+  const results: CheckResult[] = [{
+    name: "subgroups offered by the adapter",
+    maxError: offered ? 0 : Infinity,
+    tolerance: 0,
+    ok: offered,
+    ...(offered ? {} : { detail: `${gpu.adapter.description} offers no subgroups` }),
+  }];
+  if (!offered) return results;
+  results.push(await subgroupCatalogueCheck(gpu));
+  const ids = subgroupVariantIds();
+  for (const [family, run] of SUBGROUP_FAMILIES) {
+    for (const variant of ids[family]) {
+      const c = new Checker(gpu, options.toleranceScale ?? 1, variant);
+      results.push(...await runFamily(c, family, run));
     }
-    results.push(...c.results);
   }
   return results;
 }

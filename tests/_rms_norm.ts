@@ -1,18 +1,13 @@
 /**
- * Shared setup of the RMSNorm tests: tolerance, eps, the strategies to cover and the odd
- * `[rows, D]` sweep.
+ * Shared setup of the RMSNorm tests: tolerance, eps and the odd `[rows, D]` sweep.
  *
  * @module
  */
-
-import type { RmsNormStrategy } from "../kernels/rms_norm.ts";
 
 /** Largest error against the float64 reference. */
 export const TOL = 1e-5;
 /** Gemma's `rms_norm_eps`. */
 export const EPS = 1e-6;
-/** Every explicit row-to-invocation mapping. */
-export const STRATEGIES: readonly RmsNormStrategy[] = ["row", "workgroup"];
 
 /** `[rows, D]` of the odd-shape sweep: single rows and columns, primes, Gemma's 1152. */
 export const ODD_SHAPES: readonly (readonly [rows: number, d: number])[] = [

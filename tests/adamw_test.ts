@@ -1,5 +1,11 @@
 import assert from "node:assert/strict";
-import { ADAMW_STATS, adamwUpdate, gradGlobalNorm } from "../kernels/adamw.ts";
+import {
+  ADAMW_STATS,
+  adamwUpdate,
+  GRAD_NORM_VARIANTS,
+  gradGlobalNorm,
+  gradGlobalNormCandidates,
+} from "../kernels/adamw.ts";
 import { adamwUpdateRef, gradGlobalNormRef } from "../kernels/adamw_ref.ts";
 import { ShapeError } from "../kernels/errors.ts";
 import { Gpu } from "../kernels/gpu.ts";
@@ -8,6 +14,7 @@ import { type AdamWOptions, OptimizerError } from "../rl/adamw_config.ts";
 import { AdamW } from "../rl/optimizer.ts";
 import { warmupCosineDecaySchedule } from "../rl/schedule.ts";
 import { assertClose, randomArray, testGpu } from "./_helpers.ts";
+import { ADAPTER_KINDS, runnableVariants, standInGpu } from "./_reduce_variants.ts";
 
 const TOL = 1e-5;
 const SHAPES: Record<string, number[]> = {
@@ -342,7 +349,7 @@ Deno.test("AdamW handles tensors split across several storage bindings", async (
   }
 });
 
-Deno.test("gradGlobalNorm() matches the float64 norm for odd sizes and wide dynamic range", async () => {
+Deno.test("gradGlobalNorm() matches the float64 norm for odd sizes and wide dynamic range, every variant", async () => {
   const gpu = await testGpu();
   const sizes = [1, 3, 7, 33, 257, 1000, 4097, 70001, 300_000];
   const host = sizes.map((n, i) => {
@@ -351,18 +358,60 @@ Deno.test("gradGlobalNorm() matches the float64 norm for odd sizes and wide dyna
     return g;
   });
   const tensors = host.map((g) => Tensor.fromArray(gpu, g));
-  const stats = gradGlobalNorm(tensors);
-  const got = await stats.read();
   const want = gradGlobalNormRef(host);
-  assert.ok(Math.abs(got[ADAMW_STATS.norm] - want) <= TOL * want, `${got[1]} vs ${want}`);
-  assert.ok(Math.abs(got[ADAMW_STATS.sumSquares] - want * want) <= TOL * want * want);
-  assert.equal(got[ADAMW_STATS.applied], 1);
-  assert.equal(got[ADAMW_STATS.badGuard], 0);
-  // deterministic: recomputing gives the same bits
-  const again = gradGlobalNorm(tensors, { out: stats });
-  assert.deepEqual(await again.read(), got);
-  stats.dispose();
+  for (const variant of runnableVariants(gpu, GRAD_NORM_VARIANTS, "gradGlobalNorm")) {
+    const stats = gradGlobalNorm(tensors, { variant });
+    const got = await stats.read();
+    assert.ok(Math.abs(got[ADAMW_STATS.norm] - want) <= TOL * want, `${got[1]} vs ${want}`);
+    assert.ok(Math.abs(got[ADAMW_STATS.sumSquares] - want * want) <= TOL * want * want);
+    assert.equal(got[ADAMW_STATS.applied], 1);
+    assert.equal(got[ADAMW_STATS.badGuard], 0);
+    // deterministic: recomputing gives the same bits
+    const again = gradGlobalNorm(tensors, { out: stats, variant });
+    assert.deepEqual(await again.read(), got, variant);
+    stats.dispose();
+  }
   disposeAll(tensors);
+});
+
+Deno.test("gradGlobalNorm() flags NaN, Inf, an overflowing Σg² and a non-finite guard, every variant", async () => {
+  const gpu = await testGpu();
+  const guard = Tensor.fromArray(gpu, new Float32Array([1, NaN, -Infinity]));
+  for (const variant of runnableVariants(gpu, GRAD_NORM_VARIANTS, "gradGlobalNorm flags")) {
+    for (const bad of [NaN, Infinity, 1e20]) {
+      const g = randomArray(70001, 3);
+      g[40000] = bad;
+      const t = Tensor.fromArray(gpu, g);
+      const stats = gradGlobalNorm([t], { variant });
+      const s = await stats.read();
+      assert.deepEqual([s[ADAMW_STATS.applied], s[ADAMW_STATS.badGuard]], [0, 0], `${bad}`);
+      for (const x of [t, stats]) x.dispose();
+    }
+    const t = Tensor.fromArray(gpu, randomArray(257, 4));
+    const stats = gradGlobalNorm([t], { variant, guard });
+    const s = await stats.read();
+    assert.deepEqual([s[ADAMW_STATS.applied], s[ADAMW_STATS.badGuard]], [0, 2], variant);
+    assert.ok(Number.isFinite(s[ADAMW_STATS.norm]));
+    for (const x of [t, stats]) x.dispose();
+  }
+  guard.dispose();
+});
+
+Deno.test("gradGlobalNormCandidates(): reg first on fallback adapters, sg first on GPUs with subgroups", async () => {
+  const table = ADAPTER_KINDS.map((kind) =>
+    gradGlobalNormCandidates(standInGpu(kind), { numel: 9 })
+  );
+  assert.deepEqual(table, [["reg"], ["reg", "sg"], ["reg"], ["sg", "reg"]]);
+  assert.deepEqual(new Set(table.flat()), new Set(GRAD_NORM_VARIANTS));
+  const gpu = await testGpu();
+  const first = gradGlobalNormCandidates(gpu, { numel: 9 })[0];
+  assert.equal(first, !gpu.adapter.isFallbackAdapter && gpu.features.subgroups ? "sg" : "reg");
+  const g = Tensor.zeros(gpu, [3]);
+  assert.throws(() => gradGlobalNorm([g], { variant: "fast" }), ShapeError);
+  if (!gpu.features.subgroups) {
+    assert.throws(() => gradGlobalNorm([g], { variant: "sg" }), /must be one of reg .*got sg/);
+  }
+  g.dispose();
 });
 
 Deno.test("AdamW and adamwUpdate() reject bad configs, names, shapes and call order", async () => {

@@ -1,21 +1,18 @@
 import assert from "node:assert/strict";
 import { Tensor } from "../kernels/tensor.ts";
 import { ShapeError } from "../kernels/errors.ts";
-import type { Gpu } from "../kernels/gpu.ts";
-import { attention } from "../kernels/attention.ts";
 import { attentionBackward } from "../kernels/attention_backward.ts";
 import { attentionBackwardRef, attentionRef } from "../kernels/attention_ref.ts";
 import { assertClose, randomArray, testGpu } from "./_helpers.ts";
 import {
   type AttentionCase,
-  attentionInputs,
+  BACKWARD_TOLERANCE as TOL,
+  checkBackward as check,
   oddCases,
   paddedCase,
   refOptions,
-  SCALE,
+  runBackwardCase as runCase,
 } from "./_attention.ts";
-
-const TOL = 1e-5;
 
 Deno.test("attentionBackwardRef() matches central finite differences of attentionRef", () => {
   const cases: AttentionCase[] = [
@@ -48,70 +45,6 @@ Deno.test("attentionBackwardRef() matches central finite differences of attentio
     }
   }
 });
-
-interface Run {
-  dq: Float32Array;
-  dk: Float32Array;
-  dv: Float32Array;
-}
-
-/** How a case runs: its inputs' seed, and where the forward's out/lse come from. */
-interface RunOptions {
-  /** Seed of the case's inputs (dOut: seed + 3). */
-  readonly seed: number;
-  /** Take out/lse from the forward kernel (default: attentionRef rounded to f32). */
-  readonly forwardKernel?: boolean;
-}
-
-/** Runs attentionBackward on f32 inputs; out/lse come from attentionRef (rounded to f32) or the
- * forward kernel. Returns the kernel's gradients and the reference's. */
-async function runCase(
-  gpu: Gpu,
-  c: AttentionCase,
-  run: RunOptions,
-): Promise<{ got: Run; want: ReturnType<typeof attentionBackwardRef> }> {
-  const { seed, forwardKernel = false } = run;
-  const { batch, seq, heads } = c;
-  const { q, k, v, tq, tk, tv, tr } = attentionInputs(gpu, c, seed);
-  const dOut = randomArray(q.length, seed + 3);
-  const tdo = Tensor.fromArray(gpu, dOut, tq.shape);
-  const options = { scale: SCALE, window: c.window, ranges: tr };
-  let tout: Tensor, tlse: Tensor;
-  if (forwardKernel) {
-    const r = attention(tq, { k: tk, v: tv }, { ...options, returnLse: true });
-    [tout, tlse] = [r.out, r.lse!];
-  } else {
-    const r = attentionRef({ q, k, v }, refOptions(c));
-    tout = Tensor.fromArray(gpu, Float32Array.from(r.out), tq.shape);
-    tlse = Tensor.fromArray(gpu, Float32Array.from(r.lse), [batch, seq, heads]);
-  }
-  const { dq, dk, dv } = attentionBackward(
-    tdo,
-    { q: tq, k: tk, v: tv, out: tout, lse: tlse },
-    options,
-  );
-  assert.deepEqual(dq.shape, tq.shape);
-  assert.deepEqual(dk.shape, tk.shape);
-  assert.deepEqual(dv.shape, tv.shape);
-  const [out, lse] = [await tout.read(), await tlse.read()];
-  const got = {
-    dq: (await dq.read()) as Float32Array,
-    dk: (await dk.read()) as Float32Array,
-    dv: (await dv.read()) as Float32Array,
-  };
-  const want = attentionBackwardRef(dOut, { q, k, v, out, lse }, refOptions(c));
-  for (const t of [tq, tk, tv, tdo, tr, tout, tlse, dq, dk, dv]) t?.dispose();
-  return { got, want };
-}
-
-async function check(gpu: Gpu, c: AttentionCase, run: RunOptions): Promise<Run> {
-  const { got, want } = await runCase(gpu, c, run);
-  const what = `attentionBackward ${JSON.stringify(c)}`;
-  assertClose(got.dq, want.dq, TOL, `${what} dq`);
-  assertClose(got.dk, want.dk, TOL, `${what} dk`);
-  assertClose(got.dv, want.dv, TOL, `${what} dv`);
-  return got;
-}
 
 Deno.test("attentionBackward() matches attentionBackwardRef on odd shapes, GQA groups and windows", async () => {
   const gpu = await testGpu();

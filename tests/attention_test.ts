@@ -5,20 +5,14 @@ import type { Gpu } from "../kernels/gpu.ts";
 import { attention, attentionDecode, writeKvCache } from "../kernels/attention.ts";
 import { attentionDecodeRef, attentionRef, writeKvCacheRef } from "../kernels/attention_ref.ts";
 import { assertClose, randomArray, testGpu } from "./_helpers.ts";
-import { type AttentionCase, attentionInputs, oddCases, paddedCase, SCALE } from "./_attention.ts";
-
-/** Checks out and lse; lse rows that see no key must be −∞ on both sides. */
-function assertLse(got: ArrayLike<number>, want: Float64Array, what: string): void {
-  const finite: number[] = [], finiteWant: number[] = [];
-  for (let i = 0; i < want.length; i++) {
-    if (want[i] === -Infinity) assert.equal(got[i], -Infinity, `${what} lse[${i}]`);
-    else {
-      finite.push(got[i]);
-      finiteWant.push(want[i]);
-    }
-  }
-  assertClose(finite, finiteWant, 1e-5, `${what} lse`);
-}
+import {
+  assertLse,
+  type AttentionCase,
+  attentionInputs,
+  oddCases,
+  paddedCase,
+  SCALE,
+} from "./_attention.ts";
 
 async function checkPrefill(gpu: Gpu, c: AttentionCase, seed: number): Promise<void> {
   const { q, k, v, tq, tk, tv, tr, ref } = attentionInputs(gpu, c, seed);

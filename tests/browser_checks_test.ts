@@ -13,6 +13,8 @@ import {
   grpoStepCheck,
   kernelChecks,
   rejectedKernelCheck,
+  subgroupKernelChecks,
+  subgroupVariantIds,
   trainingStepsCheck,
 } from "./_browser_checks.ts";
 import { dirSource } from "../model/file_source_fs.ts";
@@ -84,6 +86,28 @@ Deno.test("kernelChecks() passes every kernel family on Deno's adapter, and fail
     const exact = of(results).every((r) => r.tolerance === 0);
     assert.equal(of(strict).some((r) => !r.ok), !exact, `${family} under a strict tolerance`);
   }
+});
+
+Deno.test("subgroupKernelChecks() fails without subgroups and forces every subgroup variant with them", async () => {
+  const gpu = await testGpu();
+  assert.deepEqual(subgroupVariantIds(), {
+    rms_norm: ["sg"],
+    logprobs: ["sg"],
+    sampling: ["sg"],
+    adamw: ["sg"],
+  });
+  const results = await subgroupKernelChecks(gpu);
+  if (!gpu.features.subgroups) {
+    // llvmpipe / lavapipe: one failed result says why (Chromium's SwiftShader runs the rest).
+    console.log(`subgroupKernelChecks: ${results[0].detail} (checked in Chromium instead)`);
+    assert.equal(results.length, 1);
+    assert.equal(results[0].ok, false);
+    return;
+  }
+  assertAllOk(results);
+  assert.ok(results.filter((r) => r.name.endsWith(" [sg]")).length > 40);
+  const strict = await subgroupKernelChecks(gpu, { toleranceScale: 1e-3 });
+  assert.ok(strict.some((r) => !r.ok), "a 1000× stricter tolerance fails");
 });
 
 Deno.test("fixtureForwardCheck() matches the fixture's logits over fetch (file:// URL)", async () => {

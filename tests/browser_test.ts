@@ -4,7 +4,8 @@
  * references, the fixture forward against the reference logits (the fixture folder served over
  * HTTP, from `WEBTUNE_FIXTURE` like the Deno fixture tests), a LoRA GRPO step that must give the
  * loss Deno gives, a few SFT and GRPO steps with finite, falling loss — and compiles every
- * kernel variant's WGSL.
+ * kernel variant's WGSL. SwiftShader offers `subgroups` (llvmpipe does not), so the subgroup
+ * variants are compiled and forced against the references here.
  *
  * @module
  */
@@ -45,6 +46,8 @@ function assertAllOk(what: string, results: readonly CheckResult[]): void {
 type Checks =
   | "rejectedKernelCheck"
   | "kernelChecks"
+  | "subgroupKernelChecks"
+  | "matmulSubgroupChecks"
   | "fixtureForwardCheck"
   | "grpoStepCheck"
   | "trainingStepsCheck";
@@ -67,7 +70,17 @@ function inPage<T>(session: BrowserSession, name: Checks): Promise<T> {
   ) as Promise<T>;
 }
 
-Deno.test("Chromium: every kernel variant's WGSL compiles, a rejected kernel is named alone and leaves the device usable, kernels match their references, the fixture forward matches the reference logits", async () => {
+/** The kernels whose subgroup variants `subgroupKernelChecks` must have forced. */
+const SUBGROUP_KERNELS = [
+  "rmsNorm",
+  "rmsNormBackward",
+  "tokenLogprobs",
+  "tokenLogprobsBackward",
+  "sample",
+  "gradGlobalNorm",
+];
+
+Deno.test("Chromium: every kernel variant's WGSL compiles, a rejected kernel is named alone and leaves the device usable, kernels and every subgroup variant match their references, the fixture forward matches the reference logits", async () => {
   await withChecksPage(async (session) => {
     const failures = await session.page.evaluate(async () => {
       // deno-lint-ignore no-explicit-any
@@ -85,6 +98,17 @@ Deno.test("Chromium: every kernel variant's WGSL compiles, a rejected kernel is 
     assert.deepEqual(failures.failed, [], `of ${failures.count} variants`);
     assertAllOk("rejected kernel", await inPage<CheckResult[]>(session, "rejectedKernelCheck"));
     assertAllOk("kernels", await inPage<CheckResult[]>(session, "kernelChecks"));
+    // The first result fails unless the adapter offered subgroups: this cannot pass vacuously.
+    const subgroups = await inPage<CheckResult[]>(session, "subgroupKernelChecks");
+    assertAllOk("subgroup kernels", subgroups);
+    for (const kernel of SUBGROUP_KERNELS) {
+      assert.ok(
+        subgroups.some((r) => r.name.startsWith(`${kernel} `) && / \[sg[^\]]*\]$/.test(r.name)),
+        `no subgroup check of ${kernel}`,
+      );
+    }
+    const matmulSg = await inPage<CheckResult[]>(session, "matmulSubgroupChecks");
+    assertAllOk("matmul subgroup variants", matmulSg);
     assertAllOk("fixture forward", await inPage<CheckResult[]>(session, "fixtureForwardCheck"));
   });
 });

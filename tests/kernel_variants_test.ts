@@ -43,6 +43,7 @@ import { trainForward } from "../model/train_pass.ts";
 import { trainableParameters } from "../model/trainable.ts";
 import { AdamW } from "../rl/optimizer.ts";
 import { FIXTURE, randomArray, testGpu } from "./_helpers.ts";
+import { matmulVariantWorkload } from "./_matmul_variant_checks.ts";
 
 /** A pipeline's name and its constants with numbers masked: the code paths it selects. */
 function pathKey(name: string, constants: PipelineConstants): string {
@@ -215,24 +216,24 @@ async function launcherWorkload(gpu: Gpu): Promise<void> {
       }
     }
   }
-  for (const strategy of ["row", "workgroup"] as const) {
+  for (const variant of ["row", "workgroup"] as const) {
     for (const dtype of ["f32", "bf16"] as const) {
       for (const rowCount of [5, 40]) {
         const w = t([9], dtype);
         for (const rstd of [undefined, t([rowCount])]) {
-          rmsNorm(t([rowCount, 9]), w, { strategy, rstd });
+          rmsNorm(t([rowCount, 9]), w, { variant, rstd });
           const x = t([rowCount, 9]), residual = t([rowCount, 9]);
-          rmsNorm(x, w, { strategy, rstd, out: x });
-          rmsNorm(t([rowCount, 9]), w, { strategy, rstd, residual });
-          rmsNorm(t([rowCount, 9]), w, { strategy, rstd, residual, out: residual });
-          rmsNorm(x, w, { strategy, rstd, residual: t([rowCount, 9]), out: x });
+          rmsNorm(x, w, { variant, rstd, out: x });
+          rmsNorm(t([rowCount, 9]), w, { variant, rstd, residual });
+          rmsNorm(t([rowCount, 9]), w, { variant, rstd, residual, out: residual });
+          rmsNorm(x, w, { variant, rstd, residual: t([rowCount, 9]), out: x });
         }
         const x = t([rowCount, 9]), rstd = t([rowCount]);
-        rmsNormBackward(t([rowCount, 9]), { x, w, rstd }, { strategy, dw: t([9]) });
+        rmsNormBackward(t([rowCount, 9]), { x, w, rstd }, { variant, dw: t([9]) });
         const dy = t([rowCount, 9]);
-        rmsNormBackward(dy, { x, w, rstd }, { strategy, out: dy });
+        rmsNormBackward(dy, { x, w, rstd }, { variant, out: dy });
         for (const out of [t([rowCount, 9]), dy]) {
-          rmsNormBackward(dy, { x, w, rstd }, { strategy, out, accumulateDx: true });
+          rmsNormBackward(dy, { x, w, rstd }, { variant, out, accumulateDx: true });
         }
       }
     }
@@ -292,6 +293,7 @@ Deno.test("the catalogue holds every pipeline the fixture model and every launch
   assert.deepEqual(missing(fixture.map((p) => p.label), labels), []);
   // Odd shapes, and tensors split into parts (a 1 KiB storage binding).
   await launcherWorkload(gpu);
+  await matmulVariantWorkload(gpu);
   const split = await Gpu.create({ maxStorageBufferBindingSize: 1024 });
   await splitWorkload(split);
   const compiled = [...gpu.pipelines.compiled, ...split.pipelines.compiled];

@@ -1,12 +1,13 @@
 import assert from "node:assert/strict";
 import { Gpu } from "../kernels/gpu.ts";
 import { Tensor } from "../kernels/tensor.ts";
-import { tokenLogprobs } from "../kernels/logprobs.ts";
+import { LOGPROBS_VARIANTS, tokenLogprobs } from "../kernels/logprobs.ts";
 import { tokenLogprobsBackward } from "../kernels/logprobs_backward.ts";
 import { tokenLogprobsBackwardRef, tokenLogprobsRef } from "../kernels/logprobs_ref.ts";
 import { ShapeError } from "../kernels/errors.ts";
 import { assertClose, randomArray, testGpu } from "./_helpers.ts";
 import { logprobsProblem, type LogprobsShape, ODD_SHAPES, TOL } from "./_logprobs.ts";
+import { runnableVariants } from "./_reduce_variants.ts";
 
 /** Grads in [-1, 1) with every third one zero (masked tokens). */
 function randomGrads(tokens: number, seed: number): Float32Array {
@@ -25,6 +26,8 @@ interface Case {
   gpuLse?: boolean;
   /** `d loss / d H` per token: the entropy term (and the forward's entropies) joins in. */
   gradEntropy?: Float32Array;
+  /** Forced variant of the backward (and of the GPU forward with `gpuLse`). */
+  variant?: string;
 }
 
 /** Runs the kernel and the reference on one case; returns dh and dE as read back. */
@@ -48,6 +51,7 @@ async function checkBackward(
     const fwd = tokenLogprobs({ h: th, embedding: te, targets: tt }, {
       temperature,
       entropy: withEntropy,
+      variant: o.variant,
     });
     fwd.logprobs.dispose();
     tl = fwd.lse;
@@ -69,6 +73,7 @@ async function checkBackward(
     dEmbedding: tdE,
     temperature,
     gradEntropy: tgE,
+    variant: o.variant,
   });
   const want = tokenLogprobsBackwardRef(grads, { h, embedding: e, targets }, {
     ...dims,
@@ -77,7 +82,7 @@ async function checkBackward(
   });
   const what = `T=${tokens} D=${dim} V=${vocab} ${dtype} parts=${te.parts.length}/${
     tdE?.parts.length ?? 0
-  } τ=${o.temperature ?? 1}${withEntropy ? " +H" : ""}`;
+  } τ=${o.temperature ?? 1}${withEntropy ? " +H" : ""} ${o.variant ?? "table"}`;
   const gotDh = (await dh.read()) as Float32Array;
   assertClose(gotDh, want.dh, TOL, `dh ${what}`);
   let gotDE: Float32Array | undefined;
@@ -154,21 +159,27 @@ Deno.test("tokenLogprobsBackwardRef() entropy term matches central finite differ
   assert.ok(dh.slice(10, 15).every((v) => v === 0), "token 2 has no gradient");
 });
 
-Deno.test("tokenLogprobsBackward() matches reference on odd T, D and V, f32 and bf16", async () => {
+Deno.test("tokenLogprobsBackward() matches reference on odd T, D and V, f32 and bf16, every variant", async () => {
   const gpu = await testGpu();
-  for (const shape of ODD_SHAPES) {
-    for (const dtype of ["f32", "bf16"] as const) await checkBackward(gpu, shape, dtype);
+  for (const variant of runnableVariants(gpu, LOGPROBS_VARIANTS, "tokenLogprobsBackward")) {
+    for (const shape of ODD_SHAPES) {
+      for (const dtype of ["f32", "bf16"] as const) {
+        await checkBackward(gpu, shape, dtype, { variant });
+      }
+    }
+    // dh alone (LoRA training: no dEmbedding).
+    await checkBackward(gpu, [7, 64, 1000], "bf16", { dE: "none", variant });
   }
-  // dh alone (LoRA training: no dEmbedding).
-  await checkBackward(gpu, [7, 64, 1000], "bf16", { dE: "none" });
 });
 
-Deno.test("tokenLogprobsBackward() applies the temperature and takes the forward's lse", async () => {
+Deno.test("tokenLogprobsBackward() applies the temperature and takes the forward's lse, every variant", async () => {
   const gpu = await testGpu();
-  await checkBackward(gpu, [7, 33, 1000], "f32", { temperature: 0.7, dE: "zero" });
-  await checkBackward(gpu, [33, 64, 257], "bf16", { temperature: 2.5, scale: 3 });
-  await checkBackward(gpu, [7, 64, 1000], "bf16", { gpuLse: true, temperature: 0.9 });
-  await checkBackward(gpu, [3, 7, 5000], "f32", { gpuLse: true, scale: 4 });
+  for (const variant of runnableVariants(gpu, LOGPROBS_VARIANTS, "backward temperature")) {
+    await checkBackward(gpu, [7, 33, 1000], "f32", { temperature: 0.7, dE: "zero", variant });
+    await checkBackward(gpu, [33, 64, 257], "bf16", { temperature: 2.5, scale: 3, variant });
+    await checkBackward(gpu, [7, 64, 1000], "bf16", { gpuLse: true, temperature: 0.9, variant });
+    await checkBackward(gpu, [3, 7, 5000], "f32", { gpuLse: true, scale: 4, variant });
+  }
 });
 
 Deno.test("tokenLogprobsBackward() handles E and dEmbedding split into parts", async () => {
@@ -182,9 +193,11 @@ Deno.test("tokenLogprobsBackward() handles E and dEmbedding split into parts", a
     [[3, 33, 1000], "bf16"],
     [[1, 64, 257], "f32"],
   ] as const;
-  for (const [shape, dtype] of cases) {
-    const { parts } = await checkBackward(gpu, shape, dtype, { temperature: 1.3 });
-    assert.ok(parts[0] > 1 && parts[1] > 1, `E and dE should be split, got ${parts}`);
+  for (const variant of runnableVariants(gpu, LOGPROBS_VARIANTS, "split backward")) {
+    for (const [shape, dtype] of cases) {
+      const { parts } = await checkBackward(gpu, shape, dtype, { temperature: 1.3, variant });
+      assert.ok(parts[0] > 1 && parts[1] > 1, `E and dE should be split, got ${parts}`);
+    }
   }
   gpu.destroy();
 });
@@ -196,21 +209,24 @@ Deno.test("tokenLogprobsBackward() accumulates into a non-zero dEmbedding", asyn
   assert.ok(dE!.some((v, k) => v !== randomArray(257 * 33, 99, 0.5)[k]));
 });
 
-Deno.test("tokenLogprobsBackward() gives exact zeros for zero grads", async () => {
+Deno.test("tokenLogprobsBackward() gives exact zeros for zero grads, every variant", async () => {
   const gpu = await testGpu();
-  // All zero: dh is zero and dE keeps its contents bit for bit.
-  const tokens = 40, dim = 16, vocab = 300;
-  const zero = await checkBackward(gpu, [tokens, dim, vocab], "bf16", {
-    grads: new Float32Array(tokens),
-  });
-  assert.ok(zero.dh.every((v) => v === 0));
-  assert.deepEqual(zero.dE, randomArray(vocab * dim, 99, 0.5));
-  // The first 20 tokens (more than a whole 16-token tile) zero, the rest not.
-  const grads = randomArray(tokens, 5);
-  grads.fill(0, 0, 20);
-  const part = await checkBackward(gpu, [tokens, dim, vocab], "f32", { grads });
-  assert.ok(part.dh.subarray(0, 20 * dim).every((v) => v === 0));
-  assert.ok(part.dh.subarray(20 * dim).some((v) => v !== 0));
+  for (const variant of runnableVariants(gpu, LOGPROBS_VARIANTS, "zero grads")) {
+    // All zero: dh is zero and dE keeps its contents bit for bit.
+    const tokens = 40, dim = 16, vocab = 300;
+    const zero = await checkBackward(gpu, [tokens, dim, vocab], "bf16", {
+      grads: new Float32Array(tokens),
+      variant,
+    });
+    assert.ok(zero.dh.every((v) => v === 0));
+    assert.deepEqual(zero.dE, randomArray(vocab * dim, 99, 0.5));
+    // The first 20 tokens (more than a whole 16-token tile) zero, the rest not.
+    const grads = randomArray(tokens, 5);
+    grads.fill(0, 0, 20);
+    const part = await checkBackward(gpu, [tokens, dim, vocab], "f32", { grads, variant });
+    assert.ok(part.dh.subarray(0, 20 * dim).every((v) => v === 0));
+    assert.ok(part.dh.subarray(20 * dim).some((v) => v !== 0));
+  }
 });
 
 Deno.test("tokenLogprobsBackward() matches reference for dh at V = 262144", async () => {
@@ -219,13 +235,15 @@ Deno.test("tokenLogprobsBackward() matches reference for dh at V = 262144", asyn
   await checkBackward(gpu, [2, 7, 262144], "f32", { dE: "none", grads: new Float32Array([1, -2]) });
 });
 
-Deno.test("tokenLogprobsBackward() is bit-reproducible", async () => {
+Deno.test("tokenLogprobsBackward() is bit-reproducible, every variant", async () => {
   const gpu = await testGpu();
   const shape = [33, 64, 5000] as const;
-  const a = await checkBackward(gpu, shape, "bf16", { temperature: 0.8 });
-  const b = await checkBackward(gpu, shape, "bf16", { temperature: 0.8 });
-  assert.deepEqual(new Uint32Array(a.dh.buffer), new Uint32Array(b.dh.buffer));
-  assert.deepEqual(new Uint32Array(a.dE!.buffer), new Uint32Array(b.dE!.buffer));
+  for (const variant of runnableVariants(gpu, LOGPROBS_VARIANTS, "bit-reproducible")) {
+    const a = await checkBackward(gpu, shape, "bf16", { temperature: 0.8, variant });
+    const b = await checkBackward(gpu, shape, "bf16", { temperature: 0.8, variant });
+    assert.deepEqual(new Uint32Array(a.dh.buffer), new Uint32Array(b.dh.buffer));
+    assert.deepEqual(new Uint32Array(a.dE!.buffer), new Uint32Array(b.dE!.buffer));
+  }
 });
 
 Deno.test("tokenLogprobsBackward() checks shapes and dtypes", async () => {
@@ -286,17 +304,20 @@ function entropyGrads(tokens: number, seed: number): Float32Array {
 
 Deno.test("tokenLogprobsBackward() entropy gradient alone and with the logp gradient matches reference", async () => {
   const gpu = await testGpu();
-  for (const shape of ODD_SHAPES) {
-    for (const dtype of ["f32", "bf16"] as const) {
-      const gradEntropy = entropyGrads(shape[0], shape[0] + 5);
-      // Together with the logp gradient (its zeros at other tokens than the entropy's).
-      await checkBackward(gpu, shape, dtype, { gradEntropy });
-      // Alone: the logp gradient all zero.
-      await checkBackward(gpu, shape, dtype, {
-        gradEntropy,
-        grads: new Float32Array(shape[0]),
-        dE: "zero",
-      });
+  for (const variant of runnableVariants(gpu, LOGPROBS_VARIANTS, "entropy backward")) {
+    for (const shape of ODD_SHAPES) {
+      for (const dtype of ["f32", "bf16"] as const) {
+        const gradEntropy = entropyGrads(shape[0], shape[0] + 5);
+        // Together with the logp gradient (its zeros at other tokens than the entropy's).
+        await checkBackward(gpu, shape, dtype, { gradEntropy, variant });
+        // Alone: the logp gradient all zero.
+        await checkBackward(gpu, shape, dtype, {
+          gradEntropy,
+          grads: new Float32Array(shape[0]),
+          dE: "zero",
+          variant,
+        });
+      }
     }
   }
   // Temperature, the GPU forward's lse and entropies, dh alone, large logits.
@@ -361,6 +382,10 @@ Deno.test("tokenLogprobsBackward() gradEntropy needs the forward's entropies of 
   assert.throws(
     () => tokenLogprobsBackward(grad, { ...head, entropy: wrong }, { gradEntropy: grad }),
     isShape,
+  );
+  assert.throws(
+    () => tokenLogprobsBackward(grad, head, { variant: "fast" }),
+    /tokenLogprobsBackward: variant must be one of reg.*got fast/,
   );
   for (const t of [h, e, ids, lse, grad, wrong]) t.dispose();
 });

@@ -1,7 +1,7 @@
 import assert from "node:assert/strict";
 import { Gpu } from "../kernels/gpu.ts";
 import { Tensor } from "../kernels/tensor.ts";
-import { tokenLogprobs } from "../kernels/logprobs.ts";
+import { LOGPROBS_VARIANTS, tokenLogprobs, tokenLogprobsCandidates } from "../kernels/logprobs.ts";
 import { tokenLogprobsRef } from "../kernels/logprobs_ref.ts";
 import { ShapeError } from "../kernels/errors.ts";
 import { assertClose, randomArray, testGpu } from "./_helpers.ts";
@@ -12,6 +12,7 @@ import {
   type ProblemOptions,
   TOL,
 } from "./_logprobs.ts";
+import { ADAPTER_KINDS, runnableVariants, standInGpu } from "./_reduce_variants.ts";
 
 /**
  * Checks tokenLogprobs() on one problem against the reference; returns E's tensor. With
@@ -20,21 +21,29 @@ import {
 async function checkLogprobs(
   gpu: Gpu,
   shape: LogprobsShape,
-  options: ProblemOptions & { readonly temperature?: number; readonly entropy?: boolean },
+  options: ProblemOptions & {
+    readonly temperature?: number;
+    readonly entropy?: boolean;
+    readonly variant?: string;
+  },
 ): Promise<Tensor> {
   const { dims, h, e, targets, th, te, tt } = logprobsProblem(gpu, shape, options);
-  const { temperature, entropy } = options;
-  const got = tokenLogprobs({ h: th, embedding: te, targets: tt }, { temperature, entropy });
+  const { temperature, entropy, variant } = options;
+  const got = tokenLogprobs({ h: th, embedding: te, targets: tt }, {
+    temperature,
+    entropy,
+    variant,
+  });
   const want = tokenLogprobsRef({ h, embedding: e, targets }, { ...dims, temperature });
   const what = `T=${dims.tokens} D=${dims.dim} V=${dims.vocab} ${options.dtype} ` +
-    `parts=${te.parts.length}`;
+    `parts=${te.parts.length} ${variant ?? "table"}`;
   const logprobs = await got.logprobs.read(), lse = await got.lse.read();
   assertClose(logprobs, want.logprobs, TOL, `logprobs ${what}`);
   assertClose(lse, want.lse, TOL, `lse ${what}`);
   assert.equal(got.entropy !== undefined, entropy === true);
   if (got.entropy) {
     assertClose(await got.entropy.read(), want.entropy, TOL, `entropy ${what}`);
-    const plain = tokenLogprobs({ h: th, embedding: te, targets: tt }, { temperature });
+    const plain = tokenLogprobs({ h: th, embedding: te, targets: tt }, { temperature, variant });
     assert.deepEqual(bits(logprobs), bits(await plain.logprobs.read()), `logprobs bits ${what}`);
     assert.deepEqual(bits(lse), bits(await plain.lse.read()), `lse bits ${what}`);
     for (const t of [got.entropy, plain.logprobs, plain.lse]) t.dispose();
@@ -48,11 +57,13 @@ function bits(x: ArrayLike<number>): Uint32Array {
   return new Uint32Array(Float32Array.from(x).buffer);
 }
 
-Deno.test("tokenLogprobs() matches float64 reference on odd T, D and V, f32 and bf16", async () => {
+Deno.test("tokenLogprobs() matches float64 reference on odd T, D and V, f32 and bf16, every variant", async () => {
   const gpu = await testGpu();
-  for (const shape of ODD_SHAPES) {
-    for (const dtype of ["f32", "bf16"] as const) {
-      (await checkLogprobs(gpu, shape, { dtype })).dispose();
+  for (const variant of runnableVariants(gpu, LOGPROBS_VARIANTS, "tokenLogprobs")) {
+    for (const shape of ODD_SHAPES) {
+      for (const dtype of ["f32", "bf16"] as const) {
+        (await checkLogprobs(gpu, shape, { dtype, variant })).dispose();
+      }
     }
   }
 });
@@ -84,14 +95,22 @@ Deno.test("tokenLogprobs() handles E split into parts along V", async () => {
   gpu.destroy();
 });
 
-Deno.test("tokenLogprobs() applies the temperature and stays exact for large logits", async () => {
+Deno.test("tokenLogprobs() applies the temperature and stays exact for large logits, every variant", async () => {
   const gpu = await testGpu();
-  (await checkLogprobs(gpu, [4, 33, 1000], { dtype: "f32", temperature: 0.7 })).dispose();
-  (await checkLogprobs(gpu, [4, 33, 1000], { dtype: "bf16", temperature: 2.5, scale: 3 }))
-    .dispose();
-  // Logits of magnitude ~100: the online max must keep exp() in range.
-  (await checkLogprobs(gpu, [3, 64, 8197], { dtype: "f32", scale: 12 })).dispose();
-  (await checkLogprobs(gpu, [17, 36, 8197], { dtype: "bf16", scale: 12 })).dispose();
+  for (const variant of runnableVariants(gpu, LOGPROBS_VARIANTS, "tokenLogprobs temperature")) {
+    (await checkLogprobs(gpu, [4, 33, 1000], { dtype: "f32", temperature: 0.7, variant }))
+      .dispose();
+    (await checkLogprobs(gpu, [4, 33, 1000], {
+      dtype: "bf16",
+      temperature: 2.5,
+      scale: 3,
+      variant,
+    }))
+      .dispose();
+    // Logits of magnitude ~100: the online max must keep exp() in range.
+    (await checkLogprobs(gpu, [3, 64, 8197], { dtype: "f32", scale: 12, variant })).dispose();
+    (await checkLogprobs(gpu, [17, 36, 8197], { dtype: "bf16", scale: 12, variant })).dispose();
+  }
 });
 
 Deno.test("tokenLogprobs() shrinks its chunks for very wide D and stays exact", async () => {
@@ -121,14 +140,23 @@ Deno.test("tokenLogprobs() returns NaN for out-of-range targets and checks shape
     () => tokenLogprobs({ h, embedding: e, targets: bad }, { temperature: 0 }),
     isShape,
   );
+  assert.throws(() => tokenLogprobs({ h, embedding: e, targets: bad }, { variant: "x" }), isShape);
+  if (!gpu.features.subgroups) {
+    assert.throws(
+      () => tokenLogprobs({ h, embedding: e, targets: bad }, { variant: "sg" }),
+      /variant must be one of reg .*got sg/,
+    );
+  }
   for (const t of [h, e, bad, logprobs, lse, wrongD, wrongT, f]) t.dispose();
 });
 
-Deno.test("tokenLogprobs() entropy matches float64 reference on odd T, D and V, f32 and bf16", async () => {
+Deno.test("tokenLogprobs() entropy matches float64 reference on odd T, D and V, f32 and bf16, every variant", async () => {
   const gpu = await testGpu();
-  for (const shape of ODD_SHAPES) {
-    for (const dtype of ["f32", "bf16"] as const) {
-      (await checkLogprobs(gpu, shape, { dtype, entropy: true })).dispose();
+  for (const variant of runnableVariants(gpu, LOGPROBS_VARIANTS, "tokenLogprobs entropy")) {
+    for (const shape of ODD_SHAPES) {
+      for (const dtype of ["f32", "bf16"] as const) {
+        (await checkLogprobs(gpu, shape, { dtype, entropy: true, variant })).dispose();
+      }
     }
   }
   // Temperatures, logits of magnitude ~100 (peaked rows: H near 0) and V = 262144.
@@ -142,12 +170,14 @@ Deno.test("tokenLogprobs() entropy matches float64 reference on odd T, D and V, 
 
 Deno.test("tokenLogprobs() entropy with E split into parts along V", async () => {
   const gpu = await Gpu.create({ maxStorageBufferBindingSize: 65536 });
-  for (
-    const [tokens, dim, vocab, dtype] of [[5, 33, 3001, "bf16"], [3, 16, 20000, "f32"]] as const
-  ) {
-    const e = await checkLogprobs(gpu, [tokens, dim, vocab], { dtype, entropy: true });
-    assert.ok(e.parts.length > 1, "E should be split");
-    e.dispose();
+  for (const variant of runnableVariants(gpu, LOGPROBS_VARIANTS, "split entropy")) {
+    for (
+      const [tokens, dim, vocab, dtype] of [[5, 33, 3001, "bf16"], [3, 16, 20000, "f32"]] as const
+    ) {
+      const e = await checkLogprobs(gpu, [tokens, dim, vocab], { dtype, entropy: true, variant });
+      assert.ok(e.parts.length > 1, "E should be split");
+      e.dispose();
+    }
   }
   gpu.destroy();
 });
@@ -171,4 +201,14 @@ Deno.test("tokenLogprobs() entropy of a uniform row is log V and of a one-hot ro
   assert.ok(Math.abs((await r2.entropy!.read())[0]) < 1e-30);
   for (const t of [h, e, ids, r.logprobs, r.lse, r.entropy!, e2, h2, id2]) t.dispose();
   for (const t of [r2.logprobs, r2.lse, r2.entropy!]) t.dispose();
+});
+
+Deno.test("tokenLogprobsCandidates(): reg first on fallback adapters, sg first on GPUs with subgroups", async () => {
+  const shape = { tokens: 7, dim: 33, vocab: 257 };
+  const table = ADAPTER_KINDS.map((kind) => tokenLogprobsCandidates(standInGpu(kind), shape));
+  assert.deepEqual(table, [["reg"], ["reg", "sg"], ["reg"], ["sg", "reg"]]);
+  assert.deepEqual(new Set(table.flat()), new Set(LOGPROBS_VARIANTS));
+  const gpu = await testGpu();
+  const first = tokenLogprobsCandidates(gpu, shape)[0];
+  assert.equal(first, !gpu.adapter.isFallbackAdapter && gpu.features.subgroups ? "sg" : "reg");
 });

@@ -1,12 +1,13 @@
 import assert from "node:assert/strict";
 import { Tensor } from "../kernels/tensor.ts";
-import { rmsNorm, type RmsNormStrategy } from "../kernels/rms_norm.ts";
+import { RMS_NORM_VARIANTS, rmsNorm } from "../kernels/rms_norm.ts";
 import { rmsNormBackward } from "../kernels/rms_norm_backward.ts";
 import { rmsNormBackwardRef, rmsNormRef } from "../kernels/rms_norm_ref.ts";
 import { roundToBf16 } from "../kernels/dtype.ts";
 import { ShapeError } from "../kernels/errors.ts";
 import { assertClose, randomArray, testGpu } from "./_helpers.ts";
-import { EPS, ODD_SHAPES, STRATEGIES, TOL } from "./_rms_norm.ts";
+import { EPS, ODD_SHAPES, TOL } from "./_rms_norm.ts";
+import { runnableVariants, skipVariant } from "./_reduce_variants.ts";
 
 /** Float32 rstd of the reference forward: what the forward kernel hands to the backward. */
 function rstdF32(x: ArrayLike<number>, w: ArrayLike<number>, eps = EPS): Float32Array {
@@ -33,8 +34,9 @@ Deno.test("rmsNormBackwardRef() matches central finite differences of rmsNormRef
   }
 });
 
-Deno.test("rmsNormBackward() matches reference on odd shapes, f32/bf16 w, both strategies", async () => {
+Deno.test("rmsNormBackward() matches reference on odd shapes, f32/bf16 w, every variant", async () => {
   const gpu = await testGpu();
+  const variants = runnableVariants(gpu, RMS_NORM_VARIANTS, "rmsNormBackward odd shapes");
   for (const [rows, d] of ODD_SHAPES) {
     const x = randomArray(rows * d, rows * 31 + d, 3), dy = randomArray(rows * d, rows + 5);
     const w32 = randomArray(d, d + 7, 0.5), dw0 = randomArray(d, 9, 2);
@@ -45,11 +47,11 @@ Deno.test("rmsNormBackward() matches reference on odd shapes, f32/bf16 w, both s
       const want = rmsNormBackwardRef(dy, { x, w, rstd });
       const wantDw = want.dw.map((v, i) => v + dw0[i]);
       const tw = Tensor.fromArray(gpu, w32, [d], dtype), tr = Tensor.fromArray(gpu, rstd);
-      for (const strategy of STRATEGIES) {
+      for (const variant of variants) {
         const dw = Tensor.fromArray(gpu, dw0);
-        const dx = rmsNormBackward(tdy, { x: tx, w: tw, rstd: tr }, { dw, strategy });
+        const dx = rmsNormBackward(tdy, { x: tx, w: tw, rstd: tr }, { dw, variant });
         assert.deepEqual(dx.shape, [rows, d]);
-        const what = `rmsNormBackward ${rows}x${d} ${dtype} ${strategy}`;
+        const what = `rmsNormBackward ${rows}x${d} ${dtype} ${variant}`;
         assertClose(await dx.read(), want.dx, TOL, `${what} dx`);
         assertClose(await dw.read(), wantDw, TOL, `${what} dw`);
         for (const t of [dx, dw]) t.dispose();
@@ -70,11 +72,11 @@ Deno.test("rmsNormBackward() stays within 1e-5 on wide rows with outliers, after
   const tdy = Tensor.fromArray(gpu, dy, [rows, d]), tr = Tensor.empty(gpu, [rows]);
   rmsNorm(tx, tw, { rstd: tr }).dispose();
   const want = rmsNormBackwardRef(dy, { x, w, rstd: await tr.read() });
-  for (const strategy of STRATEGIES) {
+  for (const variant of runnableVariants(gpu, RMS_NORM_VARIANTS, "rmsNormBackward outliers")) {
     const dw = Tensor.zeros(gpu, [d]);
-    const dx = rmsNormBackward(tdy, { x: tx, w: tw, rstd: tr }, { dw, strategy });
-    assertClose(await dx.read(), want.dx, TOL, `outliers dx ${strategy}`);
-    assertClose(await dw.read(), want.dw, TOL, `outliers dw ${strategy}`);
+    const dx = rmsNormBackward(tdy, { x: tx, w: tw, rstd: tr }, { dw, variant });
+    assertClose(await dx.read(), want.dx, TOL, `outliers dx ${variant}`);
+    assertClose(await dw.read(), want.dw, TOL, `outliers dw ${variant}`);
     for (const t of [dx, dw]) t.dispose();
   }
   for (const t of [tx, tw, tdy, tr]) t.dispose();
@@ -89,21 +91,22 @@ Deno.test("rmsNormBackward() handles per-head q/k norms ([T, H, headDim] with w 
     const want = rmsNormBackwardRef(dy, { x, w: roundToBf16(w), rstd });
     const tx = Tensor.fromArray(gpu, x, [t, h, hd]), tdy = Tensor.fromArray(gpu, dy, [t, h, hd]);
     const tw = Tensor.fromArray(gpu, w, [hd], "bf16"), tr = Tensor.fromArray(gpu, rstd, [t, h]);
-    for (const strategy of STRATEGIES) {
+    for (const variant of runnableVariants(gpu, RMS_NORM_VARIANTS, "rmsNormBackward heads")) {
       const dw = Tensor.zeros(gpu, [hd]);
-      const dx = rmsNormBackward(tdy, { x: tx, w: tw, rstd: tr }, { dw, strategy });
+      const dx = rmsNormBackward(tdy, { x: tx, w: tw, rstd: tr }, { dw, variant });
       assert.deepEqual(dx.shape, [t, h, hd]);
-      assertClose(await dx.read(), want.dx, TOL, `heads ${t}x${h}x${hd} ${strategy} dx`);
-      assertClose(await dw.read(), want.dw, TOL, `heads ${t}x${h}x${hd} ${strategy} dw`);
+      assertClose(await dx.read(), want.dx, TOL, `heads ${t}x${h}x${hd} ${variant} dx`);
+      assertClose(await dw.read(), want.dw, TOL, `heads ${t}x${h}x${hd} ${variant} dw`);
       for (const z of [dx, dw]) z.dispose();
     }
     for (const z of [tx, tdy, tw, tr]) z.dispose();
   }
 });
 
-for (const strategy of STRATEGIES) {
-  Deno.test(`rmsNormBackward() accumulates dw over micro-batches and dx into out, or writes dx over dy (${strategy})`, async () => {
+for (const variant of RMS_NORM_VARIANTS) {
+  Deno.test(`rmsNormBackward() accumulates dw over micro-batches and dx into out, or writes dx over dy (${variant})`, async () => {
     const gpu = await testGpu();
+    if (skipVariant(gpu, variant, "rmsNormBackward accumulate")) return;
     const rows = 33, d = 257;
     const w = randomArray(d, 1, 0.5), tw = Tensor.fromArray(gpu, w);
     const batches = [1, 2].map((seed) => {
@@ -122,7 +125,7 @@ for (const strategy of STRATEGIES) {
           dw,
           out: dh,
           accumulateDx: true,
-          strategy,
+          variant,
         }),
         dh,
       );
@@ -137,7 +140,7 @@ for (const strategy of STRATEGIES) {
     const tx = Tensor.fromArray(gpu, b1.x, [rows, d]), tr = Tensor.fromArray(gpu, b1.rstd);
     const tdy = Tensor.fromArray(gpu, b1.dy, [rows, d]), dw1 = Tensor.zeros(gpu, [d]);
     assert.equal(
-      rmsNormBackward(tdy, { x: tx, w: tw, rstd: tr }, { dw: dw1, out: tdy, strategy }),
+      rmsNormBackward(tdy, { x: tx, w: tw, rstd: tr }, { dw: dw1, out: tdy, variant }),
       tdy,
     );
     assertClose(await tdy.read(), b1.want.dx, TOL, "dx in place over dy");
@@ -169,18 +172,18 @@ Deno.test("rmsNormBackward() is bit-identical run to run (two-stage dw over many
   const tx = Tensor.fromArray(gpu, x, [rows, d]), tdy = Tensor.fromArray(gpu, dy, [rows, d]);
   const tw = Tensor.fromArray(gpu, w, [d], "bf16"), tr = Tensor.fromArray(gpu, rstd);
   const wantBf16 = rmsNormBackwardRef(dy, { x, w: roundToBf16(w), rstd });
-  for (const strategy of STRATEGIES) {
+  for (const variant of runnableVariants(gpu, RMS_NORM_VARIANTS, "rmsNormBackward bits")) {
     const runs = [];
     for (let run = 0; run < 2; run++) {
       const dw = Tensor.zeros(gpu, [d]);
-      const dx = rmsNormBackward(tdy, { x: tx, w: tw, rstd: tr }, { dw, strategy });
+      const dx = rmsNormBackward(tdy, { x: tx, w: tw, rstd: tr }, { dw, variant });
       runs.push({ dx: await dx.read(), dw: await dw.read() });
       for (const t of [dx, dw]) t.dispose();
     }
-    assert.deepEqual(runs[1].dx, runs[0].dx, `dx bit-identical ${strategy}`);
-    assert.deepEqual(runs[1].dw, runs[0].dw, `dw bit-identical ${strategy}`);
-    assertClose(runs[0].dw, wantBf16.dw, TOL, `dw over ${rows} rows ${strategy}`);
-    assertClose(runs[0].dx, wantBf16.dx, TOL, `dx ${strategy}`);
+    assert.deepEqual(runs[1].dx, runs[0].dx, `dx bit-identical ${variant}`);
+    assert.deepEqual(runs[1].dw, runs[0].dw, `dw bit-identical ${variant}`);
+    assertClose(runs[0].dw, wantBf16.dw, TOL, `dw over ${rows} rows ${variant}`);
+    assertClose(runs[0].dx, wantBf16.dx, TOL, `dx ${variant}`);
   }
   assert.ok(want.dx.some((v, k) => v !== wantBf16.dx[k]), "bf16 w changes the reference dx");
   for (const t of [tx, tdy, tw, tr]) t.dispose();
@@ -214,9 +217,6 @@ Deno.test("rmsNormBackward() rejects wrong shapes, dtypes and aliasing with a Sh
     () => rmsNormBackward(dy1, { x: x1, w, rstd: r1 }, { dw, out: dw.reshape([1, 8]) }),
     isShape,
   );
-  assert.throws(
-    () => rmsNormBackward(dy, { x, w, rstd: r }, { strategy: "fast" as RmsNormStrategy }),
-    isShape,
-  );
+  assert.throws(() => rmsNormBackward(dy, { x, w, rstd: r }, { variant: "fast" }), isShape);
   for (const t of [x, w, r, dy, w7, r4, dy7, dwBad, xi, o, dwBf, dw, x1, r1, dy1]) t.dispose();
 });

@@ -20,6 +20,50 @@ Deno.test("Gpu.create() requests the adapter's limits and reports the adapter", 
   assert.ok(gpu.adapter.description.length > 0);
 });
 
+Deno.test("Gpu.create() tunes nothing by default and keys its tuner by the adapter", async () => {
+  const gpu = await testGpu();
+  assert.equal(gpu.tuner.mode, "off");
+  const a = gpu.adapter;
+  assert.ok(gpu.tuner.adapterKey.startsWith(`${a.vendor}/${a.architecture}/${a.device}/`));
+  assert.ok(gpu.tuner.adapterKey.includes(a.description));
+});
+
+Deno.test("Gpu.timeDispatches() measures a compute pass with GPU timestamps when offered", async () => {
+  const gpu = await testGpu();
+  const n = 64 * 64;
+  const x = Tensor.zeros(gpu, [n]);
+  const spin = (iterations: number) => () =>
+    gpu.dispatch({
+      pipeline: gpu.pipelines.get("runtime_test_spin", { iterations }, (c) => `
+@group(0) @binding(0) var<storage, read_write> x: array<f32>; // [${n}]
+@compute @workgroup_size(64)
+fn main(@builtin(global_invocation_id) g: vec3u) {
+  var s = x[g.x];
+  for (var i = 0u; i < ${c.iterations}u; i++) { s = s * 0.999 + 1.0; }
+  x[g.x] = s;
+}`),
+      shapes: `x[${n}]`,
+      buffers: [x.buffer],
+      workgroups: [n / 64],
+    });
+  await gpu.timeDispatches(spin(20000)); // warm-up: compiles
+  const slow = await gpu.timeDispatches(spin(20000));
+  const fast = await gpu.timeDispatches(spin(1));
+  if (gpu.features.timestampQuery) {
+    assert.ok(slow !== null && fast !== null && 0 <= fast && fast < slow, `${fast} ${slow}`);
+  } else {
+    assert.equal(slow, null);
+  }
+  // A launch that submits midway leaves the timed pass: no measurement.
+  const split = await gpu.timeDispatches(() => {
+    spin(1)();
+    gpu.submit();
+    spin(1)();
+  });
+  assert.equal(split, null);
+  x.dispose();
+});
+
 Deno.test("f32ToBf16Bits() rounds to nearest even and keeps NaN", () => {
   assert.equal(bf16BitsToF32(f32ToBf16Bits(1)), 1);
   assert.equal(bf16BitsToF32(f32ToBf16Bits(1 + 2 ** -8)), 1); // tie → even (1.0)

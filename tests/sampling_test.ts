@@ -1,7 +1,13 @@
 import assert from "node:assert/strict";
 import { Gpu } from "../kernels/gpu.ts";
 import { Tensor } from "../kernels/tensor.ts";
-import { sample, type SampleOptions, SamplingOptionsError } from "../kernels/sampling.ts";
+import {
+  sample,
+  SAMPLE_VARIANTS,
+  sampleCandidates,
+  type SampleOptions,
+  SamplingOptionsError,
+} from "../kernels/sampling.ts";
 import {
   keyValue,
   orderedKey,
@@ -12,6 +18,7 @@ import {
 import { ShapeError } from "../kernels/errors.ts";
 import { FieldError } from "../base/field_error.ts";
 import { assertClose, randomArray, testGpu } from "./_helpers.ts";
+import { ADAPTER_KINDS, runnableVariants, standInGpu } from "./_reduce_variants.ts";
 
 async function gpuSample(
   gpu: Gpu,
@@ -46,8 +53,9 @@ function repeatRow(row: number[], rows: number): Float32Array {
   return out;
 }
 
-Deno.test("sample() with temperature 0 is argmax, ties to the lowest index, NaN ignored", async () => {
+Deno.test("sample() with temperature 0 is argmax, ties to the lowest index, NaN ignored, every variant", async () => {
   const gpu = await testGpu();
+  const variants = runnableVariants(gpu, SAMPLE_VARIANTS, "sample greedy");
   for (const vocab of [1, 7, 33, 1000, 262144]) {
     const rows = 3;
     const logits = randomArray(rows * vocab, vocab, 5);
@@ -58,8 +66,10 @@ Deno.test("sample() with temperature 0 is argmax, ties to the lowest index, NaN 
     }
     const want = argmaxRows(logits.map((x) => (Number.isNaN(x) ? -Infinity : x)), vocab);
     if (vocab > 7) assert.equal(want[1], 3);
-    const got = await gpuSample(gpu, logits, vocab, { temperature: 0 });
-    assert.deepEqual([...got], want, `V=${vocab}`);
+    for (const variant of variants) {
+      const got = await gpuSample(gpu, logits, vocab, { temperature: 0, variant });
+      assert.deepEqual([...got], want, `V=${vocab} ${variant}`);
+    }
     assert.deepEqual([...sampleRef(logits, vocab, { temperature: 0 })], want);
   }
 });
@@ -168,8 +178,9 @@ Deno.test("sample() with topK 50 on V = 262144 only yields the top 50 ids", asyn
   out.dispose();
 });
 
-Deno.test("sample() matches sampleRef on odd shapes, with ties, for all option mixes", async () => {
+Deno.test("sample() matches sampleRef on odd shapes, with ties, for all option mixes, every variant", async () => {
   const gpu = await testGpu();
+  const variants = runnableVariants(gpu, SAMPLE_VARIANTS, "sample mixes");
   const mixes: SampleOptions[] = [
     { temperature: 1 },
     { temperature: 0.5, topK: 3 },
@@ -185,19 +196,19 @@ Deno.test("sample() matches sampleRef on odd shapes, with ties, for all option m
     for (const logits of [smooth, tied]) {
       for (const [m, mix] of mixes.entries()) {
         const opts = { ...mix, seed: 1000 + m, step: vocab };
-        const got = await gpuSample(gpu, logits, vocab, opts);
-        assert.deepEqual(
-          [...got],
-          [...sampleRef(logits, vocab, opts)],
-          `V=${vocab} ${JSON.stringify(opts)}`,
-        );
+        const want = [...sampleRef(logits, vocab, opts)];
+        for (const variant of variants) {
+          const got = await gpuSample(gpu, logits, vocab, { ...opts, variant });
+          assert.deepEqual([...got], want, `V=${vocab} ${JSON.stringify(opts)} ${variant}`);
+        }
       }
     }
   }
 });
 
-Deno.test("sample() logprobsOut: the same ids and their temperature-1 log-probs, for all option mixes", async () => {
+Deno.test("sample() logprobsOut: the same ids and their temperature-1 log-probs, for all option mixes, every variant", async () => {
   const gpu = await testGpu();
+  const variants = runnableVariants(gpu, SAMPLE_VARIANTS, "sample logprobsOut");
   const mixes: SampleOptions[] = [
     { temperature: 0 },
     { temperature: 1 },
@@ -209,8 +220,8 @@ Deno.test("sample() logprobsOut: the same ids and their temperature-1 log-probs,
     const rows = vocab > 1000 ? 2 : 5;
     const logits = randomArray(rows * vocab, vocab * 7, 4);
     const t = Tensor.fromArray(gpu, logits, [rows, vocab]);
-    for (const [m, mix] of mixes.entries()) {
-      const opts = { ...mix, seed: 40 + m, step: vocab };
+    for (const [m, variant] of mixes.flatMap((_, i) => variants.map((v) => [i, v] as const))) {
+      const opts = { ...mixes[m], seed: 40 + m, step: vocab, variant };
       const plain = sample(t, opts);
       const logp = Tensor.zeros(gpu, [rows], "f32");
       const ids = sample(t, { ...opts, logprobsOut: logp });
@@ -307,6 +318,11 @@ Deno.test("sample() rejects bad options and shapes naming the field", async () =
   assert.throws(() => sample(ints), isShape);
   const huge = Tensor.zeros(gpu, [1, 1 << 20]);
   assert.throws(() => sample(huge), isShape);
+  assert.throws(
+    () => sample(t, { variant: "fast" }),
+    /sample: variant must be one of reg.*got fast/,
+  );
+  if (!gpu.features.subgroups) assert.throws(() => sample(t, { variant: "sg" }), isShape);
   for (const x of [t, small, ints, huge]) x.dispose();
 });
 
@@ -324,4 +340,15 @@ Deno.test("samplingUniform() is deterministic, in [0, 1) and spread; orderedKey(
   for (let i = 1; i < keys.length; i++) assert.ok(keys[i] > keys[i - 1], `${xs[i]}`);
   assert.equal(orderedKey(NaN), orderedKey(-Infinity));
   for (const x of xs.map(Math.fround)) assert.ok(Object.is(keyValue(orderedKey(x)), x), `${x}`);
+});
+
+Deno.test("sampleCandidates(): reg first on fallback adapters, sg first on GPUs with subgroups", async () => {
+  const table = ADAPTER_KINDS.map((kind) =>
+    sampleCandidates(standInGpu(kind), { rows: 2, vocab: 9 })
+  );
+  assert.deepEqual(table, [["reg"], ["reg", "sg"], ["reg"], ["sg", "reg"]]);
+  assert.deepEqual(new Set(table.flat()), new Set(SAMPLE_VARIANTS));
+  const gpu = await testGpu();
+  const first = sampleCandidates(gpu, { rows: 2, vocab: 9 })[0];
+  assert.equal(first, !gpu.adapter.isFallbackAdapter && gpu.features.subgroups ? "sg" : "reg");
 });
