@@ -1,15 +1,16 @@
 /**
  * Checks shared by the attention launchers (prefill, decode, backward): the scale and window
  * options, the head grouping, the ranges tensor, and the rank-4 view of `[B, S, heads, D]`
- * tensors given as `[S, heads, D]`; and their variants: the flash tilings, the split-decode
- * memory, and the choice between a forced id and the tuner's.
+ * tensors given as `[S, heads, D]`; and their variants: the id lists and candidate tables
+ * (re-exported by `attention.ts` and `attention_backward.ts`), the flash tilings, the
+ * split-decode memory, and the choice between a forced id and the tuner's.
  *
  * @module
  */
 
 import { expectDtype, expectShape } from "./_launch.ts";
 import { ShapeError } from "./errors.ts";
-import type { GpuLimits } from "./gpu.ts";
+import type { Gpu, GpuLimits } from "./gpu.ts";
 import type { Tensor } from "./tensor.ts";
 import type { Tuner, TuningJob } from "./tuning.ts";
 
@@ -242,4 +243,128 @@ export function pow2(n: number): number {
   let p = 1;
   while (p < n) p *= 2;
   return p;
+}
+
+/** Every variant id of `attention` (prefill), in catalogue order. */
+export const ATTENTION_VARIANTS: readonly string[] = Object.freeze(["reg", "flash32", "flash64"]);
+
+/** Every variant id of `attentionDecode`, in catalogue order. */
+export const ATTENTION_DECODE_VARIANTS: readonly string[] = Object.freeze([
+  "reg",
+  "split64",
+  "split256",
+]);
+
+/** Dimensions of an attention launch (variant candidates and tuning classes). */
+export interface AttentionShape {
+  /** Sequences B. */
+  readonly batch: number;
+  /** Prefill: tokens per sequence S. Decode: cache slots C. */
+  readonly seq: number;
+  /** Query heads H. */
+  readonly heads: number;
+  /** KV heads (divides H). */
+  readonly kvHeads: number;
+  /** Head dimension D. */
+  readonly headDim: number;
+  /** Sliding window (0 or absent = global). */
+  readonly window?: number;
+}
+
+/**
+ * The prefill variants valid for a shape on this adapter, the deterministic table's choice
+ * first: `reg` on software adapters; elsewhere `flash32` for D > 128 (256 invocations of ≤ 32
+ * columns each), else `flash64`.
+ *
+ * @param gpu The device (adapter kind and limits).
+ * @param shape The launch's dimensions.
+ * @returns Variant ids of {@linkcode ATTENTION_VARIANTS}.
+ * @example
+ * ```ts
+ * import { Gpu } from "./gpu.ts";
+ * import { attentionCandidates } from "./attention.ts";
+ * const gpu = await Gpu.create();
+ * const shape = { batch: 1, seq: 128, heads: 4, kvHeads: 1, headDim: 256, window: 512 };
+ * console.log(attentionCandidates(gpu, shape)); // [ "reg", "flash32", "flash64" ] on llvmpipe
+ * gpu.destroy();
+ * ```
+ */
+export function attentionCandidates(
+  gpu: Pick<Gpu, "adapter" | "limits">,
+  shape: AttentionShape,
+): readonly string[] {
+  const d = shape.headDim;
+  const valid = ATTENTION_VARIANTS.filter((id) =>
+    id === "reg" || flashFits(flashTiling(id, d, "forward"), d, gpu.limits)
+  );
+  const table = gpu.adapter.isFallbackAdapter ? "reg" : d > 128 ? "flash32" : "flash64";
+  return withFirst(valid, table);
+}
+
+/**
+ * The decode variants valid for a shape on this adapter, the deterministic table's choice
+ * first: `reg` on software adapters and for short caches; `split64` where a sequence sees ≥ 256
+ * keys (min(C, window)).
+ *
+ * @param gpu The device (adapter kind and limits).
+ * @param shape The launch's dimensions (`seq` = C, the cache slots).
+ * @returns Variant ids of {@linkcode ATTENTION_DECODE_VARIANTS}.
+ * @example
+ * ```ts
+ * import { Gpu } from "./gpu.ts";
+ * import { attentionDecodeCandidates } from "./attention.ts";
+ * const gpu = await Gpu.create();
+ * const shape = { batch: 4, seq: 1024, heads: 4, kvHeads: 1, headDim: 256 };
+ * console.log(attentionDecodeCandidates(gpu, shape)); // [ "reg", "split64", "split256" ] on llvmpipe
+ * gpu.destroy();
+ * ```
+ */
+export function attentionDecodeCandidates(
+  gpu: Pick<Gpu, "adapter" | "limits">,
+  shape: AttentionShape,
+): readonly string[] {
+  const groups = shape.heads / shape.kvHeads;
+  const valid = ATTENTION_DECODE_VARIANTS.filter((id) =>
+    id === "reg" ||
+    splitFits(Number(id.slice("split".length)), groups, shape.headDim, gpu.limits)
+  );
+  const window = shape.window ?? 0;
+  const keys = window > 0 ? Math.min(shape.seq, window) : shape.seq;
+  return withFirst(valid, !gpu.adapter.isFallbackAdapter && keys >= 256 ? "split64" : "reg");
+}
+
+/** Every variant id of `attentionBackward`, in catalogue order. */
+export const ATTENTION_BACKWARD_VARIANTS: readonly string[] = Object.freeze([
+  "reg",
+  "flash16",
+  "flash32",
+]);
+
+/**
+ * The backward variants valid for a shape on this adapter, the deterministic table's choice
+ * first: `reg` on software adapters, else `flash32` (`flash16` where it does not fit).
+ *
+ * @param gpu The device (adapter kind and limits).
+ * @param shape The forward's dimensions.
+ * @returns Variant ids of {@linkcode ATTENTION_BACKWARD_VARIANTS}.
+ * @example
+ * ```ts
+ * import { Gpu } from "./gpu.ts";
+ * import { attentionBackwardCandidates } from "./attention_backward.ts";
+ * const gpu = await Gpu.create();
+ * const shape = { batch: 1, seq: 256, heads: 4, kvHeads: 1, headDim: 256 };
+ * console.log(attentionBackwardCandidates(gpu, shape)); // [ "reg", "flash16", "flash32" ] on llvmpipe
+ * gpu.destroy();
+ * ```
+ */
+export function attentionBackwardCandidates(
+  gpu: Pick<Gpu, "adapter" | "limits">,
+  shape: AttentionShape,
+): readonly string[] {
+  const d = shape.headDim;
+  const valid = ATTENTION_BACKWARD_VARIANTS.filter((id) =>
+    id === "reg" ||
+    (["dq", "dkdv"] as const).every((k) => flashFits(flashTiling(id, d, k), d, gpu.limits))
+  );
+  return withFirst(valid, gpu.adapter.isFallbackAdapter ? "reg" : "flash32");
 }

@@ -48,16 +48,16 @@
 
 import { expectDtype, expectShape, grid1d, Uniforms } from "./_launch.ts";
 import {
+  attentionCandidates,
+  attentionDecodeCandidates,
+  type AttentionShape,
   checkHeads,
   checkRanges,
   checkScaleWindow,
   chooseVariant,
-  flashFits,
   flashTiling,
   pow2,
   shape4,
-  splitFits,
-  withFirst,
 } from "./_attention_launch.ts";
 import {
   type AttentionConstants,
@@ -73,9 +73,17 @@ import {
   flashDecodeSource,
 } from "./_flash_decode_wgsl.ts";
 import { ShapeError } from "./errors.ts";
-import type { BufferBinding, Gpu } from "./gpu.ts";
+import type { BufferBinding } from "./gpu.ts";
 import { shapeString, Tensor } from "./tensor.ts";
 import type { TuningJob } from "./tuning.ts";
+
+export {
+  ATTENTION_DECODE_VARIANTS,
+  ATTENTION_VARIANTS,
+  attentionCandidates,
+  attentionDecodeCandidates,
+  type AttentionShape,
+} from "./_attention_launch.ts";
 
 /** Keys and values (same shape). */
 export interface KvPair {
@@ -310,94 +318,6 @@ function recordSplit(l: AttentionLaunch, chunk: number): void {
   });
   partOut.dispose(); // stream-ordered: a later user of the pooled buffers runs after these reads
   partMl.dispose();
-}
-
-/** Every variant id of {@linkcode attention} (prefill), in catalogue order. */
-export const ATTENTION_VARIANTS: readonly string[] = Object.freeze(["reg", "flash32", "flash64"]);
-
-/** Every variant id of {@linkcode attentionDecode}, in catalogue order. */
-export const ATTENTION_DECODE_VARIANTS: readonly string[] = Object.freeze([
-  "reg",
-  "split64",
-  "split256",
-]);
-
-/** Dimensions of an attention launch (variant candidates and tuning classes). */
-export interface AttentionShape {
-  /** Sequences B. */
-  readonly batch: number;
-  /** Prefill: tokens per sequence S. Decode: cache slots C. */
-  readonly seq: number;
-  /** Query heads H. */
-  readonly heads: number;
-  /** KV heads (divides H). */
-  readonly kvHeads: number;
-  /** Head dimension D. */
-  readonly headDim: number;
-  /** Sliding window (0 or absent = global). */
-  readonly window?: number;
-}
-
-/**
- * The prefill variants valid for a shape on this adapter, the deterministic table's choice
- * first: `reg` on software adapters; elsewhere `flash32` for D > 128 (256 invocations of ≤ 32
- * columns each), else `flash64`.
- *
- * @param gpu The device (adapter kind and limits).
- * @param shape The launch's dimensions.
- * @returns Variant ids of {@linkcode ATTENTION_VARIANTS}.
- * @example
- * ```ts
- * import { Gpu } from "./gpu.ts";
- * import { attentionCandidates } from "./attention.ts";
- * const gpu = await Gpu.create();
- * const shape = { batch: 1, seq: 128, heads: 4, kvHeads: 1, headDim: 256, window: 512 };
- * console.log(attentionCandidates(gpu, shape)); // [ "reg", "flash32", "flash64" ] on llvmpipe
- * gpu.destroy();
- * ```
- */
-export function attentionCandidates(
-  gpu: Pick<Gpu, "adapter" | "limits">,
-  shape: AttentionShape,
-): readonly string[] {
-  const d = shape.headDim;
-  const valid = ATTENTION_VARIANTS.filter((id) =>
-    id === "reg" || flashFits(flashTiling(id, d, "forward"), d, gpu.limits)
-  );
-  const table = gpu.adapter.isFallbackAdapter ? "reg" : d > 128 ? "flash32" : "flash64";
-  return withFirst(valid, table);
-}
-
-/**
- * The decode variants valid for a shape on this adapter, the deterministic table's choice
- * first: `reg` on software adapters and for short caches; `split64` where a sequence sees ≥ 256
- * keys (min(C, window)).
- *
- * @param gpu The device (adapter kind and limits).
- * @param shape The launch's dimensions (`seq` = C, the cache slots).
- * @returns Variant ids of {@linkcode ATTENTION_DECODE_VARIANTS}.
- * @example
- * ```ts
- * import { Gpu } from "./gpu.ts";
- * import { attentionDecodeCandidates } from "./attention.ts";
- * const gpu = await Gpu.create();
- * const shape = { batch: 4, seq: 1024, heads: 4, kvHeads: 1, headDim: 256 };
- * console.log(attentionDecodeCandidates(gpu, shape)); // [ "reg", "split64", "split256" ] on llvmpipe
- * gpu.destroy();
- * ```
- */
-export function attentionDecodeCandidates(
-  gpu: Pick<Gpu, "adapter" | "limits">,
-  shape: AttentionShape,
-): readonly string[] {
-  const groups = shape.heads / shape.kvHeads;
-  const valid = ATTENTION_DECODE_VARIANTS.filter((id) =>
-    id === "reg" ||
-    splitFits(Number(id.slice("split".length)), groups, shape.headDim, gpu.limits)
-  );
-  const window = shape.window ?? 0;
-  const keys = window > 0 ? Math.min(shape.seq, window) : shape.seq;
-  return withFirst(valid, !gpu.adapter.isFallbackAdapter && keys >= 256 ? "split64" : "reg");
 }
 
 /**

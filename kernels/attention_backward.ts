@@ -35,15 +35,15 @@
 
 import { expectDtype, expectShape, grid1d, Uniforms } from "./_launch.ts";
 import {
+  attentionBackwardCandidates,
+  type AttentionShape,
   checkHeads,
   checkRanges,
   checkScaleWindow,
   chooseVariant,
-  flashFits,
   flashTiling,
   pow2,
   shape4,
-  withFirst,
 } from "./_attention_launch.ts";
 import {
   type AttentionBackwardConstants,
@@ -53,9 +53,8 @@ import {
   type FlashAttentionBackwardConstants,
   flashAttentionBackwardSource,
 } from "./_flash_attention_backward_wgsl.ts";
-import type { AttentionShape } from "./attention.ts";
 import { ShapeError } from "./errors.ts";
-import type { BufferBinding, Gpu } from "./gpu.ts";
+import type { BufferBinding } from "./gpu.ts";
 import { shapeString, Tensor } from "./tensor.ts";
 import type { TuningJob } from "./tuning.ts";
 
@@ -64,6 +63,8 @@ import type { TuningJob } from "./tuning.ts";
 const KEY_BLOCK = 16; // launch 1: keys per block is KEY_BLOCK / G (at least 4)
 const KEYS_PER_INVOCATION = 4; // launch 2
 const ROWS_PER_BLOCK = 8; // launch 2: (query, head) rows per block
+
+export { ATTENTION_BACKWARD_VARIANTS, attentionBackwardCandidates } from "./_attention_launch.ts";
 
 /** Options of {@linkcode attentionBackward} (those the forward ran with). */
 export interface AttentionBackwardOptions {
@@ -314,40 +315,4 @@ function tuningJob(
     candidates: attentionBackwardCandidates(gpu, dims),
     prepare,
   };
-}
-
-/** Every variant id of {@linkcode attentionBackward}, in catalogue order. */
-export const ATTENTION_BACKWARD_VARIANTS: readonly string[] = Object.freeze([
-  "reg",
-  "flash16",
-  "flash32",
-]);
-
-/**
- * The backward variants valid for a shape on this adapter, the deterministic table's choice
- * first: `reg` on software adapters, else `flash32` (`flash16` where it does not fit).
- *
- * @param gpu The device (adapter kind and limits).
- * @param shape The forward's dimensions.
- * @returns Variant ids of {@linkcode ATTENTION_BACKWARD_VARIANTS}.
- * @example
- * ```ts
- * import { Gpu } from "./gpu.ts";
- * import { attentionBackwardCandidates } from "./attention_backward.ts";
- * const gpu = await Gpu.create();
- * const shape = { batch: 1, seq: 256, heads: 4, kvHeads: 1, headDim: 256 };
- * console.log(attentionBackwardCandidates(gpu, shape)); // [ "reg", "flash16", "flash32" ] on llvmpipe
- * gpu.destroy();
- * ```
- */
-export function attentionBackwardCandidates(
-  gpu: Pick<Gpu, "adapter" | "limits">,
-  shape: AttentionShape,
-): readonly string[] {
-  const d = shape.headDim;
-  const valid = ATTENTION_BACKWARD_VARIANTS.filter((id) =>
-    id === "reg" ||
-    (["dq", "dkdv"] as const).every((k) => flashFits(flashTiling(id, d, k), d, gpu.limits))
-  );
-  return withFirst(valid, gpu.adapter.isFallbackAdapter ? "reg" : "flash32");
 }

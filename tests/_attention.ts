@@ -1,7 +1,8 @@
 /**
  * Shared setup of the attention tests: the case shape, the score scale, the reference options
  * of a case, its seeded f32 inputs on the GPU, the odd-shape sweep, the padded batch, the cases
- * every variant runs, the lse check, and a backward run against its reference.
+ * every variant runs, the lse check, a backward run against its reference, and the workload
+ * that compiles every GPU-class variant's pipelines.
  *
  * @module
  */
@@ -9,8 +10,13 @@
 import assert from "node:assert/strict";
 import type { Gpu } from "../kernels/gpu.ts";
 import { Tensor } from "../kernels/tensor.ts";
-import { attention } from "../kernels/attention.ts";
-import { attentionBackward } from "../kernels/attention_backward.ts";
+import {
+  attention,
+  ATTENTION_DECODE_VARIANTS,
+  ATTENTION_VARIANTS,
+  attentionDecode,
+} from "../kernels/attention.ts";
+import { ATTENTION_BACKWARD_VARIANTS, attentionBackward } from "../kernels/attention_backward.ts";
 import {
   attentionBackwardRef,
   attentionRef,
@@ -260,4 +266,60 @@ export async function checkBackward(
   assertClose(got.dk, want.dk, BACKWARD_TOLERANCE, `${what} dk`);
   assertClose(got.dv, want.dv, BACKWARD_TOLERANCE, `${what} dv`);
   return got;
+}
+
+/**
+ * Launches every GPU-class variant of the attention family (flash prefill and backward, split
+ * decode) with and without ranges and lse on small odd shapes (G = 3, D = 7), so a test that
+ * collects the compiled pipelines (`tests/kernel_variants_test.ts`) sees each of their code
+ * paths.
+ *
+ * @param gpu The runtime.
+ * @example
+ * ```ts
+ * import { Gpu } from "../kernels/gpu.ts";
+ * import { attentionVariantWorkload } from "./_attention.ts";
+ * const gpu = await Gpu.create();
+ * await attentionVariantWorkload(gpu);
+ * console.log(gpu.pipelines.compiled.some((p) => p.name === "attentionFlash")); // true
+ * gpu.destroy();
+ * ```
+ */
+export async function attentionVariantWorkload(gpu: Gpu): Promise<void> {
+  const owned: Tensor[] = [];
+  const t = (shape: readonly number[]) => {
+    const x = Tensor.zeros(gpu, shape);
+    owned.push(x);
+    return x;
+  };
+  const q = t([2, 5, 6, 7]), k = t([2, 5, 2, 7]), v = t([2, 5, 2, 7]);
+  const ranges = Tensor.fromArray(gpu, new Int32Array([0, 5, 1, 4]), [2, 2]);
+  const gpuClass = (ids: readonly string[]) => ids.filter((id) => id !== "reg");
+  for (const r of [undefined, ranges]) {
+    for (const variant of gpuClass(ATTENTION_VARIANTS)) {
+      for (const returnLse of [false, true]) {
+        const { out, lse } = attention(q, { k, v }, { scale: 0.3, ranges: r, returnLse, variant });
+        owned.push(out, ...(lse ? [lse] : []));
+      }
+    }
+    for (const variant of gpuClass(ATTENTION_BACKWARD_VARIANTS)) {
+      const inputs = { q, k, v, out: t(q.shape), lse: t([2, 5, 6]) };
+      const g = attentionBackward(t(q.shape), inputs, { scale: 0.3, ranges: r, variant });
+      owned.push(g.dq, g.dk, g.dv);
+    }
+  }
+  const cache = { k: t([2, 6, 2, 7]), v: t([2, 6, 2, 7]) };
+  for (const variant of gpuClass(ATTENTION_DECODE_VARIANTS)) {
+    for (const returnLse of [false, true]) {
+      const { out, lse } = attentionDecode(t([2, 6, 7]), cache, {
+        scale: 0.3,
+        ranges,
+        returnLse,
+        variant,
+      });
+      owned.push(out, ...(lse ? [lse] : []));
+    }
+  }
+  await gpu.sync();
+  for (const x of [...owned, ranges]) x.dispose();
 }

@@ -43,6 +43,7 @@ import { trainForward } from "../model/train_pass.ts";
 import { trainableParameters } from "../model/trainable.ts";
 import { AdamW } from "../rl/optimizer.ts";
 import { FIXTURE, randomArray, testGpu } from "./_helpers.ts";
+import { attentionVariantWorkload } from "./_attention.ts";
 import { matmulVariantWorkload } from "./_matmul_variant_checks.ts";
 
 /** A pipeline's name and its constants with numbers masked: the code paths it selects. */
@@ -294,6 +295,7 @@ Deno.test("the catalogue holds every pipeline the fixture model and every launch
   // Odd shapes, and tensors split into parts (a 1 KiB storage binding).
   await launcherWorkload(gpu);
   await matmulVariantWorkload(gpu);
+  await attentionVariantWorkload(gpu);
   const split = await Gpu.create({ maxStorageBufferBindingSize: 1024 });
   await splitWorkload(split);
   const compiled = [...gpu.pipelines.compiled, ...split.pipelines.compiled];

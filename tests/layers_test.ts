@@ -18,7 +18,7 @@ const MAY_IMPORT: Readonly<Record<Folder, readonly Folder[]>> = {
   data: ["base"],
   model: ["base", "kernels", "data"],
   rl: ["base", "kernels", "data", "model"],
-  cli: ["base", "kernels", "data", "model", "rl", "."],
+  cli: ["base", "kernels", "data", "model", "rl", "bench", "."],
   tests: ["base", "kernels", "data", "model", "rl", "cli", "bench", "."],
   bench: ["base", "kernels", "data", "model", "rl", "tests", "."],
   ".": ["base", "kernels", "data", "model", "rl"],
