@@ -1,5 +1,6 @@
 import assert from "node:assert/strict";
 import { fitGrpoStep, runPart } from "../cli/device_check.ts";
+import { parseDevicePackArgs, writeDevicePack } from "../cli/device_pack.ts";
 import { GRPO_STEP_FULL } from "../bench/grpo_step.ts";
 
 const PARTS = ["adapter", "model", "warmup", "tuning", "matmul", "prefill", "decode", "grpoStep"];
@@ -116,4 +117,30 @@ Deno.test("fitGrpoStep() shortens the completions only when the estimate overrun
   assert.ok(tight.estimate! <= 0.8 * 60);
   // Without measured rates nothing is shortened.
   assert.equal(fitGrpoStep({}, GRPO_STEP_FULL, 1).sizes, GRPO_STEP_FULL);
+});
+
+Deno.test("device-pack: the bundled check runs from the pack's run.sh with its own Deno", async () => {
+  assert.deepEqual(parseDevicePackArgs([]), { out: "device_pack", xz: false });
+  assert.throws(() => parseDevicePackArgs(["--out", ""]), /--out must name a folder/);
+  const dir = await Deno.makeTempDir();
+  const files = await writeDevicePack({ out: `${dir}/pack`, xz: false });
+  assert.deepEqual(files.map((f) => f.slice(dir.length)), [
+    "/pack/device_check.js",
+    "/pack/deno",
+    "/pack/run.sh",
+  ]);
+  // The pack needs nothing of the checkout: run it from elsewhere, without the npm cache.
+  const out = `${dir}/check.json`;
+  const { code, stderr } = await new Deno.Command("sh", {
+    args: [`${dir}/pack/run.sh`, "--quick", "--out", out],
+    cwd: dir,
+    env: { DENO_DIR: `${dir}/empty-deno-dir` },
+    stdout: "null",
+    stderr: "piped",
+  }).output();
+  assert.equal(code, 0, new TextDecoder().decode(stderr));
+  const s = JSON.parse(await Deno.readTextFile(out));
+  assert.equal(s.check, "quick");
+  assert.deepEqual(s.failed, []);
+  await Deno.remove(dir, { recursive: true });
 });
