@@ -12,6 +12,7 @@ import { keysLayout, queriesLayout } from "./_attention_backward_wgsl.ts";
 import {
   columnLoop,
   flashHeader,
+  keyTileRange,
   packedArray,
   packedAt,
   tileArray,
@@ -121,15 +122,7 @@ ${entry(c)} {${setup}
   let row = (b * p.seq + u32(i)) * heads + kvh * p.groups + r % p.groups;  // lse/dsum index
   let base = row * DW;  // q/out/dout/dq row
   let valid = row_ok && i >= start && i < end;
-  var lo = start;
-  if (p.window > 0u) { lo = max(lo, i + 1 - i32(p.window)); }
-  // keys that some row of the block sees (uniform): wholly masked tiles are never visited
-  let i_first = i32(r0 / p.groups);
-  let i_last = i32((min(r0 + ROWS, rows) - 1u) / p.groups);
-  var j_lo = start;
-  if (p.window > 0u) { j_lo = max(j_lo, i_first + 1 - i32(p.window)); }
-  let j_hi = min(i_last, end - 1);
-  let tiles = max(j_hi - j_lo + i32(BT), 0) / i32(BT);
+  ${keyTileRange("BT")}
 
   var qr: array<${T}, DC>;
   var dor: array<${T}, DC>;

@@ -57,6 +57,26 @@ fn dotw(a: ${T}, b: ${T}) -> f32 { return ${c.w === 4 ? "dot(a, b)" : "a * b"}; 
 }
 
 /**
+ * WGSL statements of a query block's key range: `lo` (the first key row i sees: range start or
+ * window), and `j_lo`, `tiles` (the key tiles of `tile` keys that some row of the block sees —
+ * uniform over the workgroup, so wholly masked tiles are never visited). Needs `start`, `end`,
+ * `i`, `r0`, `rows`, `ROWS` and `p.window`, `p.groups` in scope.
+ *
+ * @param tile The WGSL constant holding the keys per tile.
+ * @returns The statements.
+ */
+export function keyTileRange(tile: string): string {
+  return `var lo = start;
+  if (p.window > 0u) { lo = max(lo, i + 1 - i32(p.window)); }
+  let i_first = i32(r0 / p.groups);
+  let i_last = i32((min(r0 + ROWS, rows) - 1u) / p.groups);
+  var j_lo = start;
+  if (p.window > 0u) { j_lo = max(j_lo, i_first + 1 - i32(p.window)); }
+  let j_hi = min(i_last, end - 1);
+  let tiles = max(j_hi - j_lo + i32(${tile}), 0) / i32(${tile});`;
+}
+
+/**
  * WGSL: `for` over this invocation's columns `col = lane + t·L` (t < DC), with the bounds check
  * only where the row does not split evenly.
  *
@@ -189,15 +209,7 @@ fn main(
     end = min(ranges[2u * b + 1u], end);
   }
   let valid = row_ok && i >= start && i < end;  // other rows: output 0, lse −∞
-  var lo = start;
-  if (p.window > 0u) { lo = max(lo, i + 1 - i32(p.window)); }
-  // keys that some row of the block sees (uniform): wholly masked tiles are never visited
-  let i_first = i32(r0 / p.groups);
-  let i_last = i32((min(r0 + ROWS, rows) - 1u) / p.groups);
-  var j_lo = start;
-  if (p.window > 0u) { j_lo = max(j_lo, i_first + 1 - i32(p.window)); }
-  let j_hi = min(i_last, end - 1);
-  let tiles = max(j_hi - j_lo + i32(BC), 0) / i32(BC);
+  ${keyTileRange("BC")}
 
   var qr: array<${T}, DC>;
   var acc: array<${T}, DC>;
