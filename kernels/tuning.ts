@@ -20,7 +20,7 @@
  */
 
 import { WEBTUNE_VERSION } from "../base/version.ts";
-import { GpuError, KernelError } from "./errors.ts";
+import { GpuError, GpuOutOfMemoryError, KernelError } from "./errors.ts";
 
 /** `"off"`: the deterministic table; `"cached"`: remembered choices, tune misses; `"full"`: retune. */
 export type TuningMode = "off" | "cached" | "full";
@@ -224,6 +224,12 @@ export interface TunedJob {
   readonly times: Readonly<Record<string, number>>;
   /** Candidates whose pipeline was rejected (never chosen). */
   readonly rejected: readonly string[];
+  /**
+   * The device ran out of memory for the scratch inputs or a launch: the table's choice stays
+   * for this session and nothing is remembered in the store (a later run with memory to spare
+   * times the job).
+   */
+  readonly outOfMemory: boolean;
 }
 
 /** What {@linkcode Tuner.tune} did. */
@@ -403,7 +409,7 @@ export class Tuner {
         const key = jobKey(job.family, job.shapeClass);
         this.#pending.delete(key);
         this.#choices.set(key, result.chosen);
-        saved[key] = result.chosen;
+        if (!result.outOfMemory) saved[key] = result.chosen;
         tuned.push(result);
         options.onProgress?.({
           done: tuned.length,
@@ -427,13 +433,16 @@ export class Tuner {
     const { family, shapeClass } = job;
     const times: Record<string, number> = {};
     const rejected: string[] = [];
-    const bench = job.prepare();
+    let outOfMemory = false;
+    let bench: TuningBench | null = null;
     try {
+      bench = job.prepare();
       for (const id of job.candidates) {
         try {
-          bench.launch(id); // warm-up: compiles the pipeline, touches the inputs
+          const b: TuningBench = bench;
+          b.launch(id); // warm-up: compiles the pipeline, touches the inputs
           await device.sync();
-          const launch = () => bench.launch(id);
+          const launch = () => b.launch(id);
           const seconds = await this.#timer.time(
             { family, shapeClass, id, repeats, launch },
             device,
@@ -444,12 +453,16 @@ export class Tuner {
           rejected.push(id);
         }
       }
+    } catch (e) {
+      // Tuning in a full device (mid-training) must not end the run: keep the table's choice.
+      if (!(e instanceof GpuOutOfMemoryError)) throw e;
+      outOfMemory = true;
     } finally {
-      bench.dispose();
+      bench?.dispose();
     }
     let chosen = job.candidates[0];
     for (const id of job.candidates) {
-      if (id in times && !(times[chosen] <= times[id])) chosen = id;
+      if (!outOfMemory && id in times && !(times[chosen] <= times[id])) chosen = id;
     }
     return Object.freeze({
       family,
@@ -458,6 +471,7 @@ export class Tuner {
       table: job.candidates[0],
       times: Object.freeze(times),
       rejected: Object.freeze(rejected),
+      outOfMemory,
     });
   }
 }

@@ -1,5 +1,6 @@
 import assert from "node:assert/strict";
 import { WEBTUNE_VERSION } from "../base/version.ts";
+import { GpuOutOfMemoryError } from "../kernels/errors.ts";
 import { Gpu } from "../kernels/gpu.ts";
 import { Tensor } from "../kernels/tensor.ts";
 import {
@@ -322,4 +323,50 @@ Deno.test("the fixture's logits match with tuning 'full' choosing variants other
     st.close();
     gpu.destroy();
   }
+});
+
+Deno.test("Tuner: a job that runs out of device memory keeps the table's choice and is not stored", async () => {
+  const store = memoryTuningStore();
+  const timer = fakeTimer({ table: 2, fast: 1 });
+  let failSync = false;
+  const oomDevice = {
+    sync: () =>
+      failSync ? Promise.reject(new GpuOutOfMemoryError(1 << 30, 0, "oom")) : Promise.resolve(),
+  };
+  const tuner = new Tuner("cached", { timer, device: oomDevice, store, adapterKey: "k" });
+  const disposed: string[] = [];
+  const big: TuningJob = {
+    family: "demo",
+    shapeClass: "big",
+    candidates: ["table", "fast"],
+    prepare: () => {
+      failSync = true; // the scratch inputs do not fit
+      return { launch: () => {}, dispose: () => disposed.push("big") };
+    },
+  };
+  tuner.choose(big);
+  tuner.choose(job("small", ["table", "fast"]));
+  const report = await tuner.tune();
+  assert.deepEqual(report.choices.map((c) => [c.shapeClass, c.chosen, c.outOfMemory]), [
+    ["big", "table", true],
+    ["small", "table", true], // the failing device fails every job here: each is kept, none stored
+  ]);
+  assert.deepEqual(disposed, ["big"]);
+  assert.equal(tuner.pending, 0); // not retried every step
+  assert.deepEqual(await store.load("k"), {});
+  // A job that fits is timed and stored as usual.
+  failSync = false;
+  const fresh = new Tuner("cached", {
+    timer,
+    device: { sync: () => Promise.resolve() },
+    store,
+    adapterKey: "k",
+  });
+  fresh.choose(job("small", ["table", "fast"]));
+  await fresh.tune();
+  assert.deepEqual(await store.load("k"), { "demo|small": "fast" });
+  const other = new Tuner("cached", { store, adapterKey: "k", device });
+  await other.load();
+  assert.equal(other.choose(big), "table"); // big was never stored: queued again in a new run
+  assert.equal(other.pending, 1);
 });
