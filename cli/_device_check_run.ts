@@ -212,3 +212,70 @@ export function significant(x: number, digits = 4): number {
 export async function writeSummary(path: string, summary: unknown): Promise<void> {
   await writeTextAtomic(path, JSON.stringify(summary, null, 2) + "\n");
 }
+
+/** One of issue 14's GPU targets, read off a summary. */
+export interface AcceptancePoint {
+  /** The measured value (null: not measured, e.g. an adapter without a known peak). */
+  readonly value: number | null;
+  /** The target (`value ≥ target` passes). */
+  readonly target: number;
+  /** Whether it passed (null when there is no value). */
+  readonly pass: boolean | null;
+}
+
+/** The GPU targets webtune aims at, as measured by one device check. */
+export interface Acceptance {
+  /** The largest square matmul measured (4096 in a full check). */
+  readonly matmulSize: number | null;
+  /** webtune's default (tuned) matmul at that size, % of the adapter's f32 peak (≥ 40). */
+  readonly matmulPercentOfPeak: AcceptancePoint;
+  /** webtune's default matmul over jax-js's at that size (≥ 1: faster). */
+  readonly matmulOverJaxJs: AcceptancePoint;
+  /** Gemma 3 1B prefill, % of the best matmul rate (≥ 60). */
+  readonly prefillPercentOfMatmul: AcceptancePoint;
+  /** Decode at batch 1, % of the memory bandwidth (≥ 50). */
+  readonly decodePercentOfBandwidth: AcceptancePoint;
+}
+
+function point(value: unknown, target: number): AcceptancePoint {
+  const v = typeof value === "number" && Number.isFinite(value) ? value : null;
+  return { value: v, target, pass: v === null ? null : v >= target };
+}
+
+/**
+ * Issue 14's GPU targets read off a device-check summary: matmul ≥ 40 % of f32 peak at the
+ * largest size and faster than jax-js there, prefill ≥ 60 % of the matmul rate, decode ≥ 50 %
+ * of memory bandwidth at batch 1. A value a part did not measure (a failed part, an adapter
+ * without a known peak) gives `pass: null`.
+ *
+ * @param summary The summary (`matmul`, `prefill`, `decode` parts).
+ * @returns The points.
+ * @example
+ * ```ts
+ * import { acceptance } from "./_device_check_run.ts";
+ * const a = acceptance({
+ *   matmul: { sizes: [{ size: 4096, webtune: [{ variant: "default", percentOfPeak: 45 }], defaultOverJaxJs: 1.3 }] },
+ *   prefill: { percentOfMatmul: 70 },
+ *   decode: { percentOfBandwidth: null },
+ * });
+ * console.log(a.matmulPercentOfPeak.pass, a.decodePercentOfBandwidth.pass); // true null
+ * ```
+ */
+export function acceptance(summary: Record<string, unknown>): Acceptance {
+  type Size = {
+    size: number;
+    webtune?: { variant: string; percentOfPeak?: number | null }[];
+    defaultOverJaxJs?: number;
+  };
+  const part = (name: string) => (summary[name] ?? {}) as Record<string, unknown>;
+  const sizes = (part("matmul").sizes ?? []) as Size[];
+  const largest = sizes.reduce<Size | null>((a, s) => (a && a.size >= s.size ? a : s), null);
+  const byDefault = largest?.webtune?.find((r) => r.variant === "default");
+  return {
+    matmulSize: largest?.size ?? null,
+    matmulPercentOfPeak: point(byDefault?.percentOfPeak, 40),
+    matmulOverJaxJs: point(largest?.defaultOverJaxJs, 1),
+    prefillPercentOfMatmul: point(part("prefill").percentOfMatmul, 60),
+    decodePercentOfBandwidth: point(part("decode").percentOfBandwidth, 50),
+  };
+}

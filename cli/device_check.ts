@@ -20,6 +20,10 @@
  *   tokens when the rates measured before say it cannot finish in its box): rollout and
  *   training tokens/s, step seconds, peak GPU bytes.
  *
+ * The summary ends with `acceptance`: issue 14's GPU targets (matmul ≥ 40 % of f32 peak and
+ * faster than jax-js at the largest size, prefill ≥ 60 % of the matmul rate, decode ≥ 50 % of
+ * bandwidth), each `{ value, target, pass }` (`pass: null` where not measured).
+ *
  * `--quick` runs every part at tiny sizes (a tiny Gemma 3; tests run it on llvmpipe). Exit
  * code 0 when every part passed, 1 otherwise (the summary is written either way), 2 for a usage
  * error.
@@ -41,6 +45,7 @@ import {
   warmUp,
 } from "./_device_check_model.ts";
 import {
+  acceptance,
   type CheckSizes,
   FULL_CHECK,
   type PartName,
@@ -53,7 +58,7 @@ import {
 
 // For tests: the time box and the GRPO step's fit (private files are not importable from tests/).
 export { fitGrpoStep } from "./_device_check_model.ts";
-export { runPart } from "./_device_check_run.ts";
+export { acceptance, runPart } from "./_device_check_run.ts";
 
 const FLAGS = {
   out: ["string", "PATH", "where the JSON summary goes (default ./device_check.json)"],
@@ -219,6 +224,7 @@ async function deviceCheck(
     (out, _signal, seconds) => checkGrpoStep(needModel(), sizes, out, { peak, seconds }),
   );
   summary.pendingTuningJobsAtEnd = gpu ? (gpu as Gpu).tuner.pending : null;
+  summary.acceptance = acceptance(summary);
   summary.seconds = round((performance.now() - started) / 1000, 3);
   summary.failed = Object.entries(summary)
     .filter(([, v]) => (v as PartRecord | null)?.status && (v as PartRecord).status !== "ok")

@@ -1,5 +1,5 @@
 import assert from "node:assert/strict";
-import { fitGrpoStep, runPart } from "../cli/device_check.ts";
+import { acceptance, fitGrpoStep, runPart } from "../cli/device_check.ts";
 import { parseDevicePackArgs, writeDevicePack } from "../cli/device_pack.ts";
 import { GRPO_STEP_FULL } from "../bench/grpo_step.ts";
 
@@ -58,6 +58,16 @@ Deno.test("device-check --quick writes one JSON summary with every part measured
     number(size.defaultOverJaxJs, "defaultOverJaxJs");
   }
   assert.equal(s.matmul.best.size, 64);
+  // The targets: no peak is known for a software adapter, the jax-js ratio is measured.
+  assert.equal(s.acceptance.matmulSize, 64);
+  assert.deepEqual(s.acceptance.matmulPercentOfPeak, { value: null, target: 40, pass: null });
+  const ratio = s.acceptance.matmulOverJaxJs;
+  assert.equal(
+    ratio.value,
+    s.matmul.sizes.find((z: { size: number }) => z.size === 64).defaultOverJaxJs,
+  );
+  assert.equal(ratio.pass, ratio.value >= 1);
+  assert.equal(s.acceptance.prefillPercentOfMatmul.value, s.prefill.percentOfMatmul);
   for (const key of ["tokensPerSecond", "gflops", "percentOfMatmul"]) {
     number(s.prefill[key], `prefill.${key}`);
   }
@@ -143,4 +153,31 @@ Deno.test("device-pack: the bundled check runs from the pack's run.sh with its o
   assert.equal(s.check, "quick");
   assert.deepEqual(s.failed, []);
   await Deno.remove(dir, { recursive: true });
+});
+
+Deno.test("acceptance() reads issue 14's targets off a summary; unmeasured values pass null", () => {
+  const summary = {
+    matmul: {
+      sizes: [
+        { size: 1024, webtune: [{ variant: "default", percentOfPeak: 10 }], defaultOverJaxJs: 0.5 },
+        {
+          size: 4096,
+          webtune: [{ variant: "default", percentOfPeak: 39.9 }, {
+            variant: "reg",
+            percentOfPeak: 90,
+          }],
+          defaultOverJaxJs: 1.2,
+        },
+      ],
+    },
+    prefill: { percentOfMatmul: 60 },
+    decode: { status: "error" },
+  };
+  const a = acceptance(summary);
+  assert.equal(a.matmulSize, 4096);
+  assert.deepEqual(a.matmulPercentOfPeak, { value: 39.9, target: 40, pass: false }); // the default, not the best variant
+  assert.deepEqual(a.matmulOverJaxJs, { value: 1.2, target: 1, pass: true });
+  assert.deepEqual(a.prefillPercentOfMatmul, { value: 60, target: 60, pass: true });
+  assert.deepEqual(a.decodePercentOfBandwidth, { value: null, target: 50, pass: null });
+  assert.equal(acceptance({}).matmulSize, null);
 });
