@@ -15,6 +15,7 @@ import {
   keyTileRange,
   packedArray,
   packedAt,
+  stageKeyRows,
   tileArray,
 } from "./_flash_attention_wgsl.ts";
 
@@ -142,10 +143,7 @@ ${entry(c)} {${setup}
     let j0 = j_lo + tile * i32(BT);
     let n = min(p.tile, u32(j_hi + 1 - j0));  // keys in this tile
     workgroupBarrier();  // the previous tile's reads are done
-    for (var x = li; x < n * DW; x += WG) {
-      let j = j0 + i32(x / DW);
-      ${kv.at("x")} = v[((b * p.seq + u32(j)) * p.kv_heads + kvh) * DW + x % DW];
-    }
+    ${stageKeyRows(kv, "v")}
     workgroupBarrier();
     for (var u = 0u; u < n; u++) {
       var s = 0.0;
@@ -158,10 +156,7 @@ ${entry(c)} {${setup}
       ${ds("rl * BT + u")} = s;
     }
     workgroupBarrier();  // the V reads are done
-    for (var x = li; x < n * DW; x += WG) {
-      let j = j0 + i32(x / DW);
-      ${kv.at("x")} = k[((b * p.seq + u32(j)) * p.kv_heads + kvh) * DW + x % DW];
-    }
+    ${stageKeyRows(kv, "k")}
     workgroupBarrier();
     for (var u = 0u; u < n; u++) {
       var s = 0.0;

@@ -57,6 +57,22 @@ fn dotw(a: ${T}, b: ${T}) -> f32 { return ${c.w === 4 ? "dot(a, b)" : "a * b"}; 
 }
 
 /**
+ * WGSL of the loop that stages the tile's `n` key rows (from `j0`) of one KV head's `buffer`
+ * (`k` or `v`, `[B, S, kvHeads, DW]`) into the workgroup tile, every invocation taking a
+ * strided share. Needs `li`, `n`, `j0`, `b`, `kvh`, `WG`, `DW` and `p.seq`, `p.kv_heads`.
+ *
+ * @param tile The workgroup tile (`tileArray`).
+ * @param buffer The storage buffer's name.
+ * @returns The loop.
+ */
+export function stageKeyRows(tile: { at(index: string): string }, buffer: "k" | "v"): string {
+  return `for (var x = li; x < n * DW; x += WG) {
+      let j = j0 + i32(x / DW);
+      ${tile.at("x")} = ${buffer}[((b * p.seq + u32(j)) * p.kv_heads + kvh) * DW + x % DW];
+    }`;
+}
+
+/**
  * WGSL statements of a query block's key range: `lo` (the first key row i sees: range start or
  * window), and `j_lo`, `tiles` (the key tiles of `tile` keys that some row of the block sees —
  * uniform over the workgroup, so wholly masked tiles are never visited). Needs `start`, `end`,
@@ -220,10 +236,7 @@ fn main(
     let j0 = j_lo + tile * i32(BC);
     let n = min(p.tile, u32(j_hi + 1 - j0));  // keys in this tile
     workgroupBarrier();  // the previous tile's V and score reads are done
-    for (var x = li; x < n * DW; x += WG) {
-      let j = j0 + i32(x / DW);
-      ${kv.at("x")} = k[((b * p.seq + u32(j)) * p.kv_heads + kvh) * DW + x % DW];
-    }
+    ${stageKeyRows(kv, "k")}
     workgroupBarrier();
     for (var u = 0u; u < n; u++) {
       var s = 0.0;
@@ -247,10 +260,7 @@ fn main(
     m = mx;
     ${cols("acc[t] *= corr;")}
     workgroupBarrier();  // the K reads are done
-    for (var x = li; x < n * DW; x += WG) {
-      let j = j0 + i32(x / DW);
-      ${kv.at("x")} = v[((b * p.seq + u32(j)) * p.kv_heads + kvh) * DW + x % DW];
-    }
+    ${stageKeyRows(kv, "v")}
     workgroupBarrier();
     for (var u = 0u; u < n; u++) {
       let sc = ${part("u * WG + own")};
