@@ -233,18 +233,6 @@ export function chooseVariant(tuner: Tuner, choice: VariantChoice): string {
   return forced;
 }
 
-/**
- * Rounds up to a power of two (shape-class buckets).
- *
- * @param n A positive count.
- * @returns The smallest power of two ≥ n.
- */
-export function pow2(n: number): number {
-  let p = 1;
-  while (p < n) p *= 2;
-  return p;
-}
-
 /** Every variant id of `attention` (prefill), in catalogue order. */
 export const ATTENTION_VARIANTS: readonly string[] = Object.freeze(["reg", "flash32", "flash64"]);
 

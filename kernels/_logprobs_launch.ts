@@ -7,7 +7,8 @@
  */
 
 import { expectDtype } from "./_launch.ts";
-import { pickVariant, pow2Bucket, withSubgroupVariant } from "./_reduce_variant.ts";
+import { pickVariant, withSubgroupVariant } from "./_reduce_variant.ts";
+import { pow2Bucket } from "./tuning.ts";
 import type { DotConstants } from "./_logprobs_wgsl.ts";
 import { ShapeError } from "./errors.ts";
 import type { BufferBinding, Gpu } from "./gpu.ts";

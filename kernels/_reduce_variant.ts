@@ -68,16 +68,6 @@ export function withSubgroupVariant(gpu: Gpu, ids: readonly string[]): readonly 
   );
 }
 
-/**
- * @param n A size ≥ 0.
- * @returns The smallest power of two ≥ n (1 for n ≤ 1): a shape-class bucket.
- */
-export function pow2Bucket(n: number): number {
-  let b = 1;
-  while (b < n) b *= 2;
-  return b;
-}
-
 /** WGSL: the directive a subgroup kernel starts with. */
 export const SG_ENABLE = "enable subgroups;";
 

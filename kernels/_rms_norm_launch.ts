@@ -5,7 +5,8 @@
  * @module
  */
 
-import { pickVariant, pow2Bucket, withSubgroupVariant } from "./_reduce_variant.ts";
+import { pickVariant, withSubgroupVariant } from "./_reduce_variant.ts";
+import { pow2Bucket } from "./tuning.ts";
 import type { Gpu } from "./gpu.ts";
 import type { TuningBench } from "./tuning.ts";
 

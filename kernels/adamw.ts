@@ -36,7 +36,8 @@ import {
   UPDATE_CHUNK,
   updateSource,
 } from "./_adamw_wgsl.ts";
-import { pickVariant, pow2Bucket, withSubgroupVariant } from "./_reduce_variant.ts";
+import { pickVariant, withSubgroupVariant } from "./_reduce_variant.ts";
+import { pow2Bucket } from "./tuning.ts";
 import { ShapeError } from "./errors.ts";
 import type { Gpu } from "./gpu.ts";
 import { shapeString, Tensor } from "./tensor.ts";

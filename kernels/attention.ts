@@ -56,9 +56,9 @@ import {
   checkScaleWindow,
   chooseVariant,
   flashTiling,
-  pow2,
   shape4,
 } from "./_attention_launch.ts";
+import { pow2Bucket } from "./tuning.ts";
 import {
   type AttentionConstants,
   attentionSource,
@@ -172,8 +172,8 @@ function tuningJob(q: Tensor, kv: KvPair, call: AttentionCall): TuningJob {
   const candidates = call.decode
     ? attentionDecodeCandidates(gpu, call.dims)
     : attentionCandidates(gpu, call.dims);
-  const shapeClass = `d${headDim}:g${heads / kvHeads}:kvh${kvHeads}:b${pow2(batch)}:` +
-    `${call.decode ? "c" : "s"}${pow2(seq)}:w${window}`;
+  const shapeClass = `d${headDim}:g${heads / kvHeads}:kvh${kvHeads}:b${pow2Bucket(batch)}:` +
+    `${call.decode ? "c" : "s"}${pow2Bucket(seq)}:w${window}`;
   const prepare = () => {
     const [tq, tk, tv] = [q.shape, kv.k.shape, kv.v.shape].map((s) => Tensor.zeros(gpu, s));
     const full = Int32Array.from({ length: 2 * batch }, (_, i) => (i % 2 ? seq : 0));

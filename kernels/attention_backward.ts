@@ -42,9 +42,9 @@ import {
   checkScaleWindow,
   chooseVariant,
   flashTiling,
-  pow2,
   shape4,
 } from "./_attention_launch.ts";
+import { pow2Bucket } from "./tuning.ts";
 import {
   type AttentionBackwardConstants,
   attentionBackwardSource,
@@ -289,8 +289,8 @@ function tuningJob(
 ): TuningJob {
   const gpu = dOut.gpu;
   const { batch, seq, heads, kvHeads, headDim, window } = dims;
-  const shapeClass = `d${headDim}:g${heads / kvHeads}:kvh${kvHeads}:b${pow2(batch)}:` +
-    `s${pow2(seq)}:w${window}`;
+  const shapeClass = `d${headDim}:g${heads / kvHeads}:kvh${kvHeads}:b${pow2Bucket(batch)}:` +
+    `s${pow2Bucket(seq)}:w${window}`;
   const prepare = () => {
     const z = (t: Tensor) => Tensor.zeros(gpu, t.shape);
     const { q, k, v, out, lse } = inputs;

@@ -53,7 +53,7 @@ import {
 import { ShapeError } from "./errors.ts";
 import type { Gpu } from "./gpu.ts";
 import { shapeString, Tensor } from "./tensor.ts";
-import type { TuningBench } from "./tuning.ts";
+import { pow2Bucket, type TuningBench } from "./tuning.ts";
 import {
   ACCUMULATE,
   type MatmulForm,
@@ -235,13 +235,6 @@ export function matmulCandidates(gpu: Gpu, shape: MatmulShape): readonly string[
   return candidateIds(gpu, shape);
 }
 
-/** Powers of two ≥ m share a tuning choice. */
-function bucket(m: number): number {
-  let b = 1;
-  while (b < m) b *= 2;
-  return b;
-}
-
 /** Scratch inputs of a launch's shape, launching any variant (for the tuner). */
 function tuningBench(gpu: Gpu, s: MatmulShape): TuningBench {
   const { form, m, n, k } = s;
@@ -289,7 +282,7 @@ function chooseVariant(
   if (o.tiling) return "reg";
   return gpu.tuner.choose({
     family: "matmul",
-    shapeClass: `${form}:${shape.bf16 ? "bf16" : "f32"}:m${bucket(m)}:n${n}:k${k}`,
+    shapeClass: `${form}:${shape.bf16 ? "bf16" : "f32"}:m${pow2Bucket(m)}:n${n}:k${k}`,
     candidates: candidateIds(gpu, shape),
     prepare: () => tuningBench(gpu, shape),
   });

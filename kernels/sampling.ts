@@ -35,7 +35,8 @@
  */
 
 import { expectDtype, Uniforms } from "./_launch.ts";
-import { pickVariant, pow2Bucket, withSubgroupVariant } from "./_reduce_variant.ts";
+import { pickVariant, withSubgroupVariant } from "./_reduce_variant.ts";
+import { pow2Bucket } from "./tuning.ts";
 import { type SampleConstants, sampleSource, UNROLL } from "./_sampling_wgsl.ts";
 import { FieldError, type FieldErrorDetails } from "../base/field_error.ts";
 import { ShapeError } from "./errors.ts";

@@ -46,6 +46,24 @@ export function tuningForAdapter(adapter: { readonly isFallbackAdapter: boolean 
   return adapter.isFallbackAdapter ? "off" : "cached";
 }
 
+/**
+ * The shape-class bucket of a size: the smallest power of two ≥ n (1 for n ≤ 1), so launches of
+ * nearby sizes share one tuning choice.
+ *
+ * @param n A size ≥ 0.
+ * @returns The bucket.
+ * @example
+ * ```ts
+ * import { pow2Bucket } from "./tuning.ts";
+ * console.log(pow2Bucket(37), pow2Bucket(64), pow2Bucket(0)); // 64 64 1
+ * ```
+ */
+export function pow2Bucket(n: number): number {
+  let b = 1;
+  while (b < n) b *= 2;
+  return b;
+}
+
 /** Scratch inputs of one shape class, able to record a launch of any candidate. */
 export interface TuningBench {
   /** Records one launch of the candidate with this id (no wait). */
