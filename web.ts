@@ -80,6 +80,7 @@ export * from "./model/gemma3_weights.ts";
 export * from "./model/generate.ts";
 export * from "./model/kv_cache.ts";
 export * from "./model/layer.ts";
+export * from "./model/layer_fusion.ts";
 export * from "./model/lora.ts";
 export * from "./model/lora_merge.ts";
 export * from "./model/model_dir.ts";

@@ -42,6 +42,7 @@ const MODEL_TESTS = [
   "train_full_test.ts",
   "train_entropy_test.ts",
   "train_lora_test.ts",
+  "layer_fusion_test.ts",
 ];
 
 /** Runtime tests not named after a kernels/ module. */

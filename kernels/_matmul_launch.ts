@@ -16,9 +16,9 @@ import {
   tileLayout,
   tileWorkgroupBytes,
 } from "./_matmul_tiled_wgsl.ts";
-import { type Epilogue, type MatmulForm, RESIDUAL, STORE } from "./_matmul_wgsl.ts";
+import { type Epilogue, GATED_STORE, type MatmulForm, RESIDUAL, STORE } from "./_matmul_wgsl.ts";
 import type { Gpu } from "./gpu.ts";
-import { shapeString, Tensor } from "./tensor.ts";
+import { shapeString, Tensor, type TensorPart } from "./tensor.ts";
 
 /** The block shape of a tiled variant. */
 export interface MatmulTile {
@@ -204,6 +204,8 @@ export interface Plan {
   b: Tensor;
   out: Tensor;
   residual?: Tensor;
+  /** The GeGLU gate of the gated epilogues (shaped like `out`). */
+  gate?: Tensor;
   accumulate: boolean;
   alpha: number;
   batch: number;
@@ -265,7 +267,19 @@ function shapes(plan: Plan, part: number): string {
     (b.parts.length > 1 ? ` part ${part}` : "");
 }
 
-/** The epilogue's output uniforms and residual binding for the final write of a slice. */
+/**
+ * The tensor an epilogue reads as `r` (binding 4; the split-K reduce's binding 3): the residual
+ * (mode 2), the gate (modes 3 and 4); otherwise `a` stands in (read-only twice is allowed).
+ *
+ * @param plan The launch.
+ * @param mode The epilogue of the dispatch.
+ * @returns Its first part.
+ */
+export function epilogueInput(plan: Plan, mode: Epilogue): TensorPart {
+  return (mode === RESIDUAL ? plan.residual! : mode >= GATED_STORE ? plan.gate! : plan.a).parts[0];
+}
+
+/** The epilogue's output uniforms and `r` binding for the final write of a slice. */
 function epilogueOf(plan: Plan, d: Slice) {
   return {
     ldc: plan.n,
@@ -273,8 +287,7 @@ function epilogueOf(plan: Plan, d: Slice) {
     sc: plan.n * plan.m,
     alpha: plan.alpha,
     mode: d.epilogue,
-    // Binding 4 is read only in mode 2; otherwise `a` stands in (read-only twice is allowed).
-    r: (d.epilogue === RESIDUAL ? plan.residual! : plan.a).parts[0],
+    r: epilogueInput(plan, d.epilogue),
   };
 }
 

@@ -6,6 +6,8 @@
  * @module
  */
 
+import { WGSL_EPILOGUE } from "./_matmul_wgsl.ts";
+
 /** The constants one subgroup GEMV pipeline is specialised on (its pipeline-cache key). */
 export interface MatmulSgemvConstants {
   /** `b` holds bf16 pairs (else f32). */
@@ -74,9 +76,7 @@ export function matmulSgemvSource(c: MatmulSgemvConstants): string {
   for (let i = 0; i < rows; i++) {
     store += `if (${i}u < p.M) {
         let o = cb + ${i}u * p.ldc + col;
-        var y = p.alpha * s[${i}];
-        if (p.mode == 1u) { y += c[o]; } else if (p.mode == 2u) { y += r[o]; }
-        c[o] = y;
+        c[o] = epilogue(o, p.alpha * s[${i}]);
       }\n`;
   }
   return /* wgsl */ `enable subgroups;
@@ -87,7 +87,8 @@ struct Params {
   c_off: u32,                    // column offset into c rows
   sa: u32, sb: u32, sc: u32,     // batch strides in elements
   alpha: f32,
-  mode: u32,                     // 0: c = α·acc, 1: c += α·acc, 2: c = r + α·acc
+  mode: u32,                     // 0: c = α·acc, 1: c += α·acc, 2: c = r + α·acc,
+                                 // 3: c = gelu(r)·α·acc, 4: c = gelu(r)·(c + α·acc)
 }
 @group(0) @binding(0) var<uniform> p: Params;
 @group(0) @binding(1) var<storage, read> a: array<${aType}>;  // [batch, M, lda] (K values from a_off), f32
@@ -95,8 +96,9 @@ struct Params {
     c.bf16 ? "bf16 pairs" : "f32"
   }
 @group(0) @binding(3) var<storage, read_write> c: array<f32>; // [batch, M, ldc] from c_off
-@group(0) @binding(4) var<storage, read> r: array<f32>;     // like c (mode 2)
+@group(0) @binding(4) var<storage, read> r: array<f32>;     // like c: residual (2), gate (3, 4)
 ${loaders}
+${WGSL_EPILOGUE}
 @compute @workgroup_size(${SGEMV_WORKGROUP})
 fn main(
   @builtin(workgroup_id) wid: vec3<u32>,

@@ -6,7 +6,7 @@
  * @module
  */
 
-import type { MatmulForm } from "./_matmul_wgsl.ts";
+import { type MatmulForm, WGSL_EPILOGUE } from "./_matmul_wgsl.ts";
 
 /**
  * The `trans` uniform of a form: bit 0 `a` is `[K, M]` (`aᵀ·b`), bit 1 `b` is `[N, K]` (`a·bᵀ`).
@@ -216,7 +216,8 @@ struct Params {
   c_off: u32,                    // column offset into c rows
   sa: u32, sb: u32, sc: u32,     // batch strides in elements (sc: per c block)
   alpha: f32,
-  mode: u32,                     // 0: c = α·acc, 1: c += α·acc, 2: c = r + α·acc
+  mode: u32,                     // 0: c = α·acc, 1: c += α·acc, 2: c = r + α·acc,
+                                 // 3: c = gelu(r)·α·acc, 4: c = gelu(r)·(c + α·acc)
   splits: u32,                   // k slices per product (c blocks per product)
   k_chunk: u32,                  // k values per slice (a multiple of ${bk})
   trans: u32,                    // bit 0: a is [K, M] (aᵀ·b); bit 1: b is [N, K] (a·bᵀ)
@@ -227,10 +228,11 @@ struct Params {
     c.bf16 ? "bf16 pairs" : "f32"
   }
 @group(0) @binding(3) var<storage, read_write> c: array<f32>; // [batch·splits, M, ldc] from c_off
-@group(0) @binding(4) var<storage, read> r: array<f32>;     // like c (mode 2)
+@group(0) @binding(4) var<storage, read> r: array<f32>;     // like c: residual (2), gate (3, 4)
 var<workgroup> sa: array<vec4<f32>, ${(bk * bm) / 4}>;  // [${bk}, ${bm}] a block, k-major
 var<workgroup> sb: array<vec4<f32>, ${(bk * bn) / 4}>;  // [${bk}, ${bn}] b block, k-major
 ${loaders(c)}
+${WGSL_EPILOGUE}
 fn put4(cb: u32, row: u32, col: u32, v: vec4<f32>) {
   if (row >= p.M || col >= p.N) { return; }
   let o = cb + row * p.ldc + col;
@@ -242,7 +244,7 @@ fn put4(cb: u32, row: u32, col: u32, v: vec4<f32>) {
     if (n > 2u) { c[o + 2u] = y.z; }
     if (n > 3u) { c[o + 3u] = y.w; }
   } else {
-    for (var j = 0u; j < n; j++) { c[o + j] = y[j] + select(c[o + j], r[o + j], p.mode == 2u); }
+    for (var j = 0u; j < n; j++) { c[o + j] = epilogue_sum(o + j, y[j]); }
   }
 }
 @compute @workgroup_size(${threads})
@@ -275,6 +277,14 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
     ${flush}
   }
   ${store}
+  // Modes 3 and 4: gate this invocation's outputs (row quad i, column quad g of the tile).
+  for (var e = 0u; e < gate_count(${tm * groups}u); e++) {
+    let row = row0 + ty * ${tm}u + e / ${groups}u;
+    let col = col0 + ((e % ${groups}u) * ${lanesN}u + tx) * 4u;
+    if (row < p.M && col < p.N) {
+      for (var j = 0u; j < min(p.N - col, 4u); j++) { gate_output(cb + row * p.ldc + col + j); }
+    }
+  }
 }`;
 }
 
@@ -296,12 +306,14 @@ struct Params {
   M: u32, N: u32, splits: u32,
   ldc: u32, c_off: u32, sc: u32, // output row stride, column offset, batch stride
   alpha: f32,
-  mode: u32,                     // 0: c = α·acc, 1: c += α·acc, 2: c = r + α·acc
+  mode: u32,                     // 0: c = α·acc, 1: c += α·acc, 2: c = r + α·acc,
+                                 // 3: c = gelu(r)·α·acc, 4: c = gelu(r)·(c + α·acc)
 }
 @group(0) @binding(0) var<uniform> p: Params;
 @group(0) @binding(1) var<storage, read> part: array<f32>;    // [batch, splits, M, N] partial sums
 @group(0) @binding(2) var<storage, read_write> c: array<f32>; // [batch, M, ldc] from c_off
-@group(0) @binding(3) var<storage, read> r: array<f32>;      // like c (mode 2)
+@group(0) @binding(3) var<storage, read> r: array<f32>;      // like c: residual (2), gate (3, 4)
+${WGSL_EPILOGUE}
 @compute @workgroup_size(64)
 fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) lane: u32) {
   let n = wid.x * 64u + lane;
@@ -314,8 +326,6 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
     i += p.M * p.N;
   }
   let o = wid.z * p.sc + p.c_off + m * p.ldc + n;
-  var y = p.alpha * s;
-  if (p.mode == 1u) { y += c[o]; } else if (p.mode == 2u) { y += r[o]; }
-  c[o] = y;
+  c[o] = epilogue(o, p.alpha * s);
 }`;
 }

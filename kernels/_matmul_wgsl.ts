@@ -6,16 +6,67 @@
  * @module
  */
 
+import { WGSL_GELU_TANH } from "./_geglu_wgsl.ts";
+
 /** Layout of the operands: `nt` = a·bᵀ (b `[N,K]`), `nn` = a·b (b `[K,N]`), `tn` = aᵀ·b. */
 export type MatmulForm = "nt" | "nn" | "tn";
-/** Epilogue, a uniform: 0 `c = α·acc`, 1 `c += α·acc`, 2 `c = r + α·acc`. */
-export type Epilogue = 0 | 1 | 2;
+/**
+ * Epilogue, a uniform: 0 `c = α·acc`, 1 `c += α·acc`, 2 `c = r + α·acc`, and the GeGLU-gated
+ * 3 `c = gelu_tanh(r)·(α·acc)`, 4 `c = gelu_tanh(r)·(c + α·acc)` (`r` is the gate then).
+ */
+export type Epilogue = 0 | 1 | 2 | 3 | 4;
 /** `c = α·acc`. */
 export const STORE: Epilogue = 0;
 /** `c += α·acc`. */
 export const ACCUMULATE: Epilogue = 1;
 /** `c = r + α·acc`. */
 export const RESIDUAL: Epilogue = 2;
+/** `c = gelu_tanh(r)·(α·acc)`: {@linkcode STORE}, then GeGLU with gate `r`. */
+export const GATED_STORE: Epilogue = 3;
+/** `c = gelu_tanh(r)·(c + α·acc)`: {@linkcode ACCUMULATE}, then GeGLU with gate `r`. */
+export const GATED_ACCUMULATE: Epilogue = 4;
+
+/**
+ * The gated form of an epilogue (the mode of a launch's final write when it has a gate).
+ *
+ * @param e {@linkcode STORE} or {@linkcode ACCUMULATE}.
+ * @returns {@linkcode GATED_STORE} or {@linkcode GATED_ACCUMULATE}.
+ */
+export function gated(e: Epilogue): Epilogue {
+  return e === ACCUMULATE ? GATED_ACCUMULATE : GATED_STORE;
+}
+
+/**
+ * WGSL of the epilogue, shared by every matmul kernel (needs `p.mode` and bindings `c`, `r`):
+ * the same f32 operations as the unfused sequence, `v = y (+ c | + r)` for `y = α·acc`, then in
+ * modes 3 and 4 `gelu_tanh(gate)·v` exactly as the GeGLU kernel computes it.
+ *
+ * - `epilogue(o, y)`: the value written to `c[o]` (kernels with a few stores per invocation).
+ * - `epilogue_sum(o, y)`, then a loop of `gate_count(outputs)` `gate_output(o)` calls: kernels
+ *   with many unrolled stores write `v` and gate their outputs in one loop afterwards (reading
+ *   back the `v` they wrote: the same value). subtle: Mesa inlines every call, so a gelu per
+ *   store is compiled once per store: that doubled llvmpipe's compile time of the 16-row,
+ *   16-column register tile (12 s → 25 s); the loop keeps it within noise.
+ */
+export const WGSL_EPILOGUE: string = /* wgsl */ `${WGSL_GELU_TANH}
+fn epilogue_sum(o: u32, y: f32) -> f32 {
+  if (p.mode == 1u || p.mode == 4u) { return y + c[o]; }
+  if (p.mode == 2u) { return y + r[o]; }
+  return y;
+}
+fn epilogue(o: u32, y: f32) -> f32 {
+  let v = epilogue_sum(o, y);
+  if (p.mode >= 3u) { return gelu_tanh(r[o]) * v; }
+  return v;
+}
+// How many gated outputs to visit: 0 outside modes 3 and 4 (a run-time trip count, so the
+// compiler keeps one loop body instead of unrolling a gelu per output).
+fn gate_count(outputs: u32) -> u32 {
+  return select(0u, outputs, p.mode >= 3u);
+}
+fn gate_output(o: u32) {
+  c[o] = gelu_tanh(r[o]) * c[o];
+}`;
 
 /** The constants one matmul pipeline is specialised on (its pipeline-cache key). */
 export interface MatmulVariant {
@@ -186,7 +237,8 @@ struct Params {
   c_off: u32,                    // column offset into c rows
   sa: u32, sb: u32, sc: u32,     // batch strides in elements
   alpha: f32,
-  mode: u32,                     // 0: c = α·acc, 1: c += α·acc, 2: c = r + α·acc
+  mode: u32,                     // 0: c = α·acc, 1: c += α·acc, 2: c = r + α·acc,
+                                 // 3: c = gelu(r)·α·acc, 4: c = gelu(r)·(c + α·acc)
 }
 @group(0) @binding(0) var<uniform> p: Params;
 @group(0) @binding(1) var<storage, read> a: array<${aType}>;  // ${aShape}, f32
@@ -194,16 +246,15 @@ struct Params {
     v.bf16 ? "bf16 pairs" : "f32"
   }
 @group(0) @binding(3) var<storage, read_write> c: array<f32>; // [batch, M, ldc] from c_off
-@group(0) @binding(4) var<storage, read> r: array<f32>;     // like c (mode 2)
+@group(0) @binding(4) var<storage, read> r: array<f32>;     // like c: residual (2), gate (3, 4)
 ${loaders(v)}
+${WGSL_EPILOGUE}
 fn put4(cb: u32, row: u32, col: u32, v: vec4<f32>) {
   if (row >= p.M) { return; }
   for (var j = 0u; j < 4u; j++) {
     if (col + j < p.N) {
       let o = cb + row * p.ldc + col + j;
-      var y = p.alpha * v[j];
-      if (p.mode == 1u) { y += c[o]; } else if (p.mode == 2u) { y += r[o]; }
-      c[o] = y;
+      c[o] = epilogue_sum(o, p.alpha * v[j]);
     }
   }
 }
@@ -224,5 +275,11 @@ ${v.wide ? kStep(v, 4, 0) + kStep(v, 4, 1) : kStep(v, 4)}    }
     ${flush}
   }
   ${tail}${store}
+  // Modes 3 and 4: gate this invocation's outputs (rows row0.., columns col0..).
+  let rows = min(p.M - row0, ${tm}u);
+  let cols = min(p.N - min(col0, p.N), ${tn4 * 4}u);
+  for (var e = 0u; e < gate_count(rows * cols); e++) {
+    gate_output(cb + (row0 + e / cols) * p.ldc + col0 + e % cols);
+  }
 }`;
 }

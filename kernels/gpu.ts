@@ -81,6 +81,12 @@ export interface GpuOptions {
   readonly tuningStore?: TuningStore;
   /** Measures candidates (default: GPU timestamps when offered, else wall time). */
   readonly tuningTimer?: TuningTimer;
+  /**
+   * Per tuner family, a variant to run wherever it is a candidate, whatever the tuning mode
+   * (e.g. `{ layer_fusion: "separate" }`, `{ matmul: "tile64x64t4x4" }`): A/B comparisons and
+   * debugging.
+   */
+  readonly forceVariants?: Readonly<Record<string, string>>;
 }
 
 /** A buffer range bound to one binding slot. */
@@ -177,6 +183,7 @@ export class Gpu implements TuningDevice {
     this.tuner = new Tuner(typeof tuning === "function" ? tuning(adapter) : tuning, {
       store: options.tuningStore,
       timer: options.tuningTimer,
+      force: options.forceVariants,
       device: this,
       adapterKey: adapterKey({
         ...adapter,

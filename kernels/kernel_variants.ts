@@ -65,7 +65,12 @@ import {
   type RmsNormDxConstants,
   rmsNormDxSource,
 } from "./_rms_norm_backward_wgsl.ts";
-import { type RmsNormAlias, type RmsNormConstants, rmsNormSource } from "./_rms_norm_wgsl.ts";
+import {
+  type RmsNormAlias,
+  type RmsNormConstants,
+  type RmsNormFuse,
+  rmsNormSource,
+} from "./_rms_norm_wgsl.ts";
 import { ropeSource } from "./_rope_wgsl.ts";
 import { type SampleConstants, sampleSource, UNROLL } from "./_sampling_wgsl.ts";
 import type { Gpu } from "./gpu.ts";
@@ -372,14 +377,18 @@ function rowLaunches(subgroups: boolean): { strategy: string; wg: number }[] {
   );
 }
 
+/** `rmsNorm`: every form, plain or with a fused epilogue (`rope`: no residual; `next`: any). */
 function rmsNormVariants(subgroups: boolean): RmsNormConstants[] {
   return rowLaunches(subgroups).flatMap((launch) =>
-    combos<Pick<RmsNormConstants, "wBf16" | "residual" | "alias" | "rstd">>({
+    combos<Pick<RmsNormConstants, "wBf16" | "residual" | "alias" | "rstd" | "fuse">>({
       wBf16: BOOLS,
       residual: BOOLS,
       alias: ["none", "x", "residual"] as RmsNormAlias[],
       rstd: BOOLS,
-    }).filter((c) => c.residual || c.alias !== "residual").map((c) => ({ ...launch, ...c }))
+      fuse: ["none", "rope", "next"] as RmsNormFuse[],
+    }).filter((c) => c.residual || c.alias !== "residual")
+      .filter((c) => c.fuse !== "rope" || !c.residual)
+      .map((c) => ({ ...launch, ...c }))
   );
 }
 

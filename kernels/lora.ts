@@ -5,7 +5,8 @@
  * Built from the matmul kernels: `xa = x·Aᵀ` (kept for the backward pass: `dB = s·dYᵀ·xa`),
  * `y = x·Wᵀ (+ residual)`, then `y += s·xa·Bᵀ` through the matmul's accumulate epilogue. The
  * low-rank path costs `2·r/in + r/out` of the base product; a single fused kernel would only save
- * one read-modify-write of `y`.
+ * one read-modify-write of `y`. With a `gate` (GeGLU fused into the up projection) that last,
+ * final write is `y = gelu_tanh(gate)·(y + s·xa·Bᵀ)`, i.e. `geglu(gate, loraLinear(x, …).y)`.
  *
  * @module
  */
@@ -25,6 +26,11 @@ export interface LoraLinearOptions {
   readonly residual?: Tensor;
   /** Write `xa` into this f32 tensor `[..., r]` instead of a new one. */
   readonly xaOut?: Tensor;
+  /**
+   * GeGLU fused into the final write: `y = gelu_tanh(gate)·(x·Wᵀ + s·xa·Bᵀ)` (f32, shaped like
+   * `y`, distinct from `out` and `xaOut`; not with `residual`). See `matmul`'s `gate`.
+   */
+  readonly gate?: Tensor;
 }
 
 /** Result of {@linkcode loraLinear}; the caller owns (and disposes) both tensors. */
@@ -41,9 +47,10 @@ export interface LoraLinearResult {
  * @param x Activations, f32 `[..., in]`.
  * @param weights The frozen base weight `w` (`[out, in]`, f32 or bf16, may be split) and the
  *   adapter `a` (`[r, in]`, f32) and `b` (`[out, r]`, f32).
- * @param options Scale `s = alpha / r`, outputs, residual.
+ * @param options Scale `s = alpha / r`, outputs, residual or GeGLU gate.
  * @returns `y` and `xa = x·Aᵀ`.
- * @throws {ShapeError} when the shapes or dtypes do not fit.
+ * @throws {ShapeError} when the shapes or dtypes do not fit, or the gate aliases an output or
+ *   comes with a residual.
  * @example
  * ```ts
  * import { Gpu } from "./gpu.ts";
@@ -56,6 +63,9 @@ export interface LoraLinearResult {
  * const b = Tensor.fromArray(gpu, [1, 0, 2], [3, 1]); // [out=3, r=1]
  * const { y, xa } = loraLinear(x, { w, a, b }, { scale: 0.5 });
  * console.log(await y.read(), await xa.read()); // [2.5, 2, 6], [3]
+ * // GeGLU fused: gelu_tanh(gate)·y
+ * const gate = Tensor.fromArray(gpu, [30, 0, -30], [1, 3]);
+ * console.log(await loraLinear(x, { w, a, b }, { scale: 0.5, gate }).y.read()); // [75, 0, 0]
  * gpu.destroy();
  * ```
  */
@@ -84,8 +94,19 @@ export function loraLinear(
   if (x.shape.length < 1 || x.shape[x.shape.length - 1] !== inDim) {
     throw new ShapeError(kernel, `x must be [..., ${inDim}], got ${JSON.stringify(x.shape)}`);
   }
+  const { gate } = options;
+  if (gate) {
+    // Checked before the first launch (matmul checks the rest when the gate is applied).
+    if (options.residual) throw new ShapeError(kernel, "gate and residual are exclusive");
+    const outputs = [options.out, options.xaOut].map((t) => t?.parts[0].buffer);
+    if (outputs.includes(gate.parts[0].buffer)) {
+      throw new ShapeError(kernel, "gate must not alias out or xaOut");
+    }
+    expectDtype(kernel, "gate", gate, ["f32"]);
+    expectShape(kernel, "gate", gate, [...x.shape.slice(0, -1), outDim]);
+  }
   const xa = matmul(x, a, { out: options.xaOut });
   const y = matmul(x, w, { out: options.out, residual: options.residual });
-  matmul(xa, b, { out: y, accumulate: true, alpha: options.scale ?? 1 });
+  matmul(xa, b, { out: y, accumulate: true, alpha: options.scale ?? 1, gate });
   return { y, xa };
 }

@@ -1,8 +1,11 @@
 /**
  * Matrix multiplication: `y = x·Wᵀ` (W in HF `[out, in]` layout, f32 or bf16), `y = x·W`, and
  * `y = aᵀ·b` (weight gradients), batched, with a fused epilogue (`out = residual + α·x·Wᵀ` or
- * `out += α·x·Wᵀ`). Every variant below serves the three forms (the subgroup GEMV: `x·Wᵀ`),
- * both dtypes of W, split weights, weight row ranges and the epilogue (a uniform), and
+ * `out += α·x·Wᵀ`, and for `x·Wᵀ`/`x·W` GeGLU: `gelu_tanh(gate)·` the value the epilogue would
+ * write, the gate read through the residual's binding; the gelu is `_geglu_wgsl.ts`'s, so the
+ * result is what `geglu(gate, matmul(…))` gives). Every variant below serves the three forms
+ * (the subgroup GEMV: `x·Wᵀ`), both dtypes of W, split weights, weight row ranges and the
+ * epilogue (a uniform mode: no extra pipelines), and
  * accumulates in f32 with partial sums over blocks of 128 k (f32 error ≈ 10× lower at
  * K = 6912 than one running sum), so any of them may run any launch within f32 rounding.
  *
@@ -39,6 +42,7 @@ import {
   candidateIds,
   dispatchSgemv,
   dispatchTiled,
+  epilogueInput,
   geometry,
   type LaunchShape,
   MATMUL_SPLITS,
@@ -56,6 +60,7 @@ import { shapeString, Tensor } from "./tensor.ts";
 import { pow2Bucket, type TuningBench } from "./tuning.ts";
 import {
   ACCUMULATE,
+  gated,
   type MatmulForm,
   matmulSource,
   type MatmulVariant,
@@ -148,6 +153,14 @@ export interface MatmulOptions extends MatmulEpilogueOptions {
    * head); the result then has `end − start` columns. Only with `transposeB`.
    */
   readonly wRows?: readonly [start: number, end: number];
+  /**
+   * GeGLU fused into the epilogue: the value written becomes `gelu_tanh(gate)·v`, where `v` is
+   * what would be written without it (`α·x·Wᵀ`, or `out + α·x·Wᵀ` with `accumulate`), exactly
+   * as `geglu(gate, v)` computes it. An f32 tensor with the result's element count, distinct
+   * from `out`; not with `residual`. Applied once, on the final write (after every part of a
+   * split W and every k slice of split-K).
+   */
+  readonly gate?: Tensor;
 }
 
 /** A launch with its variant resolved (`tiling` for `reg`). */
@@ -164,20 +177,22 @@ function sameDims(x: readonly number[], y: readonly number[]): boolean {
   return x.length === y.length && x.every((d, i) => d === y[i]);
 }
 
-/** Validates `out`/`residual`, allocates the result if needed. */
+/** Validates `out`/`residual`/`gate`, allocates the result if needed. */
 function prepareOut(
   kernel: string,
   gpu: Gpu,
   shape: number[],
-  o: MatmulEpilogueOptions,
+  o: MatmulEpilogueOptions & { readonly gate?: Tensor },
   inputs: readonly Tensor[],
-): { out: Tensor; residual?: Tensor } {
+): { out: Tensor; residual?: Tensor; gate?: Tensor } {
   const want = product(shape);
   if (o.accumulate && !o.out) throw new ShapeError(kernel, "accumulate needs an out tensor");
   if (o.accumulate && o.residual) {
     throw new ShapeError(kernel, "accumulate and residual are exclusive");
   }
-  for (const [name, t] of [["out", o.out], ["residual", o.residual]] as const) {
+  if (o.gate && o.residual) throw new ShapeError(kernel, "gate and residual are exclusive");
+  const named = [["out", o.out], ["residual", o.residual], ["gate", o.gate]] as const;
+  for (const [name, t] of named) {
     if (!t) continue;
     expectDtype(kernel, name, t, ["f32"]);
     if (t.numel !== want) {
@@ -191,10 +206,13 @@ function prepareOut(
   if (out && o.residual && out === o.residual.parts[0].buffer) {
     throw new ShapeError(kernel, "residual must not alias out (use accumulate)");
   }
+  if (out && o.gate && out === o.gate.parts[0].buffer) {
+    throw new ShapeError(kernel, "gate must not alias out");
+  }
   if (out && inputs.some((t) => t.parts.some((p) => p.buffer === out))) {
     throw new ShapeError(kernel, "out must not alias an input");
   }
-  return { out: o.out ?? Tensor.empty(gpu, shape, "f32"), residual: o.residual };
+  return { out: o.out ?? Tensor.empty(gpu, shape, "f32"), residual: o.residual, gate: o.gate };
 }
 
 /**
@@ -320,9 +338,8 @@ function dispatchOne(plan: VariantPlan, part: number, d: Slice): void {
     .u32(d.aOff).u32(d.bOff).u32(d.cOff)
     .u32(sa).u32(sb)
     .u32(ldc * m).f32(plan.alpha).u32(d.epilogue).build();
-  // Binding 4 is read only in mode 2; otherwise `a` stands in (read-only twice is allowed).
-  const r = d.epilogue === RESIDUAL ? plan.residual! : a;
-  const buffers = [a.parts[0], b.parts[part], out.parts[0], r.parts[0]].map(partBinding);
+  const r = epilogueInput(plan, d.epilogue);
+  const buffers = [a.parts[0], b.parts[part], out.parts[0], r].map(partBinding);
   gpu.dispatch({
     pipeline: gpu.pipelines.get("matmul", v, matmulSource),
     shapes: `${plan.kernel} a${shapeString(a.shape)} b${shapeString(b.shape)}:${b.dtype}` +
@@ -342,9 +359,11 @@ function dispatchOne(plan: VariantPlan, part: number, d: Slice): void {
  *
  * @param x Activations, f32 `[..., M, K]`.
  * @param w Weight, f32 or bf16, `[N, K]` (default) or `[K, N]`.
- * @param options Layout, epilogue (`accumulate`/`residual`/`alpha`), output, weight row range.
+ * @param options Layout, epilogue (`accumulate`/`residual`/`alpha`/`gate`), output, weight row
+ *   range.
  * @returns The result (`options.out` when given).
- * @throws {ShapeError} on mismatched shapes or dtypes.
+ * @throws {ShapeError} on mismatched shapes or dtypes, a gate that aliases `out` or comes with a
+ *   residual.
  * @example
  * ```ts
  * import { Gpu } from "./gpu.ts";
@@ -356,6 +375,9 @@ function dispatchOne(plan: VariantPlan, part: number, d: Slice): void {
  * const y = matmul(x, w); // [2, 2]
  * console.log(await y.read()); // Float32Array [1, 5, 4, 11]
  * matmul(x, w, { out: y, accumulate: true, alpha: -1 }); // y -= x·wᵀ → zeros
+ * const gate = Tensor.fromArray(gpu, [1, 0, -20, 30], [2, 2]);
+ * // gelu_tanh(gate)·x·wᵀ = geglu(gate, x·wᵀ): [0.8412·1, 0·5, 0·4, 30·11]
+ * console.log(await matmul(x, w, { gate }).read()); // Float32Array [0.8412, 0, 0, 330]
  * gpu.destroy();
  * ```
  */
@@ -407,10 +429,13 @@ export function matmul(x: Tensor, w: Tensor, options: MatmulOptions = {}): Tenso
     batch,
     partsAligned: nt || w.parts.every((p) => p.rowStart % 4 === 0),
   }, options);
-  const { out, residual } = prepareOut(kernel, x.gpu, [...x.shape.slice(0, -1), n], options, [
-    x,
-    w,
-  ]);
+  const { out, residual, gate } = prepareOut(
+    kernel,
+    x.gpu,
+    [...x.shape.slice(0, -1), n],
+    options,
+    [x, w],
+  );
   const plan: VariantPlan = {
     kernel,
     form,
@@ -418,6 +443,7 @@ export function matmul(x: Tensor, w: Tensor, options: MatmulOptions = {}): Tenso
     b: w,
     out,
     residual,
+    gate,
     accumulate: options.accumulate ?? false,
     alpha: options.alpha ?? 1,
     batch,
@@ -427,13 +453,15 @@ export function matmul(x: Tensor, w: Tensor, options: MatmulOptions = {}): Tenso
     variant,
     tiling: options.tiling,
   };
-  const first = plan.accumulate ? ACCUMULATE : residual ? RESIDUAL : STORE;
+  const plain = plan.accumulate ? ACCUMULATE : residual ? RESIDUAL : STORE;
+  // The gate applies to the final write of each output: every x·Wᵀ dispatch, the last x·W part.
+  const first = gate ? gated(plain) : plain;
   if (k === 0 || w.parts.length === 1 && nt) {
-    // subtle: k = 0 still runs once so the epilogue writes α·0 (+ residual).
+    // subtle: k = 0 still runs once so the epilogue writes α·0 (+ residual, · gelu(gate)).
     dispatchOne(plan, 0, { k, n, aOff: 0, bOff: start * k, cOff: 0, epilogue: first });
     return out;
   }
-  let epilogue = first;
+  let epilogue = plain;
   for (let i = 0; i < w.parts.length; i++) {
     const part = w.parts[i];
     if (nt) {
@@ -449,9 +477,18 @@ export function matmul(x: Tensor, w: Tensor, options: MatmulOptions = {}): Tenso
         epilogue: first,
       });
     } else {
-      // Part rows are a K range: the first part writes, the others accumulate.
+      // Part rows are a K range: the first part writes, the others accumulate; the last one
+      // applies the gate.
       const rows = w.parts.length > 1 ? part.rows : k;
-      dispatchOne(plan, i, { k: rows, n, aOff: part.rowStart, bOff: 0, cOff: 0, epilogue });
+      const last = i === w.parts.length - 1;
+      dispatchOne(plan, i, {
+        k: rows,
+        n,
+        aOff: part.rowStart,
+        bOff: 0,
+        cOff: 0,
+        epilogue: gate && last ? gated(epilogue) : epilogue,
+      });
       epilogue = ACCUMULATE;
     }
   }

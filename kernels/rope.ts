@@ -194,6 +194,74 @@ export interface RopeOptions {
   readonly out?: Tensor;
 }
 
+/** The tokens, heads and head dimension of a RoPE launch (see {@linkcode ropeShape}). */
+export interface RopeShape {
+  /** Tokens: one position each. */
+  readonly tokens: number;
+  /** Heads per token. */
+  readonly heads: number;
+  /** The table's head dimension, x's last. */
+  readonly headDim: number;
+}
+
+/** What {@linkcode ropeShape} checks. */
+export interface RopeShapeRequest {
+  /** f32 `[..., numHeads, headDim]`. */
+  readonly x: Tensor;
+  /** i32, one per token. */
+  readonly positions: Tensor;
+  /** The cos/sin table (its headDim must be x's last dimension). */
+  readonly table: RopeTable;
+  /** Prefix of the field names in messages (e.g. `"rope."` for `rmsNorm`'s option); default none. */
+  readonly field?: string;
+}
+
+/**
+ * Checks the inputs of a RoPE launch (`rope`, and `rmsNorm`'s fused `rope` option): x f32
+ * `[..., numHeads, headDim]` with the table's headDim, positions i32 with one per token.
+ *
+ * @param kernel Kernel name for the errors.
+ * @param request x, positions, table and the field prefix of the messages.
+ * @returns Tokens, heads and head dimension.
+ * @throws {ShapeError} naming the field that does not fit.
+ * @example
+ * ```ts
+ * import { Gpu } from "./gpu.ts";
+ * import { Tensor } from "./tensor.ts";
+ * import { RopeTable, ropeShape } from "./rope.ts";
+ * const gpu = await Gpu.create();
+ * const table = RopeTable.create(gpu, { base: 1e4, headDim: 4, maxPositions: 8 });
+ * const x = Tensor.zeros(gpu, [3, 2, 4]), positions = Tensor.zeros(gpu, [3], "i32");
+ * console.log(ropeShape("rope", { x, positions, table })); // { tokens: 3, heads: 2, headDim: 4 }
+ * gpu.destroy();
+ * ```
+ */
+export function ropeShape(kernel: string, request: RopeShapeRequest): RopeShape {
+  const { x, positions, table, field = "" } = request;
+  const headDim = table.config.headDim;
+  expectDtype(kernel, "x", x, ["f32"]);
+  expectDtype(kernel, `${field}positions`, positions, ["i32"]);
+  if (x.shape.length < 2 || x.shape.at(-1) !== headDim) {
+    throw new ShapeError(
+      kernel,
+      `x must be [..., numHeads, ${headDim}] (the ${field}table's headDim), got ${
+        shapeString(x.shape)
+      }`,
+    );
+  }
+  const heads = x.shape.at(-2)!;
+  const tokens = heads === 0 ? 0 : x.numel / (heads * headDim);
+  if (positions.numel !== tokens) {
+    throw new ShapeError(
+      kernel,
+      `${field}positions must hold one i32 per token (${tokens}), got ${
+        shapeString(positions.shape)
+      }`,
+    );
+  }
+  return { tokens, heads, headDim };
+}
+
 /**
  * Applies RoPE to every head of every token.
  *
@@ -222,23 +290,7 @@ export interface RopeOptions {
 export function rope(x: Tensor, positions: Tensor, options: RopeOptions): Tensor {
   const kernel = "rope";
   const { table } = options;
-  const headDim = table.config.headDim;
-  expectDtype(kernel, "x", x, ["f32"]);
-  expectDtype(kernel, "positions", positions, ["i32"]);
-  if (x.shape.length < 2 || x.shape.at(-1) !== headDim) {
-    throw new ShapeError(
-      kernel,
-      `x must be [..., numHeads, ${headDim}] (the table's headDim), got ${shapeString(x.shape)}`,
-    );
-  }
-  const heads = x.shape.at(-2)!;
-  const tokens = heads === 0 ? 0 : x.numel / (heads * headDim);
-  if (positions.numel !== tokens) {
-    throw new ShapeError(
-      kernel,
-      `positions must hold one i32 per token (${tokens}), got ${shapeString(positions.shape)}`,
-    );
-  }
+  const { tokens, heads, headDim } = ropeShape(kernel, { x, positions, table });
   const inPlace = options.out === x;
   const out = options.out ?? Tensor.empty(x.gpu, x.shape, "f32");
   if (out.dtype !== "f32" || shapeString(out.shape) !== shapeString(x.shape)) {

@@ -298,6 +298,11 @@ export interface TunerOptions {
   readonly device?: TuningDevice;
   /** Milliseconds of a monotonic clock, for the reported cost (default `performance.now`). */
   readonly clock?: () => number;
+  /**
+   * Per family, a variant id that runs wherever it is one of a job's candidates, whatever the
+   * mode (A/B comparisons, debugging, tests); jobs it answers are never queued.
+   */
+  readonly force?: Readonly<Record<string, string>>;
 }
 
 const jobKey = (family: string, shapeClass: string) => `${family}|${shapeClass}`;
@@ -333,6 +338,7 @@ export class Tuner {
   readonly #timer: TuningTimer;
   readonly #device: TuningDevice | null;
   readonly #clock: () => number;
+  readonly #force: Readonly<Record<string, string>>;
   #choices = new Map<string, string>();
   #pending = new Map<string, TuningJob>();
 
@@ -351,6 +357,7 @@ export class Tuner {
     this.#timer = options.timer ?? timestampTimer();
     this.#device = options.device ?? null;
     this.#clock = options.clock ?? (() => performance.now());
+    this.#force = Object.freeze({ ...options.force });
   }
 
   /**
@@ -375,6 +382,8 @@ export class Tuner {
    */
   choose(job: TuningJob): string {
     const first = job.candidates[0];
+    const forced = Object.hasOwn(this.#force, job.family) ? this.#force[job.family] : undefined;
+    if (forced !== undefined && job.candidates.includes(forced)) return forced;
     if (this.mode === "off" || job.candidates.length < 2) return first;
     const key = jobKey(job.family, job.shapeClass);
     const chosen = this.#choices.get(key);

@@ -6,7 +6,9 @@
  *
  * With `save: true`, every intermediate the backward pass needs is kept (see
  * {@linkcode LayerSaved}); without it, intermediates go back to the pool as soon as they are
- * consumed.
+ * consumed. Three steps may run fused (`layer_fusion.ts`, chosen per adapter by the tuner):
+ * q/k norm with RoPE, the post-attention residual norm with the pre-feedforward norm, and —
+ * without saving — GeGLU in the up-projection's epilogue.
  *
  * @module
  */
@@ -22,6 +24,7 @@ import type { TokenBatch } from "./batch.ts";
 import type { Gemma3Config } from "./config.ts";
 import type { Gemma3Weights, LayerWeightName, LoraTarget } from "./gemma3_weights.ts";
 import type { LoraPair } from "./lora.ts";
+import { gegluUpBench, normChainBench, normRopeBench, useFusion } from "./layer_fusion.ts";
 
 /** What one layer's forward needs besides its input. */
 export interface LayerContext {
@@ -127,6 +130,8 @@ export interface ProjectionInput {
   readonly x: Tensor;
   /** Receives `x·Aᵀ` `[T, r]` under the projection's name when saving (otherwise it is freed). */
   readonly xa?: Partial<Record<LoraTarget, Tensor>>;
+  /** GeGLU epilogue: the result is `gelu_tanh(gate) · y` (gate f32 `[T, out]`). */
+  readonly gate?: Tensor;
 }
 
 /**
@@ -142,11 +147,12 @@ export interface ProjectionInput {
  * ```
  */
 export function projection(ctx: LayerContext, name: LoraTarget, input: ProjectionInput): Tensor {
-  const { x, xa } = input;
+  const { x, xa, gate } = input;
   const pair = ctx.lora?.[name];
-  if (!pair) return matmul(x, ctx.weights[name]);
+  if (!pair) return matmul(x, ctx.weights[name], { gate });
   const { y, xa: down } = loraLinear(x, { w: ctx.weights[name], ...pair }, {
     scale: ctx.loraScale,
+    gate,
   });
   if (xa) xa[name] = down; // [T, r], kept for the backward pass
   else down.dispose();
@@ -213,32 +219,71 @@ export function decoderLayerForward(
   const v = vFlat.reshape([tokens, c.numKvHeads, c.headDim]);
   const rstdQ = save ? emptyLike(gpu, [tokens * c.numHeads]) : undefined;
   const rstdK = save ? emptyLike(gpu, [tokens * c.numKvHeads]) : undefined;
-  const q = rmsNorm(qRaw.reshape([tokens, c.numHeads, c.headDim]), w.q_norm, { eps, rstd: rstdQ });
-  const k = rmsNorm(kRaw.reshape([tokens, c.numKvHeads, c.headDim]), w.k_norm, {
-    eps,
-    rstd: rstdK,
+  const fuseRope = useFusion(gpu, {
+    fusion: "norm_rope",
+    tokens,
+    shape: `h${c.numHeads}:d${c.headDim}:${w.q_norm.dtype}`,
+    prepare: () =>
+      normRopeBench(gpu, {
+        tokens,
+        heads: c.numHeads,
+        headDim: c.headDim,
+        wDtype: w.q_norm.dtype,
+        base: ctx.rope.config.base,
+      }),
   });
-  rope(q, positions, { table: ctx.rope, out: q });
-  rope(k, positions, { table: ctx.rope, out: k });
+  // q/k norm, then RoPE: one launch each with the fusion, else norm and RoPE in place.
+  const normRope = (raw: Tensor, heads: number, wNorm: Tensor, rstd: Tensor | undefined) => {
+    const x3 = raw.reshape([tokens, heads, c.headDim]);
+    if (fuseRope) return rmsNorm(x3, wNorm, { eps, rstd, rope: { table: ctx.rope, positions } });
+    const normed = rmsNorm(x3, wNorm, { eps, rstd });
+    return rope(normed, positions, { table: ctx.rope, out: normed });
+  };
+  const q = normRope(qRaw, c.numHeads, w.q_norm, rstdQ);
+  const k = normRope(kRaw, c.numKvHeads, w.k_norm, rstdK);
   const { out: attn, lse } = attend(q, k, v, ctx.window, save);
   const o = projection(ctx, "o_proj", { x: attn.reshape([tokens, c.numHeads * c.headDim]), xa });
   if (trace) trace("attnOut", o);
   const rstdO = save ? emptyLike(gpu, [tokens]) : undefined;
-  rmsNorm(o, w.post_attention_layernorm, { eps, residual: h, out: h, rstd: rstdO });
-
-  const hMid = save ? copyOf(h) : null;
   const rstdMid = save ? emptyLike(gpu, [tokens]) : undefined;
-  const x2 = rmsNorm(h, w.pre_feedforward_layernorm, { eps, rstd: rstdMid });
+  const d = c.hiddenSize;
+  const chain = useFusion(gpu, {
+    fusion: "norm_chain",
+    tokens,
+    shape: `d${d}:${w.pre_feedforward_layernorm.dtype}`,
+    prepare: () => normChainBench(gpu, { tokens, d, wDtype: w.pre_feedforward_layernorm.dtype }),
+  });
+  // h ← h + post_attention_norm(o), then x₂ = pre_feedforward_norm(h): one launch when chained.
+  let x2: Tensor;
+  if (chain) {
+    x2 = emptyLike(gpu, [tokens, d]);
+    const next = { w: w.pre_feedforward_layernorm, out: x2, rstd: rstdMid };
+    rmsNorm(o, w.post_attention_layernorm, { eps, residual: h, out: h, rstd: rstdO, next });
+  } else {
+    rmsNorm(o, w.post_attention_layernorm, { eps, residual: h, out: h, rstd: rstdO });
+    x2 = rmsNorm(h, w.pre_feedforward_layernorm, { eps, rstd: rstdMid });
+  }
+  const hMid = save ? copyOf(h) : null;
+
   const gate = projection(ctx, "gate_proj", { x: x2, xa });
-  const up = projection(ctx, "up_proj", { x: x2, xa });
-  const act = geglu(gate, up);
+  const inter = c.intermediateSize;
+  const wUp = w.up_proj;
+  // Without saving, GeGLU can run in the up-projection's epilogue (the backward pass needs `up`).
+  const fuseGeglu = !save && useFusion(gpu, {
+    fusion: "geglu_up",
+    tokens,
+    shape: `n${inter}:k${d}:${wUp.dtype}`,
+    prepare: () => gegluUpBench(gpu, { tokens, n: inter, k: d, wDtype: wUp.dtype }),
+  });
+  const up = fuseGeglu ? null : projection(ctx, "up_proj", { x: x2, xa });
+  const act = up ? geglu(gate, up) : projection(ctx, "up_proj", { x: x2, xa, gate });
   const down = projection(ctx, "down_proj", { x: act, xa });
   if (trace) trace("mlpOut", down);
   const rstdDown = save ? emptyLike(gpu, [tokens]) : undefined;
   rmsNorm(down, w.post_feedforward_layernorm, { eps, residual: h, out: h, rstd: rstdDown });
 
   if (!save) {
-    for (const t of [x, qRaw, kRaw, q, k, vFlat, attn, o, x2, gate, up, act, down]) t.dispose();
+    for (const t of [x, qRaw, kRaw, q, k, vFlat, attn, o, x2, gate, up, act, down]) t?.dispose();
     lse?.dispose();
     return null;
   }
@@ -261,7 +306,7 @@ export function decoderLayerForward(
     rstdMid: rstdMid!,
     x2,
     gate,
-    up,
+    up: up!,
     act,
     down,
     rstdDown: rstdDown!,

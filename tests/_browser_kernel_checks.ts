@@ -333,7 +333,62 @@ const rmsNormFamily: Family = async (c) => {
   }, { dw: dwh, variant: forced });
   await c.close(`rmsNormBackward per head ${t}x${h}x${hd} dx`, dxh, wantH.dx, TOL);
   await c.close(`rmsNormBackward per head ${t}x${h}x${hd} dw`, dwh, wantH.dw, TOL);
+  await rmsNormFusionChecks(c, forced);
 };
+
+/**
+ * RMSNorm's fused epilogues (rms_norm_fusion_test.ts): per-head norm + RoPE in place, unordered
+ * positions past T; the sandwich chain `h ← h + norm(o)` in place then `norm(h)`, with rstd, at
+ * D = 37 and D = 2053 (> 8·256, past the `workgroup`/`sg` registers).
+ */
+async function rmsNormFusionChecks(c: Checker, variant: string | undefined): Promise<void> {
+  const TOL = 1e-5, EPS = 1e-6;
+  const [t, h, hd, base] = [7, 3, 10, 1e6];
+  const x = randomArray(t * h * hd, 21, 3), w = randomArray(hd, 22, 0.5);
+  const pos = Int32Array.from({ length: t }, (_, i) => (i * 37 + 11) % 128);
+  const table = RopeTable.create(c.gpu, { base, headDim: hd, maxPositions: 128 });
+  const q = c.tensor(x, [t, h, hd]);
+  const rope = { table, positions: c.tensor(pos, [t]) };
+  rmsNorm(q, c.tensor(w, [hd], "bf16"), { eps: EPS, rope, out: q, variant });
+  const normed = rmsNormRef(x, roundToBf16(w), { eps: EPS }).y;
+  const want = ropeRef(normed, pos, { numHeads: h, headDim: hd, base });
+  await c.close(`rmsNorm + rope ${t}x${h}x${hd} in place`, q, want, TOL);
+  table.dispose();
+  for (const [rows, d] of [[5, 37], [2, 2053]]) {
+    const x = randomArray(rows * d, d, 3), res = randomArray(rows * d, d + 1, 20);
+    const w = randomArray(d, d + 2, 0.5), wNext = randomArray(d, d + 3, 0.5);
+    const hs = c.tensor(res, [rows, d]);
+    const rstd = c.own(Tensor.empty(c.gpu, [rows]));
+    const next = {
+      w: c.tensor(wNext, [d]),
+      out: c.own(Tensor.empty(c.gpu, [rows, d])),
+      rstd: c.own(Tensor.empty(c.gpu, [rows])),
+    };
+    rmsNorm(c.tensor(x, [rows, d]), c.tensor(w, [d]), {
+      eps: EPS,
+      residual: hs,
+      out: hs,
+      rstd,
+      next,
+      variant,
+    });
+    const first = rmsNormRef(x, w, { eps: EPS, residual: res });
+    const second = rmsNormRef(first.y, wNext, { eps: EPS });
+    await c.close(`rmsNorm + next ${rows}x${d}: h`, hs, first.y, TOL);
+    await c.close(`rmsNorm + next ${rows}x${d}: next`, next.out, second.y, TOL);
+    // rstd within TOL · rstd, as the Deno test bounds it: compare rstd / want with 1
+    const rstds = [["rstd", rstd, first.rstd], ["next.rstd", next.rstd, second.rstd]] as const;
+    for (const [name, got, wantRstd] of rstds) {
+      const ratio = Array.from(await got.read(), (v, r) => v / wantRstd[r]);
+      await c.close(
+        `rmsNorm + next ${rows}x${d}: ${name} (relative)`,
+        ratio,
+        ratio.map(() => 1),
+        TOL,
+      );
+    }
+  }
+}
 
 /** Split-half RoPE and its backward (rope_test.ts, rope_backward_test.ts). */
 const ropeFamily: Family = async (c) => {

@@ -4,7 +4,9 @@
  * on odd and aligned shapes of every form, both dtypes of W, the three epilogues, batched
  * products and weight row ranges, within 1e-5·max(1, |ref|) — the tolerance of
  * `tests/matmul_test.ts`. `tests/matmul_variants_test.ts` runs them on Deno's adapter;
- * {@linkcode matmulSubgroupChecks} is for adapters with `subgroups` (Chromium's SwiftShader).
+ * {@linkcode matmulGateChecks} (the GeGLU-gated epilogue) `tests/matmul_gate_test.ts`;
+ * {@linkcode matmulSubgroupChecks} (both, for the subgroup variants) is for adapters with
+ * `subgroups` (Chromium's SwiftShader).
  *
  * @module
  */
@@ -19,6 +21,7 @@ import {
   type MatmulForm,
   matmulTransA,
 } from "../kernels/matmul.ts";
+import { geluTanhRef } from "../kernels/geglu_ref.ts";
 import { matmulRef, matmulTransARef } from "../kernels/matmul_ref.ts";
 import { readTensorsF32, Tensor } from "../kernels/tensor.ts";
 
@@ -55,6 +58,26 @@ export const LONG_K_SHAPES: readonly MatmulCase[] = [[33, 65, 6912], [5, 9, 7001
 export const SUBGROUP_VARIANTS: readonly string[] = MATMUL_VARIANTS.filter((id) =>
   id.startsWith("sg")
 );
+
+/**
+ * GeGLU gates of `n` outputs: uniform in [-4, 4] (the tanh region), or with `clamp` cycling
+ * through values at and past the kernel's ±10 clamp (±9.5, ±10, ±10.5, ±30).
+ *
+ * @param n Count.
+ * @param seed Seed (and, with `clamp`, the phase of the cycle).
+ * @param clamp Values at and past the clamp.
+ * @returns The gates.
+ * @example
+ * ```ts
+ * import { gateArray } from "./_matmul_variant_checks.ts";
+ * console.log(gateArray(3, 0, true)); // Float32Array [30, -30, 10.5]
+ * ```
+ */
+export function gateArray(n: number, seed: number, clamp = false): Float32Array {
+  if (!clamp) return randomArray(n, seed, 4);
+  const edge = [30, -30, 10.5, -10.5, 10, -10, 9.5, -9.5];
+  return Float32Array.from({ length: n }, (_, i) => edge[(i + seed) % edge.length]);
+}
 
 /** Options of the checks. */
 export interface MatmulCheckOptions {
@@ -181,6 +204,94 @@ function recordSweep(
   }
 }
 
+/**
+ * Records the GeGLU-gated epilogue (`gate`) of every variant on x·Wᵀ and x·W, both dtypes:
+ * `gelu_tanh(gate)·α·x·W(ᵀ)` and `gelu_tanh(gate)·(out + α·…)` with gates in the tanh region,
+ * the store at the clamp (large |gate|), a batched product and a weight row range.
+ */
+function recordGated(
+  b: Batch,
+  variants: readonly string[],
+  shapes: MatmulCheckOptions["shapes"],
+  subgroupShapes: boolean,
+): void {
+  const gpu = b.gpu;
+  let seed = 900;
+  for (const form of ["nt", "nn"] as const) {
+    const transposeB = form === "nt";
+    for (const [m, n, k] of shapes?.[form] ?? []) {
+      for (const dtype of ["f32", "bf16"] as const) {
+        const x = randomArray(m * k, seed++), w = randomArray(n * k, seed++);
+        const r = randomArray(m * n, seed++);
+        const g = gateArray(m * n, seed++), gc = gateArray(m * n, seed, true);
+        const tx = b.tensor(x, [m, k]), tw = b.tensor(w, transposeB ? [n, k] : [k, n], dtype);
+        const tg = b.tensor(g, [m, n]), tgc = b.tensor(gc, [m, n]);
+        const wRef = dtype === "bf16" ? roundToBf16(w) : w;
+        const ref = (o: { gate: ArrayLike<number>; acc?: ArrayLike<number>; alpha: number }) =>
+          matmulRef(x, wRef, { m, n, k, transposeB, ...o });
+        const store = ref({ gate: g, alpha: 0.75 });
+        const acc = ref({ gate: g, acc: r, alpha: -0.5 });
+        const clamp = ref({ gate: gc, alpha: 1 });
+        for (const id of variants) {
+          if (!fits(gpu, id, { form, m, n, k, bf16: dtype === "bf16" })) continue;
+          const name = `${id} ${form} ${dtype} ${m}x${n}x${k} gate`;
+          const o = { variant: id, transposeB };
+          b.expect(
+            `${name} store α=0.75`,
+            store,
+            () => matmul(tx, tw, { ...o, gate: tg, alpha: 0.75 }),
+          );
+          b.expect(`${name} accumulate α=-0.5`, acc, () => {
+            const out = Tensor.fromArray(gpu, r, [m, n]);
+            return matmul(tx, tw, { ...o, out, accumulate: true, alpha: -0.5, gate: tg });
+          });
+          b.expect(`${name} clamp`, clamp, () => matmul(tx, tw, { ...o, gate: tgc }));
+        }
+      }
+    }
+  }
+  // A batched product (the gate indexed like the output's batches) and rows [lo, hi) of W.
+  const batch = 2;
+  const [m, n, k] = subgroupShapes ? [3, 19, 37] : [5, 19, 37];
+  const x = randomArray(batch * m * k, seed++), w = randomArray(batch * n * k, seed++);
+  const g = gateArray(batch * m * n, seed++);
+  const tx = b.tensor(x, [batch, m, k]), tg = b.tensor(g, [batch, m, n]);
+  const [lo, hi] = [4, 15];
+  const gRows = gateArray(m * (hi - lo), seed++);
+  const tgRows = b.tensor(gRows, [m, hi - lo]);
+  const tx2 = b.tensor(x.subarray(0, m * k), [m, k]);
+  for (const form of ["nt", "nn"] as const) {
+    const transposeB = form === "nt";
+    for (const dtype of ["f32", "bf16"] as const) {
+      const tw = b.tensor(w, transposeB ? [batch, n, k] : [batch, k, n], dtype);
+      const wRef = dtype === "bf16" ? roundToBf16(w) : w;
+      const want = matmulRef(x, wRef, { batch, m, n, k, transposeB, wBatched: true, gate: g });
+      const tw2 = b.tensor(w.subarray(0, n * k), [n, k], dtype);
+      const full = matmulRef(x, wRef, { m, n, k });
+      const rows = Array.from(
+        { length: m * (hi - lo) },
+        (_, i) => full[Math.floor(i / (hi - lo)) * n + lo + (i % (hi - lo))],
+      ).map((v, i) => geluTanhRef(gRows[i]) * v);
+      for (const id of variants) {
+        if (fits(gpu, id, { form, m, n, k, bf16: dtype === "bf16", batch })) {
+          b.expect(
+            `${id} batched ${form} ${dtype} ${batch}x${m}x${n}x${k} gate`,
+            want,
+            () => matmul(tx, tw, { variant: id, transposeB, gate: tg }),
+          );
+        }
+        if (transposeB && fits(gpu, id, { form, m, n: hi - lo, k, bf16: dtype === "bf16" })) {
+          b.expect(
+            `${id} wRows [${lo}, ${hi}) ${dtype} ${m}x${n}x${k} gate`,
+            rows,
+            () => matmul(tx2, tw2, { variant: id, wRows: [lo, hi], gate: tgRows }),
+          );
+        }
+      }
+    }
+  }
+}
+
 /** Batched products (rank-3 W, equal leading dims of aᵀ·b) and a weight row range. */
 function recordBatchAndRows(b: Batch, variants: readonly string[], subgroupShapes: boolean): void {
   const gpu = b.gpu;
@@ -266,6 +377,37 @@ export async function matmulVariantChecks(
 }
 
 /**
+ * Forces each variant with the GeGLU-gated epilogue (`matmul`'s `gate`) on x·Wᵀ and x·W, both
+ * dtypes of W, store and accumulate, odd and aligned shapes, gates in the tanh region and at
+ * the clamp, a batched product and a weight row range, against `matmulRef` with its gate
+ * (float64; one GPU wait).
+ *
+ * @param gpu The runtime (variants it cannot run are skipped: check `matmulCandidates`).
+ * @param options Variants (default: every id without `sg` ones), shapes (`nt`, `nn`), tolerance.
+ * @returns One result per launch.
+ * @example
+ * ```ts
+ * import { Gpu } from "../kernels/gpu.ts";
+ * import { matmulGateChecks } from "./_matmul_variant_checks.ts";
+ * const gpu = await Gpu.create();
+ * const results = await matmulGateChecks(gpu, { variants: ["reg"], shapes: { nt: [[3, 5, 7]] } });
+ * console.log(results.every((r) => r.ok)); // true
+ * gpu.destroy();
+ * ```
+ */
+export async function matmulGateChecks(
+  gpu: Gpu,
+  options: MatmulCheckOptions = {},
+): Promise<CheckResult[]> {
+  const variants = options.variants ??
+    MATMUL_VARIANTS.filter((id) => !SUBGROUP_VARIANTS.includes(id));
+  const b = new Batch(gpu, MATMUL_TOLERANCE * (options.toleranceScale ?? 1));
+  const { nt, nn } = options.shapes ?? VARIANT_SHAPES;
+  recordGated(b, variants, { nt, nn }, false);
+  return await b.results();
+}
+
+/**
  * x·Wᵀ with K = 6912 and 7001 (f32) for each variant: blocked f32 partial sums keep the error
  * within the tolerance where one running sum would not.
  *
@@ -302,7 +444,8 @@ export async function longKChecks(
 
 /**
  * Every subgroup variant ({@linkcode SUBGROUP_VARIANTS}) forced on its odd and aligned shapes,
- * dtypes, epilogues, batched products, weight row ranges and K = 6912 / 7001, against the
+ * dtypes, epilogues (the GeGLU-gated ones too), batched products, weight row ranges and
+ * K = 6912 / 7001, against the
  * float64 references. For adapters with `subgroups` (Chromium's SwiftShader; Deno's adapters
  * here have none).
  *
@@ -329,6 +472,7 @@ export async function matmulSubgroupChecks(
   const b = new Batch(gpu, MATMUL_TOLERANCE * (options.toleranceScale ?? 1));
   recordSweep(b, SUBGROUP_VARIANTS, { nt: SUBGROUP_SHAPES });
   recordBatchAndRows(b, SUBGROUP_VARIANTS, true);
+  recordGated(b, SUBGROUP_VARIANTS, { nt: SUBGROUP_SHAPES }, true);
   const long = LONG_K_SHAPES.map(([, n, k]): MatmulCase => [4, n, k]);
   const results = [
     ...(await b.results()),

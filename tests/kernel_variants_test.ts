@@ -44,6 +44,7 @@ import { trainableParameters } from "../model/trainable.ts";
 import { AdamW } from "../rl/optimizer.ts";
 import { FIXTURE, randomArray, testGpu } from "./_helpers.ts";
 import { attentionVariantWorkload } from "./_attention.ts";
+import { rmsNormFusionWorkload } from "./_rms_norm_fusion.ts";
 import { matmulVariantWorkload } from "./_matmul_variant_checks.ts";
 
 /** A pipeline's name and its constants with numbers masked: the code paths it selects. */
@@ -296,6 +297,7 @@ Deno.test("the catalogue holds every pipeline the fixture model and every launch
   await launcherWorkload(gpu);
   await matmulVariantWorkload(gpu);
   await attentionVariantWorkload(gpu);
+  await rmsNormFusionWorkload(gpu);
   const split = await Gpu.create({ maxStorageBufferBindingSize: 1024 });
   await splitWorkload(split);
   const compiled = [...gpu.pipelines.compiled, ...split.pipelines.compiled];

@@ -2,7 +2,8 @@
  * The matmul variants (`MATMUL_VARIANTS`): each one forced on every form, dtype, epilogue, odd
  * and aligned shape, batched products, weight row ranges and split weights against the float64
  * references; long reductions; the deterministic table and the candidates per adapter; the
- * tuner hook. Subgroup variants run where the adapter offers `subgroups` (Chromium runs
+ * tuner hook; the GeGLU-gated epilogue (`gate`) of every variant against float64 and against
+ * matmul-then-geglu, on split weights, and its validation. Subgroup variants run where the adapter offers `subgroups` (Chromium runs
  * `matmulSubgroupChecks` in its page).
  *
  * @module
@@ -19,13 +20,17 @@ import {
   matmulTiling,
   matmulTransA,
 } from "../kernels/matmul.ts";
+import { geglu } from "../kernels/geglu.ts";
+import { geluTanhRef } from "../kernels/geglu_ref.ts";
 import { matmulRef } from "../kernels/matmul_ref.ts";
 import { Tensor } from "../kernels/tensor.ts";
 import type { TuningJob } from "../kernels/tuning.ts";
 import type { CheckResult } from "./_browser_kernel_checks.ts";
 import {
+  gateArray,
   longKChecks,
   MATMUL_TOLERANCE,
+  matmulGateChecks,
   matmulSubgroupChecks,
   matmulVariantChecks,
   SUBGROUP_VARIANTS,
@@ -64,10 +69,71 @@ Deno.test("matmul() every variant stays within 1e-5 of float64 for K = 6912 and 
   assertAllOk(await longKChecks(gpu), PLAIN, 1);
 });
 
-Deno.test("matmul() every variant reads a split W part by part (x·Wᵀ with wRows, and x·W)", async () => {
+/** A launch on the split-W runtime and its float64 reference. */
+interface SplitCheck {
+  name: string;
+  got: Tensor;
+  want: ArrayLike<number>;
+}
+
+/**
+ * The GeGLU gate on a split W, every variant: x·W parts along K (the first writes, the others
+ * accumulate, the gate applies once, on the last part's write), store and accumulate; x·Wᵀ parts
+ * over a row range (each part gates its own columns, at a column offset).
+ */
+function splitGateChecks(split: Gpu): SplitCheck[] {
+  const checks: SplitCheck[] = [];
+  let seed = 40;
+  const m = 3;
+  // x·W, W [K, N] f32 split along K into 2–3 parts: store, and accumulate into out.
+  for (const [k, n] of [[1000, 8], [1001, 5], [1300, 8]]) {
+    const x = randomArray(m * k, seed++), w = randomArray(k * n, seed++);
+    const r = randomArray(m * n, seed++), g = gateArray(m * n, seed++);
+    const tx = Tensor.fromArray(split, x, [m, k]), tw = Tensor.fromArray(split, w, [k, n]);
+    const tg = Tensor.fromArray(split, g, [m, n]);
+    assert.ok(tw.parts.length > 1);
+    const ref = (o: { acc?: Float32Array; alpha: number }) =>
+      matmulRef(x, w, { m, n, k, transposeB: false, gate: g, ...o });
+    for (const id of PLAIN) {
+      if (!matmulCandidates(split, { form: "nn", m, n, k }).includes(id)) continue;
+      const o = { transposeB: false, gate: tg, variant: id };
+      const what = `${id} nn ${tw.parts.length} parts K=${k}`;
+      checks.push({ name: `${what} store`, got: matmul(tx, tw, o), want: ref({ alpha: 1 }) });
+      const out = Tensor.fromArray(split, r, [m, n]);
+      matmul(tx, tw, { ...o, out, accumulate: true, alpha: -0.5 });
+      checks.push({ name: `${what} accumulate`, got: out, want: ref({ acc: r, alpha: -0.5 }) });
+    }
+  }
+  // x·Wᵀ, W [1100, 8] bf16 (parts of 1024 rows), rows [1000, 1040) cross a part: each part
+  // writes its own columns (at a column offset) through the gate.
+  const [n, k, lo, hi] = [1100, 8, 1000, 1040];
+  const x = randomArray(m * k, seed++), w = randomArray(n * k, seed++);
+  const g = gateArray(m * (hi - lo), seed++, true);
+  const tx = Tensor.fromArray(split, x, [m, k]), tw = Tensor.fromArray(split, w, [n, k], "bf16");
+  const tg = Tensor.fromArray(split, g, [m, hi - lo]);
+  assert.ok(tw.parts.length > 1);
+  const full = matmulRef(x, roundToBf16(w), { m, n, k });
+  const want = Array.from(
+    { length: m * (hi - lo) },
+    (_, i) => geluTanhRef(g[i]) * full[Math.floor(i / (hi - lo)) * n + lo + (i % (hi - lo))],
+  );
+  for (const id of PLAIN) {
+    if (!matmulCandidates(split, { form: "nt", m, n: hi - lo, k, bf16: true }).includes(id)) {
+      continue;
+    }
+    const got = matmul(tx, tw, { wRows: [lo, hi], gate: tg, variant: id });
+    checks.push({ name: `${id} nt parts wRows clamp`, got, want });
+  }
+  for (const id of PLAIN) {
+    assert.ok(checks.filter((c) => c.name.startsWith(`${id} `)).length >= 3, id);
+  }
+  return checks;
+}
+
+Deno.test("matmul() every variant reads a split W part by part (x·Wᵀ with wRows, and x·W), also with the GeGLU gate", async () => {
   const split = await Gpu.create({ maxStorageBufferBindingSize: 16384 });
   try {
-    const checks: { name: string; got: Tensor; want: ArrayLike<number> }[] = [];
+    const checks: SplitCheck[] = [];
     let seed = 1;
     // x·Wᵀ, W [1100, 8] bf16 (16-byte rows: parts of 1024 rows), rows [1000, 1040) cross a part.
     const [m, n, k, lo, hi] = [3, 1100, 8, 1000, 1040];
@@ -109,6 +175,8 @@ Deno.test("matmul() every variant reads a split W part by part (x·Wᵀ with wRo
     for (const id of PLAIN) {
       assert.ok(checks.filter((c) => c.name.startsWith(`${id} `)).length >= 2, id);
     }
+    // Same runtime: its pipelines compile once (a second split runtime would recompile them).
+    checks.push(...splitGateChecks(split));
     for (const c of checks) assertClose(await c.got.read(), c.want, MATMUL_TOLERANCE, c.name);
   } finally {
     split.destroy();
@@ -232,4 +300,94 @@ Deno.test("matmul() asks the tuner with its family, shape class, candidates and 
     gpu.tuner.choose = original;
   }
   for (const t of [tx, tw]) t.dispose();
+});
+
+Deno.test("matmul() gate: every variant fuses GeGLU into the epilogue (x·Wᵀ and x·W, both dtypes, store and accumulate, odd and aligned shapes, the clamp, batch, wRows)", async () => {
+  // gelu_tanh(gate)·(out + α·x·W(ᵀ)) against float64, within 1e-5·max(1, |ref|).
+  const results = await matmulGateChecks(gpu);
+  assertAllOk(results, PLAIN, 20);
+  // The checks can fail: a tolerance 1000× tighter rejects f32 rounding somewhere.
+  const strict = await matmulGateChecks(gpu, {
+    variants: ["reg"],
+    shapes: { nt: [[37, 67, 131]], nn: [] },
+    toleranceScale: 1e-3,
+  });
+  assert.ok(strict.some((r) => !r.ok));
+});
+
+Deno.test("matmul() gate: every variant's fused result equals matmul then geglu on the GPU", async () => {
+  // Within 1e-6·max(1, |x|). On llvmpipe it is bit-identical: the fused epilogue runs the same
+  // f32 operations in the same order (`v = α·acc (+ c)`, then `_geglu_wgsl.ts`'s gelu_tanh(gate)
+  // · v), and the unfused matmul stores exactly that v before geglu reads it. An adapter whose
+  // compiler contracts a·b + c into an FMA differently in the two kernels may differ in the
+  // last bit, hence the tolerance.
+  let seed = 70;
+  const cases: { name: string; fused: Tensor; unfused: Tensor }[] = [];
+  const owned: Tensor[] = [];
+  const t = (data: Float32Array, shape: number[], dtype: "f32" | "bf16" = "f32") => {
+    const x = Tensor.fromArray(gpu, data, shape, dtype);
+    owned.push(x);
+    return x;
+  };
+  for (const form of ["nt", "nn"] as const) {
+    const transposeB = form === "nt";
+    // I % 4 = 0 runs geglu's vec4 path, odd I its scalar one.
+    for (const [m, n, k] of [[37, 67, 131], [1, 68, 132]]) {
+      const x = t(randomArray(m * k, seed++), [m, k]);
+      const w = t(randomArray(n * k, seed++), transposeB ? [n, k] : [k, n], "bf16");
+      const gate = t(gateArray(m * n, seed++), [m, n]);
+      const prior = randomArray(m * n, seed++);
+      for (const id of PLAIN) {
+        if (!matmulCandidates(gpu, { form, m, n, k, bf16: true }).includes(id)) continue;
+        const o = { variant: id, transposeB, alpha: 0.75 };
+        const name = `${id} ${form} ${m}x${n}x${k}`;
+        const up = matmul(x, w, o);
+        cases.push({
+          name: `${name} store`,
+          fused: matmul(x, w, { ...o, gate }),
+          unfused: geglu(gate, up),
+        });
+        const acc = t(prior, [m, n]), fused = t(prior, [m, n]);
+        matmul(x, w, { ...o, out: acc, accumulate: true });
+        matmul(x, w, { ...o, out: fused, accumulate: true, gate });
+        cases.push({ name: `${name} accumulate`, fused, unfused: geglu(gate, acc) });
+        owned.push(up);
+      }
+    }
+  }
+  let identical = 0;
+  for (const c of cases) {
+    const [fused, unfused] = [await c.fused.read(), await c.unfused.read()];
+    assertClose(fused, unfused, 1e-6, c.name);
+    if (fused.every((v, i) => Object.is(v, unfused[i]))) identical++;
+  }
+  console.log(`fused == unfused bit for bit in ${identical} of ${cases.length} launches`);
+  for (const x of [...owned, ...cases.flatMap((c) => [c.fused, c.unfused])]) {
+    if (!x.disposed) x.dispose();
+  }
+});
+
+Deno.test("matmul() gate: rejects a mismatched, non-f32 or aliasing gate and a gate with a residual", () => {
+  const x = Tensor.zeros(gpu, [3, 4]), w = Tensor.zeros(gpu, [5, 4], "bf16");
+  const out = Tensor.zeros(gpu, [3, 5]), gate = Tensor.zeros(gpu, [3, 5]);
+  const says = (text: string) => (e: unknown) =>
+    e instanceof ShapeError && e.message.startsWith("matmul: ") && e.message.includes(text);
+  assert.throws(() => matmul(x, w, { gate: Tensor.zeros(gpu, [3, 4]) }), says("gate must hold"));
+  assert.throws(
+    () => matmul(x, w, { gate: Tensor.zeros(gpu, [3, 5], "bf16") }),
+    says("gate must be f32"),
+  );
+  assert.throws(() => matmul(x, w, { out, gate: out }), says("gate must not alias out"));
+  assert.throws(
+    () => matmul(x, w, { out, accumulate: true, gate: out }),
+    says("gate must not alias out"),
+  );
+  assert.throws(
+    () => matmul(x, w, { gate, residual: Tensor.zeros(gpu, [3, 5]) }),
+    says("gate and residual are exclusive"),
+  );
+  // The valid call works (gelu_tanh(0)·0 = 0).
+  const y = matmul(x, w, { out, gate });
+  assert.equal(y, out);
+  for (const t of [x, w, out, gate]) t.dispose();
 });
