@@ -347,6 +347,16 @@ function recordBatchAndRows(b: Batch, variants: readonly string[], subgroupShape
   }
 }
 
+/** The variants a check forces (default: every id without `sg` ones) and its batch. */
+function checkBatch(
+  gpu: Gpu,
+  options: MatmulCheckOptions,
+): { variants: readonly string[]; b: Batch } {
+  const variants = options.variants ??
+    MATMUL_VARIANTS.filter((id) => !SUBGROUP_VARIANTS.includes(id));
+  return { variants, b: new Batch(gpu, MATMUL_TOLERANCE * (options.toleranceScale ?? 1)) };
+}
+
 /**
  * Forces each variant on every form, dtype, epilogue, odd and aligned shape, batched products
  * and weight row ranges, and compares with the float64 references (one GPU wait).
@@ -368,9 +378,7 @@ export async function matmulVariantChecks(
   gpu: Gpu,
   options: MatmulCheckOptions = {},
 ): Promise<CheckResult[]> {
-  const variants = options.variants ??
-    MATMUL_VARIANTS.filter((id) => !SUBGROUP_VARIANTS.includes(id));
-  const b = new Batch(gpu, MATMUL_TOLERANCE * (options.toleranceScale ?? 1));
+  const { variants, b } = checkBatch(gpu, options);
   recordSweep(b, variants, options.shapes ?? VARIANT_SHAPES);
   recordBatchAndRows(b, variants, false);
   return await b.results();
@@ -399,9 +407,7 @@ export async function matmulGateChecks(
   gpu: Gpu,
   options: MatmulCheckOptions = {},
 ): Promise<CheckResult[]> {
-  const variants = options.variants ??
-    MATMUL_VARIANTS.filter((id) => !SUBGROUP_VARIANTS.includes(id));
-  const b = new Batch(gpu, MATMUL_TOLERANCE * (options.toleranceScale ?? 1));
+  const { variants, b } = checkBatch(gpu, options);
   const { nt, nn } = options.shapes ?? VARIANT_SHAPES;
   recordGated(b, variants, { nt, nn }, false);
   return await b.results();
@@ -427,9 +433,7 @@ export async function longKChecks(
   gpu: Gpu,
   options: MatmulCheckOptions = {},
 ): Promise<CheckResult[]> {
-  const variants = options.variants ??
-    MATMUL_VARIANTS.filter((id) => !SUBGROUP_VARIANTS.includes(id));
-  const b = new Batch(gpu, MATMUL_TOLERANCE * (options.toleranceScale ?? 1));
+  const { variants, b } = checkBatch(gpu, options);
   for (const [m, n, k] of options.shapes?.nt ?? LONG_K_SHAPES) {
     const x = randomArray(m * k, k), w = randomArray(n * k, k + 1);
     const tx = b.tensor(x, [m, k]), tw = b.tensor(w, [n, k]);
