@@ -12,7 +12,7 @@ import { rmsNorm } from "../kernels/rms_norm.ts";
 import { Tensor } from "../kernels/tensor.ts";
 import { disposeTokenBatch, makeTokenBatch } from "./batch.ts";
 import type { KvCache, KvCacheStep } from "./kv_cache.ts";
-import { type AttendFn, decoderLayerForward, type LayerStack } from "./layer.ts";
+import { type AttendFn, forwardLayers, type LayerStack } from "./layer.ts";
 
 /**
  * Runs right-padded prompts through the stack, writing each prompt's `len_b` valid K/V rows
@@ -93,10 +93,11 @@ function cachedLayers(
   run: { readonly h: Tensor; readonly positions: Tensor; readonly cache: KvCache },
   attendFor: (layer: number) => AttendFn,
 ): void {
-  for (let l = 0; l < stack.config.numLayers; l++) {
-    const ctx = stack.layerContext(l, run.cache.maxLength);
-    decoderLayerForward(ctx, run.h, { positions: run.positions, attend: attendFor(l) });
-  }
+  forwardLayers(stack, run.h, {
+    positions: run.positions,
+    maxPositions: run.cache.maxLength,
+    attendFor,
+  });
 }
 
 /** Final norm and tied head of `[B, D]` hidden rows (consumed) → logits `[B, V]`. */

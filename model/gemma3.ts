@@ -28,7 +28,7 @@ import { decodeKvStep, prefillKvCache } from "./_kv_forward.ts";
 import {
   type AttendFn,
   copyOf,
-  decoderLayerForward,
+  forwardLayers,
   type LayerContext,
   type LayerStack,
 } from "./layer.ts";
@@ -210,14 +210,13 @@ export class Gemma3 implements DecoderModel, LayerStack {
     const h = embedding(this.weights.embed, batch.ids, { scale: this.embedScale });
     onLayer?.(-1, "hidden", h);
     const attend = this.prefillAttend(batch);
-    for (let l = 0; l < c.numLayers; l++) {
-      decoderLayerForward(this.layerContext(l, batch.seq), h, {
-        positions: batch.positions,
-        attend,
-        trace: onLayer && ((n, t) => onLayer(l, n, t)),
-      });
-      onLayer?.(l, "hidden", h);
-    }
+    forwardLayers(this, h, {
+      positions: batch.positions,
+      maxPositions: batch.seq,
+      attendFor: () => attend,
+      trace: onLayer,
+      afterLayer: onLayer && ((l, t) => onLayer(l, "hidden", t)),
+    });
     const out = rmsNorm(h, this.weights.finalNorm, { eps: c.rmsNormEps });
     h.dispose();
     return out;

@@ -8,7 +8,8 @@
  * {@linkcode LayerSaved}); without it, intermediates go back to the pool as soon as they are
  * consumed. Three steps may run fused (`layer_fusion.ts`, chosen per adapter by the tuner):
  * q/k norm with RoPE, the post-attention residual norm with the pre-feedforward norm, and —
- * without saving — GeGLU in the up-projection's epilogue.
+ * without saving — GeGLU in the up-projection's epilogue and the post-feedforward residual norm
+ * with the next layer's input norm ({@linkcode forwardLayers}).
  *
  * @module
  */
@@ -24,7 +25,7 @@ import type { TokenBatch } from "./batch.ts";
 import type { Gemma3Config } from "./config.ts";
 import type { Gemma3Weights, LayerWeightName, LoraTarget } from "./gemma3_weights.ts";
 import type { LoraPair } from "./lora.ts";
-import { gegluUpBench, normChainBench, normRopeBench, useFusion } from "./layer_fusion.ts";
+import { chainsNorms, gegluUpBench, normRopeBench, useFusion } from "./layer_fusion.ts";
 
 /** What one layer's forward needs besides its input. */
 export interface LayerContext {
@@ -172,6 +173,16 @@ export interface LayerForwardOptions {
    * tensors are only valid during the call (copy them).
    */
   readonly trace?: (name: "attnOut" | "mlpOut", t: Tensor) => void;
+  /**
+   * Without saving: `input_layernorm(h)` `[T, D]` as the previous layer's post-feedforward norm
+   * wrote it (its `nextInputNorm`); the layer uses it instead of norming `h`, and frees it.
+   */
+  readonly inputNorm?: Tensor;
+  /**
+   * Without saving: the post-feedforward residual norm also writes `norm(h)·(1 + w)` into
+   * `out` `[T, D]` — the next layer's input norm, chained (see {@linkcode forwardLayers}).
+   */
+  readonly nextInputNorm?: { readonly w: Tensor; readonly out: Tensor };
 }
 
 /**
@@ -202,14 +213,19 @@ export function decoderLayerForward(
   h: Tensor,
   options: LayerForwardOptions,
 ): LayerSaved | null {
-  const { positions, attend, save = false, trace } = options;
+  const { positions, attend, save = false, trace, inputNorm, nextInputNorm } = options;
+  if (save && (inputNorm || nextInputNorm)) {
+    throw new Error(
+      "decoderLayerForward: inputNorm and nextInputNorm are for forwards without saving",
+    );
+  }
   const { config: c, weights: w } = ctx;
   const tokens = h.shape[0];
   const eps = c.rmsNormEps;
   const gpu = h.gpu;
   const hIn = save ? copyOf(h) : null;
   const rstdIn = save ? emptyLike(gpu, [tokens]) : undefined;
-  const x = rmsNorm(h, w.input_layernorm, { eps, rstd: rstdIn });
+  const x = inputNorm ?? rmsNorm(h, w.input_layernorm, { eps, rstd: rstdIn });
   const loraXa: Partial<Record<LoraTarget, Tensor>> = {};
   const xa = save ? loraXa : undefined;
 
@@ -247,12 +263,7 @@ export function decoderLayerForward(
   const rstdO = save ? emptyLike(gpu, [tokens]) : undefined;
   const rstdMid = save ? emptyLike(gpu, [tokens]) : undefined;
   const d = c.hiddenSize;
-  const chain = useFusion(gpu, {
-    fusion: "norm_chain",
-    tokens,
-    shape: `d${d}:${w.pre_feedforward_layernorm.dtype}`,
-    prepare: () => normChainBench(gpu, { tokens, d, wDtype: w.pre_feedforward_layernorm.dtype }),
-  });
+  const chain = chainsNorms(gpu, { tokens, d, wDtype: w.pre_feedforward_layernorm.dtype });
   // h ← h + post_attention_norm(o), then x₂ = pre_feedforward_norm(h): one launch when chained.
   let x2: Tensor;
   if (chain) {
@@ -280,7 +291,13 @@ export function decoderLayerForward(
   const down = projection(ctx, "down_proj", { x: act, xa });
   if (trace) trace("mlpOut", down);
   const rstdDown = save ? emptyLike(gpu, [tokens]) : undefined;
-  rmsNorm(down, w.post_feedforward_layernorm, { eps, residual: h, out: h, rstd: rstdDown });
+  rmsNorm(down, w.post_feedforward_layernorm, {
+    eps,
+    residual: h,
+    out: h,
+    rstd: rstdDown,
+    next: nextInputNorm,
+  });
 
   if (!save) {
     for (const t of [x, qRaw, kRaw, q, k, vFlat, attn, o, x2, gate, up, act, down]) t?.dispose();
@@ -312,6 +329,60 @@ export function decoderLayerForward(
     rstdDown: rstdDown!,
     loraXa,
   };
+}
+
+/** Options of {@linkcode forwardLayers}. */
+export interface ForwardLayersOptions {
+  /** i32 `[T]` RoPE positions. */
+  readonly positions: Tensor;
+  /** Largest position + 1 that will be roped (for `layerContext`). */
+  readonly maxPositions: number;
+  /** The attention step of each layer. */
+  readonly attendFor: (layer: number) => AttendFn;
+  /** Called with the residual stream before each layer (e.g. to keep a copy of its input). */
+  readonly beforeLayer?: (layer: number, h: Tensor) => void;
+  /** Called with the residual stream after each layer. */
+  readonly afterLayer?: (layer: number, h: Tensor) => void;
+  /** Receives each layer's o_proj / down_proj outputs (valid only during the call). */
+  readonly trace?: (layer: number, name: "attnOut" | "mlpOut", t: Tensor) => void;
+}
+
+/**
+ * Runs every decoder layer on `h` `[T, D]` in place, without saving. Where the tuner chains
+ * norms (`norm_chain`), each layer's post-feedforward residual norm also writes the next layer's
+ * input norm, so a layer begins with its projections.
+ *
+ * @param stack The model's layers.
+ * @param h Residual stream `[T, D]` (updated in place).
+ * @param options Positions, attention per layer, hooks.
+ * @example
+ * ```ts ignore
+ * forwardLayers(model, h, { positions, maxPositions: batch.seq, attendFor: () => attend });
+ * ```
+ */
+export function forwardLayers(stack: LayerStack, h: Tensor, options: ForwardLayersOptions): void {
+  const { config: c, gpu } = stack;
+  const tokens = h.shape[0];
+  const layers = stack.weights.layers;
+  const wDtype = layers[0]?.input_layernorm.dtype ?? "f32";
+  const chain = chainsNorms(gpu, { tokens, d: c.hiddenSize, wDtype });
+  let inputNorm: Tensor | undefined;
+  for (let l = 0; l < c.numLayers; l++) {
+    options.beforeLayer?.(l, h);
+    const trace = options.trace;
+    const nextInputNorm = chain && l + 1 < c.numLayers
+      ? { w: layers[l + 1].input_layernorm, out: emptyLike(gpu, [tokens, c.hiddenSize]) }
+      : undefined;
+    decoderLayerForward(stack.layerContext(l, options.maxPositions), h, {
+      positions: options.positions,
+      attend: options.attendFor(l),
+      trace: trace && ((name, t) => trace(l, name, t)),
+      inputNorm,
+      nextInputNorm,
+    });
+    inputNorm = nextInputNorm?.out;
+    options.afterLayer?.(l, h);
+  }
 }
 
 /**

@@ -10,8 +10,12 @@
  *   backward pass needs `up`): rollouts, reference and old-policy log-probs, evaluation.
  * - `norm_rope`: RoPE inside the per-head q/k RMSNorm (`rmsNorm`'s `rope` option; Gemma 3 norms
  *   q and k between the projection and RoPE, so this is where "RoPE into the QKV epilogue" lands).
- * - `norm_chain`: the pre-feedforward RMSNorm inside the post-attention residual norm's launch
- *   (`rmsNorm`'s `next` option): the new residual row is normed again without re-reading it.
+ * - `norm_chain`: the pre-feedforward RMSNorm inside the post-attention residual norm's launch,
+ *   and (forwards without saving, `forwardLayers`) the next layer's input RMSNorm inside the
+ *   post-feedforward one (`rmsNorm`'s `next` option): the new residual row is normed again
+ *   without re-reading it. This is where "RMSNorm into the following matmul" lands: the normed
+ *   rows are read by three projections and their LoRA products, and by the backward pass, so
+ *   they are written once by the launch that forms the residual row.
  *
  * @module
  */
@@ -233,4 +237,29 @@ export function normChainBench(gpu: Gpu, s: NormChainSizes): TuningBench {
     },
     dispose: () => [o, h, w1, w2, x2, r1, r2].forEach((t) => t.dispose()),
   };
+}
+
+/**
+ * Whether residual norms chain the norm that follows them (`norm_chain`): inside a layer the
+ * pre-feedforward norm, across layers the next layer's input norm.
+ *
+ * @param gpu The runtime.
+ * @param s Rows and the norm weights' dtype.
+ * @returns True to chain.
+ * @example
+ * ```ts
+ * import { Gpu } from "../kernels/gpu.ts";
+ * import { chainsNorms } from "./layer_fusion.ts";
+ * const gpu = await Gpu.create();
+ * console.log(chainsNorms(gpu, { tokens: 4, d: 1152, wDtype: "bf16" })); // true (the table)
+ * gpu.destroy();
+ * ```
+ */
+export function chainsNorms(gpu: Gpu, s: NormChainSizes): boolean {
+  return useFusion(gpu, {
+    fusion: "norm_chain",
+    tokens: s.tokens,
+    shape: `d${s.d}:${s.wDtype}`,
+    prepare: () => normChainBench(gpu, s),
+  });
 }

@@ -19,7 +19,13 @@ import { rmsNormBackward } from "../kernels/rms_norm_backward.ts";
 import { Tensor } from "../kernels/tensor.ts";
 import type { TokenBatch } from "./batch.ts";
 import { decoderLayerBackward, type GradientSet } from "./backward.ts";
-import { copyOf, decoderLayerForward, disposeLayerSaved, type LayerStack } from "./layer.ts";
+import {
+  copyOf,
+  decoderLayerForward,
+  disposeLayerSaved,
+  forwardLayers,
+  type LayerStack,
+} from "./layer.ts";
 
 /** Options of {@linkcode trainForward}. */
 export interface TrainForwardOptions {
@@ -124,10 +130,12 @@ export function trainForward(
   const step = { positions: batch.positions, attend };
   const h = embedding(model.weights.embed, batch.ids, { scale: model.embedScale });
   const layerInputs: Tensor[] = [];
-  for (let l = 0; l < c.numLayers; l++) {
-    layerInputs.push(copyOf(h));
-    decoderLayerForward(model.layerContext(l, batch.seq), h, step);
-  }
+  forwardLayers(model, h, {
+    positions: batch.positions,
+    maxPositions: batch.seq,
+    attendFor: () => attend,
+    beforeLayer: (_, input) => void layerInputs.push(copyOf(input)),
+  });
   const rstdFinal = Tensor.empty(gpu, [T], "f32");
   const hn = rmsNorm(h, model.weights.finalNorm, { eps: c.rmsNormEps, rstd: rstdFinal });
   const { logprobs, lse, entropy } = tokenLogprobs(

@@ -4,6 +4,7 @@ import { Tensor } from "../kernels/tensor.ts";
 import { FUSION_FAMILY, type FusionChoice } from "../model/layer_fusion.ts";
 import { disposeTokenBatch, makeTokenBatch } from "../model/batch.ts";
 import { loadGemma3 } from "../model/gemma3_fs.ts";
+import { decoderLayerForward } from "../model/layer.ts";
 import { decodeFloat32 } from "../model/safetensors_dtype.ts";
 import { openSafetensors } from "../model/safetensors_fs.ts";
 import { trainForward } from "../model/train_pass.ts";
@@ -21,6 +22,10 @@ interface FusionRun {
   readonly grads: Map<string, Float32Array>;
   /** Kernel names the device compiled during the forward without saving. */
   readonly forwardKernels: ReadonlySet<string>;
+  /** Launches of the first sequence's forward. */
+  readonly forwardLaunches: number;
+  /** Decoder layers. */
+  readonly layers: number;
 }
 
 async function runFixture(choice: FusionChoice): Promise<FusionRun> {
@@ -30,14 +35,32 @@ async function runFixture(choice: FusionChoice): Promise<FusionRun> {
     const forward = JSON.parse(await Deno.readTextFile(`${FIXTURE}/forward.json`));
     const st = await openSafetensors(`${FIXTURE}/forward.safetensors`);
     const logits: Float32Array[] = [];
+    let forwardLaunches = 0;
     for (const s of forward.sequences) {
+      const before = gpu.dispatchCount;
       const got = await base.logits(s.input_ids);
+      forwardLaunches ||= gpu.dispatchCount - before;
       const want = decodeFloat32(st.info(s.logits_tensor).dtype, await st.read(s.logits_tensor));
       assertClose(got, want, 1e-4, `${choice}: logits of sequence ${s.index}`);
       logits.push(got);
     }
     st.close();
     const forwardKernels = new Set(gpu.pipelines.compiled.map((p) => p.name));
+    // A chained input norm only exists in forwards without saving: asking to save refuses it.
+    const h = Tensor.zeros(gpu, [1, base.config.hiddenSize]);
+    const positions = Tensor.zeros(gpu, [1], "i32");
+    const attend = () => ({ out: h, lse: null });
+    assert.throws(
+      () =>
+        decoderLayerForward(base.layerContext(0, 1), h, {
+          positions,
+          attend,
+          save: true,
+          inputNorm: h,
+        }),
+      /inputNorm and nextInputNorm are for forwards without saving/,
+    );
+    for (const t of [h, positions]) t.dispose();
     const g = JSON.parse(await Deno.readTextFile(`${FIXTURE}/greedy.json`));
     const [greedy] = await base.generate([g.prompt_ids], {
       maxNewTokens: g.generated_ids.length,
@@ -78,7 +101,8 @@ async function runFixture(choice: FusionChoice): Promise<FusionRun> {
     for (const t of [dLogp, targetTensor]) t.dispose();
     disposeTokenBatch(batch);
     trainable.dispose();
-    return { logits, greedy, logprobs, grads, forwardKernels };
+    const layers = model.config.numLayers;
+    return { logits, greedy, logprobs, grads, forwardKernels, forwardLaunches, layers };
   } finally {
     gpu.destroy();
   }
@@ -93,6 +117,9 @@ Deno.test("layer fusions: fused and separate paths both match the fixture and ea
     assert.ok(!fused.forwardKernels.has(name), `fused forward compiled ${name}`);
     assert.ok(separate.forwardKernels.has(name), `separate forward did not compile ${name}`);
   }
+  // Per layer the fused forward saves two RoPE launches, the pre-feedforward norm, GeGLU and
+  // (chained from the layer before; not in the first layer) the input norm.
+  assert.equal(separate.forwardLaunches - fused.forwardLaunches, 5 * fused.layers - 1);
   // Fusion moves no float operation across a rounding step that matters: the two paths agree
   // far inside the fixture tolerance.
   fused.logits.forEach((l, i) => assertClose(l, separate.logits[i], 1e-5, `logits ${i}`));
