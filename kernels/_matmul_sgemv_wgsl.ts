@@ -6,7 +6,7 @@
  * @module
  */
 
-import { WGSL_EPILOGUE } from "./_matmul_wgsl.ts";
+import { WGSL_EPILOGUE, WGSL_MATMUL_PARAMS } from "./_matmul_wgsl.ts";
 
 /** The constants one subgroup GEMV pipeline is specialised on (its pipeline-cache key). */
 export interface MatmulSgemvConstants {
@@ -80,16 +80,8 @@ export function matmulSgemvSource(c: MatmulSgemvConstants): string {
       }\n`;
   }
   return /* wgsl */ `enable subgroups;
-struct Params {
-  M: u32, N: u32, K: u32,        // output rows (≤ ${rows}), output columns, reduction length
-  lda: u32, ldb: u32, ldc: u32,  // row strides in elements
-  a_off: u32, b_off: u32,        // k offset into a rows, element offset into b
-  c_off: u32,                    // column offset into c rows
-  sa: u32, sb: u32, sc: u32,     // batch strides in elements
-  alpha: f32,
-  mode: u32,                     // 0: c = α·acc, 1: c += α·acc, 2: c = r + α·acc,
-                                 // 3: c = gelu(r)·α·acc, 4: c = gelu(r)·(c + α·acc)
-}
+struct Params {  // M ≤ ${rows}
+${WGSL_MATMUL_PARAMS}}
 @group(0) @binding(0) var<uniform> p: Params;
 @group(0) @binding(1) var<storage, read> a: array<${aType}>;  // [batch, M, lda] (K values from a_off), f32
 @group(0) @binding(2) var<storage, read> b: array<${bType}>;  // [batch, N, ldb], ${

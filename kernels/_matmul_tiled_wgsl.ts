@@ -6,7 +6,7 @@
  * @module
  */
 
-import { type MatmulForm, WGSL_EPILOGUE } from "./_matmul_wgsl.ts";
+import { type MatmulForm, WGSL_EPILOGUE, WGSL_MATMUL_PARAMS } from "./_matmul_wgsl.ts";
 
 /**
  * The `trans` uniform of a form: bit 0 `a` is `[K, M]` (`aᵀ·b`), bit 1 `b` is `[N, K]` (`a·bᵀ`).
@@ -209,16 +209,8 @@ export function matmulTileSource(c: MatmulTileConstants): string {
   }
 
   return /* wgsl */ `
-struct Params {
-  M: u32, N: u32, K: u32,        // output rows, output columns, reduction length
-  lda: u32, ldb: u32, ldc: u32,  // row strides in elements
-  a_off: u32, b_off: u32,        // k offset into a rows, element offset into b
-  c_off: u32,                    // column offset into c rows
-  sa: u32, sb: u32, sc: u32,     // batch strides in elements (sc: per c block)
-  alpha: f32,
-  mode: u32,                     // 0: c = α·acc, 1: c += α·acc, 2: c = r + α·acc,
-                                 // 3: c = gelu(r)·α·acc, 4: c = gelu(r)·(c + α·acc)
-  splits: u32,                   // k slices per product (c blocks per product)
+struct Params {  // sc: per c block
+${WGSL_MATMUL_PARAMS}  splits: u32,                   // k slices per product (c blocks per product)
   k_chunk: u32,                  // k values per slice (a multiple of ${bk})
   trans: u32,                    // bit 0: a is [K, M] (aᵀ·b); bit 1: b is [N, K] (a·bᵀ)
 }

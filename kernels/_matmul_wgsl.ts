@@ -68,6 +68,21 @@ fn gate_output(o: u32) {
   c[o] = gelu_tanh(r[o]) * c[o];
 }`;
 
+/**
+ * WGSL: the uniform fields every matmul kernel starts its `Params` with, in the order
+ * `_matmul_launch.ts` writes them (the tiled kernel appends its own).
+ */
+export const WGSL_MATMUL_PARAMS: string =
+  `  M: u32, N: u32, K: u32,        // output rows, output columns, reduction length
+  lda: u32, ldb: u32, ldc: u32,  // row strides in elements
+  a_off: u32, b_off: u32,        // k offset into a rows, element offset into b
+  c_off: u32,                    // column offset into c rows
+  sa: u32, sb: u32, sc: u32,     // batch strides in elements
+  alpha: f32,
+  mode: u32,                     // 0: c = α·acc, 1: c += α·acc, 2: c = r + α·acc,
+                                 // 3: c = gelu(r)·α·acc, 4: c = gelu(r)·(c + α·acc)
+`;
+
 /** The constants one matmul pipeline is specialised on (its pipeline-cache key). */
 export interface MatmulVariant {
   /** Operand layout. */
@@ -231,15 +246,7 @@ export function matmulSource(v: MatmulVariant): string {
     : ["[batch, K, M]", "[batch, K, N]"];
   return /* wgsl */ `
 struct Params {
-  M: u32, N: u32, K: u32,        // output rows, output columns, reduction length
-  lda: u32, ldb: u32, ldc: u32,  // row strides in elements
-  a_off: u32, b_off: u32,        // k offset into a rows, element offset into b
-  c_off: u32,                    // column offset into c rows
-  sa: u32, sb: u32, sc: u32,     // batch strides in elements
-  alpha: f32,
-  mode: u32,                     // 0: c = α·acc, 1: c += α·acc, 2: c = r + α·acc,
-                                 // 3: c = gelu(r)·α·acc, 4: c = gelu(r)·(c + α·acc)
-}
+${WGSL_MATMUL_PARAMS}}
 @group(0) @binding(0) var<uniform> p: Params;
 @group(0) @binding(1) var<storage, read> a: array<${aType}>;  // ${aShape}, f32
 @group(0) @binding(2) var<storage, read> b: array<${bType}>;  // ${bShape}, ${
