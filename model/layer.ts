@@ -366,10 +366,10 @@ export function forwardLayers(stack: LayerStack, h: Tensor, options: ForwardLaye
   const layers = stack.weights.layers;
   const wDtype = layers[0]?.input_layernorm.dtype ?? "f32";
   const chain = chainsNorms(gpu, { tokens, d: c.hiddenSize, wDtype });
+  const trace = options.trace;
   let inputNorm: Tensor | undefined;
   for (let l = 0; l < c.numLayers; l++) {
     options.beforeLayer?.(l, h);
-    const trace = options.trace;
     const nextInputNorm = chain && l + 1 < c.numLayers
       ? { w: layers[l + 1].input_layernorm, out: emptyLike(gpu, [tokens, c.hiddenSize]) }
       : undefined;
