@@ -284,12 +284,7 @@ export function accSource(c: AccConstants): string {
     else if (!c.a4) setup += `let ar${i} = ${row};\n`;
   }
   for (let g = 0; g < tn4; g++) {
-    if (c.vec) setup += `let bc${g} = p.b_off + min(col0 + ${g * 4}u, p.N - 4u);\n`;
-    else {
-      for (let j = 0; j < 4; j++) {
-        setup += `let bc${g}_${j} = p.b_off + min(col0 + ${g * 4 + j}u, p.N - 1u);\n`;
-      }
-    }
+    setup += columnBases(c.vec, g);
     for (let i = 0; i < tm; i++) {
       setup += `var acc${i}_${g} = vec4<f32>();\nvar tot${i}_${g} = vec4<f32>();\n`;
       flush += `tot${i}_${g} += acc${i}_${g}; acc${i}_${g} = vec4<f32>();\n`;
@@ -345,6 +340,15 @@ ${accStep(c, 1)}  }
 }`;
 }
 
+/** WGSL: the clamped column offsets into `b` of column quad `g` (one vec4 or four scalars). */
+function columnBases(vec: boolean, g: number): string {
+  if (vec) return `let bc${g} = p.b_off + min(col0 + ${g * 4}u, p.N - 4u);\n`;
+  return [0, 1, 2, 3].map((j) =>
+    `let bc${g}_${j} = p.b_off + min(col0 + ${g * 4 + j}u, p.N - 1u);\n`
+  )
+    .join("");
+}
+
 /**
  * WGSL of the `sg` variant of `logprobs_dh` (constant `sg: true`): split-K. A workgroup owns
  * one `TM × 4·TN4` tile of dh; lane `l` sums k = 4l, 4l + 4·WG, … (then the tail k ≥ K & ~3 one
@@ -360,12 +364,7 @@ function accSubgroupSource(c: AccConstants): string {
   let setup = "", reduce = "", store = "";
   for (let i = 0; i < tm; i++) setup += `let ar${i} = min(row0 + ${i}u, p.M - 1u) * p.ldz;\n`;
   for (let g = 0; g < tn4; g++) {
-    if (c.vec) setup += `let bc${g} = p.b_off + min(col0 + ${g * 4}u, p.N - 4u);\n`;
-    else {
-      for (let j = 0; j < 4; j++) {
-        setup += `let bc${g}_${j} = p.b_off + min(col0 + ${g * 4 + j}u, p.N - 1u);\n`;
-      }
-    }
+    setup += columnBases(c.vec, g);
     for (let i = 0; i < tm; i++) {
       const o = i * tn4 + g;
       setup += `var acc${i}_${g} = vec4<f32>();\n`;
